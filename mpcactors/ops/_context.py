@@ -33,7 +33,7 @@ class OpContext:
         path: the op's address, e.g. ``(b"job-1", 17)``; sub-steps extend it with :meth:`child`.
     """
 
-    __slots__ = ("party", "parties", "seeds", "path", "_counter")
+    __slots__ = ("party", "parties", "seeds", "path", "_counters")
 
     def __init__(
         self,
@@ -46,7 +46,10 @@ class OpContext:
         self.parties = tuple(parties)
         self.seeds = seeds
         self.path = path
-        self._counter = itertools.count()
+        # One counter per seed key: two parties sharing a seed agree on a stream as long as they
+        # make the same sequence of calls *for that key*, whatever they do with other keys (a
+        # dealer walks every holder's stream; each holder walks only its own).
+        self._counters: dict[frozenset[str], int] = {}
 
     @property
     def others(self) -> tuple[str, ...]:
@@ -60,15 +63,18 @@ class OpContext:
         """A fresh PRG stream shared with ``parties`` (this party is always included).
 
         ``ctx.prg()`` is private to this party; ``ctx.prg("bob")`` is shared with bob;
-        ``ctx.prg(*ctx.others)`` is shared by all. Each call returns the next stream of this op,
-        so both sides must call in the same order.
+        ``ctx.prg(*ctx.others)`` is shared by all. Each call returns the next stream of this op
+        for that set of parties, so the parties sharing it must make their calls for that set in
+        the same order (calls for other sets do not matter).
         """
         key = frozenset((self.party, *parties))
         try:
             seed = self.seeds[key]
         except KeyError:
             raise KeyError(f"no seed shared by {sorted(key)} in this job") from None
-        label = _label(self.path, next(self._counter), key)
+        counter = self._counters.get(key, 0)
+        self._counters[key] = counter + 1
+        label = _label(self.path, counter, key)
         return Prg(stream_key(seed, label))
 
 
