@@ -37,6 +37,7 @@ class LinkOptions:
     heartbeat_interval_s: float = 1.0  # PING period; liveness and RTT
     chunk_bytes: int = 256 * 1024  # large payloads are cut into chunks of this size
     unopened_job_timeout_s: float = 30.0  # how long messages for an unopened job may wait
+    max_message_bytes: int = 1 << 30  # largest single message (encoded payload) on a link
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
