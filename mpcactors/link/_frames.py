@@ -1,0 +1,358 @@
+"""Sans-IO frame codec: frames are values, the wire is ``u32 length | body``.
+
+Theory of operation
+-------------------
+Every frame on a link is::
+
+    u32 BE body length | u32 BE header length | msgpack header | tail
+
+The msgpack header is ``[kind, field, ...]``; only DATA has a tail, the concatenated chunk bytes
+of its entries (each entry's header records its length). Keeping bulk bytes out of msgpack lets
+:func:`encode_frame` return a list of buffers (header bytes plus memoryviews of the payloads)
+that the caller joins once, and lets :class:`FrameDecoder` hand out chunk data as zero-copy
+memoryviews of the received body.
+
+:class:`FrameDecoder` is h11-style: ``receive_data(bytes)`` buffers, ``next_frame()`` returns a
+frame or :data:`NEED_DATA`. A body length over ``max_frame_bytes`` raises
+:class:`~mpcactors.ProtocolError` as soon as the 4-byte prefix is seen, before any of the body is
+buffered; a body is assembled in one preallocated buffer of exactly the announced size. Garbage,
+truncated or inconsistent bodies raise ProtocolError too. The decoder is poisoned after an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+from collections import deque
+from typing import Any, Final
+
+import msgpack
+
+from .._errors import ProtocolError
+
+__all__ = [
+    "NEED_DATA",
+    "Ack",
+    "Chunk",
+    "Close",
+    "Credit",
+    "Data",
+    "Frame",
+    "FrameDecoder",
+    "FrameKind",
+    "Hello",
+    "JobAbort",
+    "Ping",
+    "Pong",
+    "encode_frame",
+]
+
+_PREFIX = struct.Struct(">II")
+#: Bytes of framing before the msgpack header.
+PREFIX_BYTES: Final = _PREFIX.size
+
+
+class FrameKind(enum.IntEnum):
+    """Wire code of each frame kind."""
+
+    HELLO = 1  # handshake: who I am, which cluster, what I already received from you
+    DATA = 2  # a batch of message chunks of any jobs and channels, with a sequence number
+    ACK = 3  # cumulative: every DATA frame up to seq arrived
+    CREDIT = 4  # cumulative flow-control limit of one job's bytes
+    PING = 5  # liveness and RTT probe
+    PONG = 6  # echo of a PING's timestamp
+    JOB_ABORT = 7  # a party aborted a job; every receive of it fails
+    CLOSE = 8  # orderly goodbye (or a refused handshake, with the reason)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hello:
+    party: str
+    cluster: str
+    version: int
+    session_id: str
+    peer_session_id: str  # the peer session recv_seq refers to ("" if none yet)
+    recv_seq: int  # last DATA seq received in order from that peer session
+    job_window: int  # the byte window this party grants every job initially
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of one message: bytes ``offset:offset+len(data)`` of ``total``."""
+
+    job: str
+    channel: str
+    msg: int  # per (job, channel) message number, from 0
+    offset: int
+    total: int
+    data: bytes | memoryview
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Data:
+    seq: int
+    ack: int  # piggybacked cumulative ACK
+    chunks: tuple[Chunk, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credit:
+    job: str
+    limit: int  # cumulative bytes of the job the sender may have sent in total
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    t: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pong:
+    t: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobAbort:
+    job: str
+    party: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Close:
+    reason: str
+
+
+Frame = Hello | Data | Ack | Credit | Ping | Pong | JobAbort | Close
+
+_KIND_OF: dict[type, FrameKind] = {
+    Hello: FrameKind.HELLO,
+    Data: FrameKind.DATA,
+    Ack: FrameKind.ACK,
+    Credit: FrameKind.CREDIT,
+    Ping: FrameKind.PING,
+    Pong: FrameKind.PONG,
+    JobAbort: FrameKind.JOB_ABORT,
+    Close: FrameKind.CLOSE,
+}
+# Field types of the simple frames, in order, for validation on decode.
+_FIELDS: dict[FrameKind, tuple[type, tuple[type | tuple[type, ...], ...]]] = {
+    FrameKind.HELLO: (Hello, (str, str, int, str, str, int, int)),
+    FrameKind.ACK: (Ack, (int,)),
+    FrameKind.CREDIT: (Credit, (str, int)),
+    FrameKind.PING: (Ping, ((int, float),)),
+    FrameKind.PONG: (Pong, ((int, float),)),
+    FrameKind.JOB_ABORT: (JobAbort, (str, str, str)),
+    FrameKind.CLOSE: (Close, (str,)),
+}
+_FIELD_NAMES: dict[FrameKind, tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(cls)) for kind, (cls, _) in _FIELDS.items()
+}
+
+
+def encode_frame(frame: Frame) -> list[bytes | memoryview]:
+    """Encode a frame as a list of buffers to be written in order (join them or send each).
+
+    Args:
+        frame: any frame value.
+
+    Returns:
+        ``[prefix+header, *chunk data]``; chunk data are not copied.
+    """
+    kind = _KIND_OF[type(frame)]
+    tail: list[bytes | memoryview] = []
+    if isinstance(frame, Data):
+        entries = []
+        for c in frame.chunks:
+            entries.append((c.job, c.channel, c.msg, c.offset, c.total, len(c.data)))
+            tail.append(c.data)
+        header = msgpack.packb((kind, frame.seq, frame.ack, entries))
+        tail_len = sum(len(t) for t in tail)
+    else:
+        header = msgpack.packb((kind, *[getattr(frame, f) for f in _FIELD_NAMES[kind]]))
+        tail_len = 0
+    body_len = 4 + len(header) + tail_len
+    return [_PREFIX.pack(body_len, len(header)) + header, *tail]
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """:func:`encode_frame` joined into one bytes object."""
+    return b"".join(encode_frame(frame))
+
+
+def _bad(msg: str) -> ProtocolError:
+    return ProtocolError(f"malformed frame: {msg}")
+
+
+def _is(value: Any, typ: type | tuple[type, ...]) -> bool:
+    return isinstance(value, typ) and not isinstance(value, bool)
+
+
+def decode_body(body: bytes | bytearray | memoryview) -> Frame:
+    """Decode one frame body (everything after the 4-byte length prefix).
+
+    Raises:
+        ProtocolError: the body is not a well-formed frame.
+    """
+    mv = memoryview(body)
+    if len(mv) < 4:
+        raise _bad(f"body of {len(mv)} bytes")
+    (hlen,) = struct.unpack_from(">I", mv, 0)
+    if hlen > len(mv) - 4:
+        raise _bad(f"header length {hlen} exceeds body of {len(mv)} bytes")
+    limit = hlen
+    try:
+        header = msgpack.unpackb(
+            mv[4 : 4 + hlen],
+            use_list=True,
+            raw=False,
+            max_str_len=limit,
+            max_bin_len=0,
+            max_array_len=limit,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise _bad(f"{type(exc).__name__}: {exc}"[:200]) from None
+    if not isinstance(header, list) or not header or not _is(header[0], int):
+        raise _bad(f"header {header!r:.80}")
+    try:
+        kind = FrameKind(header[0])
+    except ValueError:
+        raise _bad(f"unknown frame kind {header[0]!r}") from None
+    tail = mv[4 + hlen :]
+    if kind is FrameKind.DATA:
+        return _decode_data(header, tail)
+    if len(tail):
+        raise _bad(f"{kind.name} frame with {len(tail)} trailing bytes")
+    cls, types = _FIELDS[kind]
+    fields = header[1:]
+    if len(fields) != len(types) or not all(_is(v, t) for v, t in zip(fields, types)):
+        raise _bad(f"{kind.name} fields {fields!r:.120}")
+    if any(_is(v, int) and v < 0 for v in fields):
+        raise _bad(f"{kind.name} with a negative field {fields!r:.120}")
+    return cls(*fields)
+
+
+def _decode_data(header: list[Any], tail: memoryview) -> Data:
+    if len(header) != 4:
+        raise _bad(f"DATA header of {len(header)} items")
+    _, seq, ack, entries = header
+    if not (_is(seq, int) and _is(ack, int) and seq > 0 and ack >= 0 and isinstance(entries, list)):
+        raise _bad(f"DATA seq={seq!r} ack={ack!r}")
+    chunks = []
+    pos = 0
+    for e in entries:
+        if not (isinstance(e, list) and len(e) == 6):
+            raise _bad(f"DATA entry {e!r:.80}")
+        job, channel, msg, offset, total, length = e
+        if not (isinstance(job, str) and isinstance(channel, str)):
+            raise _bad(f"DATA entry address {job!r:.40}/{channel!r:.40}")
+        if not (_is(msg, int) and _is(offset, int) and _is(total, int) and _is(length, int)):
+            raise _bad(f"DATA entry numbers {e[2:]!r}")
+        if msg < 0 or offset < 0 or length < 0 or offset + length > total:
+            raise _bad(f"DATA entry range msg={msg} offset={offset} len={length} total={total}")
+        end = pos + length
+        if end > len(tail):
+            raise _bad(f"DATA entries need {end} tail bytes, the frame has {len(tail)}")
+        chunks.append(Chunk(job, channel, msg, offset, total, tail[pos:end]))
+        pos = end
+    if pos != len(tail):
+        raise _bad(f"DATA frame with {len(tail) - pos} stray tail bytes")
+    return Data(seq, ack, tuple(chunks))
+
+
+class _NeedData:
+    """Sentinel returned by :meth:`FrameDecoder.next_frame` when more bytes are needed."""
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+
+
+class FrameDecoder:
+    """Incremental frame parser (sans-IO).
+
+    Args:
+        max_frame_bytes: largest body accepted; a larger announced length raises ProtocolError
+            before any of the body is buffered.
+    """
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._chunks: deque[memoryview] = deque()
+        self._size = 0
+        self._body_len = -1  # length of the body being assembled, -1 if waiting for a prefix
+        self._poisoned: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return self._size
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer received bytes (a bytes object is kept without copying)."""
+        if data:
+            mv = memoryview(data if isinstance(data, bytes) else bytes(data))
+            self._chunks.append(mv)
+            self._size += len(mv)
+
+    def next_frame(self) -> Frame | _NeedData:
+        """Return the next complete frame, or :data:`NEED_DATA`.
+
+        Raises:
+            ProtocolError: oversized, garbage or truncated frame (the decoder stays poisoned).
+        """
+        if self._poisoned is not None:
+            raise self._poisoned
+        try:
+            if self._body_len < 0:
+                if self._size < 4:
+                    return NEED_DATA
+                (n,) = struct.unpack(">I", self._take(4))
+                if n > self.max_frame_bytes:
+                    raise ProtocolError(
+                        f"frame of {n} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
+                    )
+                self._body_len = n
+            if self._size < self._body_len:
+                return NEED_DATA
+            body = self._take(self._body_len)
+            self._body_len = -1
+            return decode_body(body)
+        except ProtocolError as exc:
+            self._poisoned = exc
+            self._chunks.clear()
+            self._size = 0
+            raise
+
+    def _take(self, n: int) -> memoryview:
+        first = self._chunks[0]
+        if len(first) >= n:  # common case: zero copy
+            if len(first) == n:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = first[n:]
+            self._size -= n
+            return first[:n]
+        out = bytearray(n)
+        pos = 0
+        while pos < n:
+            piece = self._chunks[0]
+            take = min(len(piece), n - pos)
+            out[pos : pos + take] = piece[:take]
+            pos += take
+            if take == len(piece):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = piece[take:]
+        self._size -= n
+        return memoryview(out)
