@@ -31,6 +31,13 @@ __all__ = ["Share", "Protocol", "Kind"]
 Kind = Literal["arith", "bool"]
 
 
+def _contiguous(a: Any) -> np.ndarray:
+    """A C-contiguous array; unlike np.ascontiguousarray, keeps 0-d arrays (and numpy scalars,
+    which ufuncs return for 0-d inputs) 0-d."""
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 class Share:
     """One party's local view of a secret-shared uint64 array (see module doc)."""
 
@@ -56,7 +63,7 @@ class Share:
         ``fn`` to an empty placeholder otherwise).
         """
         if self.parts:
-            parts = tuple(np.ascontiguousarray(fn(p)) for p in self.parts)
+            parts = tuple(_contiguous(fn(p)) for p in self.parts)
             return Share(parts, parts[0].shape, self.kind)
         if shape is None:
             shape = fn(np.empty(self.shape, dtype=np.uint8)).shape
@@ -74,7 +81,7 @@ class Share:
             shape = fn([np.empty(s.shape, dtype=np.uint8) for s in shares]).shape
             return Share((), shape, kind)
         n = len(shares[0].parts)
-        parts = tuple(np.ascontiguousarray(fn([s.parts[i] for s in shares])) for i in range(n))
+        parts = tuple(_contiguous(fn([s.parts[i] for s in shares])) for i in range(n))
         return Share(parts, parts[0].shape, kind)
 
 
