@@ -1,0 +1,109 @@
+"""A sans-IO harness for the comparison / non-linear tests: every party of one protocol in-process.
+
+``Harness("semi2k")`` is alice and bob with dealer carol; ``Harness("rep3")`` is alice, bob and
+carol; ``Harness("reference", parties=...)`` is the test-only plaintext reference protocol.
+Steps run through :func:`~mpcactors.ops._comm.run_local` with real Exchanges, so round counts are
+the protocol's. Each :meth:`Harness.run` gets a fresh context path, like a new op.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from mpcactors.ops._comm import Step, run_local
+from mpcactors.ops._context import OpContext, local_contexts
+from mpcactors.ops._protocol import Kind, Protocol, Share
+from mpcactors.ops._ring import decode, encode, to_ring
+
+from ._reference import Reference
+
+__all__ = ["Harness", "PROTOCOLS"]
+
+PROTOCOLS = ("semi2k", "rep3")
+
+Values = dict[str, Share]
+
+
+def _make(name: str, party: str, parties: Sequence[str], fxp_bits: int, dealer: str | None) -> Protocol:
+    if name == "reference":
+        return Reference(party, parties, fxp_bits=fxp_bits)
+    from mpcactors.ops._registry import make_protocol
+
+    return make_protocol(name, party, parties, fxp_bits=fxp_bits, dealer=dealer)
+
+
+class Harness:
+    """All parties of one protocol instance, with helpers to share, run and open values."""
+
+    def __init__(
+        self,
+        protocol: str,
+        parties: Sequence[str] | None = None,
+        *,
+        dealer: str | None = None,
+        fxp_bits: int = 18,
+    ) -> None:
+        if parties is None:
+            parties = ("alice", "bob", "carol") if protocol != "reference" else ("alice", "bob")
+            if protocol == "semi2k" and dealer is None:
+                dealer = "carol"
+        self.name = protocol
+        self.parties = tuple(parties)
+        self.fxp_bits = fxp_bits
+        self.protos = {p: _make(protocol, p, self.parties, fxp_bits, dealer) for p in self.parties}
+        self.ctxs = local_contexts(self.parties)
+        self._ops = itertools.count()
+        self.owner = self.protos[self.parties[0]].holders[0]
+
+    def _ctx(self, p: str, op: int) -> OpContext:
+        return self.ctxs[p].child(op)
+
+    def run(self, fn: Callable[..., Step[Any]], *args: Any) -> tuple[dict[str, Any], int]:
+        """Run ``fn(ctx, proto, *args_at_party)`` at every party; ``({party: result}, rounds)``.
+
+        An argument that is a ``{party: Share}`` dict is replaced by that party's share; any other
+        argument is passed as is.
+        """
+        op = next(self._ops)
+        steps = {}
+        for p in self.parties:
+            local = [a[p] if isinstance(a, dict) else a for a in args]
+            steps[p] = fn(self._ctx(p, op), self.protos[p], *local)
+        return run_local(steps)
+
+    def share_ring(self, ring: np.ndarray, kind: Kind = "arith", owner: str | None = None) -> Values:
+        owner = owner or self.owner
+        op = next(self._ops)
+        steps = {
+            p: self.protos[p].share(
+                self._ctx(p, op), owner, ring if p == owner else None, None, kind
+            )
+            for p in self.parties
+        }
+        return run_local(steps)[0]
+
+    def share_fxp(self, values: np.ndarray | float) -> Values:
+        return self.share_ring(encode(np.asarray(values, dtype=np.float64), self.fxp_bits))
+
+    def share_int(self, values: np.ndarray | int) -> Values:
+        return self.share_ring(to_ring(np.asarray(values, dtype=np.int64)))
+
+    def open_ring(self, shares: Values) -> np.ndarray:
+        op = next(self._ops)
+        steps = {p: self.protos[p].reveal(self._ctx(p, op), shares[p]) for p in self.parties}
+        res = run_local(steps)[0]
+        return np.asarray(res[self.owner])
+
+    def open_fxp(self, shares: Values) -> np.ndarray:
+        return decode(self.open_ring(shares), self.fxp_bits)
+
+    def open_int(self, shares: Values) -> np.ndarray:
+        return decode(self.open_ring(shares), 0)
+
+    def call(self, fn: Callable[..., Step[Any]], *args: Any) -> tuple[Values, int]:
+        """Like :meth:`run` for a step returning a Share."""
+        return self.run(fn, *args)
