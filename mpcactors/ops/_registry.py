@@ -1,0 +1,53 @@
+"""Protocol names -> implementations, with the configuration checks a user needs to see."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._errors import ConfigError
+from ._protocol import Protocol
+from ._rep3 import Rep3
+from ._semi2k import TRUSTED_FIRST_PARTY, Semi2k
+
+__all__ = ["make_protocol", "PROTOCOLS"]
+
+PROTOCOLS: dict[str, type[Protocol]] = {"semi2k": Semi2k, "rep3": Rep3}
+
+
+def make_protocol(
+    name: str,
+    party: str,
+    parties: Sequence[str],
+    *,
+    fxp_bits: int = 18,
+    dealer: str | None = None,
+) -> Protocol:
+    """This party's instance of protocol ``name`` for a job among ``parties``.
+
+    Args:
+        name: ``"semi2k"`` or ``"rep3"``.
+        party: this party's name.
+        parties: every party of the job, in the job's order (a semi2k dealer included).
+        fxp_bits: fixed-point fractional bits (0..62).
+        dealer: semi2k only: the dealing party, or ``"trusted-first-party"`` (insecure).
+
+    Returns:
+        The protocol instance.
+
+    Raises:
+        ConfigError: unknown protocol (the message names the known ones), rep3 with other than
+            3 parties or with a dealer, semi2k without a dealer or with a dealer that is not a
+            party, a party not among ``parties``, repeated names, bad ``fxp_bits``.
+    """
+    cls = PROTOCOLS.get(name)
+    if cls is None:
+        known = ", ".join(sorted(PROTOCOLS))
+        raise ConfigError(f"unknown protocol {name!r}; known protocols: {known}", key="protocol")
+    if not isinstance(fxp_bits, int) or isinstance(fxp_bits, bool) or not 0 <= fxp_bits <= 62:
+        raise ConfigError(f"fxp_bits must be an integer in 0..62, not {fxp_bits!r}", key="fxp_bits")
+    parties = tuple(parties)
+    if name == "semi2k" and dealer not in (None, TRUSTED_FIRST_PARTY) and dealer not in parties:
+        raise ConfigError(
+            f"semi2k dealer {dealer!r} is not a party of the job {list(parties)!r}", key="dealer"
+        )
+    return cls(party, parties, fxp_bits=fxp_bits, dealer=dealer)

@@ -1,0 +1,333 @@
+"""rep3: 2-out-of-3 replicated secret sharing over Z_2^64 (ABY3), semi-honest, honest majority.
+
+Theory of operation
+-------------------
+x = x_0 + x_1 + x_2 (mod 2^64; XOR for boolean shares) and party i holds (x_i, x_{i+1}), indices
+mod 3 (Araki et al. 2016; Mohassel & Rindal, "ABY3", CCS 2018). Party i shares a PRG seed with
+each neighbour. Every communicating op is ONE round:
+
+* mul / matmul / and (ABY3 Sec. 3): z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + alpha_i, where
+  alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) is a zero sharing from the neighbours' seeds; z is a 3-out-
+  of-3 sharing of x y, and party i sends z_i to party i-1, which restores replication. One
+  message per party. matmul: the same with @. and: the same over GF(2) (& and XOR).
+* truncate (ABY3 Sec. 5.1.1, "share truncation" Pi_trunc1): parties 0 and 1 view x as the
+  2-out-of-2 sharing (x_0 + x_1, x_2), truncate locally the SecureML way, and re-replicate with
+  one message (party 0 -> party 2) masked by a value from seed k_{0,1}. Error bound and failure
+  probability are SecureML's: floor(x / 2^d) off by at most 1 with probability
+  >= 1 - 2^(k + 1 - 64) when |x| < 2^k, else wrong by about 2^(64 - d).
+* bit_to_arith (ABY3 Sec. 5.4, bit injection via three-party OT): with b = d XOR c, where
+  d = b_0 XOR b_1 is known to party 0 (sender) and c = b_2 to parties 1 and 2, party 0 offers
+  m_beta = (d XOR beta) - y_0 - y_1 for beta in {0, 1}; two OTs run in parallel, one to each
+  of parties 1 and 2 with the other as helper, so both learn y_2 = m_c. One round.
+* share: the owner derives x_o and x_{o+1} from the seeds it shares with its neighbours and sends
+  x_{o+2} to both others. reveal: party i sends x_{i+1} to party i-1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._errors import ConfigError
+from ._checks import (
+    U64,
+    as_ring,
+    broadcast_shape,
+    field,
+    need_kind,
+    public_shape,
+    recv_array,
+    recv_shape,
+    same_shape,
+)
+from ._comm import Exchange, Step
+from ._context import OpContext
+from ._matmul import matmul_shape, ring_matmul
+from ._protocol import Kind, Protocol, Share
+
+__all__ = ["Rep3"]
+
+
+def _a(x: Any) -> np.ndarray:
+    """ufuncs return numpy scalars for 0-d operands: make them arrays again."""
+    return np.asarray(x)
+
+
+class Rep3(Protocol):
+    """Replicated sharing among exactly three parties (module doc).
+
+    Raises:
+        ConfigError: not exactly 3 distinct parties, a party not among them, or a dealer given.
+    """
+
+    name = "rep3"
+
+    def __init__(
+        self, party: str, parties: Sequence[str], *, fxp_bits: int = 18, dealer: str | None = None
+    ) -> None:
+        super().__init__(party, parties, fxp_bits=fxp_bits, dealer=dealer)
+        if len(self.parties) != 3 or len(set(self.parties)) != 3:
+            raise ConfigError(
+                f"rep3 needs exactly 3 distinct parties, got {list(self.parties)!r}", key="parties"
+            )
+        if party not in self.parties:
+            raise ConfigError(f"party {party!r} is not one of {list(self.parties)!r}", key="parties")
+        if dealer is not None:
+            raise ConfigError(f"rep3 uses no dealer; remove dealer = {dealer!r}", key="dealer")
+        self._i = self.parties.index(party)
+        self._next = self.parties[(self._i + 1) % 3]
+        self._prev = self.parties[(self._i + 2) % 3]
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        return self.parties
+
+    # ---- local ops -----------------------------------------------------------------------------
+    def public(self, value: np.ndarray, kind: Kind = "arith") -> Share:
+        """Component 0 is the value, components 1 and 2 are zero."""
+        v = as_ring(value)
+        first = v.copy() if self._i == 0 else np.zeros(v.shape, dtype=U64)
+        second = v.copy() if self._i == 2 else np.zeros(v.shape, dtype=U64)
+        return Share((first, second), v.shape, kind)
+
+    def _binary(self, op: str, x: Share, y: Share, fn: Any, kind: Kind) -> Share:
+        need_kind(op, kind, x, y)
+        shape = broadcast_shape(op, x.shape, y.shape)
+        parts = (_a(fn(x.parts[0], y.parts[0])), _a(fn(x.parts[1], y.parts[1])))
+        return Share(parts, shape, kind)
+
+    def add(self, x: Share, y: Share) -> Share:
+        return self._binary("add", x, y, np.add, "arith")
+
+    def sub(self, x: Share, y: Share) -> Share:
+        return self._binary("sub", x, y, np.subtract, "arith")
+
+    def xor(self, x: Share, y: Share) -> Share:
+        return self._binary("xor", x, y, np.bitwise_xor, "bool")
+
+    def neg(self, x: Share) -> Share:
+        need_kind("neg", "arith", x)
+        return x.map(np.negative)
+
+    def _to_component0(self, op: str, x: Share, c: np.ndarray, fn: Any) -> Share:
+        """Apply ``fn(., c)`` to component 0 only (held as part 0 by party 0, part 1 by party 2)."""
+        c = as_ring(c, "public operand")
+        public_shape(op, x, c)
+        p0, p1 = x.parts
+        if self._i == 0:
+            p0 = _a(fn(p0, c))
+        elif self._i == 2:
+            p1 = _a(fn(p1, c))
+        return Share((p0, p1), x.shape, x.kind)
+
+    def _to_both(self, op: str, x: Share, c: np.ndarray, fn: Any) -> Share:
+        c = as_ring(c, "public operand")
+        public_shape(op, x, c)
+        return Share((_a(fn(x.parts[0], c)), _a(fn(x.parts[1], c))), x.shape, x.kind)
+
+    def add_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("add_public", "arith", x)
+        return self._to_component0("add_public", x, c, np.add)
+
+    def xor_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("xor_public", "bool", x)
+        return self._to_component0("xor_public", x, c, np.bitwise_xor)
+
+    def mul_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("mul_public", "arith", x)
+        return self._to_both("mul_public", x, c, np.multiply)
+
+    def and_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("and_public", "bool", x)
+        return self._to_both("and_public", x, c, np.bitwise_and)
+
+    def matmul_public(self, x: Share, c: np.ndarray, *, left: bool = False) -> Share:
+        need_kind("matmul_public", "arith", x)
+        c = as_ring(c, "public operand")
+        shape = matmul_shape(c.shape, x.shape) if left else matmul_shape(x.shape, c.shape)
+        if left:
+            parts = (ring_matmul(c, x.parts[0]), ring_matmul(c, x.parts[1]))
+        else:
+            parts = (ring_matmul(x.parts[0], c), ring_matmul(x.parts[1], c))
+        return Share(parts, shape, "arith")
+
+    def a2b_summands(self, x: Share) -> list[Share]:
+        """Summand j is component x_j alone, boolean-shared as (0, .., x_j, .., 0) (ABY3 5.3)."""
+        need_kind("a2b_summands", "arith", x)
+        out = []
+        for j in range(3):
+            first = x.parts[0] if j == self._i else np.zeros(x.shape, dtype=U64)
+            second = x.parts[1] if j == (self._i + 1) % 3 else np.zeros(x.shape, dtype=U64)
+            out.append(Share((first, second), x.shape, "bool"))
+        return out
+
+    # ---- share and reveal ------------------------------------------------------------------------
+    def share(
+        self,
+        ctx: OpContext,
+        owner: str,
+        value: np.ndarray | None,
+        shape: tuple[int, ...] | None,
+        kind: Kind = "arith",
+    ) -> Step[Share]:
+        if owner not in self.parties:
+            raise ConfigError(f"input owner {owner!r} is not a party of {list(self.parties)!r}")
+        o = self.parties.index(owner)
+        o_prev, o_next = self.parties[(o + 2) % 3], self.parties[(o + 1) % 3]
+        xor = kind == "bool"
+        if self.party == owner:
+            if value is None:
+                raise ValueError(f"share: the owner {owner!r} must pass the value")
+            v = as_ring(value)
+            if shape is not None and tuple(shape) != v.shape:
+                raise ValueError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+            mine = ctx.prg(o_prev).random_u64(v.shape)  # x_o, also known to o - 1
+            theirs = ctx.prg(o_next).random_u64(v.shape)  # x_{o+1}, also known to o + 1
+            rest = _a(v ^ mine ^ theirs) if xor else _a(v - mine - theirs)  # x_{o+2}
+            msg = {"shape": list(v.shape), "data": rest}
+            yield Exchange(send={o_prev: msg, o_next: msg})
+            return Share((mine, theirs), v.shape, kind)
+        got = yield Exchange(recv=frozenset({owner}))
+        msg = got[owner]
+        announced = recv_shape(field(msg, "shape", owner), owner)
+        if shape is not None and tuple(shape) != announced:
+            raise ValueError(f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}")
+        rest = recv_array(field(msg, "data", owner), announced, owner, "input share")
+        seeded = ctx.prg(owner).random_u64(announced)
+        if self.party == o_next:  # holds (x_{o+1}, x_{o+2})
+            return Share((seeded, rest), announced, kind)
+        return Share((rest, seeded), announced, kind)  # o - 1 holds (x_{o+2}, x_o)
+
+    def reveal(self, ctx: OpContext, x: Share, to: str | None = None) -> Step[np.ndarray | None]:
+        """Party i sends x_{i+1} (its second part) to party i - 1, which lacks exactly that."""
+        if to is not None and to not in self.parties:
+            raise ValueError(f"reveal: {to!r} is not a party of {list(self.parties)!r}")
+        send = {self._prev: x.parts[1]} if to in (None, self._prev) else {}
+        wants = to in (None, self.party)
+        got = yield Exchange(send=send, recv=frozenset({self._next}) if wants else frozenset())
+        if not wants:
+            return None
+        missing = recv_array(got[self._next], x.shape, self._next, "revealed share")
+        if x.kind == "bool":
+            return _a(x.parts[0] ^ x.parts[1] ^ missing)
+        return _a(x.parts[0] + x.parts[1] + missing)
+
+    # ---- products ----------------------------------------------------------------------------------
+    def _zero_share(self, ctx: OpContext, shape: tuple[int, ...], xor: bool) -> np.ndarray:
+        """alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}): the three sum (XOR) to zero."""
+        mine = ctx.prg(self._next).random_u64(shape)
+        other = ctx.prg(self._prev).random_u64(shape)
+        if xor:
+            mine ^= other
+        else:
+            mine -= other
+        return mine
+
+    def _reshare(self, ctx: OpContext, z: np.ndarray, shape: tuple[int, ...], kind: Kind) -> Step[Share]:
+        """3-out-of-3 z_i -> replicated (z_i, z_{i+1}): send z_i to party i - 1."""
+        got = yield Exchange(send={self._prev: z}, recv=frozenset({self._next}))
+        return Share((z, recv_array(got[self._next], shape, self._next, "reshared product")), shape, kind)
+
+    def mul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("mul", "arith", x, y)
+        shape = same_shape("mul", x, y)
+        (x0, x1), (y0, y1) = x.parts, y.parts
+        z = self._zero_share(ctx, shape, xor=False)
+        z += _a(x0 * (y0 + y1))
+        z += _a(x1 * y0)
+        return (yield from self._reshare(ctx, z, shape, "arith"))
+
+    def matmul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("matmul", "arith", x, y)
+        shape = matmul_shape(x.shape, y.shape)
+        (x0, x1), (y0, y1) = x.parts, y.parts
+        z = self._zero_share(ctx, shape, xor=False)
+        z += ring_matmul(x0, _a(y0 + y1))
+        z += ring_matmul(x1, y0)
+        return (yield from self._reshare(ctx, z, shape, "arith"))
+
+    def and_(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("and_", "bool", x, y)
+        shape = same_shape("and_", x, y)
+        (x0, x1), (y0, y1) = x.parts, y.parts
+        z = self._zero_share(ctx, shape, xor=True)
+        z ^= _a(x0 & (y0 ^ y1))
+        z ^= _a(x1 & y0)
+        return (yield from self._reshare(ctx, z, shape, "bool"))
+
+    # ---- truncation --------------------------------------------------------------------------------
+    def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
+        """ABY3 Pi_trunc1 (module doc), one round, one message (party 0 -> party 2).
+
+        Math: a = x_0 + x_1 (party 0), b = x_2 (parties 1 and 2); a' = a >> d (arithmetic),
+        b' = -((-b) >> d); r from k_{0,1}. New shares: y_0 = a' - r, y_1 = r, y_2 = b', so
+        y = a' + b' = floor(x / 2^d) (+-1, SecureML Thm. 1).
+        """
+        need_kind("truncate", "arith", x)
+        if not 0 <= bits <= 62:
+            raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
+        if bits == 0:
+            return x
+        shape = x.shape
+        p0, p2 = self.parties[0], self.parties[2]
+        d = np.int64(bits)
+        if self._i == 0:
+            a = _a(x.parts[0] + x.parts[1]).view(np.int64)
+            y0 = _a(a >> d).view(U64)
+            r = ctx.prg(self.parties[1]).random_u64(shape)
+            y0 -= r
+            yield Exchange(send={p2: y0})
+            return Share((y0, r), shape, "arith")
+        x2 = x.parts[1] if self._i == 1 else x.parts[0]
+        b = _a(-_a(_a(-x2).view(np.int64) >> d).view(U64))
+        if self._i == 1:
+            return Share((ctx.prg(p0).random_u64(shape), b), shape, "arith")
+        got = yield Exchange(recv=frozenset({p0}))
+        return Share((b, recv_array(got[p0], shape, p0, "truncated share")), shape, "arith")
+
+    # ---- boolean -> arithmetic ---------------------------------------------------------------------
+    def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:
+        """[b]^B -> [b]^A for bits in one round by two parallel 3-party OTs (module doc).
+
+        Math: roles S = party 0 (knows d = b_0 XOR b_1), R = party 1 and H = party 2 (both know
+        c = b_2). y_0 comes from k_{0,2}, y_1 from k_{0,1}; S forms m_beta = (d XOR beta) - y_0 - y_1.
+        OT to R: S sends m_beta XOR w_beta (w from k_{0,2}), H sends w_c; OT to H: S sends
+        m_beta XOR v_beta (v from k_{0,1}), R sends v_c. Both get y_2 = m_c = b - y_0 - y_1; R
+        never sees w_{1-c}, H never sees v_{1-c}, S receives nothing.
+        """
+        need_kind("bit_to_arith", "bool", b)
+        shape = b.shape
+        one = U64(1)
+        s, r_, h = self.parties
+        if self._i == 0:
+            with_h, with_r = ctx.prg(h), ctx.prg(r_)
+            y0, w0, w1 = (with_h.random_u64(shape) for _ in range(3))
+            y1, v0, v1 = (with_r.random_u64(shape) for _ in range(3))
+            d = _a((b.parts[0] ^ b.parts[1]) & one)
+            m0 = _a(d - y0 - y1)
+            m1 = _a((d ^ one) - y0 - y1)
+            yield Exchange(send={r_: (_a(m0 ^ w0), _a(m1 ^ w1)), h: (_a(m0 ^ v0), _a(m1 ^ v1))})
+            return Share((y0, y1), shape, "arith")
+        c = _a(b.parts[1] if self._i == 1 else b.parts[0]) & one
+        if self._i == 1:  # R: knows y_1 and v, receives w_c from H
+            g = ctx.prg(s)
+            y1, v0, v1 = (g.random_u64(shape) for _ in range(3))
+            mine, other, helper = (v0, v1), h, h
+        else:  # H: knows y_0 and w, receives v_c from R
+            g = ctx.prg(s)
+            y0, w0, w1 = (g.random_u64(shape) for _ in range(3))
+            mine, other, helper = (w0, w1), r_, r_
+        chosen_mask = _a(np.where(c == one, mine[1], mine[0]))
+        got = yield Exchange(send={other: chosen_mask}, recv=frozenset({s, helper}))
+        pair = got[s]
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            recv_array(pair, shape, s, "OT messages")  # raises ProtocolError
+        e0 = recv_array(pair[0], shape, s, "OT message")
+        e1 = recv_array(pair[1], shape, s, "OT message")
+        mask = recv_array(got[helper], shape, helper, "OT mask")
+        y2 = _a(np.where(c == one, e1, e0) ^ mask)
+        if self._i == 1:
+            return Share((y1, y2), shape, "arith")
+        return Share((y2, y0), shape, "arith")

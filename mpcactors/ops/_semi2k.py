@@ -1,0 +1,473 @@
+"""semi2k: additive secret sharing over Z_2^64 among n >= 2 holders, semi-honest, with a dealer.
+
+Theory of operation
+-------------------
+Holder i keeps x_i with x = sum x_i (mod 2^64), or x = XOR x_i for boolean shares. Linear ops are
+local. Products use Beaver triples (Beaver 1991) made by a dealer that sends only a correction
+share to the last holder (see ``_dealer.py``), so every communicating op is ONE round:
+
+* mul / matmul / and: open e = x - a, f = y - b (holders to holders) while the dealer sends c's
+  correction; then z_i = c_i + e b_i + a_i f (+ e f at holder 0). matmul: C = A @ B.
+* truncate, 2 holders: local (SecureML, Mohassel & Zhang 2017, Thm. 1): x_0 >> d (arithmetic) at
+  holder 0 and -((-x_1) >> d) at holder 1. For |x| < 2^k the result is floor(x / 2^d) off by at
+  most 1 with probability >= 1 - 2^(k + 1 - 64); otherwise (the shares wrapped) it is wrong by
+  about 2^(64 - d). E.g. fixed point with 18 bits, |x y| < 2^10: k = 46, failure 2^-17 per
+  element. No round.
+* truncate, n > 2 holders: probabilistic truncation with a dealt (r, bits d..62 of r, msb r)
+  (Dalskov, Escudero & Keller 2020, Sec. 5.1; SPU's TruncAPr). One round; result
+  floor(x / 2^d) + e, e in {0, 1}, with no failure for |x| < 2^62 and c = x + r perfectly hiding.
+* bit_to_arith: a dealt random bit r with a boolean and an arithmetic sharing; open c = b XOR r
+  (packed bits) and set [b] = c + (1 - 2c) [r]. One round.
+* share: the owner sends the shape to everyone and data to at most one holder; the other holders
+  expand their shares from the PRG they share with the owner. reveal: one round.
+
+Dealer modes: ``dealer="<party>"`` (a party of the job that holds no shares: it learns nothing
+but shapes) or ``dealer="trusted-first-party"``, where the first holder deals to itself and the
+others: it knows every triple, so it can recover every masked value. INSECURE, for tests and
+demos only; constructing it logs a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._errors import ConfigError, ProtocolError
+from .._log import get_logger
+from ._checks import (
+    U64,
+    as_ring,
+    broadcast_shape,
+    field,
+    need_kind,
+    pack_bits,
+    public_shape,
+    recv_array,
+    recv_bits,
+    recv_shape,
+    same_shape,
+)
+from ._comm import Exchange, Step
+from ._context import OpContext
+from ._dealer import Dealing, Dealt
+from ._matmul import matmul_shape, ring_matmul
+from ._protocol import Kind, Protocol, Share
+
+__all__ = ["Semi2k", "TRUSTED_FIRST_PARTY"]
+
+TRUSTED_FIRST_PARTY = "trusted-first-party"
+_NO_DEALER = "semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'"
+
+
+def _arshift(x: np.ndarray, bits: int) -> np.ndarray:
+    """Arithmetic (sign-extending) right shift of ring elements."""
+    return np.asarray(x.view(np.int64) >> np.int64(bits)).view(U64)
+
+
+def _fresh(fn: Any, a: Any, b: Any) -> np.ndarray:
+    """``fn(a, b)`` as a new array (ufuncs return numpy scalars for 0-d operands)."""
+    return np.asarray(fn(a, b))
+
+
+def _arrays(
+    msg: object, shapes: Sequence[tuple[int, ...]], peer: str, what: str
+) -> list[np.ndarray]:
+    """A tuple of uint64 arrays of the given shapes received from ``peer``."""
+    if not isinstance(msg, (list, tuple)) or len(msg) != len(shapes):
+        raise ProtocolError(f"{what} from {peer!r}: expected {len(shapes)} arrays", peer=peer)
+    return [recv_array(m, shp, peer, what) for m, shp in zip(msg, shapes)]
+
+
+class Semi2k(Protocol):
+    """Additive sharing among the holders with dealer-made correlated randomness (module doc).
+
+    Args:
+        party: this party.
+        parties: every party of the job, the dealer included.
+        fxp_bits: fixed-point fractional bits.
+        dealer: a party of the job that deals and holds no shares, or ``"trusted-first-party"``
+            (insecure: the first holder deals).
+
+    Raises:
+        ConfigError: no dealer, a dealer that is not a party, fewer than 2 holders, or a bad
+            party list.
+    """
+
+    name = "semi2k"
+
+    def __init__(
+        self, party: str, parties: Sequence[str], *, fxp_bits: int = 18, dealer: str | None = None
+    ) -> None:
+        super().__init__(party, parties, fxp_bits=fxp_bits, dealer=dealer)
+        if len(set(self.parties)) != len(self.parties):
+            raise ConfigError(f"party names repeat in {list(self.parties)!r}", key="parties")
+        if party not in self.parties:
+            raise ConfigError(f"party {party!r} is not one of {list(self.parties)!r}", key="parties")
+        if dealer is None:
+            raise ConfigError(_NO_DEALER, key="dealer")
+        if dealer == TRUSTED_FIRST_PARTY:
+            holders = self.parties
+            dealing = holders[0]
+            get_logger(party=party, protocol="semi2k").warning(
+                "insecure_trusted_first_party_dealer",
+                dealer=dealing,
+                detail="the first holder makes every Beaver triple and can unmask every value; "
+                "use only for tests and demos",
+            )
+        elif dealer in self.parties:
+            holders = tuple(p for p in self.parties if p != dealer)
+            dealing = dealer
+        else:
+            raise ConfigError(
+                f"semi2k dealer {dealer!r} is not a party of the job {list(self.parties)!r}",
+                key="dealer",
+            )
+        if len(holders) < 2:
+            raise ConfigError(
+                f"semi2k needs at least 2 share holders besides the dealer, got {list(holders)!r}",
+                key="parties",
+            )
+        self._holders = holders
+        self._dealing = Dealing(party, holders, dealing)
+        self._first = holders[0]
+        self._last = holders[-1]
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        return self._holders
+
+    @property
+    def insecure(self) -> bool:
+        """True in the trusted-first-party mode."""
+        return self.dealer == TRUSTED_FIRST_PARTY
+
+    # ---- local ops -----------------------------------------------------------------------------
+    def _new(self, parts: tuple[np.ndarray, ...], shape: tuple[int, ...], kind: Kind) -> Share:
+        return Share(parts if self.holds else (), shape, kind)
+
+    def public(self, value: np.ndarray, kind: Kind = "arith") -> Share:
+        v = as_ring(value)
+        if not self.holds:
+            return Share((), v.shape, kind)
+        part = v.copy() if self.party == self._first else np.zeros(v.shape, dtype=U64)
+        return Share((part,), v.shape, kind)
+
+    def _binary(self, op: str, x: Share, y: Share, fn: Any, kind: Kind) -> Share:
+        need_kind(op, kind, x, y)
+        shape = broadcast_shape(op, x.shape, y.shape)
+        if not self.holds:
+            return Share((), shape, kind)
+        return Share((_fresh(fn, x.parts[0], y.parts[0]),), shape, kind)
+
+    def add(self, x: Share, y: Share) -> Share:
+        return self._binary("add", x, y, np.add, "arith")
+
+    def sub(self, x: Share, y: Share) -> Share:
+        return self._binary("sub", x, y, np.subtract, "arith")
+
+    def xor(self, x: Share, y: Share) -> Share:
+        return self._binary("xor", x, y, np.bitwise_xor, "bool")
+
+    def neg(self, x: Share) -> Share:
+        need_kind("neg", "arith", x)
+        return x.map(np.negative)
+
+    def _with_public(self, op: str, x: Share, c: np.ndarray, fn: Any, everyone: bool) -> Share:
+        c = as_ring(c, "public operand")
+        public_shape(op, x, c)
+        if not self.holds or not (everyone or self.party == self._first):
+            return x
+        return Share((_fresh(fn, x.parts[0], c),), x.shape, x.kind)
+
+    def add_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("add_public", "arith", x)
+        return self._with_public("add_public", x, c, np.add, everyone=False)
+
+    def mul_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("mul_public", "arith", x)
+        return self._with_public("mul_public", x, c, np.multiply, everyone=True)
+
+    def xor_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("xor_public", "bool", x)
+        return self._with_public("xor_public", x, c, np.bitwise_xor, everyone=False)
+
+    def and_public(self, x: Share, c: np.ndarray) -> Share:
+        need_kind("and_public", "bool", x)
+        return self._with_public("and_public", x, c, np.bitwise_and, everyone=True)
+
+    def matmul_public(self, x: Share, c: np.ndarray, *, left: bool = False) -> Share:
+        need_kind("matmul_public", "arith", x)
+        c = as_ring(c, "public operand")
+        shape = matmul_shape(c.shape, x.shape) if left else matmul_shape(x.shape, c.shape)
+        if not self.holds:
+            return Share((), shape, "arith")
+        part = ring_matmul(c, x.parts[0]) if left else ring_matmul(x.parts[0], c)
+        return Share((part,), shape, "arith")
+
+    def a2b_summands(self, x: Share) -> list[Share]:
+        need_kind("a2b_summands", "arith", x)
+        out = []
+        for h in self._holders:
+            if not self.holds:
+                out.append(Share((), x.shape, "bool"))
+            elif h == self.party:
+                out.append(Share((x.parts[0],), x.shape, "bool"))
+            else:
+                out.append(Share((np.zeros(x.shape, dtype=U64),), x.shape, "bool"))
+        return out
+
+    # ---- share and reveal ------------------------------------------------------------------------
+    def share(
+        self,
+        ctx: OpContext,
+        owner: str,
+        value: np.ndarray | None,
+        shape: tuple[int, ...] | None,
+        kind: Kind = "arith",
+    ) -> Step[Share]:
+        if owner not in self.parties:
+            raise ConfigError(f"input owner {owner!r} is not a party of {list(self.parties)!r}")
+        xor = kind == "bool"
+        # The owner keeps the remainder if it holds shares; otherwise the last holder gets it.
+        receiver = None if owner in self._holders else self._last
+        expanders = [h for h in self._holders if h != owner and h != receiver]
+        if self.party == owner:
+            if value is None:
+                raise ValueError(f"share: the owner {owner!r} must pass the value")
+            v = as_ring(value)
+            if shape is not None and tuple(shape) != v.shape:
+                raise ValueError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+            rest = v.copy()
+            for h in expanders:
+                s = ctx.prg(h).random_u64(v.shape)
+                if xor:
+                    rest ^= s
+                else:
+                    rest -= s
+            send: dict[str, dict[str, Any]] = {p: {"shape": list(v.shape)} for p in ctx.others}
+            if receiver is not None:
+                send[receiver]["data"] = rest
+            yield Exchange(send=send)
+            return self._new((rest,), v.shape, kind) if receiver is None else Share((), v.shape, kind)
+        got = yield Exchange(recv=frozenset({owner}))
+        msg = got[owner]
+        announced = recv_shape(field(msg, "shape", owner), owner)
+        if shape is not None and tuple(shape) != announced:
+            raise ValueError(f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}")
+        if not self.holds:
+            return Share((), announced, kind)
+        if self.party == receiver:
+            data = recv_array(field(msg, "data", owner), announced, owner, "input share")
+            return Share((data,), announced, kind)
+        return Share((ctx.prg(owner).random_u64(announced),), announced, kind)
+
+    def reveal(self, ctx: OpContext, x: Share, to: str | None = None) -> Step[np.ndarray | None]:
+        if to is not None and to not in self.parties:
+            raise ValueError(f"reveal: {to!r} is not a party of {list(self.parties)!r}")
+        targets = [p for p in self.parties if to is None or p == to]
+        send = {}
+        if self.holds:
+            send = {p: x.parts[0] for p in targets if p != self.party}
+        wants = self.party in targets
+        recv = frozenset(h for h in self._holders if h != self.party) if wants else frozenset()
+        got = yield Exchange(send=send, recv=recv)
+        if not wants:
+            return None
+        parts = [recv_array(got[h], x.shape, h, "revealed share") for h in sorted(recv)]
+        if self.holds:
+            parts.append(x.parts[0])
+        op = np.bitwise_xor if x.kind == "bool" else np.add
+        out = _fresh(op, parts[0], parts[1])
+        for p in parts[2:]:
+            op(out, p, out=out)
+        return out
+
+    # ---- Beaver products ---------------------------------------------------------------------------
+    def _beaver(
+        self,
+        ctx: OpContext,
+        x: Share,
+        y: Share,
+        out_shape: tuple[int, ...],
+        boolean: bool,
+        matrix: bool,
+    ) -> Step[Share]:
+        """z = x * y (or x @ y, or x & y) with one dealt triple, in one round (module doc).
+
+        Math (Beaver 1991; CrypTen beaver.py): with a dealt triple c = a b, open e = x - a and
+        f = y - b; then x y = c + e b + a f + e f, and holder i's share is
+        z_i = c_i + e b_i + a_i f, plus e f at holder 0 (computed as e (b_0 + f)).
+        """
+        mode = "xor" if boolean else "add"
+        specs = [Dealt(x.shape, mode), Dealt(y.shape, mode), Dealt(out_shape, mode, corrected=True)]
+        if boolean:
+            mul, plus, minus = np.bitwise_and, np.bitwise_xor, np.bitwise_xor
+        elif matrix:
+            mul, plus, minus = ring_matmul, np.add, np.subtract
+        else:
+            mul, plus, minus = np.multiply, np.add, np.subtract
+
+        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
+            a, b = totals[0], totals[1]
+            return [_fresh(mul, a, b)]
+
+        own, corrections = self._dealing.deal(ctx, specs, finish)
+        dealing = self._dealing.dealing
+        peers = [h for h in self._holders if h != self.party]
+        sends: dict[str, dict[str, Any]] = {}
+        if corrections is not None:
+            sends.setdefault(self._last, {})["d"] = tuple(corrections)
+        if own is not None:
+            a, b, c = own
+            e_i, f_i = _fresh(minus, x.parts[0], a), _fresh(minus, y.parts[0], b)
+            for h in peers:
+                sends.setdefault(h, {})["o"] = (e_i, f_i)
+        recv = set(peers) if self.holds else set()
+        if self.party == self._last:
+            recv.add(dealing)
+        got = yield Exchange(send=sends, recv=frozenset(recv))
+        if own is None:
+            return Share((), out_shape, x.kind)
+        if self.party == self._last:
+            (c,) = _arrays(field(got[dealing], "d", dealing), (out_shape,), dealing, "triple")
+        e, f = _fresh(plus, e_i, 0), _fresh(plus, f_i, 0)  # sent arrays stay untouched
+        for h in peers:
+            e_h, f_h = _arrays(field(got[h], "o", h), (x.shape, y.shape), h, "masked operands")
+            plus(e, e_h, out=e)
+            plus(f, f_h, out=f)
+        z = _fresh(mul, e, _fresh(plus, b, f)) if self.party == self._first else _fresh(mul, e, b)
+        plus(z, _fresh(mul, a, f), out=z)
+        plus(z, c, out=z)
+        return Share((z,), out_shape, x.kind)
+
+    def mul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("mul", "arith", x, y)
+        shape = same_shape("mul", x, y)
+        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=False))
+
+    def matmul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("matmul", "arith", x, y)
+        shape = matmul_shape(x.shape, y.shape)
+        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=True))
+
+    def and_(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+        need_kind("and_", "bool", x, y)
+        shape = same_shape("and_", x, y)
+        return (yield from self._beaver(ctx, x, y, shape, boolean=True, matrix=False))
+
+    # ---- truncation ------------------------------------------------------------------------------
+    def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
+        """floor(x / 2^bits), possibly + 1 (module doc: local for 2 holders, else one round)."""
+        need_kind("truncate", "arith", x)
+        if not 0 <= bits <= 62:
+            raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
+        if bits == 0:
+            return x
+        if len(self._holders) > 2:
+            return (yield from self._trunc_pr(ctx, x, bits))
+        if not self.holds:
+            return x
+        p = x.parts[0]
+        if self.party == self._first:
+            part = _arshift(p, bits)
+        else:
+            part = np.asarray(-_arshift(np.asarray(-p), bits))
+        return Share((part,), x.shape, "arith")
+
+    def _trunc_pr(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
+        """Probabilistic truncation with a dealt mask, one round (Dalskov, Escudero & Keller 2020,
+        "Secure evaluation of quantized neural networks", Sec. 5.1).
+
+        Math (l = 64, d = bits, |x| < 2^62): x' = x + 2^62 lies in [0, 2^63). The dealer deals r
+        (free), r_mid = bits d..62 of r and r_msb = bit 63 of r (corrected). Open c = x' + r
+        (uniform: perfectly hiding). With c_mid, c_msb likewise and b = c_msb XOR r_msb (the
+        carry of x' + (r mod 2^63) into bit 63),
+            y = c_mid - r_mid + b 2^(63-d) - 2^(62-d) = floor(x / 2^d) + e,  e in {0, 1}.
+        b is linear in r_msb's shares because c_msb is public: b = c_msb + (1 - 2 c_msb) r_msb.
+        """
+        shape = x.shape
+        specs = [Dealt(shape, "add"), Dealt(shape, "add", True), Dealt(shape, "add", True)]
+        one = U64(1)
+
+        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
+            r = totals[0]
+            return [np.asarray((r << one) >> U64(bits + 1)), np.asarray(r >> U64(63))]
+
+        own, corrections = self._dealing.deal(ctx, specs, finish)
+        dealing = self._dealing.dealing
+        peers = [h for h in self._holders if h != self.party]
+        sends: dict[str, dict[str, Any]] = {}
+        if corrections is not None:
+            sends.setdefault(self._last, {})["d"] = tuple(corrections)
+        if own is not None:
+            r_i, mid_i, msb_i = own
+            c_i = _fresh(np.add, x.parts[0], r_i)
+            if self.party == self._first:
+                c_i += U64(1 << 62)
+            for h in peers:
+                sends.setdefault(h, {})["o"] = c_i
+        recv = set(peers) if self.holds else set()
+        if self.party == self._last:
+            recv.add(dealing)
+        got = yield Exchange(send=sends, recv=frozenset(recv))
+        if own is None:
+            return Share((), shape, "arith")
+        if self.party == self._last:
+            mid_i, msb_i = _arrays(field(got[dealing], "d", dealing), (shape, shape), dealing, "pair")
+        c = _fresh(np.add, c_i, 0)
+        for h in peers:
+            np.add(c, recv_array(field(got[h], "o", h), shape, h, "masked value"), out=c)
+        c_msb = c >> U64(63)
+        b_i = np.asarray(np.where(c_msb == one, np.negative(msb_i), msb_i))  # (1 - 2 c_msb) r_msb_i
+        if self.party == self._first:
+            b_i += c_msb
+        y = np.asarray(b_i << U64(63 - bits))
+        y -= mid_i
+        if self.party == self._first:
+            y += (c << one) >> U64(bits + 1)
+            y -= U64(1 << (62 - bits))
+        return Share((y,), shape, "arith")
+
+    # ---- boolean -> arithmetic ---------------------------------------------------------------------
+    def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:
+        """[b]^B -> [b]^A for bits, one round, with a dealt random bit r shared both ways.
+
+        Math: open c = b XOR r (1 bit an element on the wire); b = c + r - 2 c r, so holder i's
+        share is (1 - 2c) r_i, plus c at holder 0. Only bit 0 of each word of ``b`` is used.
+        """
+        need_kind("bit_to_arith", "bool", b)
+        shape = b.shape
+        specs = [Dealt(shape, "bit"), Dealt(shape, "add", corrected=True)]
+
+        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
+            return [np.array(totals[0], dtype=U64)]
+
+        own, corrections = self._dealing.deal(ctx, specs, finish)
+        dealing = self._dealing.dealing
+        peers = [h for h in self._holders if h != self.party]
+        sends: dict[str, dict[str, Any]] = {}
+        if corrections is not None:
+            sends.setdefault(self._last, {})["d"] = tuple(corrections)
+        if own is not None:
+            rb_i, ra_i = own
+            c_i = np.asarray((b.parts[0] & U64(1)) ^ rb_i)
+            packed = pack_bits(c_i)
+            for h in peers:
+                sends.setdefault(h, {})["o"] = packed
+        recv = set(peers) if self.holds else set()
+        if self.party == self._last:
+            recv.add(dealing)
+        got = yield Exchange(send=sends, recv=frozenset(recv))
+        if own is None:
+            return Share((), shape, "arith")
+        if self.party == self._last:
+            (ra_i,) = _arrays(field(got[dealing], "d", dealing), (shape,), dealing, "random bit")
+        c = c_i.copy()
+        for h in peers:
+            c ^= recv_bits(field(got[h], "o", h), shape, h, "masked bit")
+        z = np.asarray(np.where(c == U64(1), np.negative(ra_i), ra_i))  # (1 - 2c) r_i
+        if self.party == self._first:
+            z += c
+        return Share((z,), shape, "arith")
