@@ -1,0 +1,534 @@
+"""Async shell of one peer link: connection manager, reader, writer, heartbeat.
+
+Theory of operation
+-------------------
+A :class:`PeerLink` owns the sans-IO :class:`~._session.Session` and :class:`~._mux.Mux` of one
+peer and drives them with four kinds of tasks, all in the node's task group:
+
+* ``run`` (one per link, node lifetime) obtains connections -- the dialer (the party whose name
+  sorts lower) dials with retry, the other side waits for the listener to hand one over -- and
+  runs each connection until it ends: HELLO exchange, then a reader and ONE writer task in a
+  task group bound to that connection. When a connection drops, unacked DATA stays in the
+  session and the loop obtains a new one, until ``last_heard + peer_timeout_s``; past that, every
+  job with the peer fails with :class:`~mpcactors.PeerLost`, the session is replaced by a new
+  incarnation, and the link keeps (quietly) trying, so a restarted peer can be reached again.
+* The reader never blocks on the application: it feeds bytes to the session and sorts DATA into
+  the mux's inboxes, waking receivers.
+* The writer packs everything queued since its last write (control frames, then one DATA frame
+  with chunks of all jobs) and sends it; encoding happens before the send lock is taken.
+* ``heartbeat`` sends PING every ``heartbeat_interval_s``, drops a connection that has been
+  silent for too long (the peer then has to come back through a new connection), and expires
+  data of jobs never opened locally.
+
+Transport exceptions are classified once (``is_disconnect``) in ``_guard``: a dropped
+connection is not an error, it is a reconnect.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import ssl
+from collections import deque
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream
+
+from .._config import ClusterConfig, WanProfile
+from .._errors import AuthenticationError, LinkError, PeerLost, PeerUnavailable, ProtocolError
+from .._log import get_logger
+from ._frames import NEED_DATA, Credit, Data, JobAbort, Ping, Pong
+from ._mux import Mux
+from ._session import Established, PeerClosed, Session
+from ._stats import JobLinkStatistics, LinkStatistics
+from ._transport import (
+    BACKOFF_CAP_S,
+    HANDSHAKE_TIMEOUT_S,
+    Connection,
+    Transport,
+    auth_error_from_ssl,
+    connect_with_retry,
+    is_disconnect,
+)
+from ._wan import WanStream
+
+__all__ = ["PeerLink"]
+
+RECV_BYTES = 1 << 18
+_COALESCE_BYTES = 1 << 16
+_RTT_GAIN = 0.125
+
+
+class _Signal:
+    """A re-armable wake-up for one waiting task (set before wait is not lost)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = anyio.Event()
+
+
+class PeerLink:
+    """Everything a node keeps about one peer. Made by the node; not public."""
+
+    def __init__(
+        self,
+        *,
+        party: str,
+        peer: str,
+        config: ClusterConfig,
+        transport: Transport,
+        wan: WanProfile | None,
+        rng: random.Random,
+        on_job_abort: Callable[[str, str, str], None],
+    ) -> None:
+        self.party = party
+        self.peer = peer
+        self.config = config
+        self.opts = config.link
+        self.transport = transport
+        self.dialer = party < peer
+        self.wan = wan
+        self._rng = rng
+        self._on_job_abort = on_job_abort
+        self._log = get_logger(party=party, peer=peer)
+        opts = self.opts
+        self.mux = Mux(
+            party=party,
+            peer=peer,
+            job_window=opts.job_window_bytes,
+            chunk_bytes=opts.chunk_bytes,
+            frame_budget=min(opts.max_frame_bytes // 2, 4 * opts.chunk_bytes),
+            max_message_bytes=opts.max_message_bytes,
+        )
+        self.session = self._new_session()
+        self.failure: LinkError | None = None
+        self.connected = False
+        self.ever_connected = False
+        self.ready = anyio.Event()  # set on the first handshake or the first failure
+        self.closing = False
+        self._incoming: deque[tuple[Connection, bytes]] = deque()
+        self._incoming_signal = _Signal()
+        self._conn_scope: anyio.CancelScope | None = None
+        self._conn_error: BaseException | None = None
+        self._writer_signal = _Signal()
+        self._send_lock = anyio.Lock()
+        self._waiters: dict[tuple[str, str], anyio.Event] = {}
+        self._space: dict[str, anyio.Event] = {}
+        self.last_heard = anyio.current_time()
+        self.bytes_sent = self.bytes_received = 0
+        self.reconnects = 0
+        self.rtt_s: float | None = None
+        self._old = [0, 0, 0, 0, 0]  # frame counters of retired sessions
+
+    def _new_session(self) -> Session:
+        return Session(
+            party=self.party,
+            peer=self.peer,
+            cluster=self.config.cluster_id,
+            session_id=secrets.token_hex(8),
+            job_window=self.opts.job_window_bytes,
+            max_frame_bytes=self.opts.max_frame_bytes,
+        )
+
+    def _retire_session(self) -> None:
+        s = self.session
+        for i, v in enumerate(
+            (s.frames_sent, s.frames_received, s.data_frames_sent, s.retransmitted, s.duplicates)
+        ):
+            self._old[i] += v
+        self.session = self._new_session()
+
+    # ---- waking ------------------------------------------------------------------------------
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        ev = self._waiters.pop(key, None)
+        if ev is not None:
+            ev.set()
+
+    def _wake_job(self, job: str) -> None:
+        for key in [k for k in self._waiters if k[0] == job]:
+            self._wake(key)
+        ev = self._space.pop(job, None)
+        if ev is not None:
+            ev.set()
+
+    def _wake_all(self) -> None:
+        for ev in self._waiters.values():
+            ev.set()
+        for ev in self._space.values():
+            ev.set()
+        self._waiters.clear()
+        self._space.clear()
+
+    def _wake_space(self) -> None:
+        window = self.opts.job_window_bytes
+        for job in [j for j in self._space if self.mux.job_backlog(j) < window]:
+            self._space.pop(job).set()
+
+    # ---- application side --------------------------------------------------------------------
+
+    def send_nowait(self, job: str, channel: str, payload: bytes) -> None:
+        self.mux.enqueue(job, channel, payload)
+        self._writer_signal.set()
+
+    async def send(self, job: str, channel: str, payload: bytes) -> None:
+        window = self.opts.job_window_bytes
+        while self.mux.job_backlog(job) >= window and self.mux.job_error(job) is None:
+            ev = self._space.get(job)
+            if ev is None:
+                ev = self._space[job] = anyio.Event()
+            await ev.wait()
+        self.send_nowait(job, channel, payload)
+
+    async def receive(self, job: str, channel: str) -> bytearray:
+        key = (job, channel)
+        while True:
+            msg = self.mux.take(job, channel)
+            if msg is not None:
+                if self.mux.control_pending:
+                    self._writer_signal.set()
+                return msg
+            ev = self._waiters.get(key)
+            if ev is None:
+                ev = self._waiters[key] = anyio.Event()
+            self.mux.set_waiting(job, channel, +1)
+            if self.mux.control_pending:
+                self._writer_signal.set()
+            try:
+                await ev.wait()
+            finally:
+                self.mux.set_waiting(job, channel, -1)
+
+    def abort_job(self, job: str, reason: str) -> None:
+        self.mux.abort_job(job, reason)
+        self._wake_job(job)
+        self._writer_signal.set()
+
+    def close_job(self, job: str) -> None:
+        self.mux.close_job(job)
+        self._wake_job(job)
+        self._writer_signal.set()
+
+    def drop_connection(self) -> bool:
+        """Cut the current connection (chaos/test hook); the link reconnects and resumes."""
+        if self._conn_scope is None:
+            return False
+        self._conn_scope.cancel()
+        return True
+
+    def offer(self, conn: Connection, initial: bytes) -> None:
+        """The listener accepted a connection from this peer; it supersedes the current one."""
+        self._incoming.append((conn, initial))
+        self._incoming_signal.set()
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+
+    # ---- failure -----------------------------------------------------------------------------
+
+    def _fail(self, error: LinkError) -> None:
+        """The link failed for good: every job fails; a new session starts for later."""
+        if self.failure is None and not self.closing:
+            self._log.warning("link failed", error=str(error))
+        self.failure = error
+        self.mux.fail_all(error)
+        self._retire_session()
+        self._wake_all()
+        self.ready.set()
+
+    # ---- connection manager ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Obtain and run connections for the node's lifetime."""
+        first_deadline = anyio.current_time() + self.opts.connect_timeout_s
+        while not self.closing:
+            background = self.failure is not None
+            if not self.ever_connected and not background:
+                deadline = first_deadline
+            elif background:
+                deadline = math.inf
+            else:
+                deadline = self.last_heard + self.opts.peer_timeout_s
+            try:
+                conn, initial = await self._obtain(deadline, background)
+            except (PeerUnavailable, AuthenticationError) as exc:
+                if background:
+                    await anyio.sleep(BACKOFF_CAP_S)
+                elif self.ever_connected:
+                    lost = PeerLost(
+                        f"peer {self.peer!r} lost: no connection for {self.opts.peer_timeout_s:g} s"
+                        f" ({exc})",
+                        peer=self.peer,
+                    )
+                    lost.__cause__ = exc
+                    self._fail(lost)
+                else:
+                    self._fail(exc)
+                continue
+            await self._run_connection(conn, initial)
+
+    async def _obtain(self, deadline: float, background: bool) -> tuple[Connection, bytes]:
+        timeout = deadline - anyio.current_time()
+        address = self.transport.address(self.peer)
+        if self.dialer:
+            conn = await connect_with_retry(
+                lambda: self.transport.connect(self.peer),
+                peer=self.peer,
+                address=address,
+                attempts=self.opts.connect_retry_times if not self.ever_connected else None,
+                interval_s=self.opts.connect_retry_interval_ms / 1000,
+                timeout_s=timeout,
+                rng=self._rng,
+            )
+            return conn, b""
+        with anyio.move_on_after(timeout):
+            while not self._incoming:
+                await self._incoming_signal.wait()
+            return self._incoming.popleft()
+        raise PeerUnavailable(self.peer, address, 0, f"it did not connect within {timeout:g} s")
+
+    async def _run_connection(self, conn: Connection, initial: bytes) -> None:
+        self._conn_error = None
+        try:
+            self.session.connect()
+            async with AsyncExitStack() as stack:
+                stack.push_async_callback(anyio.aclose_forcefully, conn.stream)
+                stream: ByteStream = conn.stream
+                if self.wan is not None:
+                    stream = await stack.enter_async_context(
+                        WanStream(stream, self.wan, rng=random.Random(self._rng.random()))
+                    )
+                with anyio.CancelScope() as scope:
+                    self._conn_scope = scope
+                    await self._guard(self._handshake, stream, initial, scope=scope)
+                    if self.session.is_open:
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(self._guard, self._reader, stream, None, scope)
+                            tg.start_soon(self._guard, self._writer, stream, None, scope)
+                if self._conn_error is not None and self.session.has_output:
+                    with anyio.move_on_after(1.0, shield=True):
+                        await self._flush(stream)  # e.g. a CLOSE telling the peer why
+        finally:
+            self._conn_scope = None
+            was_open = self.connected
+            self.connected = False
+        self._after_connection(self._conn_error, was_open)
+
+    def _after_connection(self, exc: BaseException | None, was_open: bool) -> None:
+        if isinstance(exc, ssl.SSLError) and not is_disconnect(exc):
+            exc = auth_error_from_ssl(exc, self.peer, self.transport.address(self.peer))
+        if isinstance(exc, LinkError):
+            if exc.peer is None:
+                exc.peer = self.peer
+            self._fail(exc)
+            return
+        if isinstance(exc, _PeerClosedSignal):
+            self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer))
+            return
+        if self.session.state.value in ("closed", "failed"):
+            self._retire_session()
+            return
+        self.session.connection_lost()
+        if was_open or exc is not None:
+            self._log.info("connection lost", error=repr(exc) if exc else "cut")
+
+    async def _guard(self, fn: Any, stream: ByteStream, arg: Any, scope: anyio.CancelScope) -> None:
+        try:
+            await fn(stream, arg)
+        except (LinkError, ssl.SSLError, _PeerClosedSignal) as exc:
+            self._conn_error = self._conn_error or exc
+            scope.cancel()
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+            self._conn_error = self._conn_error or exc
+            scope.cancel()
+
+    async def _handshake(self, stream: ByteStream, initial: bytes) -> None:
+        with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
+            await self._flush(stream)
+            if initial:
+                self.session.receive_data(initial)
+            while True:
+                event = self.session.next_event()
+                if isinstance(event, Established):
+                    break
+                if event is not NEED_DATA:
+                    raise ProtocolError(f"{event!r} before the handshake completed")
+                data = await stream.receive(RECV_BYTES)
+                self.bytes_received += len(data)
+                self.session.receive_data(data)
+        self.last_heard = anyio.current_time()
+        if event.restarted:
+            self.mux.fail_all(PeerLost(f"peer {self.peer!r} restarted: its jobs are gone"))
+            self._wake_all()
+        self.mux.on_established(event.peer_job_window)
+        if self.ever_connected:
+            self.reconnects += 1
+        self._log.info(
+            "link established", resumed=event.resumed, replayed=event.replayed,
+            restarted=event.restarted, reconnects=self.reconnects,
+        )  # fmt: skip
+        self.failure = None
+        self.connected = self.ever_connected = True
+        self.ready.set()
+        self._writer_signal.set()
+
+    # ---- reader and writer -------------------------------------------------------------------
+
+    async def _reader(self, stream: ByteStream, _: Any) -> None:
+        session = self.session
+        while True:
+            self._process(session)
+            data = await stream.receive(RECV_BYTES)
+            self.bytes_received += len(data)
+            self.last_heard = anyio.current_time()
+            session.receive_data(data)
+
+    def _process(self, session: Session) -> None:
+        wake_writer = False
+        while True:
+            event = session.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, Data):
+                for key in self.mux.on_data(event, self.last_heard):
+                    self._wake(key)
+            elif isinstance(event, Credit):
+                self.mux.on_credit(event)
+            elif isinstance(event, JobAbort):
+                self.mux.on_job_abort(event)
+                self._wake_job(event.job)
+                self._log.info("job aborted by peer", job=event.job, reason=event.reason)
+                self._on_job_abort(event.job, event.party, event.reason)
+            elif isinstance(event, Pong):
+                sample = max(0.0, anyio.current_time() - event.t)
+                self.rtt_s = sample if self.rtt_s is None else (
+                    (1 - _RTT_GAIN) * self.rtt_s + _RTT_GAIN * sample
+                )  # fmt: skip
+            elif isinstance(event, PeerClosed):
+                self._writer_signal.set()
+                raise _PeerClosedSignal(event.reason)
+            wake_writer = True
+        if wake_writer or session.ack_due or session.has_output:
+            self._writer_signal.set()
+
+    def _collect(self) -> list[bytes | memoryview]:
+        session = self.session
+        if session.is_open:
+            for frame in self.mux.control_due():
+                session.send_control(frame)
+            chunks = self.mux.pack()
+            if chunks:
+                session.send_data(chunks)
+                self._wake_space()
+        session.send_ack()
+        return session.data_to_send()
+
+    async def _writer(self, stream: ByteStream, _: Any) -> None:
+        while True:
+            out = self._collect()
+            if out:
+                await self._send(stream, out)
+            else:
+                await self._writer_signal.wait()
+
+    async def _flush(self, stream: ByteStream) -> None:
+        out = self.session.data_to_send()
+        if out:
+            await self._send(stream, out)
+
+    async def _send(self, stream: ByteStream, out: list[bytes | memoryview]) -> None:
+        batch: list[bytes | memoryview] = []
+        size = 0
+        async with self._send_lock:
+            for buf in out:
+                if len(buf) >= _COALESCE_BYTES:
+                    if batch:
+                        await stream.send(b"".join(batch))
+                        batch, size = [], 0
+                    await stream.send(buf)  # type: ignore[arg-type]
+                else:
+                    batch.append(buf)
+                    size += len(buf)
+                self.bytes_sent += len(buf)
+            if batch:
+                await stream.send(b"".join(batch))
+
+    # ---- timers and closing ------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """PING, silence detection and unopened-job expiry, for the node's lifetime."""
+        opts = self.opts
+        silence = max(3 * opts.heartbeat_interval_s, opts.peer_timeout_s / 2)
+        while True:
+            await anyio.sleep(opts.heartbeat_interval_s)
+            now = anyio.current_time()
+            if self.connected and self.session.is_open:
+                self.session.send_control(Ping(now))
+                self._writer_signal.set()
+                if now - self.last_heard > silence:
+                    self._log.info("peer silent; dropping the connection", silent_s=now - self.last_heard)
+                    self.drop_connection()
+            for job in self.mux.expire_unopened(now, opts.unopened_job_timeout_s):
+                self._log.warning("messages for a job never opened here; aborting it", job=job)
+                self._wake_job(job)
+                self._writer_signal.set()
+
+    async def close(self, linger_s: float) -> None:
+        """Flush what can be sent (bounded by ``linger_s``), say goodbye, fail local waiters."""
+        self.closing = True
+        with anyio.move_on_after(linger_s):
+            while self.connected and (self.session.unacked_frames or self.mux.has_queued):
+                await anyio.sleep(0.005)
+        if self.connected and self.session.is_open:
+            self.session.close("the node is closing")
+            self._writer_signal.set()
+            with anyio.move_on_after(min(1.0, max(0.2, linger_s))):
+                while self.connected and self.session.state.value == "closing":
+                    await anyio.sleep(0.005)
+        self.mux.fail_all(PeerLost(f"the link to {self.peer!r} is closed", peer=self.peer))
+        self._wake_all()
+
+    def statistics(self) -> tuple[LinkStatistics, dict[tuple[str, str], JobLinkStatistics]]:
+        s, old = self.session, self._old
+        link = LinkStatistics(
+            peer=self.peer,
+            state=s.state.value,
+            connected=self.connected,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            frames_sent=old[0] + s.frames_sent,
+            frames_received=old[1] + s.frames_received,
+            data_frames_sent=old[2] + s.data_frames_sent,
+            messages_sent=self.mux.messages_sent,
+            messages_received=self.mux.messages_received,
+            retransmitted_frames=old[3] + s.retransmitted,
+            duplicate_frames=old[4] + s.duplicates,
+            unacked_frames=s.unacked_frames,
+            rtt_s=self.rtt_s,
+            reconnects=self.reconnects,
+            jobs=len(self.mux.jobs()),
+        )
+        jobs = {
+            (self.peer, name): JobLinkStatistics(
+                self.peer, name, c.bytes_sent, c.bytes_received, c.messages_sent,
+                c.messages_received, c.frames_sent, c.frames_received,
+                self.mux.job_backlog(name), self.mux.job_buffered(name),
+            )  # fmt: skip
+            for name, c in self.mux.jobs().items()
+        }
+        return link, jobs
+
+
+class _PeerClosedSignal(Exception):
+    """Internal: the peer sent CLOSE; ends the connection and fails the link with PeerLost."""
