@@ -1,0 +1,155 @@
+"""Cluster certificates: one CA, one certificate and key per party (``mpcactors certs``).
+
+Keys are EC P-256 (fast, and what TLS 1.3 in Python's ssl takes everywhere). Each party
+certificate names the party as subject CN and as its only DNS subjectAltName -- that is the
+identity the link layer checks -- and may serve as TLS server and client. Private keys are
+written with mode 0600 (created so, never widened).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ._config import ClusterConfig
+from ._errors import ConfigError
+
+__all__ = ["CertificateAuthority", "generate_certs", "issue_party_cert", "make_ca", "write_key"]
+
+DEFAULT_VALID_DAYS = 3650
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA's key and self-signed certificate."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def make_ca(name: str, *, valid_days: int = DEFAULT_VALID_DAYS) -> CertificateAuthority:
+    """A new self-signed cluster CA named ``name``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"mpcactors CA {name}")])
+    start = _now() - dt.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(key, cert)
+
+
+def issue_party_cert(
+    ca: CertificateAuthority, party: str, *, valid_days: int = DEFAULT_VALID_DAYS
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and a certificate for ``party`` signed by ``ca`` (CN and DNS SAN = party)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = _now() - dt.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(party)]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a private key as unencrypted PKCS#8 PEM with mode 0600."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, pem)
+    finally:
+        os.close(fd)
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> None:
+    """Write a certificate as PEM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def generate_certs(config: ClusterConfig, out_dir: Path | None = None) -> list[Path]:
+    """Make a cluster CA and a certificate and key per party.
+
+    Args:
+        config: the cluster (party names; TLS paths when ``out_dir`` is None).
+        out_dir: write ``ca.pem``, ``ca.key``, ``PARTY.pem``, ``PARTY.key`` there. Without it,
+            write exactly where the config's TLS paths point (folders are created).
+
+    Returns:
+        Every file written, CA first.
+
+    Raises:
+        ConfigError: no ``out_dir`` and the config has no TLS paths.
+    """
+    ca = make_ca(config.cluster_id)
+    if out_dir is not None:
+        out = Path(out_dir)
+        ca_cert, ca_key = out / "ca.pem", out / "ca.key"
+        targets = {p.name: (out / f"{p.name}.pem", out / f"{p.name}.key") for p in config.parties}
+    else:
+        where = str(config.path) if config.path else None
+        if config.tls is None:
+            raise ConfigError("no [tls] section: nowhere to write certificates", file=where, key="tls")
+        ca_cert = config.tls.ca_cert
+        ca_key = config.tls.ca_key or ca_cert.with_suffix(".key")
+        targets = {}
+        for p in config.parties:
+            if p.cert is None or p.key is None:
+                raise ConfigError("missing cert/key path", file=where, key=f"parties.{p.name}")
+            targets[p.name] = (p.cert, p.key)
+    written = [ca_cert, ca_key]
+    write_cert(ca_cert, ca.cert)
+    write_key(ca_key, ca.key)
+    for party, (cert_path, key_path) in targets.items():
+        key, cert = issue_party_cert(ca, party)
+        write_cert(cert_path, cert)
+        write_key(key_path, key)
+        written += [cert_path, key_path]
+    return written
