@@ -1,0 +1,137 @@
+"""Where a PSI job keeps its files, and how an interrupted job resumes from them.
+
+Theory of operation
+-------------------
+Every job works in a folder (spilled buckets, the prepared stream, received chunks). Without a
+``checkpoint_dir`` the folder is temporary and removed when the job ends. With one, it is
+``<checkpoint_dir>/<job>.<party>/`` and survives a crash:
+
+- ``manifest.json`` (written atomically: temp file + ``os.replace``) holds the job's settings, a
+  fingerprint of the input, this party's secret scalar and seed (so a resumed run blinds and
+  shuffles exactly as before; the folder is created mode 0700 and the file 0600, and both are
+  deleted when the job succeeds), the *session* both parties agreed on, and the preparation
+  summary once preparation finished.
+- ``chunks/<kind>/<index>.bin``: every received or computed ciphertext chunk, written to a temp
+  name and renamed, so a chunk file exists only when complete. The set of files *is* the
+  progress; there is no second record to get out of step with it.
+
+Resume rule (decided in the hello exchange, :func:`resume_agreed`): both parties offer the
+session of their checkpoint (or none); they resume only when both offer the same session, i.e.
+both still hold the state of the same earlier run. Otherwise both discard what they have and
+start afresh -- the result is the same either way, a resume only saves work. A resumed party
+reuses its secret, so double-blinded values computed before and after the crash agree.
+
+Durability: files are not fsync'ed, so a checkpoint survives a process crash (SIGKILL), not a
+power cut of the machine (a power cut loses at most the chunks in the page cache, which the
+rename rule turns into missing chunks, never corrupt ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Workspace", "resume_agreed", "FORMAT"]
+
+FORMAT = 1
+_SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def resume_agreed(mine: str | None, theirs: str | None) -> bool:
+    """Resume only when both parties hold a checkpoint of the same session."""
+    return mine is not None and mine == theirs
+
+
+class Workspace:
+    """A job's folder: manifest, prepared input, chunk files.
+
+    Args:
+        checkpoint_dir: parent folder for persistent checkpoints, or None for a temp folder.
+        job: the job id.
+        party: this party's name.
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike[str] | None, job: str, party: str) -> None:
+        self.persistent = checkpoint_dir is not None
+        if checkpoint_dir is None:
+            self.root = Path(tempfile.mkdtemp(prefix="mpcactors-psi-"))
+        else:
+            name = f"{_SAFE.sub('_', job)}.{_SAFE.sub('_', party)}"
+            self.root = Path(checkpoint_dir) / name
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def prep_dir(self) -> Path:
+        return self.root / "prep"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def load_manifest(self) -> dict[str, Any] | None:
+        """The manifest of an earlier run, or None when absent or unreadable."""
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None
+        return data
+
+    def save_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest atomically (mode 0600)."""
+        if not self.persistent:
+            return
+        data = dict(manifest, format=FORMAT)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.manifest_path)
+
+    def reset(self) -> None:
+        """Forget every earlier state (fresh start): empty the folder."""
+        for child in self.root.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    child.unlink()
+
+    def chunk_dir(self, kind: str) -> Path:
+        d = self.root / "chunks" / kind
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def chunk_path(self, kind: str, index: int) -> Path:
+        return self.chunk_dir(kind) / f"{index:08d}.bin"
+
+    def write_chunk(self, kind: str, index: int, data: bytes) -> None:
+        """Store a chunk so that it exists only when complete (temp name, then rename)."""
+        path = self.chunk_path(kind, index)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def read_chunk(self, kind: str, index: int) -> np.ndarray:
+        return np.fromfile(self.chunk_path(kind, index), dtype=np.uint8)
+
+    def chunks_present(self, kind: str) -> set[int]:
+        """Indices of the complete chunk files of ``kind``."""
+        out = set()
+        for p in self.chunk_dir(kind).iterdir():
+            if p.suffix == ".bin" and p.stem.isdigit():
+                out.add(int(p.stem))
+        return out
+
+    def remove(self) -> None:
+        """Delete the folder (at the end of a successful job, or of any temp job)."""
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,245 @@
+"""PSI inputs: a CSV file with a header and key columns, or an in-memory sequence of ids.
+
+Theory of operation
+-------------------
+A source is read twice, both times streaming: once by :mod:`._prepare` (keys in batches, with
+the byte offset where each CSV record starts) and once, at the end, by the output writer, which
+fetches the records it needs by offset. So no phase holds the whole input in memory. CSV records
+may span lines (quoted newlines): :class:`_Lines` feeds ``csv.reader`` one line at a time and
+counts bytes, and since ``csv.reader`` never reads ahead, the count after a record is the offset
+of the next one.
+
+Rules, checked with errors that name the file and the line:
+- UTF-8 (a BOM is ignored); the first record is the header; every key column must be in it
+  exactly once; every data record has as many fields as the header; blank lines are skipped.
+- Keys compare byte for byte after UTF-8 encoding (see :func:`~._ecdh.encode_key`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+
+from .._errors import PsiError
+from ._ecdh import encode_key
+
+__all__ = ["CsvSpec", "IdsSpec", "Batch", "open_source", "parse_keys", "SourceSpec"]
+
+BATCH_ROWS = 65536
+
+
+def parse_keys(keys: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Key column names from ``"a,b"`` or ``["a", "b"]``; raises PsiError when empty."""
+    if keys is None:
+        raise PsiError("a CSV input needs key column names (keys=...)")
+    names = keys.split(",") if isinstance(keys, str) else list(keys)
+    names = [k.strip() if isinstance(k, str) else k for k in names]
+    if not names or any(not isinstance(k, str) or not k for k in names):
+        raise PsiError(f"key column names must be non-empty strings, not {keys!r}")
+    if len(set(names)) != len(names):
+        raise PsiError(f"key columns repeat a name: {names!r}")
+    return tuple(names)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """Consecutive data rows: their encoded keys and (CSV only) record start offsets."""
+
+    first_row: int
+    keys: list[bytes]
+    offsets: np.ndarray | None  # int64 byte offset of each record, CSV only
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CsvSpec:
+    """A CSV input (picklable, so a worker process can open it)."""
+
+    path: str
+    keys: tuple[str, ...]
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.keys)
+
+    def check(self) -> tuple[str, ...]:
+        """Open the file and check the header; returns the header. Raises PsiError."""
+        with self._open() as f:
+            header, _ = self._header(f)
+        return header
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the file's bytes and the key names: a checkpoint is valid only for these."""
+        h = hashes.Hash(hashes.SHA256())
+        h.update(repr(self.keys).encode())
+        with self._open() as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        return h.finalize().hex()
+
+    def estimate_rows(self) -> int:
+        try:
+            return max(1, os.path.getsize(self.path) // 24)
+        except OSError:
+            return 1
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[Batch]:
+        """Data rows in order, ``size`` at a time; the last offset yielded is the file's end."""
+        with self._open() as f:
+            header, lines = self._header(f)
+            idx = [header.index(k) for k in self.keys]
+            width = len(header)
+            reader = csv.reader(lines, strict=True)
+            keys: list[bytes] = []
+            offs: list[int] = []
+            first = row = 0
+            start = lines.pos
+            try:
+                for fields in reader:
+                    end = lines.pos
+                    if fields:
+                        if len(fields) != width:
+                            raise PsiError(
+                                f"{self.path}: line {lines.lineno}: record has {len(fields)} "
+                                f"fields, the header has {width}"
+                            )
+                        keys.append(encode_key([fields[i] for i in idx]))
+                        offs.append(start)
+                        row += 1
+                        if len(keys) >= size:
+                            yield Batch(first, keys, np.asarray(offs, dtype=np.int64))
+                            keys, offs, first = [], [], row
+                    start = end
+            except csv.Error as exc:
+                raise PsiError(f"{self.path}: line {lines.lineno}: bad CSV: {exc}") from None
+            offs_end = np.asarray(offs + [start], dtype=np.int64)
+            yield Batch(first, keys, offs_end)
+
+    def fetch(self, rows: np.ndarray, offsets: np.ndarray) -> dict[int, list[str]]:
+        """The fields of each row index in ``rows`` (read by offset, in file order)."""
+        out: dict[int, list[str]] = {}
+        with self._open() as f:
+            for r in np.unique(rows):
+                r = int(r)
+                f.seek(int(offsets[r]))
+                data = f.read(int(offsets[r + 1] - offsets[r])).decode("utf-8")
+                fields = next(csv.reader(io.StringIO(data, newline=""), strict=True))
+                out[r] = fields
+        return out
+
+    def _open(self) -> IO[bytes]:
+        try:
+            return open(self.path, "rb")  # noqa: SIM115 - closed by the caller's with
+        except FileNotFoundError:
+            raise PsiError(f"input file {self.path!r} does not exist") from None
+        except IsADirectoryError:
+            raise PsiError(f"input {self.path!r} is a directory, not a CSV file") from None
+        except OSError as exc:
+            raise PsiError(f"cannot read input file {self.path!r}: {exc.strerror or exc}") from None
+
+    def _header(self, f: IO[bytes]) -> tuple[tuple[str, ...], _Lines]:
+        lines = _Lines(f, self.path)
+        try:
+            header = next(csv.reader(lines, strict=True), None)
+        except csv.Error as exc:
+            raise PsiError(f"{self.path}: line {lines.lineno}: bad CSV header: {exc}") from None
+        if not header:
+            raise PsiError(f"input file {self.path!r} is empty: a CSV header is required")
+        if header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        for k in self.keys:
+            n = header.count(k)
+            if n == 0:
+                raise PsiError(
+                    f"key column {k!r} is not in the header of {self.path!r}: {header!r}"
+                )
+            if n > 1:
+                raise PsiError(f"key column {k!r} appears {n} times in the header of {self.path!r}")
+        return tuple(header), lines
+
+
+class _Lines:
+    """Iterates a binary file's lines as text, counting bytes and lines (for offsets, errors)."""
+
+    def __init__(self, f: IO[bytes], path: str) -> None:
+        self.f = f
+        self.path = path
+        self.pos = f.tell()
+        self.lineno = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        b = self.f.readline()
+        if not b:
+            raise StopIteration
+        self.pos += len(b)
+        self.lineno += 1
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PsiError(f"{self.path}: line {self.lineno}: not UTF-8: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdsSpec:
+    """An in-memory sequence of ids (``str`` or ``bytes``), one key column named ``id``."""
+
+    ids: Sequence[str | bytes]
+
+    n_keys = 1
+
+    def check(self) -> tuple[str, ...]:
+        for i, x in enumerate(self.ids):
+            if not isinstance(x, (str, bytes)):
+                raise PsiError(f"ids[{i}] is a {type(x).__name__}; ids must be str or bytes")
+        return ("id",)
+
+    def fingerprint(self) -> str:
+        h = hashes.Hash(hashes.SHA256())
+        for x in self.ids:
+            h.update(encode_key([x]))
+        return h.finalize().hex()
+
+    def estimate_rows(self) -> int:
+        return max(1, len(self.ids))
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[Batch]:
+        n = len(self.ids)
+        for first in range(0, n, size):
+            keys = [encode_key([x]) for x in self.ids[first : first + size]]
+            yield Batch(first, keys, None)
+        if n == 0:
+            yield Batch(0, [], None)
+
+    def fetch(self, rows: np.ndarray, offsets: Any = None) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for r in np.unique(rows):
+            x = self.ids[int(r)]
+            out[int(r)] = [x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else x]
+        return out
+
+
+SourceSpec = CsvSpec | IdsSpec
+
+
+def open_source(ids: Sequence[str | bytes] | None, input: str | os.PathLike[str] | None,
+                keys: str | Sequence[str] | None) -> SourceSpec:
+    """The source for run_psi's ``ids`` / ``input`` + ``keys`` arguments (exactly one of them)."""
+    if (ids is None) == (input is None):
+        raise PsiError("give exactly one of ids=... (a sequence of ids) or input=... (a CSV path)")
+    if ids is not None:
+        if isinstance(ids, (str, bytes)):
+            raise PsiError("ids must be a sequence of ids, not a single str/bytes")
+        if keys is not None:
+            raise PsiError("keys=... names CSV columns; it is not used with ids=...")
+        return IdsSpec(ids if isinstance(ids, Sequence) else list(ids))
+    return CsvSpec(str(Path(input)), parse_keys(keys))  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""Input reading and preparation: CSV rules and errors, dedupe, shuffle, row indexes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpcactors._errors import PsiError
+from mpcactors.psi._ecdh import encode_key, hash_encoded
+from mpcactors.psi._prepare import PreparedFiles, prepare
+from mpcactors.psi._source import CsvSpec, IdsSpec, open_source, parse_keys
+
+
+def write(path: Path, text: str) -> str:
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+def check_index(spec, files: PreparedFiles, keys_of_row: list[tuple]) -> None:
+    """Every row's position holds its key's hash; positions cover the distinct keys once."""
+    prep = files.prepared
+    assert prep.n_rows == len(keys_of_row)
+    assert prep.n_unique == len(set(keys_of_row))
+    hashes = {files.hashes(p, p + 1) for p in range(prep.n_unique)}
+    assert len(hashes) == prep.n_unique
+    for r, key in enumerate(keys_of_row):
+        p = int(files.row_pos[r])
+        assert files.hashes(p, p + 1) == hash_encoded([encode_key(key)])
+    rows, counts = files.rows_of(np.arange(prep.n_unique))
+    assert sorted(rows.tolist()) == list(range(prep.n_rows))
+    assert counts.sum() == prep.n_rows
+    start = 0
+    for p, c in enumerate(counts):
+        group = rows[start : start + c]
+        assert list(group) == sorted(group)  # input order inside a key
+        assert all(int(files.row_pos[r]) == p for r in group)
+        start += c
+
+
+def test_prepare_ids_dedupes_and_indexes(tmp_path: Path) -> None:
+    ids = ["a", "b", "a", "c", "b", "a", "ü" * 3000, b"bytes-id"]
+    spec = IdsSpec(ids)
+    seed = os.urandom(32)
+    prep = prepare(spec, str(tmp_path / "p1"), seed)
+    files = PreparedFiles(tmp_path / "p1", prep)
+    check_index(spec, files, [(x,) for x in [i if isinstance(i, str) else i.decode() for i in ids]])
+    # the same seed rebuilds the same stream (resume); another seed shuffles differently
+    prep2 = prepare(spec, str(tmp_path / "p2"), seed)
+    assert PreparedFiles(tmp_path / "p2", prep2).hashes(0, prep.n_unique) == files.hashes(0, prep.n_unique)
+
+
+def test_prepare_shuffles_large_input(tmp_path: Path) -> None:
+    ids = [f"{i:06d}" for i in range(5000)]
+    prep = prepare(IdsSpec(ids), str(tmp_path), os.urandom(32))
+    files = PreparedFiles(tmp_path, prep)
+    order = [int(files.row_pos[r]) for r in range(50)]
+    assert order != sorted(order)  # the stream is not in input order
+    sorted_hashes = sorted(hash_encoded([encode_key([x])]) for x in ids)
+    assert [files.hashes(p, p + 1) for p in range(50)] != sorted_hashes[:50]  # nor hash order
+
+
+def test_prepare_empty_inputs(tmp_path: Path) -> None:
+    prep = prepare(IdsSpec([]), str(tmp_path / "a"), os.urandom(32))
+    assert (prep.n_rows, prep.n_unique) == (0, 0)
+    csv_path = write(tmp_path / "e.csv", "id,x\n")
+    prep = prepare(CsvSpec(csv_path, ("id",)), str(tmp_path / "b"), os.urandom(32))
+    assert (prep.n_rows, prep.n_unique, prep.header) == (0, 0, ("id", "x"))
+
+
+def test_csv_multi_key_quoted_newlines_and_fetch(tmp_path: Path) -> None:
+    text = (
+        "\ufeffk1,k2,v\n"
+        'a,1,"line\nbreak"\n'
+        "\n"  # blank lines are skipped
+        'b,"2,x",plain\r\n'
+        "a,1,dup\n"
+        "ö,é,unicode\n"
+        "a,2,last"  # no final newline
+    )
+    spec = CsvSpec(write(tmp_path / "in.csv", text), ("k1", "k2"))
+    prep = prepare(spec, str(tmp_path / "w"), os.urandom(32))
+    files = PreparedFiles(tmp_path / "w", prep)
+    assert prep.header == ("k1", "k2", "v")
+    keys = [("a", "1"), ("b", "2,x"), ("a", "1"), ("ö", "é"), ("a", "2")]
+    check_index(spec, files, keys)
+    got = spec.fetch(np.arange(5), files.offsets)
+    assert got[0] == ["a", "1", "line\nbreak"]
+    assert got[1] == ["b", "2,x", "plain"]
+    assert got[3] == ["ö", "é", "unicode"]
+    assert got[4] == ["a", "2", "last"]
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "match"),
+    [
+        ("id,x\n1,2\n", ("nope",), "key column 'nope' is not in the header"),
+        ("id,id\n1,2\n", ("id",), "appears 2 times"),
+        ("", ("id",), "is empty"),
+        ("id,x\n1,2\n3\n", ("id",), "line 3: record has 1 fields, the header has 2"),
+        ('id\n"unterminated\n', ("id",), "bad CSV"),
+    ],
+)
+def test_csv_errors_name_file_and_line(tmp_path: Path, text: str, keys: tuple, match: str) -> None:
+    spec = CsvSpec(write(tmp_path / "bad.csv", text), keys)
+    with pytest.raises(PsiError, match=match):
+        prepare(spec, str(tmp_path / "w"), os.urandom(32))
+
+
+def test_unreadable_inputs(tmp_path: Path) -> None:
+    with pytest.raises(PsiError, match="does not exist"):
+        CsvSpec(str(tmp_path / "missing.csv"), ("id",)).check()
+    with pytest.raises(PsiError, match="is a directory"):
+        CsvSpec(str(tmp_path), ("id",)).check()
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(b"id\n\xe9t\xe9\n")
+    with pytest.raises(PsiError, match="line 2: not UTF-8"):
+        prepare(CsvSpec(str(p), ("id",)), str(tmp_path / "w"), os.urandom(32))
+    if os.geteuid() != 0:  # root reads anything
+        q = tmp_path / "secret.csv"
+        q.write_text("id\n1\n")
+        q.chmod(0)
+        with pytest.raises(PsiError, match="cannot read"):
+            CsvSpec(str(q), ("id",)).check()
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(PsiError, match="exactly one"):
+        open_source(None, None, None)
+    with pytest.raises(PsiError, match="exactly one"):
+        open_source(["a"], "x.csv", "id")
+    with pytest.raises(PsiError, match="needs key column"):
+        open_source(None, "x.csv", None)
+    with pytest.raises(PsiError, match="not a single"):
+        open_source("abc", None, None)
+    with pytest.raises(PsiError, match="must be str or bytes"):
+        IdsSpec(["a", 3]).check()  # type: ignore[list-item]
+    assert parse_keys("a, b") == ("a", "b")
+    with pytest.raises(PsiError, match="repeat"):
+        parse_keys(["a", "a"])
+    with pytest.raises(PsiError, match="non-empty"):
+        parse_keys("a,,b")
