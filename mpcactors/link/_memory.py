@@ -31,6 +31,12 @@ class MemoryByteStream(ByteStream):
         self._send = send
         self._receive = receive
         self._leftover = b""
+        self._dead = False
+
+    def _kill(self) -> None:
+        self._dead = True
+        self._send.close()
+        self._receive.close()
 
     async def send(self, item: bytes) -> None:
         await self._send.send(item if type(item) is bytes else bytes(item))
@@ -47,6 +53,7 @@ class MemoryByteStream(ByteStream):
         await self._send.aclose()
 
     async def aclose(self) -> None:
+        self._dead = True
         await self._send.aclose()
         await self._receive.aclose()
 
@@ -68,6 +75,27 @@ class MemoryNetwork:
     def __init__(self, *, buffer_items: int = 64) -> None:
         self.buffer_items = buffer_items
         self._listeners: dict[str, tuple[Handler, TaskGroup]] = {}
+        self._down: set[str] = set()
+        self._streams: list[tuple[frozenset[str], MemoryByteStream, MemoryByteStream]] = []
+
+    def partition(self, party: str) -> None:
+        """Cut ``party`` off (a chaos hook): its connections die, new ones are refused.
+
+        Like a crashed host or a pulled cable: nobody sends CLOSE.
+        """
+        self._down.add(party)
+        keep = []
+        for pair, a, b in self._streams:
+            if party in pair:
+                a._kill()
+                b._kill()
+            else:
+                keep.append((pair, a, b))
+        self._streams = keep
+
+    def heal(self, party: str) -> None:
+        """Let ``party`` connect again after :meth:`partition`."""
+        self._down.discard(party)
 
     def transport(self, party: str) -> MemoryTransport:
         """The transport of one party on this network."""
@@ -90,11 +118,15 @@ class MemoryTransport:
 
     async def connect(self, peer: str) -> Connection:
         await anyio.lowlevel.checkpoint()
-        entry = self.network._listeners.get(peer)
-        if entry is None:
+        net = self.network
+        entry = net._listeners.get(peer)
+        if entry is None or peer in net._down or self.party in net._down:
             raise ConnectionRefusedError(f"party {peer!r} is not listening on the memory network")
         handler, tg = entry
-        mine, theirs = memory_stream_pair(self.network.buffer_items)
+        mine, theirs = memory_stream_pair(net.buffer_items)
+        net._streams = [t for t in net._streams if not t[1]._dead] + [
+            (frozenset((self.party, peer)), mine, theirs)
+        ]
         tg.start_soon(handler, Connection(theirs, self.party, f"memory:{self.party}"))
         return Connection(mine, peer, self.address(peer))
 
