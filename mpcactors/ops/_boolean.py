@@ -48,7 +48,7 @@ from ._comm import Step, gather
 from ._context import OpContext
 from ._protocol import Protocol, Share
 
-__all__ = ["msb", "a2b", "b2a", "and_many", "reduce_summands", "carry63_rounds"]
+__all__ = ["a2b", "and_many", "b2a", "carry63_rounds", "msb", "reduce_summands"]
 
 _U64 = np.uint64
 _ONE = _U64(1)
@@ -73,18 +73,25 @@ _REV_SWAPS = tuple(
 )
 
 
+_CHUNK = 1 << 14  # words per pass of _rev6: 128 KiB stays in cache across the 18 passes
+
+
 def _rev6(p: np.ndarray) -> np.ndarray:
     """Move bit i of every word to bit rev6(i) (6-bit index reversal; an involution)."""
-    x = p.copy()
-    for delta, mask in _REV_SWAPS:
-        d = _U64(delta)
-        t = x >> d
-        t ^= x
-        t &= mask
-        x ^= t
-        t <<= d
-        x ^= t
-    return x
+    out = np.array(p, dtype=np.uint64, copy=True).reshape(-1)
+    t = np.empty(min(_CHUNK, out.size), dtype=np.uint64)
+    for start in range(0, out.size, _CHUNK):
+        x = out[start : start + _CHUNK]
+        tt = t[: x.size]
+        for delta, mask in _REV_SWAPS:
+            d = _U64(delta)
+            np.right_shift(x, d, out=tt)
+            tt ^= x
+            tt &= mask
+            x ^= tt
+            tt <<= d
+            x ^= tt
+    return out.reshape(np.shape(p))
 
 
 def _split(x: Share, level: int) -> tuple[Share, Share]:
@@ -110,14 +117,21 @@ def _split(x: Share, level: int) -> tuple[Share, Share]:
     return x.map(lo, shape=(m,)), x.map(hi, shape=(m,))
 
 
-def and_many(ctx: OpContext, proto: Protocol, pairs: Sequence[tuple[Share, Share]]) -> Step[list[Share]]:
+def _local(x: Share, fn: Callable[[np.ndarray], np.ndarray]) -> Share:
+    """A shape-preserving local map (no placeholder evaluation at a party without parts)."""
+    return x.map(fn, shape=x.shape)
+
+
+def and_many(
+    ctx: OpContext, proto: Protocol, pairs: Sequence[tuple[Share, Share]]
+) -> Step[list[Share]]:
     """Independent ANDs in one round (sub-steps ``ctx.child(i)`` run through ``gather``)."""
-    return (
-        yield from gather(proto.and_(ctx.child(i), x, y) for i, (x, y) in enumerate(pairs))
-    )
+    return (yield from gather(proto.and_(ctx.child(i), x, y) for i, (x, y) in enumerate(pairs)))
 
 
-def reduce_summands(ctx: OpContext, proto: Protocol, summands: list[Share]) -> Step[tuple[Share, Share]]:
+def reduce_summands(
+    ctx: OpContext, proto: Protocol, summands: list[Share]
+) -> Step[tuple[Share, Share]]:
     """Carry-save adders until two boolean summands remain (one AND round per layer).
 
     ``a + b + c = (a ^ b ^ c) + 2 maj(a, b, c)``, ``maj = ((a ^ c) & (b ^ c)) ^ c``; k summands
@@ -134,22 +148,23 @@ def reduce_summands(ctx: OpContext, proto: Protocol, summands: list[Share]) -> S
         pairs = [(proto.xor(a, c), proto.xor(b, c)) for a, b, c in triples]
         ands = yield from and_many(ctx.child(layer), proto, pairs)
         nxt = []
-        for (a, b, c), t in zip(triples, ands):
-            nxt.append(proto.xor(proto.xor(a, b), c))
-            nxt.append(proto.shift(proto.xor(t, c), 1))
+        for (_, b, c), (ac, _), t in zip(triples, pairs, ands):
+            nxt.append(proto.xor(ac, b))
+            nxt.append(_local(proto.xor(t, c), lambda p: p << _ONE))
         summands = nxt + rest
         layer += 1
     return summands[0], summands[1]
 
 
-def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[Share]:
-    """Carry into bit 63 of u + v; 1-D inputs of n words (n % 64 == 0) -> n/64 packed words.
+def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[tuple[Share, Share]]:
+    """Bit 63 of u ^ v, and the carry into bit 63 of u + v; 1-D inputs of n words (n % 64 == 0).
 
-    Word k bit f of the result is the carry of element ``k + f * n/64``. 6 AND rounds.
+    Returns ``(top, carry)``: ``top`` has one 0/1 word per element; ``carry`` has n/64 packed
+    words, word k bit f holding the carry of element ``k + f * n/64``. 6 AND rounds.
     """
-    a = u.map(lambda p: _rev6(p << _ONE))
-    b = v.map(lambda p: _rev6(p << _ONE))
-    P: dict[int, Share] = {0: proto.xor(a, b)}
+    uv = proto.xor(u, v)
+    top = _local(uv, lambda p: p >> _U64(63))
+    P: dict[int, Share] = {0: _local(uv, lambda p: _rev6(p << _ONE))}
     splits: dict[tuple[str, int], tuple[Share, Share]] = {}
 
     def split(name: str, level: int, x: Share) -> tuple[Share, Share]:
@@ -158,13 +173,13 @@ def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[Share]
             splits[key] = _split(x, level)
         return splits[key]
 
-    # Round 1: leaf generates G0 = a & b, level-1 propagates; lowest group of level 1 is G0[1].
+    # Round 1: leaf generates G0 = u & v, level-1 propagates; lowest group of level 1 is G0[1].
     plo, phi = split("P", 0, P[0])
     y = proto.and_public(plo, ~_BLOCK0[1])
-    g0, z = yield from and_many(ctx.child(1), proto, [(a, b), (phi, y)])
-    G: dict[int, Share] = {0: g0}
+    g, z = yield from and_many(ctx.child(1), proto, [(u, v), (phi, y)])
+    G: dict[int, Share] = {0: _local(g, lambda p: _rev6(p << _ONE))}
     P[1] = z
-    low = proto.xor(split("G", 0, g0)[1], z)
+    low = proto.xor(split("G", 0, G[0])[1], z)
     for r in range(2, 7):
         glo2, ghi2 = split("G", r - 2, G[r - 2])
         _, phi2 = split("P", r - 2, P[r - 2])
@@ -175,7 +190,7 @@ def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[Share]
         G[r - 1] = proto.xor(ghi2, x1)
         P[r] = z
         low = proto.xor(split("G", r - 1, G[r - 1])[1], z)
-    return low
+    return top, low
 
 
 def carry63_rounds(n_summands: int) -> int:
@@ -217,10 +232,9 @@ def msb(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     n_pad = max(64, -(-n // 64) * 64)
     flat = _flat_padded(x, n_pad)
     u, v = yield from reduce_summands(ctx.child("csa"), proto, proto.a2b_summands(flat))
-    carry = yield from _carry63(ctx.child("tree"), proto, u, v)
+    top, carry = yield from _carry63(ctx.child("tree"), proto, u, v)
     shifts = np.arange(64, dtype=np.uint64)[:, None]
     bits = carry.map(lambda p: ((p[None, :] >> shifts) & _ONE).reshape(-1), shape=(n_pad,))
-    top = proto.xor(u, v).map(lambda p: p >> _U64(63))
     out = proto.xor(top, bits)
     return out.map(lambda p: p[:n].reshape(shape), shape=shape)
 
@@ -238,16 +252,18 @@ def a2b(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     p = proto.xor(u, v)
     k = 1
     while k < 64:
-        gs = proto.shift(g, k)
+        sh = _U64(k)
+        gs = _local(g, lambda w, sh=sh: w << sh)
         if k < 32:
-            t, p2 = yield from and_many(ctx.child(k), proto, [(p, gs), (p, proto.shift(p, k))])
+            ps = _local(p, lambda w, sh=sh: w << sh)
+            t, p2 = yield from and_many(ctx.child(k), proto, [(p, gs), (p, ps)])
         else:
             (t,) = yield from and_many(ctx.child(k), proto, [(p, gs)])
             p2 = p
         g = proto.xor(g, t)
         p = p2
         k *= 2
-    return proto.xor(proto.xor(u, v), proto.shift(g, 1))
+    return proto.xor(proto.xor(u, v), _local(g, lambda w: w << _ONE))
 
 
 def b2a(ctx: OpContext, proto: Protocol, x: Share, nbits: int = 64) -> Step[Share]:

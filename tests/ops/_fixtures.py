@@ -21,9 +21,14 @@ from mpcactors.ops._ring import decode, encode, to_ring
 
 from ._reference import Reference
 
-__all__ = ["Harness", "PROTOCOLS"]
+__all__ = ["CMP_ROUNDS", "MSB_ROUNDS", "PROTOCOLS", "TRUNC_ROUNDS", "Harness"]
 
 PROTOCOLS = ("semi2k", "rep3")
+# Rounds of the MSB circuit (2 A2B summands in 2-party semi2k, 3 in rep3), of a comparison
+# (+1 bit_to_arith), and of one truncation.
+MSB_ROUNDS = {"semi2k": 6, "rep3": 7}
+CMP_ROUNDS = {"semi2k": 7, "rep3": 8}
+TRUNC_ROUNDS = {"semi2k": 0, "rep3": 1}
 
 Values = dict[str, Share]
 
@@ -74,6 +79,14 @@ class Harness:
             local = [a[p] if isinstance(a, dict) else a for a in args]
             steps[p] = fn(self._ctx(p, op), self.protos[p], *local)
         return run_local(steps)
+
+    def local(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """Apply a local (non-communicating) function at every party, like :meth:`run`."""
+        out = {}
+        for p in self.parties:
+            local = [a[p] if isinstance(a, dict) else a for a in args]
+            out[p] = fn(self.protos[p], *local)
+        return out
 
     def share_ring(self, ring: np.ndarray, kind: Kind = "arith", owner: str | None = None) -> Values:
         owner = owner or self.owner
