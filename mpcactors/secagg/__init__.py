@@ -10,6 +10,7 @@ logistic regression on horizontally partitioned data through it. The sans-IO sta
 from __future__ import annotations
 
 from ._client import ClientState, SecAggClient
+from ._fedavg import FedAvgConfig, FedAvgResult, RoundInfo, federated_averaging, logistic_predict
 from ._masking import Quantizer
 from ._protocol import SecAggParams, Stage
 from ._runner import DROPOUT_POINTS, AggregationReport, plain_sum, secure_aggregate, secure_sum
@@ -19,12 +20,17 @@ __all__ = [
     "DROPOUT_POINTS",
     "AggregationReport",
     "ClientState",
+    "FedAvgConfig",
+    "FedAvgResult",
     "Quantizer",
+    "RoundInfo",
     "SecAggClient",
     "SecAggParams",
     "SecAggServer",
     "ServerState",
     "Stage",
+    "federated_averaging",
+    "logistic_predict",
     "plain_sum",
     "secure_aggregate",
     "secure_sum",

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -94,7 +94,9 @@ class SecAggClient:
     def __init__(self, params: SecAggParams, party: str, vector: Any) -> None:
         arr = np.asarray(vector)
         if arr.ndim != 1:
-            raise AggregationError(f"client {party!r}: the vector must be 1-D, not shape {arr.shape}")
+            raise AggregationError(
+                f"client {party!r}: the vector must be 1-D, not shape {arr.shape}"
+            )
         self.params = params
         self.party = party
         self.state = ClientState.IDLE
@@ -174,10 +176,17 @@ class SecAggClient:
         keys = field(msg, "keys", dict, "server")
         for v in self._neighbours | {me}:
             pair = keys.get(v)
-            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(k, bytes) for k in pair)):
+            if not (
+                isinstance(pair, list)
+                and len(pair) == 2
+                and all(isinstance(k, bytes) for k in pair)
+            ):
                 raise AggregationError(f"the roster lacks the public keys of {v!r}")
             self._c_pub[v], self._s_pub[v] = pair
-        if (self._c_pub[me], self._s_pub[me]) != (_raw_public(self._c_key), _raw_public(self._s_key)):
+        if (self._c_pub[me], self._s_pub[me]) != (
+            _raw_public(self._c_key),
+            _raw_public(self._s_key),
+        ):
             raise AggregationError("the roster does not echo this client's own public keys")
         if p.consistency_check:
             sig_keys = field(msg, "sig_keys", dict, "server")
@@ -202,19 +211,25 @@ class SecAggClient:
     def _on_ciphertexts(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         """MASKED_INPUT: open the neighbours' shares, send y_u = q(x_u) + PRG(b_u) + pairwise."""
         p, me = self.params, self.party
-        u2 = check_names(field(msg, "members", list, "server"), "server", "U2",
-                         within=frozenset(self._order))
+        u2 = check_names(
+            field(msg, "members", list, "server"), "server", "U2", within=frozenset(self._order)
+        )
         self._require(me in u2 and len(u2) >= p.threshold, f"U2 has {len(u2)} clients")
         self._u2 = u2
         cts = field(msg, "ciphertexts", dict, "server")
         if set(cts) != (self._neighbours & u2):
-            raise AggregationError("the ciphertexts received do not come from exactly the alive neighbours")
+            raise AggregationError(
+                "the ciphertexts received do not come from exactly the alive neighbours"
+            )
         for v, blob in cts.items():
             key = pair_seed(self._c_key, self._c_pub[v], "enc", p.job, p.tag, *sorted((me, v)))
             plain = unseal(key, blob, label("shares", p.job, p.tag, v, me), sender=v)
             if len(plain) != 2 * SHARE_BYTES:
                 raise AggregationError(f"the shares from {v!r} have the wrong size")
-            self._held[v] = (share_from_bytes(plain[:SHARE_BYTES]), share_from_bytes(plain[SHARE_BYTES:]))
+            self._held[v] = (
+                share_from_bytes(plain[:SHARE_BYTES]),
+                share_from_bytes(plain[SHARE_BYTES:]),
+            )
         q = p.quantizer
         n = self._q.shape[0]
         y = self._q.copy()
@@ -257,7 +272,9 @@ class SecAggClient:
 
     def _survivors(self, msg: Mapping[str, Any]) -> frozenset[str]:
         u3 = check_names(field(msg, "members", list, "server"), "server", "U3", within=self._u2)
-        self._require(self.party in u3 and len(u3) >= self.params.threshold, f"U3 has {len(u3)} clients")
+        self._require(
+            self.party in u3 and len(u3) >= self.params.threshold, f"U3 has {len(u3)} clients"
+        )
         return u3
 
     def _check_signatures(self, msg: Mapping[str, Any], u3: frozenset[str]) -> None:
@@ -282,7 +299,9 @@ class SecAggClient:
 
     def _refuse(self, event: str, why: str) -> NoReturn:
         state, self.state = self.state, ClientState.FAILED
-        raise AggregationError(f"client {self.party!r}: message {event!r} in state {state.value}: {why}")
+        raise AggregationError(
+            f"client {self.party!r}: message {event!r} in state {state.value}: {why}"
+        )
 
     def _x(self, party: str) -> int:
         """A client's Shamir x-coordinate: 1 + its position in the roster."""

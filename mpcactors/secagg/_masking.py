@@ -40,11 +40,11 @@ from ..ops._prg import Prg, derive_seed, stream_key
 
 __all__ = [
     "Quantizer",
+    "expand_mask",
     "label",
     "pair_seed",
-    "self_mask_key",
-    "expand_mask",
     "seal",
+    "self_mask_key",
     "unseal",
 ]
 
@@ -106,7 +106,7 @@ class Quantizer:
 
     def max_level(self) -> int:
         """Largest |q(x)| as an integer: round(clip * 2^f)."""
-        return int(math.floor(self.clip * 2.0**self.frac_bits + 0.5))
+        return math.floor(self.clip * 2.0**self.frac_bits + 0.5)
 
     def check_capacity(self, summands: int) -> None:
         """Refuse parameters whose sum of ``summands`` vectors could overflow Z_2^k.

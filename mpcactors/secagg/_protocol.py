@@ -37,7 +37,7 @@ from typing import Any
 from .._errors import AggregationError, ConfigError
 from ._masking import Quantizer
 
-__all__ = ["Stage", "SecAggParams", "ring_neighbours", "ABORT", "check_names", "field"]
+__all__ = ["ABORT", "SecAggParams", "Stage", "check_names", "field", "ring_neighbours"]
 
 ABORT = "abort"  # the "stage" of the server's abort message
 
@@ -94,7 +94,9 @@ class SecAggParams:
         k = self.neighbours
         if k is not None:
             if isinstance(k, bool) or not isinstance(k, int) or k < 2 or k % 2:
-                raise ConfigError(f"must be None or an even integer >= 2, not {k!r}", key="neighbours")
+                raise ConfigError(
+                    f"must be None or an even integer >= 2, not {k!r}", key="neighbours"
+                )
             if t > k + 1:
                 raise ConfigError(
                     f"threshold {t} exceeds the neighbourhood size {k + 1} (k neighbours + self)",

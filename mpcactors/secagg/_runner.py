@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -39,7 +39,7 @@ from ._masking import Quantizer
 from ._protocol import SecAggParams, Stage
 from ._server import SecAggServer, ServerState
 
-__all__ = ["DROPOUT_POINTS", "AggregationReport", "secure_aggregate", "secure_sum", "plain_sum"]
+__all__ = ["DROPOUT_POINTS", "AggregationReport", "plain_sum", "secure_aggregate", "secure_sum"]
 
 #: Values of ``dropout_after``: "start" (send nothing) or the last stage a client answers.
 DROPOUT_POINTS = ("start",) + tuple(s.value for s in Stage if s is not Stage.UNMASKING)
@@ -171,7 +171,9 @@ async def secure_aggregate(
     else:
         if vector is None:
             raise AggregationError(f"client {node.party!r} passed no vector")
-        report = await _participate(node, params, server, vector, stage_timeout_s, dropout_after, log)
+        report = await _participate(
+            node, params, server, vector, stage_timeout_s, dropout_after, log
+        )
     return dataclasses.replace(report, seconds=time.perf_counter() - started)
 
 
@@ -181,7 +183,9 @@ def _check_roles(node: Any, server: str, clients: Sequence[str], timeout: float)
     parties = {node.party, *node.peers}
     unknown = sorted({server, *clients} - parties)
     if unknown:
-        raise ConfigError(f"{unknown} are not parties of this cluster {sorted(parties)}", key="clients")
+        raise ConfigError(
+            f"{unknown} are not parties of this cluster {sorted(parties)}", key="clients"
+        )
     if not timeout > 0:
         raise ConfigError(f"must be positive, not {timeout!r}", key="stage_timeout_s")
     if node.party == server:
@@ -207,12 +211,13 @@ async def _serve(
             out = machine.close_stage()
         except AggregationError as exc:
             log.warning("secure aggregation aborted", stage=stage.value, error=str(exc))
-            aborts = machine.abort_messages(str(exc))
-            await _each(aborts, lambda c: _send(channels[c], aborts[c], c, log), timeout)
+            await _send_each(channels, machine.abort_messages(str(exc)), timeout, log)
             raise
-        await _each(out, lambda c: _send(channels[c], out[c], c, log), timeout)
+        await _send_each(channels, out, timeout, log)
         members = machine.members[stage]
-        log.info("stage closed", stage=stage.value, clients=len(members), excluded=len(machine.excluded))
+        log.info(
+            "stage closed", stage=stage.value, clients=len(members), excluded=len(machine.excluded)
+        )
         stage_seconds[stage.value] = time.perf_counter() - t0
     return AggregationReport(
         party=node.party,
@@ -224,7 +229,9 @@ async def _serve(
     )
 
 
-async def _each(names: Any, work: Callable[[str], Awaitable[None]], timeout: float) -> None:
+async def _each(
+    names: Any, work: Callable[[str], Coroutine[Any, Any, None]], timeout: float
+) -> None:
     """Run ``work(name)`` for every name concurrently, all within ``timeout`` seconds.
 
     A failure of one task (JobAborted, a bug) cancels the others and is re-raised as itself.
@@ -261,6 +268,13 @@ async def _read(machine: SecAggServer, channel: Any, client: str, log: Any) -> N
             return
         if not machine.receive(client, msg) and client in machine.excluded:
             log.warning("client excluded", client=client, reason=machine.excluded[client])
+
+
+async def _send_each(
+    channels: Mapping[str, Any], msgs: Mapping[str, Any], timeout: float, log: Any
+) -> None:
+    """Send ``msgs[c]`` to every client c concurrently (each send bounded by ``timeout``)."""
+    await _each(msgs, lambda c: _send(channels[c], msgs[c], c, log), timeout)
 
 
 async def _send(channel: Any, msg: Any, client: str, log: Any) -> None:
@@ -354,7 +368,9 @@ async def plain_sum(
             pass
 
     await _each(clients, read, stage_timeout_s)
-    vectors = list(got.values()) + ([np.asarray(vector, dtype=np.float64)] if vector is not None else [])
+    vectors = list(got.values()) + (
+        [np.asarray(vector, dtype=np.float64)] if vector is not None else []
+    )
     if not vectors:
         raise AggregationError(f"plain sum {tag!r}: no vector arrived within {stage_timeout_s:g} s")
     if len({v.shape for v in vectors}) > 1:

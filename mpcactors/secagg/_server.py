@@ -25,8 +25,8 @@ from __future__ import annotations
 import enum
 import secrets
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .._errors import AggregationError
 from ._client import consistency_message
 from ._masking import expand_mask, pair_seed, self_mask_key
-from ._protocol import ABORT, SecAggParams, Stage, check_names, field, ring_neighbours
+from ._protocol import ABORT, SecAggParams, Stage, field, ring_neighbours
 from ._shamir import reconstruct_many, share_from_bytes
 
-__all__ = ["ServerState", "SecAggServer"]
+__all__ = ["SecAggServer", "ServerState"]
 
 
 class ServerState(enum.Enum):
@@ -65,7 +65,9 @@ class SecAggServer:
         result: after the last stage, the dequantised float64 sum.
     """
 
-    def __init__(self, params: SecAggParams, clients: Sequence[str], own_vector: Any = None) -> None:
+    def __init__(
+        self, params: SecAggParams, clients: Sequence[str], own_vector: Any = None
+    ) -> None:
         params.check_clients(clients)
         self.params = params
         self.clients = frozenset(clients)

@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "PRIME",
     "SHARE_BYTES",
-    "share_many",
     "reconstruct_many",
-    "share_to_bytes",
     "share_from_bytes",
+    "share_many",
+    "share_to_bytes",
 ]
 
 PRIME = (1 << 521) - 1
@@ -61,7 +61,9 @@ def share_many(secrets_: Sequence[int], xs: Sequence[int], threshold: int) -> di
         if not 0 <= s < _SECRET_LIMIT:
             raise ValueError("secrets must be integers in [0, 2^256)")
     # coefficients[i] = [s_i, a_i1, ..., a_i(t-1)]
-    coefficients = [[s] + [secrets.randbelow(PRIME) for _ in range(threshold - 1)] for s in secrets_]
+    coefficients = [
+        [s] + [secrets.randbelow(PRIME) for _ in range(threshold - 1)] for s in secrets_
+    ]
     out: dict[int, list[int]] = {}
     for x in xs:
         powers = [1]

@@ -44,9 +44,9 @@ def simulate(
         if drops.get(c) == msg["stage"]:
             gone.add(c)
 
-    for c in clients:
+    for c, client in clients.items():
         if c not in gone:
-            deliver(c, clients[c].start())
+            deliver(c, client.start())
     while server.state is ServerState.COLLECTING:
         out = server.close_stage()
         for c, msg in out.items():
@@ -55,7 +55,9 @@ def simulate(
     return server, clients, log
 
 
-def expected_sum(params: SecAggParams, vectors: Mapping[str, np.ndarray], included: Any) -> np.ndarray:
+def expected_sum(
+    params: SecAggParams, vectors: Mapping[str, np.ndarray], included: Any
+) -> np.ndarray:
     """The plain sum of the quantised inputs of ``included`` (what secure aggregation must give)."""
     q = params.quantizer
     total = np.zeros(len(next(iter(vectors.values()))), dtype=q.dtype)

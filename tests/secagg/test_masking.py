@@ -60,7 +60,7 @@ def test_capacity_and_bad_parameters_are_refused() -> None:
 
 def test_pairwise_seeds_agree_and_masks_cancel() -> None:
     a, b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
-    pub = lambda k: k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)  # noqa: E731
+    pub = lambda k: k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     s_ab = pair_seed(a, pub(b), "mask", "job", "tag", "alice", "bob")
     assert s_ab == pair_seed(b, pub(a), "mask", "job", "tag", "alice", "bob")
     assert s_ab != pair_seed(b, pub(a), "mask", "job", "tag2", "alice", "bob")

@@ -94,7 +94,10 @@ def test_the_statistics_reject_leaky_vectors(ring_bits: int) -> None:
     x = rng.choice([-4.0, 4.0], size=N)
     plain0, plain1 = q.quantise(np.zeros(N))[0], q.quantise(x)[0]
     assert failed_checks(plain0, plain1, x, ring_bits) == {
-        "bit balance", "byte chi-square", "same distribution", "correlation"
+        "bit balance",
+        "byte chi-square",
+        "same distribution",
+        "correlation",
     }
     # A mask over the low 24 bits only: bytes look busy, but the top bits still carry x.
     low = rng.integers(0, 1 << 24, size=N, dtype=np.uint64).astype(q.dtype)

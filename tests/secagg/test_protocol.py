@@ -35,9 +35,8 @@ def make(
     n: int, *, threshold: int | None = None, length: int = 64, seed: int = 0, **kw: object
 ) -> tuple[SecAggParams, dict[str, np.ndarray]]:
     q = kw.pop("quantizer", Quantizer(clip=8.0, frac_bits=16, ring_bits=32))
-    params = SecAggParams(
-        job="job-1", tag="round-0", threshold=threshold or THRESHOLD[n], quantizer=q, **kw  # type: ignore[arg-type]
-    )
+    t = threshold or THRESHOLD[n]
+    params = SecAggParams(job="job-1", tag="round-0", threshold=t, quantizer=q, **kw)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     vectors = {f"client{i:02d}": rng.uniform(-10, 10, size=length) for i in range(n)}
     return params, vectors
@@ -63,7 +62,7 @@ def test_sum_survives_dropouts_at_each_stage(n: int, drops: int, stage: str) -> 
     params, vectors = make(n, seed=n * 10 + drops, consistency_check=stage == "consistency_check")
     dropped = random.Random(f"{n}{drops}{stage}").sample(sorted(vectors), drops)
     plan = {c: stage for c in dropped}
-    server, clients, _ = simulate(params, vectors, dropout_after=plan)
+    server, _, _ = simulate(params, vectors, dropout_after=plan)
     included = survivors(vectors, plan)
     assert server.result is not None
     assert np.array_equal(server.result, expected_sum(params, vectors, included))
@@ -72,12 +71,13 @@ def test_sum_survives_dropouts_at_each_stage(n: int, drops: int, stage: str) -> 
         assert included != set(server.members[Stage.SHARE_KEYS])
 
 
-@pytest.mark.parametrize("k, t", [(4, 2), (6, 3), (8, 4)])  # k - 2 >= t: 3 drops never starve a secret
+# k - 2 >= t: the three drops below can never starve one secret of its shares.
+@pytest.mark.parametrize("k, t", [(4, 2), (6, 3), (8, 4)])
 def test_secagg_plus_sparse_graph_with_mixed_dropouts(k: int, t: int) -> None:
     params, vectors = make(12, threshold=t, neighbours=k, seed=k)
     names = sorted(vectors)
     plan = {names[0]: START, names[3]: "share_keys", names[7]: "masked_input"}
-    server, clients, log = simulate(params, vectors, dropout_after=plan)
+    server, _, log = simulate(params, vectors, dropout_after=plan)
     assert server.result is not None
     assert np.array_equal(server.result, expected_sum(params, vectors, survivors(vectors, plan)))
     # each client sealed shares for exactly its k neighbours, not for everyone
@@ -90,7 +90,9 @@ def test_server_own_vector_is_added() -> None:
     own = np.linspace(-1, 1, 64)
     server, _, _ = simulate(params, vectors, own=own, dropout_after={"client01": "share_keys"})
     q = params.quantizer
-    want = expected_sum(params, vectors, {"client00", "client02"}) + q.dequantise(q.quantise(own)[0])
+    want = expected_sum(params, vectors, {"client00", "client02"}) + q.dequantise(
+        q.quantise(own)[0]
+    )
     assert server.result is not None
     assert np.allclose(server.result, want, atol=1e-12)
 
@@ -116,17 +118,30 @@ def test_no_party_ever_has_both_shares_revealed() -> None:
     "n, plan, where",
     [
         (3, {"client00": START, "client01": START}, "advertise_keys"),
-        (5, {"client00": "advertise_keys", "client01": "advertise_keys", "client02": START},
-         "share_keys"),
-        (5, {"client01": "share_keys", "client03": "share_keys", "client04": "share_keys"},
-         "masked_input"),
-        (5, {"client00": "masked_input", "client02": "masked_input", "client04": "masked_input"},
-         "unmasking"),
+        (
+            5,
+            {"client00": "advertise_keys", "client01": "advertise_keys", "client02": START},
+            "share_keys",
+        ),
+        (
+            5,
+            {"client01": "share_keys", "client03": "share_keys", "client04": "share_keys"},
+            "masked_input",
+        ),
+        (
+            5,
+            {"client00": "masked_input", "client02": "masked_input", "client04": "masked_input"},
+            "unmasking",
+        ),
     ],
 )
-def test_below_threshold_aborts_and_reveals_nothing(n: int, plan: dict[str, str], where: str) -> None:
+def test_below_threshold_aborts_and_reveals_nothing(
+    n: int, plan: dict[str, str], where: str
+) -> None:
     params, vectors = make(n)
-    with pytest.raises(AggregationError, match=rf"only \d client\(s\) answered {where}, below the threshold"):
+    with pytest.raises(
+        AggregationError, match=rf"only \d client\(s\) answered {where}, below the threshold"
+    ):
         simulate(params, vectors, dropout_after=plan)
 
 
@@ -164,7 +179,9 @@ def test_too_few_shares_for_one_survivor_aborts_before_any_unmasking() -> None:
     for c, msg in out.items():  # UNMASKING requests
         if c not in gone:
             server.receive(c, wire(clients[c].receive(wire(msg))))
-    with pytest.raises(AggregationError, match=rf"too few shares to remove the masks of .*{order[5]}"):
+    with pytest.raises(
+        AggregationError, match=rf"too few shares to remove the masks of .*{order[5]}"
+    ):
         server.close_stage()
     assert server.result is None and server.state is ServerState.FAILED
 
@@ -185,7 +202,7 @@ def _run_until(params: SecAggParams, vectors: dict[str, np.ndarray], stop: Stage
 
 def test_client_refuses_a_second_unmasking_request() -> None:
     params, vectors = make(5)
-    server, clients, out = _run_until(params, vectors, Stage.UNMASKING)
+    _, clients, out = _run_until(params, vectors, Stage.UNMASKING)
     c = clients["client00"]
     c.receive(wire(out["client00"]))
     dropped_view = dict(out["client00"], members=["client00", "client01", "client02"])
@@ -213,7 +230,7 @@ def test_client_refuses_tampered_or_misrouted_shares() -> None:
     params, vectors = make(5)
     _, clients, out = _run_until(params, vectors, Stage.MASKED_INPUT)
     msg = out["client00"]
-    sender = sorted(msg["ciphertexts"])[0]
+    sender = min(msg["ciphertexts"])
     other = sorted(msg["ciphertexts"])[1]
     swapped = dict(msg["ciphertexts"], **{sender: msg["ciphertexts"][other]})
     with pytest.raises(AggregationError, match="do not authenticate"):
@@ -222,7 +239,7 @@ def test_client_refuses_tampered_or_misrouted_shares() -> None:
 
 def test_consistency_check_rejects_a_changed_or_unsigned_u3() -> None:
     params, vectors = make(5, consistency_check=True)
-    server, clients, out = _run_until(params, vectors, Stage.UNMASKING)
+    _, clients, out = _run_until(params, vectors, Stage.UNMASKING)
     msg = out["client00"]
     assert len(msg["signatures"]) == 5
     with pytest.raises(AggregationError, match="U3 changed"):
@@ -266,7 +283,11 @@ def test_server_excludes_malformed_and_mismatched_clients() -> None:
 
 def test_parameter_validation() -> None:
     q = Quantizer(clip=1.0, frac_bits=8, ring_bits=32)
-    for kw in ({"threshold": 1}, {"threshold": 3, "neighbours": 3}, {"threshold": 4, "neighbours": 2}):
+    for kw in (
+        {"threshold": 1},
+        {"threshold": 3, "neighbours": 3},
+        {"threshold": 4, "neighbours": 2},
+    ):
         with pytest.raises(ConfigError):
             SecAggParams(job="j", tag="t", quantizer=q, **kw)  # type: ignore[arg-type]
     params = SecAggParams(job="j", tag="t", threshold=3, quantizer=q)

@@ -9,11 +9,10 @@ import anyio
 import numpy as np
 import pytest
 
-from mpcactors import AggregationError, ClusterConfig, ConfigError, MpcError
-from mpcactors.link import MemoryNetwork, open_node
+from mpcactors import AggregationError, ConfigError
 from mpcactors.secagg import DROPOUT_POINTS, Quantizer, plain_sum, secure_aggregate, secure_sum
 
-SERVER = "server"
+from ._cluster import SERVER, run_cluster
 
 
 def names(n: int) -> list[str]:
@@ -32,26 +31,9 @@ def quantised_sum(vectors: dict[str, np.ndarray], included: Any, q: Quantizer) -
     return q.dequantise(total)
 
 
-async def run_cluster(parties: list[str], fn: Callable[[Any], Awaitable[Any]]) -> dict[str, Any]:
-    """Run ``fn(node)`` at every party on in-memory nodes; errors become results."""
-    net, cfg = MemoryNetwork(), ClusterConfig.local(parties)
-    out: dict[str, Any] = {}
-
-    async def one(party: str) -> None:
-        async with open_node(cfg, party, network=net) as node:
-            try:
-                out[party] = await fn(node)
-            except MpcError as exc:
-                out[party] = exc
-
-    with anyio.fail_after(120):
-        async with anyio.create_task_group() as tg:
-            for p in parties:
-                tg.start_soon(one, p)
-    return out
-
-
-def summing(vectors: dict[str, np.ndarray], clients: list[str], **kw: Any) -> Callable[[Any], Awaitable[Any]]:
+def summing(
+    vectors: dict[str, np.ndarray], clients: list[str], **kw: Any
+) -> Callable[[Any], Awaitable[Any]]:
     drops = kw.pop("drops", {})
 
     async def fn(node: Any) -> Any:
@@ -93,7 +75,9 @@ async def test_dropouts_at_each_stage(drop: str, how_many: int, autojump_clock: 
     early = drop in ("start", "advertise_keys", "share_keys")
     included = [c for c in clients if not (early and c in dropped)]
     report = out[SERVER]
-    assert np.array_equal(report.result, quantised_sum(vectors, included, Quantizer(2.0**20, 18, 64)))
+    assert np.array_equal(
+        report.result, quantised_sum(vectors, included, Quantizer(2.0**20, 18, 64))
+    )
     assert set(report.members["masked_input"]) == set(included)
     assert all(out[c].dropped_out for c in dropped)
     assert not any(out[c].dropped_out for c in clients if c not in dropped)
@@ -109,7 +93,9 @@ async def test_below_threshold_every_party_fails_and_the_server_learns_nothing(
     dropped = clients[:3]
     out = await run_cluster(
         [SERVER, *clients],
-        summing(vectors, clients, threshold=3, stage_timeout_s=5.0, drops=dict.fromkeys(dropped, drop)),
+        summing(
+            vectors, clients, threshold=3, stage_timeout_s=5.0, drops=dict.fromkeys(dropped, drop)
+        ),
     )
     assert isinstance(out[SERVER], AggregationError)
     assert "below the threshold 3" in str(out[SERVER]) and "no sum is revealed" in str(out[SERVER])
@@ -126,7 +112,9 @@ async def test_below_threshold_every_party_fails_and_the_server_learns_nothing(
 
 
 @pytest.mark.trio
-@pytest.mark.parametrize("server_does, error", [("sleep", "silent for 4 s"), ("leave", "lost the server")])
+@pytest.mark.parametrize(
+    "server_does, error", [("sleep", "silent for 4 s"), ("leave", "lost the server")]
+)
 async def test_silent_or_lost_server_is_a_clear_client_error(
     server_does: str, error: str, autojump_clock: Any
 ) -> None:
@@ -176,7 +164,9 @@ async def test_secure_and_plain_sum_under_asyncio(anyio_backend: str) -> None:
 
     async def fn(node: Any) -> Any:
         mine = own if node.party == SERVER else vectors[node.party]
-        s = await secure_sum(node, job="j", vector=mine, server=SERVER, clients=clients, threshold=2)
+        s = await secure_sum(
+            node, job="j", vector=mine, server=SERVER, clients=clients, threshold=2
+        )
         p = await plain_sum(node, job="j", vector=mine, server=SERVER, clients=clients)
         return s, p
 

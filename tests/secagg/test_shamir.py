@@ -56,7 +56,13 @@ def test_shares_are_field_elements_and_roundtrip_as_bytes() -> None:
 
 @pytest.mark.parametrize(
     "secrets, xs, t",
-    [([2**256], [1, 2], 1), ([-1], [1, 2], 1), ([1], [1, 1], 1), ([1], [0, 2], 1), ([1], [1, 2], 3)],
+    [
+        ([2**256], [1, 2], 1),
+        ([-1], [1, 2], 1),
+        ([1], [1, 1], 1),
+        ([1], [0, 2], 1),
+        ([1], [1, 2], 3),
+    ],
 )
 def test_bad_arguments_are_refused(secrets: list[int], xs: list[int], t: int) -> None:
     with pytest.raises(ValueError):
