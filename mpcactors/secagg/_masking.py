@@ -142,12 +142,19 @@ class Quantizer:
             AggregationError: the vector holds NaN or infinity.
         """
         x = np.asarray(vector, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates through min/max
             raise AggregationError("cannot aggregate a vector holding NaN or infinity")
-        clipped = int(np.count_nonzero(np.abs(x) > self.clip))
-        x = np.clip(x, -self.clip, self.clip)
-        levels = np.rint(x * 2.0**self.frac_bits).astype(np.int64)
-        ring = levels.view(np.uint64).astype(self.dtype)  # uint64 -> uint32 truncates mod 2^32
+        clipped = 0
+        if lo < -self.clip or hi > self.clip:
+            clipped = int(np.count_nonzero(np.abs(x) > self.clip))
+            scaled = np.clip(x, -self.clip, self.clip)
+            scaled *= 2.0**self.frac_bits
+        else:
+            scaled = x * 2.0**self.frac_bits
+        np.rint(scaled, out=scaled)
+        # two's complement in uint64; the cast to uint32 keeps the low 32 bits (mod 2^32)
+        ring = scaled.astype(np.int64).view(np.uint64).astype(self.dtype, copy=False)
         return self.reduce(ring), clipped
 
     def dequantise(self, ring: np.ndarray) -> np.ndarray:
