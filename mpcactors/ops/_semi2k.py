@@ -29,7 +29,7 @@ demos only; constructing it logs a warning.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ from ._checks import (
 )
 from ._comm import Exchange, Step
 from ._context import OpContext
-from ._dealer import Dealing, Dealt
+from ._dealer import Dealing, Dealt, Finish
 from ._matmul import matmul_shape, ring_matmul
 from ._protocol import Kind, Protocol, Share
 
@@ -284,6 +284,45 @@ class Semi2k(Protocol):
             op(out, p, out=out)
         return out
 
+    # ---- one dealt object + one opening, in one round ------------------------------------------------
+    def _dealt_round(
+        self,
+        ctx: OpContext,
+        specs: Sequence[Dealt],
+        finish: Finish,
+        opening: Callable[[list[np.ndarray | None]], Any],
+    ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
+        """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
+        may use only the free arrays) to every other holder.
+
+        Returns:
+            ``(own, mine, theirs)``: this holder's dealt arrays with the corrections filled in,
+            its own opening and ``{holder: opening}`` of the others; ``(None, None, {})`` at a
+            non-holder dealer.
+        """
+        own, corrections = self._dealing.deal(ctx, specs, finish)
+        dealing = self._dealing.dealing
+        peers = [h for h in self._holders if h != self.party]
+        sends: dict[str, dict[str, Any]] = {}
+        if corrections is not None:
+            sends.setdefault(self._last, {})["d"] = tuple(corrections)
+        mine = None
+        if own is not None:
+            mine = opening(own)
+            for h in peers:
+                sends.setdefault(h, {})["o"] = mine
+        recv = set(peers) if own is not None else set()
+        if self.party == self._last:
+            recv.add(dealing)
+        got = yield Exchange(send=sends, recv=frozenset(recv))
+        if own is None:
+            return None, None, {}
+        if self.party == self._last:
+            shapes = [sp.shape for sp in specs if sp.corrected]
+            dealt = iter(_arrays(field(got[dealing], "d", dealing), shapes, dealing, "correction"))
+            own = [next(dealt) if a is None else a for a in own]
+        return own, mine, {h: field(got[h], "o", h) for h in peers}  # type: ignore[return-value]
+
     # ---- Beaver products ---------------------------------------------------------------------------
     def _beaver(
         self,
@@ -299,42 +338,26 @@ class Semi2k(Protocol):
         Math (Beaver 1991; CrypTen beaver.py): with a dealt triple c = a b, open e = x - a and
         f = y - b; then x y = c + e b + a f + e f, and holder i's share is
         z_i = c_i + e b_i + a_i f, plus e f at holder 0 (computed as e (b_0 + f)).
+        Over GF(2) (and_): + and - are XOR, * is AND. matmul: C = A @ B, products are @.
         """
         mode = "xor" if boolean else "add"
         specs = [Dealt(x.shape, mode), Dealt(y.shape, mode), Dealt(out_shape, mode, corrected=True)]
         if boolean:
             mul, plus, minus = np.bitwise_and, np.bitwise_xor, np.bitwise_xor
-        elif matrix:
-            mul, plus, minus = ring_matmul, np.add, np.subtract
         else:
-            mul, plus, minus = np.multiply, np.add, np.subtract
-
-        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
-            a, b = totals[0], totals[1]
-            return [_fresh(mul, a, b)]
-
-        own, corrections = self._dealing.deal(ctx, specs, finish)
-        dealing = self._dealing.dealing
-        peers = [h for h in self._holders if h != self.party]
-        sends: dict[str, dict[str, Any]] = {}
-        if corrections is not None:
-            sends.setdefault(self._last, {})["d"] = tuple(corrections)
-        if own is not None:
-            a, b, c = own
-            e_i, f_i = _fresh(minus, x.parts[0], a), _fresh(minus, y.parts[0], b)
-            for h in peers:
-                sends.setdefault(h, {})["o"] = (e_i, f_i)
-        recv = set(peers) if self.holds else set()
-        if self.party == self._last:
-            recv.add(dealing)
-        got = yield Exchange(send=sends, recv=frozenset(recv))
+            mul, plus, minus = (ring_matmul if matrix else np.multiply), np.add, np.subtract
+        own, mine, theirs = yield from self._dealt_round(
+            ctx,
+            specs,
+            lambda totals: [_fresh(mul, totals[0], totals[1])],
+            lambda own: (_fresh(minus, x.parts[0], own[0]), _fresh(minus, y.parts[0], own[1])),
+        )
         if own is None:
             return Share((), out_shape, x.kind)
-        if self.party == self._last:
-            (c,) = _arrays(field(got[dealing], "d", dealing), (out_shape,), dealing, "triple")
-        e, f = _fresh(plus, e_i, 0), _fresh(plus, f_i, 0)  # sent arrays stay untouched
-        for h in peers:
-            e_h, f_h = _arrays(field(got[h], "o", h), (x.shape, y.shape), h, "masked operands")
+        a, b, c = own
+        e, f = _fresh(plus, mine[0], 0), _fresh(plus, mine[1], 0)  # sent arrays stay untouched
+        for h, msg in theirs.items():
+            e_h, f_h = _arrays(msg, (x.shape, y.shape), h, "masked operands")
             plus(e, e_h, out=e)
             plus(f, f_h, out=f)
         z = _fresh(mul, e, _fresh(plus, b, f)) if self.party == self._first else _fresh(mul, e, b)
@@ -389,44 +412,34 @@ class Semi2k(Protocol):
         """
         shape = x.shape
         specs = [Dealt(shape, "add"), Dealt(shape, "add", True), Dealt(shape, "add", True)]
-        one = U64(1)
+        one, top, mid = U64(1), U64(63), U64(bits + 1)
 
-        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
-            r = totals[0]
-            return [np.asarray((r << one) >> U64(bits + 1)), np.asarray(r >> U64(63))]
-
-        own, corrections = self._dealing.deal(ctx, specs, finish)
-        dealing = self._dealing.dealing
-        peers = [h for h in self._holders if h != self.party]
-        sends: dict[str, dict[str, Any]] = {}
-        if corrections is not None:
-            sends.setdefault(self._last, {})["d"] = tuple(corrections)
-        if own is not None:
-            r_i, mid_i, msb_i = own
-            c_i = _fresh(np.add, x.parts[0], r_i)
+        def opening(own: list[np.ndarray | None]) -> np.ndarray:
+            c_i = _fresh(np.add, x.parts[0], own[0])
             if self.party == self._first:
                 c_i += U64(1 << 62)
-            for h in peers:
-                sends.setdefault(h, {})["o"] = c_i
-        recv = set(peers) if self.holds else set()
-        if self.party == self._last:
-            recv.add(dealing)
-        got = yield Exchange(send=sends, recv=frozenset(recv))
+            return c_i
+
+        own, c_i, theirs = yield from self._dealt_round(
+            ctx,
+            specs,
+            lambda t: [np.asarray((t[0] << one) >> mid), np.asarray(t[0] >> top)],
+            opening,
+        )
         if own is None:
             return Share((), shape, "arith")
-        if self.party == self._last:
-            mid_i, msb_i = _arrays(field(got[dealing], "d", dealing), (shape, shape), dealing, "pair")
+        _, mid_i, msb_i = own
         c = _fresh(np.add, c_i, 0)
-        for h in peers:
-            np.add(c, recv_array(field(got[h], "o", h), shape, h, "masked value"), out=c)
-        c_msb = c >> U64(63)
+        for h, msg in theirs.items():
+            np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
+        c_msb = c >> top
         b_i = np.asarray(np.where(c_msb == one, np.negative(msb_i), msb_i))  # (1 - 2 c_msb) r_msb_i
         if self.party == self._first:
             b_i += c_msb
         y = np.asarray(b_i << U64(63 - bits))
         y -= mid_i
         if self.party == self._first:
-            y += (c << one) >> U64(bits + 1)
+            y += (c << one) >> mid
             y -= U64(1 << (62 - bits))
         return Share((y,), shape, "arith")
 
@@ -440,33 +453,18 @@ class Semi2k(Protocol):
         need_kind("bit_to_arith", "bool", b)
         shape = b.shape
         specs = [Dealt(shape, "bit"), Dealt(shape, "add", corrected=True)]
-
-        def finish(totals: list[np.ndarray | None]) -> list[np.ndarray]:
-            return [np.array(totals[0], dtype=U64)]
-
-        own, corrections = self._dealing.deal(ctx, specs, finish)
-        dealing = self._dealing.dealing
-        peers = [h for h in self._holders if h != self.party]
-        sends: dict[str, dict[str, Any]] = {}
-        if corrections is not None:
-            sends.setdefault(self._last, {})["d"] = tuple(corrections)
-        if own is not None:
-            rb_i, ra_i = own
-            c_i = np.asarray((b.parts[0] & U64(1)) ^ rb_i)
-            packed = pack_bits(c_i)
-            for h in peers:
-                sends.setdefault(h, {})["o"] = packed
-        recv = set(peers) if self.holds else set()
-        if self.party == self._last:
-            recv.add(dealing)
-        got = yield Exchange(send=sends, recv=frozenset(recv))
+        own, mine, theirs = yield from self._dealt_round(
+            ctx,
+            specs,
+            lambda totals: [np.array(totals[0], dtype=U64)],
+            lambda own: pack_bits(np.asarray((b.parts[0] & U64(1)) ^ own[0])),
+        )
         if own is None:
             return Share((), shape, "arith")
-        if self.party == self._last:
-            (ra_i,) = _arrays(field(got[dealing], "d", dealing), (shape,), dealing, "random bit")
-        c = c_i.copy()
-        for h in peers:
-            c ^= recv_bits(field(got[h], "o", h), shape, h, "masked bit")
+        c = recv_bits(mine, shape, self.party, "own masked bit")
+        for h, msg in theirs.items():
+            c ^= recv_bits(msg, shape, h, "masked bit")
+        ra_i = own[1]
         z = np.asarray(np.where(c == U64(1), np.negative(ra_i), ra_i))  # (1 - 2c) r_i
         if self.party == self._first:
             z += c
