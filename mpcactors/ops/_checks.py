@@ -13,15 +13,15 @@ from ._protocol import Share
 __all__ = [
     "U64",
     "as_ring",
+    "broadcast_shape",
+    "field",
+    "need_kind",
+    "pack_bits",
+    "public_shape",
     "recv_array",
     "recv_bits",
     "recv_shape",
-    "pack_bits",
     "same_shape",
-    "broadcast_shape",
-    "need_kind",
-    "public_shape",
-    "field",
 ]
 
 U64 = np.uint64

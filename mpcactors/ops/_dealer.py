@@ -22,7 +22,7 @@ Everything is derived from the op's context, so dealing never depends on executi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from ._checks import U64
 from ._context import OpContext
 from ._prg import Prg
 
-__all__ = ["Dealt", "Dealing", "draw"]
+__all__ = ["Dealing", "Dealt", "draw"]
 
 Mode = Literal["add", "xor", "bit"]
 
@@ -55,7 +55,7 @@ def draw(g: Prg, spec: Dealt) -> np.ndarray:
 class _Acc:
     """Sum (or XOR) of arrays, never writing into an array it did not allocate."""
 
-    __slots__ = ("value", "owned", "xor")
+    __slots__ = ("owned", "value", "xor")
 
     def __init__(self, xor: bool) -> None:
         self.value: np.ndarray | None = None
@@ -75,7 +75,7 @@ class _Acc:
 
 # finish(totals) -> the values of the corrected arrays; totals[k] is the combination of every
 # holder's share of free array k (None for corrected arrays).
-Finish = Callable[[list[np.ndarray | None]], list[np.ndarray]]
+Finish = Callable[[list[Any]], list[np.ndarray]]
 
 
 class Dealing:
@@ -87,7 +87,7 @@ class Dealing:
         dealing: the party that deals (a non-holder dealer, or the first holder).
     """
 
-    __slots__ = ("party", "holders", "dealing", "last")
+    __slots__ = ("dealing", "holders", "last", "party")
 
     def __init__(self, party: str, holders: Sequence[str], dealing: str) -> None:
         self.party = party

@@ -28,7 +28,7 @@ import numpy as np
 
 from .._errors import ShapeError
 
-__all__ = ["ring_matmul", "matmul_shape"]
+__all__ = ["matmul_shape", "ring_matmul"]
 
 _U64 = np.uint64
 _MASK22 = _U64((1 << 22) - 1)
@@ -52,9 +52,7 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     a2 = (1,) + a if len(a) == 1 else a
     b2 = b + (1,) if len(b) == 1 else b
     if a2[-1] != b2[-2]:
-        raise ShapeError(
-            f"matmul inner dimensions differ: {a!r} @ {b!r} ({a2[-1]} != {b2[-2]})"
-        )
+        raise ShapeError(f"matmul inner dimensions differ: {a!r} @ {b!r} ({a2[-1]} != {b2[-2]})")
     try:
         batch = np.broadcast_shapes(a2[:-2], b2[:-2])
     except ValueError:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["Prg", "stream_key", "derive_seed", "new_seed"]
+__all__ = ["Prg", "derive_seed", "new_seed", "stream_key"]
 
 _ZERO_NONCE = bytes(16)
 _CHUNK = 1 << 20  # keystream bytes per update_into call
@@ -76,7 +76,7 @@ class Prg:
         n = int(np.prod(shape_t, dtype=np.int64))
         # update_into wants block_size - 1 spare bytes after the output: 2 spare words.
         out = np.empty(n + 2, dtype=np.uint64)
-        view = memoryview(out).cast("B")
+        view = memoryview(out).cast("B")  # type: ignore[arg-type]
         zeros = _zero_chunk()
         total = 8 * n
         done = 0

@@ -9,7 +9,7 @@ from ._protocol import Protocol
 from ._rep3 import Rep3
 from ._semi2k import TRUSTED_FIRST_PARTY, Semi2k
 
-__all__ = ["make_protocol", "PROTOCOLS"]
+__all__ = ["PROTOCOLS", "make_protocol"]
 
 PROTOCOLS: dict[str, type[Protocol]] = {"semi2k": Semi2k, "rep3": Rep3}
 

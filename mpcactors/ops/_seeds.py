@@ -92,7 +92,9 @@ def agree_seeds(
 
 def _check(msg: object, peer: str) -> tuple[bytes, bytes]:
     if not isinstance(msg, dict):
-        raise ProtocolError(f"seed agreement: {peer!r} sent {type(msg).__name__}, not a map", peer=peer)
+        raise ProtocolError(
+            f"seed agreement: {peer!r} sent {type(msg).__name__}, not a map", peer=peer
+        )
     pk, contrib = msg.get("pk"), msg.get("contrib")
     if not (isinstance(pk, bytes) and len(pk) == 32):
         raise ProtocolError(f"seed agreement: {peer!r} sent a bad public key {pk!r}", peer=peer)

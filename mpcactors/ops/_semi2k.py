@@ -51,11 +51,11 @@ from ._checks import (
 )
 from ._comm import Exchange, Step
 from ._context import OpContext
-from ._dealer import Dealing, Dealt, Finish
+from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
 from ._protocol import Kind, Protocol, Share
 
-__all__ = ["Semi2k", "TRUSTED_FIRST_PARTY"]
+__all__ = ["TRUSTED_FIRST_PARTY", "Semi2k"]
 
 TRUSTED_FIRST_PARTY = "trusted-first-party"
 _NO_DEALER = "semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'"
@@ -104,7 +104,9 @@ class Semi2k(Protocol):
         if len(set(self.parties)) != len(self.parties):
             raise ConfigError(f"party names repeat in {list(self.parties)!r}", key="parties")
         if party not in self.parties:
-            raise ConfigError(f"party {party!r} is not one of {list(self.parties)!r}", key="parties")
+            raise ConfigError(
+                f"party {party!r} is not one of {list(self.parties)!r}", key="parties"
+            )
         if dealer is None:
             raise ConfigError(_NO_DEALER, key="dealer")
         if dealer == TRUSTED_FIRST_PARTY:
@@ -250,12 +252,16 @@ class Semi2k(Protocol):
             if receiver is not None:
                 send[receiver]["data"] = rest
             yield Exchange(send=send)
-            return self._new((rest,), v.shape, kind) if receiver is None else Share((), v.shape, kind)
+            return (
+                self._new((rest,), v.shape, kind) if receiver is None else Share((), v.shape, kind)
+            )
         got = yield Exchange(recv=frozenset({owner}))
         msg = got[owner]
         announced = recv_shape(field(msg, "shape", owner), owner)
         if shape is not None and tuple(shape) != announced:
-            raise ValueError(f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}")
+            raise ValueError(
+                f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}"
+            )
         if not self.holds:
             return Share((), announced, kind)
         if self.party == receiver:
@@ -290,7 +296,7 @@ class Semi2k(Protocol):
         ctx: OpContext,
         specs: Sequence[Dealt],
         finish: Finish,
-        opening: Callable[[list[np.ndarray | None]], Any],
+        opening: Callable[[list[Any]], Any],
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
         """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
         may use only the free arrays) to every other holder.
@@ -340,8 +346,11 @@ class Semi2k(Protocol):
         z_i = c_i + e b_i + a_i f, plus e f at holder 0 (computed as e (b_0 + f)).
         Over GF(2) (and_): + and - are XOR, * is AND. matmul: C = A @ B, products are @.
         """
-        mode = "xor" if boolean else "add"
+        mode: Mode = "xor" if boolean else "add"
         specs = [Dealt(x.shape, mode), Dealt(y.shape, mode), Dealt(out_shape, mode, corrected=True)]
+        mul: Any
+        plus: Any
+        minus: Any
         if boolean:
             mul, plus, minus = np.bitwise_and, np.bitwise_xor, np.bitwise_xor
         else:
@@ -414,7 +423,7 @@ class Semi2k(Protocol):
         specs = [Dealt(shape, "add"), Dealt(shape, "add", True), Dealt(shape, "add", True)]
         one, top, mid = U64(1), U64(63), U64(bits + 1)
 
-        def opening(own: list[np.ndarray | None]) -> np.ndarray:
+        def opening(own: list[Any]) -> np.ndarray:
             c_i = _fresh(np.add, x.parts[0], own[0])
             if self.party == self._first:
                 c_i += U64(1 << 62)

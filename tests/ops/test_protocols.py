@@ -56,7 +56,7 @@ def test_reveal_to_one_party(cluster: Cluster) -> None:
     value = rand(np.random.default_rng(1), (3, 2))
     shares = cluster.share(value)
     for to in cluster.parties:
-        out, rounds = cluster.run(lambda pr, ctx: pr.reveal(ctx, shares[pr.party], to))
+        out, rounds = cluster.run(lambda pr, ctx, to=to: pr.reveal(ctx, shares[pr.party], to))
         assert rounds == 1
         np.testing.assert_array_equal(out[to], value)
         assert all(out[p] is None for p in cluster.parties if p != to)
@@ -129,8 +129,17 @@ def test_mul_matches_numpy(cluster: Cluster, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize(
     "sa, sb",
-    [((4,), (4,)), ((3, 4), (4,)), ((4,), (4, 2)), ((3, 4), (4, 5)), ((2, 3, 4), (4, 2)),
-     ((2, 1, 3, 4), (5, 4, 2)), ((0, 4), (4, 3)), ((3, 0), (0, 2)), ((40, 90), (90, 70))],
+    [
+        ((4,), (4,)),
+        ((3, 4), (4,)),
+        ((4,), (4, 2)),
+        ((3, 4), (4, 5)),
+        ((2, 3, 4), (4, 2)),
+        ((2, 1, 3, 4), (5, 4, 2)),
+        ((0, 4), (4, 3)),
+        ((3, 0), (0, 2)),
+        ((40, 90), (90, 70)),
+    ],
 )
 def test_matmul_matches_numpy(cluster: Cluster, sa: tuple[int, ...], sb: tuple[int, ...]) -> None:
     rng = np.random.default_rng(5)
@@ -179,7 +188,10 @@ def test_mismatched_shapes_raise_shape_error(cluster: Cluster) -> None:
         cluster.run(lambda pr, ctx: pr.mul(ctx, sx[pr.party], sy[pr.party]))
     with pytest.raises(ShapeError, match="inner"):
         cluster.run(lambda pr, ctx: pr.matmul(ctx, sx[pr.party], sx[pr.party]))
-    bx, by = cluster.share(ring(np.zeros(3)), kind="bool"), cluster.share(ring(np.zeros(2)), kind="bool")
+    bx, by = (
+        cluster.share(ring(np.zeros(3)), kind="bool"),
+        cluster.share(ring(np.zeros(2)), kind="bool"),
+    )
     with pytest.raises(ShapeError):
         cluster.run(lambda pr, ctx: pr.and_(ctx, bx[pr.party], by[pr.party]))
     with pytest.raises(TypeError, match="arith"):
@@ -210,10 +222,12 @@ def test_fixed_point_mul_and_matmul(cluster: Cluster) -> None:
 
     def prog(pr, ctx):  # type: ignore[no-untyped-def]
         p = pr.party
-        xy, ab = yield from gather([pr.mul(ctx.child(0), sx[p], sy[p]),
-                                    pr.matmul(ctx.child(1), sa[p], sb[p])])
-        return (yield from gather([pr.truncate(ctx.child(2), xy, f),
-                                   pr.truncate(ctx.child(3), ab, f)]))
+        xy, ab = yield from gather(
+            [pr.mul(ctx.child(0), sx[p], sy[p]), pr.matmul(ctx.child(1), sa[p], sb[p])]
+        )
+        return (
+            yield from gather([pr.truncate(ctx.child(2), xy, f), pr.truncate(ctx.child(3), ab, f)])
+        )
 
     out, rounds = cluster.run(prog)
     assert rounds == (1 if cluster.name == "semi2k" and len(cluster.holders) == 2 else 2)
@@ -290,6 +304,8 @@ def test_bit_to_arith_ignores_high_bits_of_boolean_shares(cluster: Cluster) -> N
 
 def test_configs_cover_the_must_show_matrix() -> None:
     holders = sorted(
-        len(Cluster(*cfg).holders) for cfg in CONFIGS.values() if cfg[0] == "semi2k" and cfg[2] != "trusted-first-party"
+        len(Cluster(*cfg).holders)
+        for cfg in CONFIGS.values()
+        if cfg[0] == "semi2k" and cfg[2] != "trusted-first-party"
     )
     assert holders == [2, 3, 4]

@@ -67,8 +67,11 @@ def test_products_send_one_message_to_the_previous_party(c: Cluster) -> None:
     ):
         _, rounds = c.run(fn)
         assert rounds == 1
-        assert c.sent == {"alice": [("carol", N * WORD)], "bob": [("alice", N * WORD)],
-                          "carol": [("bob", N * WORD)]}
+        assert c.sent == {
+            "alice": [("carol", N * WORD)],
+            "bob": [("alice", N * WORD)],
+            "carol": [("bob", N * WORD)],
+        }
 
 
 def test_products_are_rerandomised(c: Cluster) -> None:
@@ -85,7 +88,7 @@ def test_products_are_rerandomised(c: Cluster) -> None:
 
 def test_share_sends_one_message_per_other_party(c: Cluster) -> None:
     x = np.arange(N, dtype=np.uint64)
-    out, rounds = c.run(lambda pr, ctx: pr.share(ctx, "bob", x if pr.party == "bob" else None, None))
+    _, rounds = c.run(lambda pr, ctx: pr.share(ctx, "bob", x if pr.party == "bob" else None, None))
     assert rounds == 1
     assert sorted(peer for peer, _ in c.sent["bob"]) == ["alice", "carol"]
     assert c.sent["alice"] == [] and c.sent["carol"] == []

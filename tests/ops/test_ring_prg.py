@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mpcactors._errors import ConfigError, ProtocolError, ShapeError
+from mpcactors.ops import _matmul
 from mpcactors.ops._comm import run_local
 from mpcactors.ops._context import OpContext
-from mpcactors.ops import _matmul
 from mpcactors.ops._matmul import matmul_shape, ring_matmul
 from mpcactors.ops._prg import Prg
 from mpcactors.ops._seeds import agree_seeds
@@ -61,7 +61,9 @@ def test_ring_matmul_worst_case_limbs() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(
-    m=st.integers(0, 6), k=st.integers(0, 6), n=st.integers(0, 6),
+    m=st.integers(0, 6),
+    k=st.integers(0, 6),
+    n=st.integers(0, 6),
     data=st.data(),
 )
 def test_small_ring_matmul_matches_numpy(m: int, k: int, n: int, data: st.DataObject) -> None:
@@ -77,13 +79,20 @@ def test_small_ring_matmul_matches_numpy(m: int, k: int, n: int, data: st.DataOb
 
 @pytest.mark.parametrize(
     "sa, sb, want",
-    [((3,), (3,), ()), ((2, 3), (3,), (2,)), ((3,), (3, 4), (4,)), ((5, 1, 2, 3), (4, 3, 6), (5, 4, 2, 6))],
+    [
+        ((3,), (3,), ()),
+        ((2, 3), (3,), (2,)),
+        ((3,), (3, 4), (4,)),
+        ((5, 1, 2, 3), (4, 3, 6), (5, 4, 2, 6)),
+    ],
 )
 def test_matmul_shape(sa: tuple[int, ...], sb: tuple[int, ...], want: tuple[int, ...]) -> None:
     assert matmul_shape(sa, sb) == want == np.matmul(np.zeros(sa), np.zeros(sb)).shape
 
 
-@pytest.mark.parametrize("sa, sb", [((), (3,)), ((2, 3), (2, 3)), ((2, 2, 3), (3, 3, 1)), ((4,), (3,))])
+@pytest.mark.parametrize(
+    "sa, sb", [((), (3,)), ((2, 3), (2, 3)), ((2, 2, 3), (3, 3, 1)), ((4,), (3,))]
+)
 def test_matmul_shape_errors(sa: tuple[int, ...], sb: tuple[int, ...]) -> None:
     with pytest.raises(ShapeError):
         matmul_shape(sa, sb)
@@ -104,7 +113,11 @@ def test_prg_is_the_aes_ctr_keystream() -> None:
 
 def test_prg_streams_agree_per_seed_key_whatever_else_is_drawn() -> None:
     """A dealer walks streams with several holders; each holder walks only its own."""
-    seeds = {frozenset({"d", "a"}): b"1" * 32, frozenset({"d", "b"}): b"2" * 32, frozenset({"d"}): b"3" * 32}
+    seeds = {
+        frozenset({"d", "a"}): b"1" * 32,
+        frozenset({"d", "b"}): b"2" * 32,
+        frozenset({"d"}): b"3" * 32,
+    }
     dealer = OpContext("d", ("a", "b", "d"), seeds, (b"job", 1))
     a = OpContext("a", ("a", "b", "d"), {frozenset({"d", "a"}): b"1" * 32}, (b"job", 1))
     b = OpContext("b", ("a", "b", "d"), {frozenset({"d", "b"}): b"2" * 32}, (b"job", 1))

@@ -26,7 +26,10 @@ def dealer_cluster(holders: int = 2) -> Cluster:
 # ---- configuration -----------------------------------------------------------------------------------
 def test_missing_dealer_is_a_clear_config_error() -> None:
     for parties in (("alice", "bob"), ("alice", "bob", "carol")):
-        with pytest.raises(ConfigError, match="semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'"):
+        with pytest.raises(
+            ConfigError,
+            match="semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'",
+        ):
             make_protocol("semi2k", "alice", parties)
 
 
@@ -90,8 +93,15 @@ def test_matmul_correction_has_the_result_shape() -> None:
 def test_share_sends_data_to_at_most_one_holder() -> None:
     c = dealer_cluster(3)
     x = np.arange(N, dtype=np.uint64)
-    for owner, receivers in (("alice", 0), ("dave", 1)):  # a holder keeps the rest; the dealer sends it
-        sx, rounds = c.run(lambda pr, ctx: pr.share(ctx, owner, x if pr.party == owner else None, None))
+    for owner, receivers in (
+        ("alice", 0),
+        ("dave", 1),
+    ):  # a holder keeps the rest; the dealer sends it
+        sx, rounds = c.run(
+            lambda pr, ctx, owner=owner: pr.share(
+                ctx, owner, x if pr.party == owner else None, None
+            )
+        )
         assert rounds == 1
         big = [peer for peer, nbytes in c.sent[owner] if nbytes >= N * WORD]
         assert len(big) == receivers and len(c.sent[owner]) == len(c.parties) - 1
@@ -133,7 +143,7 @@ def test_dealt_truncation_is_exact_to_one_for_huge_values() -> None:
     x = rng.integers(-(2**62), 2**62, 5000)
     sx = c.share(ring(x))
     for bits in (1, 18, 40, 62):
-        out, rounds = c.run(lambda pr, ctx: pr.truncate(ctx, sx[pr.party], bits))
+        out, rounds = c.run(lambda pr, ctx, bits=bits: pr.truncate(ctx, sx[pr.party], bits))
         assert rounds == 1
         err = signed(c.reveal(out)) - (x >> bits)
         assert set(np.unique(err)) <= {0, 1}, bits
@@ -154,7 +164,7 @@ def test_truncate_rejects_bad_bit_counts() -> None:
     sx = c.share(ring([1]))
     for bits in (-1, 63):
         with pytest.raises(ValueError, match="bits"):
-            c.run(lambda pr, ctx: pr.truncate(ctx, sx[pr.party], bits))
+            c.run(lambda pr, ctx, bits=bits: pr.truncate(ctx, sx[pr.party], bits))
 
 
 # ---- bad peers -------------------------------------------------------------------------------------
