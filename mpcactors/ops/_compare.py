@@ -41,7 +41,9 @@ __all__ = [
     "abs_",
     "argmax",
     "argmin",
+    "buckets",
     "equal",
+    "ge_thresholds",
     "greater",
     "greater_equal",
     "less",
@@ -344,3 +346,32 @@ def argmin(ctx: OpContext, proto: Protocol, x: Share, axis: int | None = None) -
     flat, ax = _reduce_axis(x, axis)
     _, idx = yield from _tournament(ctx, proto, flat, ax, largest=False, with_index=True)
     return _index(idx)
+
+
+def ge_thresholds(ctx: OpContext, proto: Protocol, x: Share, edges: np.ndarray) -> Step[Share]:
+    """``[x >= edges[j]]`` for every public ring edge, as integer shares of shape (K, *x.shape).
+
+    One batched comparison: the rounds of :func:`less` whatever K is.
+    """
+    edges = np.asarray(edges, dtype=np.uint64).reshape(-1)
+    shape = (len(edges),) + x.shape
+    xs = x.map(lambda p: np.broadcast_to(p, shape), shape=shape)
+    d = proto.add_public(xs, np.negative(edges).reshape((-1,) + (1,) * len(x.shape)))
+    lt = yield from ltz(ctx, proto, d)
+    return _one_minus(proto, lt)
+
+
+def buckets(proto: Protocol, ge: Share) -> Share:
+    """One-hot bucket indicators from increasing-threshold bits ``ge`` (K, *shape), local.
+
+    Returns shape (K + 1, *shape): bucket 0 is ``x < edge_0``, bucket j is
+    ``edge_(j-1) <= x < edge_j``, bucket K is ``x >= edge_(K-1)``.
+    """
+    rest = ge.shape[1:]
+    one = proto.public(np.ones((1,) + rest, dtype=np.uint64))
+    zero = proto.public(np.zeros((1,) + rest, dtype=np.uint64))
+    ext = Share.combine(lambda ps: np.concatenate(ps, axis=0), [one, ge, zero])
+    k = ge.shape[0]
+    hi = ext.map(lambda p: p[: k + 1], shape=(k + 1,) + rest)
+    lo = ext.map(lambda p: p[1:], shape=(k + 1,) + rest)
+    return proto.sub(hi, lo)

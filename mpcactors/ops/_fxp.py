@@ -32,6 +32,7 @@ from ._ring import encode
 
 __all__ = [
     "PublicLike",
+    "chebyshev",
     "fxp_const",
     "fxp_matmul",
     "fxp_mul",
@@ -39,8 +40,10 @@ __all__ = [
     "fxp_square",
     "int_to_fxp",
     "mul_many",
+    "mul_onehot_pow2",
     "public_ring",
     "truncate_many",
+    "weighted_sum",
 ]
 
 PublicLike = np.ndarray | float | int
@@ -115,3 +118,118 @@ def truncate_many(
 ) -> Step[list[Share]]:
     """Independent truncations by ``bits`` in one round (none for 2-party semi2k)."""
     return (yield from gather(proto.truncate(ctx.child(i), x, bits) for i, x in enumerate(xs)))
+
+
+def _scaled_products(
+    ctx: OpContext, proto: Protocol, pairs: Sequence[tuple[Share, Share]], scale: int
+) -> Step[list[Share]]:
+    """``trunc(scale * a * b, f)`` for independent pairs: one product round, one truncation."""
+
+    def one(i: int, a: Share, b: Share) -> Step[Share]:
+        sub = ctx.child(i)
+        z = yield from proto.mul(sub.child("mul"), a, b)
+        if scale != 1:
+            z = proto.mul_public(z, np.asarray(np.uint64(scale)))
+        return (yield from proto.truncate(sub.child("trunc"), z, proto.fxp_bits))
+
+    return (yield from gather(one(i, a, b) for i, (a, b) in enumerate(pairs)))
+
+
+def chebyshev(
+    ctx: OpContext,
+    proto: Protocol,
+    t: Share,
+    series: Sequence[np.ndarray],
+    *,
+    extra_bits: int = 0,
+) -> Step[list[Share]]:
+    """Chebyshev series ``sum_k c_k T_k(t)`` for each coefficient vector c (one shared basis).
+
+    Math: T_0 = 1, T_1 = t, and ``T_k = 2 T_ceil(k/2) T_floor(k/2) - T_(k mod 2)`` (from
+    ``2 T_a T_b = T_(a+b) + T_|a-b|``), so every T_k with 2^(L-1) < k <= 2^L comes from one round
+    of independent products: degree d costs ceil(log2 d) product levels. For t in [-1, 1] every
+    T_k is in [-1, 1], so truncated magnitudes stay below 2^(2f+1) and errors grow only a few
+    ulp per level. Then one truncation for the (local) weighted sums.
+
+    Args:
+        t: fixed-point share, the argument mapped into [-1, 1] (outside it, T_k grows like
+            |t|^k: results are meaningless, and products may overflow).
+        series: coefficient vectors (real, e.g. from numpy.polynomial.chebyshev).
+        extra_bits: the results carry f + extra_bits fractional bits (coefficients encoded and
+            the weighted sum rounded that finely), for callers that scale them up afterwards.
+
+    Rounds: ceil(log2 d) * (1 + trunc) + trunc, d the largest degree.
+    """
+    f = proto.fxp_bits
+    degree = max(len(c) for c in series) - 1
+    one = fxp_const(proto, 1.0)
+    basis: dict[int, Share] = {1: t}
+    top, level = 1, 0
+    while top < degree:
+        ks = list(range(top + 1, min(2 * top, degree) + 1))
+        pairs = [(basis[(k + 1) // 2], basis[k // 2]) for k in ks]
+        prods = yield from _scaled_products(ctx.child(level), proto, pairs, 2)
+        for k, p in zip(ks, prods):
+            basis[k] = proto.add_public(p, np.negative(one)) if k % 2 == 0 else proto.sub(p, t)
+        top, level = ks[-1], level + 1
+    scale = 2.0**extra_bits
+    sums = []
+    for c in series:
+        acc = proto.mul_public(t, fxp_const(proto, c[1] * scale if len(c) > 1 else 0.0))
+        for k in range(2, len(c)):
+            acc = proto.add(acc, proto.mul_public(basis[k], fxp_const(proto, c[k] * scale)))
+        sums.append(acc)
+    outs = yield from truncate_many(ctx.child("sum"), proto, sums, f)
+    return [proto.add_public(o, fxp_const(proto, c[0] * scale)) for o, c in zip(outs, series)]
+
+
+def weighted_sum(proto: Protocol, onehot: Share, weights: np.ndarray) -> Share:
+    """``sum_b onehot[b] * weights[b]`` over the leading axis, for public ring weights (local)."""
+    w = np.asarray(weights, dtype=np.uint64).reshape((-1,) + (1,) * (len(onehot.shape) - 1))
+    return proto.mul_public(onehot, w).map(
+        lambda p: p.sum(axis=0, dtype=np.uint64), shape=onehot.shape[1:]
+    )
+
+
+def mul_onehot_pow2(
+    ctx: OpContext,
+    proto: Protocol,
+    terms: Sequence[tuple[Share, np.ndarray]],
+    onehot: Share,
+) -> Step[Share]:
+    """``sum_s y_s * w_s[b]`` where b is the bucket whose one-hot bit is set.
+
+    ``onehot`` is an integer 0/1 share of shape (B, *shape) with at most one 1 per element (all
+    zero gives 0); each ``w_s`` is a public vector of B weights that are integers or multiples of
+    2^-K (powers of two here). Math: split w = A + B 2^-K with A the weights >= 1 and B the
+    scaled small ones; ``y A`` is an integer product (no truncation); ``y B`` is truncated by K
+    once, at magnitude |y| 2^(f+K), so large results never go through a truncation.
+
+    Rounds: 1 + the truncation's rounds (one product round for all terms).
+    """
+    small = [abs(w[(w != 0) & (np.abs(w) < 1)]) for _, w in terms]
+    mins = [float(s.min()) for s in small if s.size]
+    k = max(0, int(np.ceil(-np.log2(min(mins))))) if mins else 0
+    big_pairs, small_pairs = [], []
+    for y, w in terms:
+        w = np.asarray(w, dtype=np.float64)
+        big = np.where(np.abs(w) >= 1, w, 0.0)
+        little = np.where(np.abs(w) < 1, w, 0.0) * 2.0**k
+        if np.any(big):
+            big_pairs.append((y, weighted_sum(proto, onehot, big.astype(np.int64).view(np.uint64))))
+        if np.any(little):
+            ints = np.rint(little).astype(np.int64)
+            small_pairs.append((y, weighted_sum(proto, onehot, ints.view(np.uint64))))
+    prods = yield from mul_many(ctx.child("mul"), proto, big_pairs + small_pairs)
+    out = None
+    for p in prods[: len(big_pairs)]:
+        out = p if out is None else proto.add(out, p)
+    if small_pairs:
+        acc = prods[len(big_pairs)]
+        for p in prods[len(big_pairs) + 1 :]:
+            acc = proto.add(acc, p)
+        (low,) = yield from truncate_many(ctx.child("trunc"), proto, [acc], k)
+        out = low if out is None else proto.add(out, low)
+    if out is None:
+        raise ValueError("mul_onehot_pow2: every weight is zero")
+    return out
