@@ -41,7 +41,8 @@ from ._server import SecAggServer, ServerState
 
 __all__ = ["DROPOUT_POINTS", "AggregationReport", "plain_sum", "secure_aggregate", "secure_sum"]
 
-#: Values of ``dropout_after``: "start" (send nothing) or the last stage a client answers.
+#: Values of ``dropout_after``: "start" (send nothing) or the last stage a client answers
+#: ("consistency_check" only when that stage runs).
 DROPOUT_POINTS = ("start",) + tuple(s.value for s in Stage if s is not Stage.UNMASKING)
 
 DEFAULT_CLIP = 2.0**20
@@ -158,10 +159,10 @@ async def secure_aggregate(
     )  # fmt: skip
     role = _check_roles(node, server, clients, stage_timeout_s)
     params.check_clients(clients)
-    if dropout_after is not None and (role != "client" or dropout_after not in DROPOUT_POINTS):
+    points = DROPOUT_POINTS if consistency_check else DROPOUT_POINTS[:-1]
+    if dropout_after is not None and (role != "client" or dropout_after not in points):
         raise ConfigError(
-            f"must be None or, at a client, one of {DROPOUT_POINTS}; not {dropout_after!r} at "
-            f"the {role}",
+            f"must be None or, at a client, one of {points}; not {dropout_after!r} at the {role}",
             key="dropout_after",
         )
     log = get_logger(party=node.party, job=job, op="secagg", tag=tag)

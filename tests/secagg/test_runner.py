@@ -185,6 +185,7 @@ async def test_bad_arguments_fail_fast() -> None:
             {"clients": [SERVER, "c0"]},
             {"clients": ["c0", "nobody"]},
             {"clients": ["c0", "c1"], "dropout_after": "unmasking"},
+            {"clients": ["c0", "c1"], "dropout_after": "consistency_check"},
             {"clients": ["c0", "c1"], "threshold": 3},
             {"clients": ["c0", "c1"], "stage_timeout_s": 0},
         ):
@@ -196,4 +197,6 @@ async def test_bad_arguments_fail_fast() -> None:
         return errors
 
     out = await run_cluster([SERVER, "c0", "c1"], fn)
-    assert out["c0"] == ["clients", "clients", "dropout_after", "threshold", "stage_timeout_s"]
+    assert out["c0"] == [
+        "clients", "clients", "dropout_after", "dropout_after", "threshold", "stage_timeout_s"
+    ]  # fmt: skip
