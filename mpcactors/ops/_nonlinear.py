@@ -48,7 +48,7 @@ from ._protocol import Protocol, Share
 __all__ = ["division", "exp", "log", "reciprocal", "rsqrt", "sigmoid", "sqrt", "tanh"]
 
 _SIGMOID_T = 10.0  # sigmoid is fitted on [-T, T] and saturates outside
-_EXP_K = 15  # exp: 2^k for integer k in [-K+1, K-1]; saturates at 2^K above, 0 below
+_EXP_K = 15  # exp: 2^r 2^k for integer k in [-K, K]; 2^(K+1) for k > K, 0 for k < -K
 _LN2 = math.log(2.0)
 _EXTRA = 4  # extra fractional bits of series results that are scaled up afterwards
 
@@ -167,6 +167,15 @@ def _const(proto: Protocol, onehot: Share, values: np.ndarray) -> Share:
     )
 
 
+def _recip_setup(
+    ctx: OpContext, proto: Protocol, y: Share, lo: int, hi: int, positive: bool
+) -> Step[tuple[Share, Share, _Buckets]]:
+    """Top-bit buckets of y and the series argument t = 4u - 3 (u = |y| 2^(f-i-1))."""
+    onehot, info = yield from _top_bit(ctx.child("bits"), proto, y, lo, hi, not positive)
+    t = yield from _normalised(ctx.child("norm"), proto, y, onehot, info)
+    return t, onehot, info
+
+
 def reciprocal(
     ctx: OpContext,
     proto: Protocol,
@@ -179,15 +188,14 @@ def reciprocal(
     """1/x for fixed-point x with 2^lo <= |x| < 2^hi (default [9.8e-4, 16384)).
 
     Method: normalise by the top bit, degree-9 Chebyshev of 1/u on [0.5, 1), scale back.
-    Accuracy: relative error < 2e-5 (absolute < 1e-3 for |x| >= 0.1, ulp-level below 1e-3 output).
-    Outside the range: 0 (|x| < 2^lo, including 0; and |x| >= 2^hi, where |1/x| <= 2^-hi).
-    ``positive=True`` skips the negative thresholds (half the comparison work) and gives 0 for
-    x <= 0.
+    Accuracy: |error| < 2e-5 + 2e-6 |1/x| (1/x itself is rounded to 2^-18, so small results
+    have few significant bits: use :func:`division` for x / y). Outside the range: 0
+    (|x| < 2^lo, including 0; and |x| >= 2^hi, where |1/x| <= 2^-hi). ``positive=True`` skips
+    the negative thresholds (half the comparison work) and gives 0 for x <= 0.
 
     Rounds: semi2k 7 + 1 + 4 + 1 = 13; rep3 8 + 2 + 9 + 2 = 21.
     """
-    onehot, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, not positive)
-    t = yield from _normalised(ctx.child("norm"), proto, x, onehot, info)
+    t, onehot, info = yield from _recip_setup(ctx, proto, x, lo, hi, positive)
     series = [_series("recip")]
     (p,) = yield from chebyshev(ctx.child("series"), proto, t, series, extra_bits=_EXTRA)
     w = info.weights(lambda b: info.f - b - 1 - _EXTRA)
@@ -204,14 +212,24 @@ def division(
     hi: int = 14,
     positive: bool = False,
 ) -> Step[Share]:
-    """x / y = x * reciprocal(y) (y in the range of :func:`reciprocal`).
+    """x / y for y in the range of :func:`reciprocal` (0 where y is out of range).
 
-    Accuracy: relative error < 3e-5 plus 1 ulp; the final truncation sees |x / y| 2^(2f), so
-    keep |x / y| < 2^5 for a failure probability < 2^-22 per element.
-    Rounds: reciprocal + 1 + trunc (semi2k 14, rep3 23).
+    Method: with y = sign u 2^-j (u in [0.5, 1)), ``x / y = (x sign 2^j) * (1 / u)``; the first
+    factor (a product by a selected power of two, magnitude |x / y|) runs in parallel with the
+    series of 1/u, so the quotient keeps full fixed-point precision however small 1/y is.
+    Accuracy: |error| < 2e-5 + 3e-5 |x / y|. The last truncation sees |x / y| 2^(2f+1): keep
+    |x / y| < 2^5 for a failure probability < 2^-21 per element.
+    Rounds: those of :func:`reciprocal` (semi2k 13, rep3 21).
     """
-    r = yield from reciprocal(ctx.child("recip"), proto, y, lo=lo, hi=hi, positive=positive)
-    return (yield from fxp_mul(ctx.child("mul"), proto, x, r))
+    t, onehot, info = yield from _recip_setup(ctx, proto, y, lo, hi, positive)
+    w = info.weights(lambda b: info.f - b - 1)
+    (p,), xs = yield from gather(
+        [
+            chebyshev(ctx.child("series"), proto, t, [_series("recip")]),
+            mul_onehot_pow2(ctx.child("scale"), proto, [(x, w)], onehot),
+        ]
+    )
+    return (yield from fxp_mul(ctx.child("mul"), proto, xs, p))
 
 
 def log(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int = 14) -> Step[Share]:
@@ -278,13 +296,13 @@ def rsqrt(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int =
 
 
 def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
-    """e^x for fixed-point x; accurate for x < 15 ln 2 = 10.39, saturating above.
+    """e^x for fixed-point x; accurate for x < 15 ln 2 = 10.397, saturating above.
 
     Method: y = x log2 e = k + r with k integer, r in [-1, 1]; 2^r by a degree-7 Chebyshev
     series while 2^k is selected by thresholds on k (in parallel); result 2^r * 2^k.
-    Accuracy: relative error < 5e-5 and absolute < 1e-5 + 1 ulp for x <= 10.39; returns 2^15
-    for x >= 10.39 and 0 for x < -9.7 (true value < 6.2e-5). Valid for |x| < 2^12 (beyond, the
-    first truncation may fail).
+    Accuracy: relative error < 5e-5 and absolute < 1e-5 + 1 ulp for x < 10.397. Above, the
+    result saturates into [2^15, 2^16] (e^x up to e^11.09, then 2^16); below x = -10.397 it is
+    0 or the true value (< 3.1e-5). Valid for |x| < 2^12 (beyond, the first truncation may fail).
     Rounds: semi2k 0 + max(7, 3) + 1 = 8; rep3 1 + max(8, 7) + 2 = 11.
     """
     f = proto.fxp_bits
@@ -295,19 +313,22 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
 
     y, k = yield from gather([trunc(ctx.child("y"), raw, f), trunc(ctx.child("k"), raw, 2 * f)])
     r = proto.sub(y, proto.mul_public(k, np.asarray(np.uint64(1) << np.uint64(f))))
-    edges = np.arange(-_EXP_K + 1, _EXP_K + 1).astype(np.int64).view(np.uint64)
+    edges = np.arange(-_EXP_K, _EXP_K + 2).astype(np.int64).view(np.uint64)
     ge, (p,) = yield from gather(
         [
             ge_thresholds(ctx.child("k2"), proto, k, edges),
             chebyshev(ctx.child("series"), proto, r, [_series("exp2")], extra_bits=_EXTRA),
         ]
     )
-    onehot = buckets(proto, ge)  # bucket 0: k <= -K; bucket j: k = j - K; last: k >= K
-    m = np.arange(-_EXP_K, _EXP_K + 1, dtype=np.float64)
-    inner = (m > -_EXP_K) & (m < _EXP_K)
+    # bucket 0: k < -K; bucket j: k = j - K - 1; the last: k > K. k may be floor(y) + 1, so
+    # the extreme inner buckets k = +-K still give the true value (r in [-1, 0) or [0, 1)).
+    onehot = buckets(proto, ge)
+    m = np.arange(-_EXP_K - 1, _EXP_K + 2, dtype=np.float64)
+    inner = (m >= -_EXP_K) & (m <= _EXP_K)
     w = np.where(inner, np.exp2(m - _EXTRA), 0.0)
     out = yield from mul_onehot_pow2(ctx.child("out"), proto, [(p, w)], onehot)
-    return proto.add(out, _const(proto, onehot, np.where(m == _EXP_K, 2.0**_EXP_K, 0.0)))
+    top = np.where(m > _EXP_K, 2.0 ** (_EXP_K + 1), 0.0)
+    return proto.add(out, _const(proto, onehot, top))
 
 
 def sigmoid(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:

@@ -8,6 +8,7 @@ the protocol's. Each :meth:`Harness.run` gets a fresh context path, like a new o
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mpcactors.ops._comm import Step, run_local
-from mpcactors.ops._context import OpContext, local_contexts
+from mpcactors.ops._context import OpContext
 from mpcactors.ops._protocol import Kind, Protocol, Share
 from mpcactors.ops._ring import decode, encode, to_ring
 
@@ -31,6 +32,18 @@ CMP_ROUNDS = {"semi2k": 7, "rep3": 8}
 TRUNC_ROUNDS = {"semi2k": 0, "rep3": 1}
 
 Values = dict[str, Share]
+
+
+def _contexts(parties: Sequence[str], salt: str) -> dict[str, OpContext]:
+    """Contexts with deterministic seeds (a failing case replays exactly; no flaky randomness)."""
+    groups = [frozenset(g) for r in (1, 2, len(parties)) for g in itertools.combinations(parties, r)]
+    seeds = {
+        g: hashlib.sha256(f"{salt}/{','.join(sorted(g))}".encode()).digest() for g in set(groups)
+    }
+    return {
+        p: OpContext(p, parties, {g: s for g, s in seeds.items() if p in g}, (b"test", 0))
+        for p in parties
+    }
 
 
 def _make(name: str, party: str, parties: Sequence[str], fxp_bits: int, dealer: str | None) -> Protocol:
@@ -51,6 +64,7 @@ class Harness:
         *,
         dealer: str | None = None,
         fxp_bits: int = 18,
+        seed: str = "mpcactors-tests",
     ) -> None:
         if parties is None:
             parties = ("alice", "bob", "carol") if protocol != "reference" else ("alice", "bob")
@@ -60,7 +74,7 @@ class Harness:
         self.parties = tuple(parties)
         self.fxp_bits = fxp_bits
         self.protos = {p: _make(protocol, p, self.parties, fxp_bits, dealer) for p in self.parties}
-        self.ctxs = local_contexts(self.parties)
+        self.ctxs = _contexts(self.parties, seed)
         self._ops = itertools.count()
         self.owner = self.protos[self.parties[0]].holders[0]
 
