@@ -32,10 +32,12 @@ def sql_join(left: list[list[str]], lk: list[int], right: list[list[str]], rk: l
     key = lambda row, idx: tuple(row[i] for i in idx)  # noqa: E731
     rkeys = Counter(key(r, rk) for r in right)
     lkeys = Counter(key(r, lk) for r in left)
+    by_key: dict = {}
+    for rrow in right:
+        by_key.setdefault(key(rrow, rk), []).append(rrow)
     for lrow in left:
-        for rrow in right:
-            if key(lrow, lk) == key(rrow, rk):
-                out[(tuple(lrow), tuple(rrow))] += 1
+        for rrow in by_key.get(key(lrow, lk), []):
+            out[(tuple(lrow), tuple(rrow))] += 1
     if how in ("left", "full"):
         for lrow in left:
             if key(lrow, lk) not in rkeys:

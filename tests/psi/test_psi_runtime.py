@@ -1,0 +1,181 @@
+"""PSI jobs on the runtime: many at once, progress, checkpoints, dropped connections, workers."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mpcactors._errors import JobAborted
+from mpcactors.psi import PsiProgress, PsiResult, run_psi
+from mpcactors.psi._progress import PHASES
+
+from ._ref import read_csv, run_pair, write_csv
+from .conftest import memory_nodes
+
+
+def make_sets(seed: int, n_a: int, n_b: int, common: int) -> tuple[list[str], list[str], set[str]]:
+    rng = random.Random(seed)
+    shared = [f"c{seed}-{i}" for i in range(common)]
+    a = shared + [f"a{seed}-{i}" for i in range(n_a - common)]
+    b = shared + [f"b{seed}-{i}" for i in range(n_b - common)]
+    rng.shuffle(a)
+    rng.shuffle(b)
+    return a, b, set(shared)
+
+
+@pytest.mark.anyio
+async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str) -> None:
+    """secretflow#1818: concurrent jobs over one link each get their own, correct result."""
+    sets = [make_sets(j, 150 + 7 * j, 120 + 5 * j, 40 + j) for j in range(16)]
+    results: dict[tuple[str, int], Any] = {}
+    async with memory_nodes("alice", "bob") as nodes:
+
+        async def one(party: str, peer: str, j: int) -> None:
+            ids = sets[j][0] if party == "alice" else sets[j][1]
+            results[party, j] = await run_psi(nodes[party], peer=peer, job=f"many-{j}", ids=ids,
+                                              workers=0, chunk_size=32)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for j in range(16):
+                    tg.start_soon(one, "alice", "bob", j)
+                    tg.start_soon(one, "bob", "alice", j)
+    for j in range(16):
+        for party in ("alice", "bob"):
+            r = results[party, j]
+            assert set(r.ids) == sets[j][2] and len(r.ids) == len(sets[j][2]), (party, j)
+
+
+@pytest.mark.trio
+async def test_progress_events_cover_the_phases() -> None:
+    a, b, common = make_sets(1, 600, 500, 100)
+    events: list[PsiProgress] = []
+    async with memory_nodes("alice", "bob") as nodes:
+        res = await run_pair(nodes, "prog", dict(ids=a, workers=0, chunk_size=100, progress=events.append),
+                             dict(ids=b, workers=0))
+    assert isinstance(res["alice"], PsiResult)
+    phases = [e.phase for e in events]
+    order = [PHASES.index(p) for p in phases]
+    assert order == sorted(order) and phases[0] == "handshake" and phases[-1] == "done"
+    ex = [e for e in events if e.phase == "exchange"]
+    assert ex[-1].done == ex[-1].total == 1100  # own 600 + peer 500 EC operations
+    assert [e.done for e in ex] == sorted(e.done for e in ex)
+    assert all(e.job == "prog" and e.party == "alice" for e in events)
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(fraction: float) -> Any:
+    def callback(ev: PsiProgress) -> None:
+        if ev.phase == "exchange" and ev.done >= fraction * ev.total:
+            raise Crash(f"simulated crash at {ev.done}/{ev.total}")
+
+    return callback
+
+
+@pytest.mark.trio
+async def test_checkpoint_resume_gives_the_same_result(tmp_path: Path) -> None:
+    a, b, common = make_sets(2, 2000, 1500, 600)
+    ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
+    kw_a: dict[str, Any] = dict(ids=a, checkpoint_dir=ck_a, chunk_size=100, workers=0)
+    kw_b: dict[str, Any] = dict(ids=b, checkpoint_dir=ck_b, chunk_size=100, workers=0)
+    async with memory_nodes("alice", "bob") as nodes:
+        first = await run_pair(nodes, "resumable", dict(kw_a, progress=crash_at(0.4)), kw_b)
+    assert isinstance(first["alice"], Crash), first
+    assert isinstance(first["bob"], JobAborted) and "simulated crash" in str(first["bob"])
+    held = list((ck_a / "resumable.alice" / "chunks").rglob("*.bin"))
+    assert held, "the matcher kept the chunks it had"
+    # restart both (new nodes, as after a process restart) with the same job id
+    async with memory_nodes("alice", "bob") as nodes:
+        second = await run_pair(nodes, "resumable", kw_a, kw_b)
+    ra, rb = second["alice"], second["bob"]
+    assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), second
+    assert ra.resumed and rb.resumed
+    assert set(ra.ids) == set(rb.ids) == common
+    assert ra.ec_ops < 3500 and rb.ec_ops < 3500  # work done before the crash is not redone
+    assert not (ck_a / "resumable.alice").exists() and not (ck_b / "resumable.bob").exists()
+
+
+@pytest.mark.trio
+async def test_one_sided_checkpoint_restarts_fresh(tmp_path: Path) -> None:
+    a, b, common = make_sets(3, 800, 900, 300)
+    ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
+    async with memory_nodes("alice", "bob") as nodes:
+        first = await run_pair(nodes, "onesided", dict(ids=a, checkpoint_dir=ck_a, chunk_size=50,
+                                                       workers=0, progress=crash_at(0.5)),
+                               dict(ids=b, checkpoint_dir=ck_b, workers=0))
+    assert isinstance(first["alice"], Crash)
+    import shutil
+
+    shutil.rmtree(ck_b)  # bob lost his state: both must start over, and still agree
+    async with memory_nodes("alice", "bob") as nodes:
+        second = await run_pair(nodes, "onesided", dict(ids=a, checkpoint_dir=ck_a, workers=0),
+                                dict(ids=b, checkpoint_dir=ck_b, workers=0))
+    ra, rb = second["alice"], second["bob"]
+    assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), second
+    assert not ra.resumed and not rb.resumed
+    assert set(ra.ids) == common and ra.ec_ops == 1700
+
+
+@pytest.mark.trio
+async def test_changed_input_is_not_resumed(tmp_path: Path) -> None:
+    a, b, common = make_sets(4, 500, 500, 100)
+    ck = tmp_path / "ck"
+    async with memory_nodes("alice", "bob") as nodes:
+        first = await run_pair(nodes, "changed", dict(ids=a, checkpoint_dir=ck, chunk_size=50,
+                                                      workers=0, progress=crash_at(0.5)),
+                               dict(ids=b, checkpoint_dir=ck, workers=0))
+    assert isinstance(first["alice"], Crash)
+    a2 = a + ["c4-extra"]
+    async with memory_nodes("alice", "bob") as nodes:
+        second = await run_pair(nodes, "changed", dict(ids=a2, checkpoint_dir=ck, workers=0),
+                                dict(ids=b, checkpoint_dir=ck, workers=0))
+    assert not second["alice"].resumed
+    assert set(second["alice"].ids) == common
+
+
+@pytest.mark.trio
+async def test_dropped_connections_do_not_change_results() -> None:
+    sets = [make_sets(10 + j, 1500, 1200, 400) for j in range(3)]
+    results: dict[tuple[str, int], Any] = {}
+    drops = 0
+    async with memory_nodes("alice", "bob") as nodes:
+
+        async def one(party: str, peer: str, j: int) -> None:
+            ids = sets[j][0] if party == "alice" else sets[j][1]
+            results[party, j] = await run_psi(nodes[party], peer=peer, job=f"drop-{j}", ids=ids,
+                                              workers=0, chunk_size=64)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for j in range(3):
+                    tg.start_soon(one, "alice", "bob", j)
+                    tg.start_soon(one, "bob", "alice", j)
+                while len(results) < 6:
+                    await anyio.sleep(0.03)
+                    drops += nodes["bob"].drop_connection("alice")
+    assert drops >= 2
+    for j in range(3):
+        for party in ("alice", "bob"):
+            assert set(results[party, j].ids) == sets[j][2]
+
+
+@pytest.mark.trio
+async def test_csv_job_with_worker_processes(tmp_path: Path) -> None:
+    """The default EC path: anyio worker processes (preparation of a CSV runs there too)."""
+    a, b, common = make_sets(5, 400, 300, 120)
+    pa = write_csv(tmp_path / "a.csv", ["id", "v"], [[x, i] for i, x in enumerate(a)])
+    pb = write_csv(tmp_path / "b.csv", ["key"], [[x] for x in b])
+    async with memory_nodes("alice", "bob") as nodes:
+        res = await run_pair(nodes, "procs", dict(input=pa, keys="id", output=tmp_path / "oa.csv", workers=2),
+                             dict(input=pb, keys="key", output=tmp_path / "ob.csv"))
+    assert all(isinstance(r, PsiResult) for r in res.values()), res
+    rows = read_csv(tmp_path / "oa.csv")[1]
+    assert {r[0] for r in rows} == common and len(rows) == len(common)
+    assert all(a[int(r[1])] == r[0] for r in rows)  # the other columns travel with the key
