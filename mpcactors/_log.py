@@ -1,6 +1,6 @@
 """structlog set-up. Library code calls :func:`get_logger` and binds party, peer, job and op;
-only entry points (the CLI, the demo) call :func:`configure_logging`. Nothing is configured at
-import time: an embedding service keeps its own structlog configuration."""
+entry points (the CLI, the demo) call :func:`configure_logging`. Nothing is configured at
+import time, and an embedding service that configured structlog keeps its configuration."""
 
 from __future__ import annotations
 
@@ -42,5 +42,12 @@ def configure_logging(level: str = "warning", *, json: bool = False, stream: Any
 
 
 def get_logger(**bind: Any) -> Any:
-    """A structlog logger with ``bind`` (party, peer, job, op, ...) attached to every event."""
+    """A structlog logger with ``bind`` (party, peer, job, op, ...) attached to every event.
+
+    If nobody configured structlog yet (an embedding service or :func:`configure_logging`),
+    the first call sets the quiet default: warnings and errors on stderr. structlog's own
+    default would print every info event of every link to stdout.
+    """
+    if not structlog.is_configured():
+        configure_logging("warning")
     return structlog.get_logger("mpcactors").bind(**bind)

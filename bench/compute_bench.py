@@ -1,0 +1,218 @@
+"""Secure compute benchmark: mpcactors.simulate beside SecretFlow SPU's simulator, same run.
+
+    .venv/bin/python bench/compute_bench.py [--ops mul,matmul256,matmul1024,lt,sigmoid,lr]
+        [--spu-python /path/to/venv-with-spu/bin/python] [--reps 3] [--wan] [--record]
+
+Times are the run time of the op itself at every party (the slowest party), after the inputs
+are shared and before the result is revealed, like SPU's "run" time (no compilation). Both
+systems run all parties in one process on this machine's 2 cores. SPU's SEMI2K uses its default
+TrustedFirstParty beaver source; ours is compared with the same trust model
+(`dealer="trusted-first-party"`, 2 parties) and with a real dealer party.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+import trio.testing
+
+import mpcactors as mpc
+
+HERE = Path(__file__).resolve().parent
+SETUPS = {
+    "semi2k": ("semi2k", ["alice", "bob"], {"dealer": "trusted-first-party"}),
+    "semi2k+dealer": ("semi2k", ["alice", "bob", "carol"], {"dealer": "carol"}),
+    "rep3": ("rep3", ["alice", "bob", "carol"], {}),
+}
+SPU_PROTO = {"semi2k": "SEMI2K", "semi2k+dealer": None, "rep3": "ABY3"}
+
+
+def op_data(op: str) -> tuple[Any, list[np.ndarray]]:
+    rng = np.random.default_rng(1)
+    if op in ("mul", "lt", "sigmoid"):
+        return op, [rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)]
+    if op.startswith("matmul"):
+        n = int(op[6:])
+        return op, [rng.standard_normal((n, n)), rng.standard_normal((n, n))]
+    if op == "lr":
+        x0 = np.random.default_rng(0).standard_normal((10000, 20))
+        r = np.random.default_rng(0)
+        x0 = r.standard_normal((10000, 20))
+        wt = r.standard_normal(20)
+        y = ((x0 @ wt + 0.5 * r.standard_normal(10000)) > 0).astype(np.float64)
+        return op, [x0 * 0.1, y]
+    raise ValueError(op)
+
+
+def compute(op: str, a: Any, b: Any) -> Any:
+    if op == "mul":
+        return a * b
+    if op.startswith("matmul"):
+        return a @ b
+    if op == "lt":
+        return a < b
+    if op == "sigmoid":
+        return mpc.sigmoid(a)
+    if op == "lr":
+        w = mpc.zeros(a.shape[1])
+        for _ in range(3):
+            w = w - 0.1 * (a.T @ (mpc.sigmoid(a @ w) - b))
+        return w
+    raise ValueError(op)
+
+
+def run_ours(setup: str, op: str, args: list[np.ndarray], *, latency_ms: float = 0.0) -> dict[str, Any]:
+    protocol, parties, options = SETUPS[setup]
+    holders = [p for p in parties if p != options.get("dealer")]
+    a, b = args
+
+    async def program(job: Any) -> Any:
+        x = await job.input(holders[0], lambda: a)
+        y = await job.input(holders[-1], lambda: b)
+        s0 = job.statistics()
+        t0 = trio.current_time()
+        z = compute(op, x, y)
+        await z
+        t1 = trio.current_time()
+        s1 = job.statistics()
+        value = await job.reveal(z, to=holders[0])
+        return {"run_s": t1 - t0, "rounds": s1.rounds - s0.rounds, "bytes": s1.bytes_sent - s0.bytes_sent, "value": value}
+
+    out = mpc.simulate(program, parties=parties, protocol=protocol, latency_ms=latency_ms, timeout=600, **options)
+    first = out[holders[0]]
+    return {
+        "run_s": max(r["run_s"] for r in out.values()),
+        "rounds": first["rounds"],
+        "mb_sent": first["bytes"] / 1e6,
+        "value": first["value"],
+    }
+
+
+def check(op: str, args: list[np.ndarray], value: np.ndarray) -> str:
+    a, b = args
+    if op == "lt":
+        return f"mismatch {np.mean(value.astype(bool) != (a < b)):.1e}"
+    if op == "lr":
+        w = np.zeros(a.shape[1])
+        for _ in range(3):
+            w = w - 0.1 * (a.T @ (1 / (1 + np.exp(-(a @ w))) - b))
+        acc = lambda v: np.mean((a @ v > 0) == (b > 0.5))  # noqa: E731
+        return f"acc {acc(value):.4f} vs plain {acc(w):.4f}, max|dw| {np.max(np.abs(value - w)):.1e}"
+    ref = compute(op, a, b) if op != "sigmoid" else 1 / (1 + np.exp(-a))
+    return f"max abs err {np.max(np.abs(value - ref)):.1e}"
+
+
+def run_spu(spu_python: str, proto: str, op: str, reps: int) -> dict[str, Any] | None:
+    cmd = [spu_python, str(HERE / "spu_sim.py"), "--proto", proto, "--op", op, "--reps", str(reps)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def wan_chains(latency_ms: float = 20.0) -> dict[str, Any]:
+    """8 independent chains of 5 multiplications at `latency_ms` one-way: time vs 5 x RTT."""
+
+    async def program(job: Any) -> Any:
+        xs = [await job.input("alice", np.full(1000, 1.0 + i)) for i in range(8)]
+        y = await job.input("bob", np.full(1000, 1.0))
+        t0 = trio.current_time()
+        chains = []
+        for x in xs:
+            z = x
+            for _ in range(5):
+                z = z * y
+            chains.append(z)
+        for z in chains:
+            await z
+        return trio.current_time() - t0
+
+    wall = mpc.simulate(program, parties=["alice", "bob", "carol"], protocol="rep3", latency_ms=latency_ms, timeout=120)
+    return {"wall_s": max(wall.values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ops", default="mul,matmul256,matmul1024,lt,sigmoid,lr")
+    ap.add_argument("--setups", default="semi2k,semi2k+dealer,rep3")
+    ap.add_argument("--spu-python", default=None, help="python of a venv with spu==0.9.5 installed")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--wan", action="store_true", help="also the WAN rows (latency 20 ms one-way)")
+    ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    a = ap.parse_args()
+    rows = []
+    for op in a.ops.split(","):
+        _, args = op_data(op)
+        for setup in a.setups.split(","):
+            times = []
+            res: dict[str, Any] = {}
+            for _ in range(a.reps):
+                res = run_ours(setup, op, args)
+                times.append(res["run_s"])
+            ours = statistics.median(times)
+            spu = None
+            proto = SPU_PROTO[setup]
+            if a.spu_python and proto:
+                spu = run_spu(a.spu_python, proto, op, a.reps)
+            spu_s = spu.get("median_run_s") if spu and "median_run_s" in spu else None
+            rows.append(
+                {
+                    "op": op,
+                    "setup": setup,
+                    "ours_s": ours,
+                    "rounds": res["rounds"],
+                    "mb": res["mb_sent"],
+                    "check": check(op, args, res["value"]),
+                    "spu_s": spu_s,
+                    "spu_note": (spu or {}).get("error", (spu or {}).get("check", "")) if spu else ("spu not installed" if proto else "no SPU equivalent"),
+                    "ratio": (spu_s / ours) if spu_s else None,
+                }
+            )
+            r = rows[-1]
+            print(f"{op:11s} {setup:14s} ours {ours:7.3f} s  rounds {r['rounds']:4d}  {r['mb']:8.2f} MB  "
+                  f"SPU {spu_s if spu_s is not None else float('nan'):7.3f} s  speedup {r['ratio'] or float('nan'):5.2f}x  {r['check']}", flush=True)
+    wan_rows = []
+    if a.wan:
+        w = wan_chains(20.0)
+        wan_rows.append(("8 chains x 5 muls, rep3, 20 ms one-way", w["wall_s"], 5 * 0.020))
+        print(f"WAN chains: {w['wall_s']:.3f} s vs critical-path bound 5 x 20 ms = 0.100 s")
+    if a.record:
+        record(rows, wan_rows)
+
+
+def record(rows: list[dict[str, Any]], wan_rows: list[tuple[str, float, float]]) -> None:
+    lines = [
+        "",
+        f"### Secure compute ({datetime.date.today()}, {platform.machine()}, {platform.processor() or 'cpu'}, 2 cores, "
+        f"python {platform.python_version()})",
+        "",
+        "| op | setup | mpcactors run s | rounds | MB sent (party 0) | SPU run s | SPU/ours | accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        spu = f"{r['spu_s']:.3f}" if r["spu_s"] else r["spu_note"]
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+        lines.append(f"| {r['op']} | {r['setup']} | {r['ours_s']:.3f} | {r['rounds']} | {r['mb']:.1f} | {spu} | {ratio} | {r['check']} |")
+    for name, wall, bound in wan_rows:
+        lines.append(f"| {name} | wall {wall:.3f} s | | | | bound {bound:.3f} s | | |")
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    path.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

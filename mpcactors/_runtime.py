@@ -1,0 +1,203 @@
+"""The runtime node: one per party, long-lived, running many secure jobs at once.
+
+``async with open_node(config, party) as node:`` connects the link to every peer (TCP+TLS from
+the config, or an in-memory network for simulation), starts the node's executor, and offers
+``await node.run(program, job=...)`` for compute jobs and ``await node.psi(...)`` for PSI jobs.
+Every task belongs to the node's task group or to a job's; a job that fails or times out is
+aborted at every party while the node and its other jobs keep running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ._config import ClusterConfig, WanProfile
+from ._errors import ConfigError, JobAborted, JobTimeout, MpcError, PeerLost
+from ._log import get_logger
+from .link import open_node as open_link
+from .ops._registry import make_protocol
+from .scheduler._executor import CHANNEL, Executor, JobState
+from .scheduler._job import Job, JobSettings
+
+__all__ = ["Node", "open_node"]
+
+Program = Callable[..., Awaitable[Any]]
+
+
+class Node:
+    """A party's runtime node (see module doc). Made by :func:`open_node`."""
+
+    def __init__(self, config: ClusterConfig, party: str, link: Any, executor: Executor) -> None:
+        self.config = config
+        self.party = party
+        self.link = link
+        self._executor = executor
+        self._program_runs: Counter[str] = Counter()
+        self._log = get_logger(party=party)
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        return self.config.party_names
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parties if p != self.party)
+
+    def channel(self, peer: str, job: str, name: str) -> Any:
+        """A raw message channel of the link (for custom protocols)."""
+        return self.link.channel(peer, job, name)
+
+    def statistics(self) -> Any:
+        """The link's statistics (bytes, frames, messages per peer and job; RTT per peer)."""
+        return self.link.statistics()
+
+    async def run(
+        self,
+        program: Program,
+        *args: Any,
+        job: str | None = None,
+        timeout: float | None = None,
+        protocol: str | None = None,
+        fxp_bits: int | None = None,
+        dealer: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``await program(job, *args, **kwargs)`` as one secure job at this party.
+
+        Every party of the cluster runs the same program with the same job id.
+
+        Args:
+            program: ``async def program(job, ...)``.
+            job: the job id every party uses; default: derived from the program's name and how
+                many times this node has run it (the same at every party that runs the same
+                sequence of jobs).
+            timeout: seconds before the job is aborted everywhere with JobTimeout.
+            protocol, fxp_bits, dealer: override the cluster config's values.
+
+        Returns:
+            What the program returned at this party.
+
+        Raises:
+            JobAborted: a party (this one or a peer) failed; names the party and the cause.
+            JobTimeout: the job ran past ``timeout``.
+            PeerLost: a peer of the job disappeared.
+            ConfigError: an unknown protocol, a missing dealer.
+        """
+        if job is None:
+            name = getattr(program, "__qualname__", "program")
+            self._program_runs[name] += 1
+            job = f"{name}#{self._program_runs[name]}"
+        proto_name = protocol or self.config.protocol
+        bits = self.config.fxp_bits if fxp_bits is None else fxp_bits
+        dealer = dealer if dealer is not None else self.config.dealer
+        proto = make_protocol(proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer)
+        settings = JobSettings(job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"))
+        log = self._log.bind(job=job)
+        result: Any = None
+        aborted_locally = False
+
+        def on_fail(error: BaseException) -> None:
+            nonlocal aborted_locally
+            if not isinstance(error, JobAborted) or error.party == self.party:
+                aborted_locally = True
+                reason = error.cause if isinstance(error, JobAborted) else f"{type(error).__name__}: {error}"
+                with contextlib.suppress(MpcError):
+                    self.link.abort_job(job, reason)
+            scope.cancel()
+
+        state = JobState(job, self.party, proto, on_fail=on_fail)
+        self._executor.open_job(state)
+        handle = Job(state, self._executor, self.link, settings)
+        log.info("job started", protocol=proto_name)
+        try:
+            async with anyio.create_task_group() as tg:
+                scope = tg.cancel_scope
+                for peer in state.peers:
+                    tg.start_soon(self._receive, state, peer)
+
+                async def main() -> None:
+                    nonlocal result
+                    try:
+                        with anyio.fail_after(timeout if timeout is not None else math.inf):
+                            result = await program(handle, *args, **kwargs)
+                            await handle.drain()
+                    except TimeoutError:
+                        self._executor.fail_job(state, JobTimeout(job, timeout or 0.0, self.party))
+                    except Exception as exc:  # the program raised: abort the job everywhere
+                        self._executor.fail_job(state, exc)
+                    scope.cancel()
+
+                tg.start_soon(main)
+        finally:
+            self._executor.close_job(state)
+            with contextlib.suppress(Exception):
+                self.link.close_job(job)
+        err = state.failure
+        if err is not None:
+            log.warning("job failed", error=repr(err))
+            if isinstance(err, (JobAborted, JobTimeout)) or not aborted_locally:
+                raise err
+            raise JobAborted(job, self.party, f"{type(err).__name__}: {err}") from err
+        log.info("job finished", rounds=state.rounds)
+        return result
+
+    async def _receive(self, state: JobState, peer: str) -> None:
+        ch = self.link.channel(peer, state.id, CHANNEL)
+        while True:
+            try:
+                message = await ch.receive()
+            except PeerLost as exc:  # fails only the ops that still wait for this peer
+                self._executor.peer_gone(state, peer, exc)
+                return
+            except MpcError as exc:
+                self._executor.fail_job(state, exc)
+                return
+            self._executor.deliver(state.id, peer, message)
+
+    async def psi(self, **kwargs: Any) -> Any:
+        """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``."""
+        from .psi import run_psi
+
+        return await run_psi(self.link, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def open_node(
+    config: ClusterConfig,
+    party: str,
+    *,
+    network: Any = None,
+    wan: WanProfile | None = None,
+    tick_budget_s: float = 0.05,
+    **link_options: Any,
+) -> AsyncIterator[Node]:
+    """Start a party's runtime node; connect to every peer.
+
+    Args:
+        config: the cluster (``load_config(path)`` or ``ClusterConfig.local(...)``).
+        party: this party's name in the config.
+        network: None for TCP+TLS from the config; a ``mpcactors.link.MemoryNetwork`` shared by
+            all nodes of one process for in-memory simulation.
+        wan: WAN emulation profile (one-way latency, bandwidth, jitter) for every link.
+
+    Raises:
+        ConfigError: ``party`` is not in the config.
+        PeerUnavailable: a peer could not be reached after the configured attempts.
+    """
+    if party not in config.party_names:
+        raise ConfigError(f"party {party!r} is not in the cluster {list(config.party_names)}", key="parties")
+    async with open_link(config, party, network=network, wan=wan, **link_options) as link:
+        executor = Executor(link, party, tick_budget_s=tick_budget_s)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.serve)
+            try:
+                yield Node(config, party, link, executor)
+            finally:
+                tg.cancel_scope.cancel()
+

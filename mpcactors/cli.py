@@ -1,0 +1,200 @@
+"""The ``mpcactors`` command line: demo, certs, run, psi, node.
+
+Each sub-command parses its arguments, configures logging, and calls the library; errors that a
+user can fix (a bad config, an unreachable peer, a failed job) print one clear line and exit
+with status 2 (usage/config) or 1 (run-time failure), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+
+from ._config import load_config
+from ._errors import ConfigError, MpcError
+from ._log import configure_logging
+
+__all__ = ["main"]
+
+
+def _add_logging(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpcactors", description="Secure multi-party computation runtime.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run a local 3-party TLS cluster as 3 processes and show what it does")
+    p.add_argument("--parties", type=int, default=3, help=argparse.SUPPRESS)
+    p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    _add_logging(p)
+
+    p = sub.add_parser("demo-party", help=argparse.SUPPRESS)
+    p.add_argument("--config", required=True)
+    p.add_argument("--party", required=True)
+    _add_logging(p)
+
+    p = sub.add_parser("certs", help="make a cluster CA and one TLS certificate and key per party")
+    p.add_argument("--config", required=True, help="cluster TOML file")
+    p.add_argument("--out", default=None, help="folder (default: where the config's TLS paths point)")
+    _add_logging(p)
+
+    p = sub.add_parser("run", help="run a program at one party over TLS")
+    p.add_argument("program", help="a Python file defining `async def main(job)`")
+    p.add_argument("--config", required=True, help="cluster TOML file")
+    p.add_argument("--party", required=True, help="this party's name in the config")
+    p.add_argument("--function", default="main", help="the program function (default: main)")
+    p.add_argument("--job", default=None, help="job id (the same at every party; default: derived)")
+    p.add_argument("--protocol", default=None, help="override the config's protocol (rep3, semi2k)")
+    p.add_argument("--timeout", type=float, default=None, help="abort the job after this many seconds")
+    p.add_argument("--output", default=None, help="save the result (.npy for an array, else JSON)")
+    _add_logging(p)
+
+    p = sub.add_parser("psi", help="private set intersection with a peer (see --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("node", help="start a node, connect to every peer, report the links and exit")
+    p.add_argument("--config", required=True)
+    p.add_argument("--party", required=True)
+    p.add_argument("--duration", type=float, default=2.0, help="seconds to stay connected")
+    _add_logging(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "psi":
+        from .psi import psi_cli
+
+        return psi_cli(argv[1:])
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, json=args.log_json)
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            return run_demo(timeout=args.timeout, log_level=args.log_level)
+        if args.command == "demo-party":
+            from ._demo import party_main
+
+            return party_main(args.config, args.party)
+        if args.command == "certs":
+            return _certs(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "node":
+            return _node(args)
+    except ConfigError as exc:
+        print(f"mpcactors: config error: {exc}", file=sys.stderr)
+        return 2
+    except MpcError as exc:
+        print(f"mpcactors: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from ._certs import generate_certs
+
+    config = load_config(args.config)
+    written = generate_certs(config, Path(args.out) if args.out else None)
+    for path in written:
+        print(path)
+    return 0
+
+
+def load_program(path: str, function: str) -> Any:
+    """Import ``function`` from the Python file ``path``."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"program file {path!r} not found")
+    spec = importlib.util.spec_from_file_location(f"mpcactors_program_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    fn = getattr(module, function, None)
+    if fn is None or not callable(fn):
+        raise ConfigError(f"{path!r} has no function {function!r}")
+    return fn
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._runtime import open_node
+
+    config = load_config(args.config)
+    config.party(args.party)
+    program = load_program(args.program, args.function)
+
+    async def go() -> Any:
+        async with open_node(config, args.party) as node:
+            return await node.run(program, job=args.job, timeout=args.timeout, protocol=args.protocol)
+
+    result = trio.run(go)
+    if args.output:
+        save_result(result, Path(args.output))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def format_result(result: Any) -> str:
+    if isinstance(result, np.ndarray):
+        with np.printoptions(precision=6, suppress=True, threshold=50):
+            return repr(result)
+    return json.dumps(to_jsonable(result))
+
+
+def save_result(result: Any, path: Path) -> None:
+    if path.suffix == ".npy" and isinstance(result, np.ndarray):
+        np.save(path, result)
+    else:
+        path.write_text(json.dumps(to_jsonable(result)) + "\n")
+
+
+def _node(args: argparse.Namespace) -> int:
+    from ._runtime import open_node
+
+    config = load_config(args.config)
+    config.party(args.party)
+
+    async def go() -> Any:
+        async with open_node(config, args.party) as node:
+            await trio.sleep(args.duration)
+            return node.statistics()
+
+    stats = trio.run(go)
+    print(f"{args.party}: connected to {', '.join(p for p in config.party_names if p != args.party)}")
+    print(stats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

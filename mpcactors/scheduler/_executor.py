@@ -1,0 +1,358 @@
+"""The executor: steps every ready op of every job and merges their messages into rounds.
+
+Theory of operation
+-------------------
+One executor serves a whole node. It keeps a ready list of ops (of all jobs) whose inputs are
+done or whose expected messages have all arrived. A *tick* steps every ready op in
+critical-path order until each one either returns (its consumers may become ready and are stepped
+in the same tick) or yields an :class:`~mpcactors.ops._comm.Exchange` whose messages are not all
+here yet. The messages produced during the tick are then flushed: per peer and job, one link
+message ``[[op_id, round, depth, payload], ...]``, and all of them are handed to the link without an
+await in between, so the link's writer packs the messages of every job to a peer into one frame.
+Hence k independent ops cost the rounds of one, and concurrent jobs share frames.
+
+Incoming link messages are filed in the job's mailbox under ``(op_id, round)`` and wake the op
+when its expected set is complete. Messages may arrive before the op exists or before it gets
+to that round (a dealer runs ahead: correlated randomness arrives before it is needed); they
+wait in the mailbox.
+
+A failing step fails its job only: the job's waiters wake with the error, its peers are told
+(``JOB_ABORT``) and the executor keeps serving the other jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import types
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from .._errors import JobAborted, JobError, MpcError, ProtocolError
+from .._log import get_logger
+from ..ops._comm import Exchange
+from ..ops._context import OpContext
+from ..ops._protocol import Protocol
+from ._graph import Graph, OpNode, OpState
+
+__all__ = ["Executor", "JobState", "JobStatistics", "PeerJobStatistics"]
+
+CHANNEL = "mpc"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PeerJobStatistics:
+    """What one job sent to one peer."""
+
+    flushes: int  # executor ticks in which the job sent this peer something
+    messages: int  # link messages (one per tick per peer at most)
+    payload_bytes: int  # bytes on the link, from the link's per-job counters
+    frames: int  # link DATA frames that carried the job's messages
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobStatistics:
+    """Per-job statistics, returned by ``job.statistics()``."""
+
+    job: str
+    party: str
+    rounds: int  # communication rounds on the critical path of the job's finished ops
+    flushes: int  # executor ticks in which the job sent anything (<= rounds x ops)
+    ops: int  # ops in the job's graph
+    bytes_sent: int
+    frames: int
+    peers: dict[str, PeerJobStatistics]
+
+
+class JobState:
+    """The executor's side of one running job."""
+
+    def __init__(
+        self,
+        job: str,
+        party: str,
+        protocol: Protocol,
+        *,
+        on_fail: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.id = job
+        self.party = party
+        self.protocol = protocol
+        self.parties = protocol.parties
+        self.peers = tuple(p for p in self.parties if p != party)
+        self.graph = Graph(job)
+        self.seeds: dict[frozenset[str], bytes] | None = None
+        self.mailbox: dict[tuple[int, int], dict[str, tuple[int, Any]]] = defaultdict(dict)
+        self.failure: BaseException | None = None
+        self.gone: dict[str, BaseException] = {}  # peers whose link ended (PeerLost), by name
+        self.on_fail = on_fail
+        self.rounds = 0  # critical-path depth of finished ops (see OpNode.depth)
+        self.flushes = 0
+        self.peer_rounds: dict[str, int] = defaultdict(int)
+        self.peer_messages: dict[str, int] = defaultdict(int)
+        self.unfinished = 0
+        self.idle = anyio.Event()
+        self.idle.set()
+
+    def context(self, node: OpNode) -> OpContext:
+        seeds = self.seeds if self.seeds is not None else {}
+        return OpContext(self.party, self.parties, seeds, (self.id.encode(), node.op_id))
+
+
+class Executor:
+    """Node-wide scheduler of ops (see module doc).
+
+    Args:
+        link: a link node (``mpcactors.link``) providing ``channel(peer, job, name)``.
+        party: this party's name.
+        tick_budget_s: when one tick computes longer than this, messages produced so far are
+            flushed early so peers can start on the critical path.
+    """
+
+    def __init__(self, link: Any, party: str, *, tick_budget_s: float = 0.05) -> None:
+        self._link = link
+        self.party = party
+        self._ready: list[OpNode] = []
+        self._wake = anyio.Event()
+        self._jobs: dict[str, JobState] = {}
+        self._tick_budget = tick_budget_s
+        self._log = get_logger(party=party)
+        self.ticks = 0
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def open_job(self, state: JobState) -> None:
+        if state.id in self._jobs:
+            raise JobError(f"job {state.id!r} is already running at {self.party!r}", job=state.id)
+        self._jobs[state.id] = state
+
+    def close_job(self, state: JobState) -> None:
+        self._jobs.pop(state.id, None)
+
+    def submit(self, node: OpNode) -> OpNode:
+        """Register a freshly created op; it runs as soon as its inputs are done."""
+        job = self._job_of(node)
+        job.unfinished += 1
+        if job.unfinished == 1:
+            job.idle = anyio.Event()
+        if job.failure is not None:
+            self._finish(job, node, error=job.failure)
+        elif node.inputs_ready:
+            self._make_ready(node)
+        return node
+
+    def deliver(self, job_id: str, peer: str, message: Any) -> None:
+        """File one link message ``[[op_id, round, depth, payload], ...]`` from ``peer``."""
+        job = self._jobs.get(job_id)
+        if job is None or job.failure is not None:
+            return
+        if not isinstance(message, list):
+            self.fail_job(job, ProtocolError(f"malformed executor message from {peer!r}", peer=peer))
+            return
+        nodes = job.graph.nodes
+        for item in message:
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int) and isinstance(item[1], int) and isinstance(item[2], int)):
+                self.fail_job(job, ProtocolError(f"malformed executor entry from {peer!r}", peer=peer))
+                return
+            op_id, rnd, depth, payload = item
+            box = job.mailbox[(op_id, rnd)]
+            if peer in box:
+                self.fail_job(job, ProtocolError(f"duplicate message {op_id}/{rnd} from {peer!r}", peer=peer))
+                return
+            box[peer] = (depth, payload)
+            if op_id < len(nodes):
+                node = nodes[op_id]
+                if node.state is OpState.BLOCKED and node.round == rnd and node.expect <= box.keys():
+                    self._make_ready(node)
+
+    def peer_gone(self, job: JobState, peer: str, error: BaseException) -> None:
+        """``peer``'s link ended after its last message: ops still waiting on it fail.
+
+        A peer that finished its part of the job and closed its node is not an error for the
+        ops that need nothing more from it.
+        """
+        job.gone[peer] = error
+        for node in job.graph.nodes:
+            if node.state is OpState.BLOCKED and self._missing_from_gone(job, node):
+                self.fail_job(job, error)
+                return
+
+    def _missing_from_gone(self, job: JobState, node: OpNode) -> bool:
+        box = job.mailbox.get((node.op_id, node.round), {})
+        return any(p in job.gone and p not in box for p in node.expect)
+
+    def fail_job(self, job: JobState, error: BaseException) -> None:
+        """Fail every unfinished op of ``job`` with ``error`` (first failure wins)."""
+        if job.failure is not None:
+            return
+        job.failure = error
+        for node in job.graph.nodes:
+            if node.state is not OpState.DONE and node.state is not OpState.FAILED:
+                self._finish(job, node, error=error)
+        if job.on_fail is not None:
+            job.on_fail(error)
+
+    # ---- the loop ----------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Run ticks forever (until cancelled with the node)."""
+        while True:
+            await self._wake.wait()
+            # one scheduling pass for every task woken with us (programs of other jobs building
+            # their next ops) so that their ops join this tick and share its frames
+            await anyio.lowlevel.checkpoint()
+            self._wake = anyio.Event()
+            self._tick()
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        outbox: dict[str, dict[str, list[list[Any]]]] = defaultdict(lambda: defaultdict(list))
+        start = time.perf_counter()
+        while self._ready:
+            batch = self._ready
+            self._ready = []
+            if len(batch) > 1:
+                by_graph: dict[int, list[OpNode]] = defaultdict(list)
+                for n in batch:
+                    by_graph[id(n.graph)].append(n)
+                for nodes in by_graph.values():
+                    nodes[0].graph.update_heights(nodes)
+                batch.sort(key=lambda n: -n.height)
+            for node in batch:
+                self._step(node, outbox)
+                if outbox and time.perf_counter() - start > self._tick_budget:
+                    self._flush(outbox)
+                    outbox = defaultdict(lambda: defaultdict(list))
+                    start = time.perf_counter()
+        self._flush(outbox)
+
+    def _step(self, node: OpNode, outbox: dict[str, dict[str, list[list[Any]]]]) -> None:
+        job = self._job_of(node)
+        if job.failure is not None or node.state in (OpState.DONE, OpState.FAILED):
+            return
+        try:
+            if node.gen is None:
+                inputs = [i.result for i in node.inputs]
+                made = node.factory(job.context(node), inputs)
+                if not isinstance(made, types.GeneratorType):
+                    self._finish(job, node, result=made)
+                    return
+                node.gen = made
+                node.depth = max((i.depth for i in node.inputs), default=0)
+                reply: Any = None
+            else:
+                reply = self._take(job, node)
+            while True:
+                try:
+                    ex: Exchange = node.gen.send(reply) if reply is not None else next(node.gen)
+                except StopIteration as stop:
+                    self._finish(job, node, result=stop.value)
+                    return
+                if ex.empty:
+                    reply = {}
+                    continue
+                node.depth += 1
+                for peer, payload in ex.send.items():
+                    if peer not in job.peers:
+                        raise ProtocolError(f"op {node.name!r} sends to {peer!r}, not a peer of the job")
+                    outbox[peer][job.id].append([node.op_id, node.round, node.depth, payload])
+                node.expect = ex.recv
+                box = job.mailbox.get((node.op_id, node.round))
+                if node.expect and (box is None or not node.expect <= box.keys()):
+                    node.state = OpState.BLOCKED
+                    if job.gone and self._missing_from_gone(job, node):
+                        lost = next(p for p in node.expect if p in job.gone)
+                        self.fail_job(job, job.gone[lost])
+                    return
+                reply = self._take(job, node)
+        except MpcError as exc:
+            self.fail_job(job, exc)
+        except Exception as exc:  # a loader or an op raised: the job fails, the node does not
+            self._log.warning("op failed", job=job.id, op=node.name, op_id=node.op_id, error=repr(exc))
+            self.fail_job(job, exc)
+
+    def _take(self, job: JobState, node: OpNode) -> dict[str, Any]:
+        box = job.mailbox.pop((node.op_id, node.round), {}) if node.expect else {}
+        extra = box.keys() - node.expect
+        if extra:
+            raise ProtocolError(f"op {node.name!r} round {node.round}: unexpected messages from {sorted(extra)}")
+        node.round += 1
+        node.state = OpState.READY
+        # Lamport-style: a value that waited for a message is at least one round deeper than
+        # the sender was when it sent (so depth is the causal critical path at every party)
+        for depth, _ in box.values():
+            node.depth = max(node.depth, depth)
+        return {peer: payload for peer, (_, payload) in box.items()}
+
+    def _flush(self, outbox: dict[str, dict[str, list[list[Any]]]]) -> None:
+        for peer, jobs in outbox.items():
+            for job_id, items in jobs.items():
+                job = self._jobs.get(job_id)
+                if job is None or job.failure is not None:
+                    continue
+                try:
+                    self._link.channel(peer, job_id, CHANNEL).send_nowait(items)
+                except MpcError as exc:
+                    self.fail_job(job, exc)
+                    continue
+                job.peer_messages[peer] += 1
+                job.peer_rounds[peer] += 1
+        touched = {job_id for jobs in outbox.values() for job_id in jobs}
+        for job_id in touched:
+            if job_id in self._jobs:
+                self._jobs[job_id].flushes += 1
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def _job_of(self, node: OpNode) -> JobState:
+        job = self._jobs.get(node.graph.job)
+        if job is None:
+            raise JobError(f"job {node.graph.job!r} is not running", job=node.graph.job)
+        return job
+
+    def _make_ready(self, node: OpNode) -> None:
+        node.state = OpState.READY
+        self._ready.append(node)
+        self._wake.set()
+
+    def _finish(
+        self, job: JobState, node: OpNode, *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        if error is not None:
+            node.state = OpState.FAILED
+            node.error = error
+            if node.gen is not None:
+                node.gen.close()
+        else:
+            node.state = OpState.DONE
+            node.result = result
+            if node.gen is None:  # a local op: no rounds of its own
+                node.depth = max((i.depth for i in node.inputs), default=0)
+            job.rounds = max(job.rounds, node.depth)
+            for c in node.consumers:
+                if c.input_done() and c.state is OpState.WAITING and job.failure is None:
+                    self._make_ready(c)
+        node.gen = None
+        for w in node.waiters:
+            w.set()
+        node.waiters.clear()
+        job.unfinished -= 1
+        if job.unfinished == 0:
+            job.idle.set()
+
+    async def wait(self, node: OpNode) -> Any:
+        """Wait until ``node`` is done and return its result (raise the job's failure)."""
+        if node.state is not OpState.DONE and node.state is not OpState.FAILED:
+            ev = anyio.Event()
+            node.waiters.append(ev)
+            await ev.wait()
+        if node.state is OpState.FAILED:
+            assert node.error is not None  # FAILED implies an error is recorded
+            raise node.error
+        return node.result
+
+    def job_failure_as_abort(self, job: JobState) -> JobAborted | None:
+        err = job.failure
+        if err is None or isinstance(err, JobAborted):
+            return err
+        return JobAborted(job.id, self.party, f"{type(err).__name__}: {err}")

@@ -1,0 +1,321 @@
+"""The program-facing job: ``job.input``, ``await job.reveal``, ``job.statistics()``.
+
+Theory of operation
+-------------------
+A program is ``async def program(job)``; every party runs it. ``job.input(owner, value)`` adds an
+input op whose value (or loader callable) is used only at ``owner``; secret tensor operations add
+ops; ``await job.reveal(x)`` adds a reveal op and waits for it. Ops are submitted to the node's
+executor the moment they are created, so independent work overlaps without being asked.
+
+Op 0 of every job is its set-up: in one round the parties check that they run the same job
+(protocol, parties, dealer, fixed-point bits, program) and agree fresh pairwise PRG seeds with
+X25519. Every other op depends on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from .._errors import JobError, ShapeError
+from ..ops._comm import Exchange, Step, gather
+from ..ops._protocol import Protocol, Share
+from ..ops._ring import decode, encode
+from ._executor import Executor, JobState, JobStatistics, PeerJobStatistics
+from ._graph import OpNode
+from ._tensor import SecretTensor, encode_public
+
+__all__ = ["Job", "JobSettings"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobSettings:
+    """What every party of a job must agree on (checked in the set-up round)."""
+
+    job: str
+    protocol: str
+    parties: tuple[str, ...]
+    dealer: str | None
+    fxp_bits: int
+    program: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "protocol": self.protocol,
+            "parties": list(self.parties),
+            "dealer": self.dealer,
+            "fxp_bits": self.fxp_bits,
+            "program": self.program,
+        }
+
+
+def _check_settings(party: str, peers: Sequence[str], settings: JobSettings) -> Step[None]:
+    mine = settings.as_dict()
+    got = yield Exchange(send={p: mine for p in peers}, recv=frozenset(peers))
+    for peer in peers:
+        theirs = got[peer]
+        if not isinstance(theirs, Mapping):
+            raise JobError(f"party {peer!r} sent malformed job settings", job=settings.job)
+        diff = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k) != mine[k]}
+        if diff:
+            detail = ", ".join(f"{k}: {party}={a!r} vs {peer}={b!r}" for k, (a, b) in diff.items())
+            raise JobError(f"job {settings.job!r}: parties disagree on {detail}", job=settings.job)
+
+
+class Job:
+    """What a program sees of its job (see module doc). Made by ``node.run`` / ``simulate``."""
+
+    def __init__(
+        self,
+        state: JobState,
+        executor: Executor,
+        link: Any,
+        settings: JobSettings,
+        *,
+        extras: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._state = state
+        self._executor = executor
+        self._link = link
+        self._settings = settings
+        self._extras = dict(extras or {})
+        self._setup = self._add_setup()
+
+    # ---- identity ----------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._state.id
+
+    @property
+    def party(self) -> str:
+        return self._state.party
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        return self._state.parties
+
+    @property
+    def protocol(self) -> Protocol:
+        return self._state.protocol
+
+    @property
+    def fxp_bits(self) -> int:
+        return self._state.protocol.fxp_bits
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """The parties holding shares (all but a dealer)."""
+        return self._state.protocol.holders
+
+    @property
+    def link(self) -> Any:
+        """The node's link (channels for custom protocols: ``job.link.channel(peer, job.id, name)``)."""
+        return self._link
+
+    # ---- graph building ----------------------------------------------------------------------
+    def _add_setup(self) -> OpNode:
+        from ..ops._seeds import agree_seeds
+
+        state = self._state
+        settings = self._settings
+
+        def setup(ctx: Any, ins: list[Any]) -> Any:
+            _, seeds = yield from gather(
+                [
+                    _check_settings(state.party, state.peers, settings),
+                    agree_seeds(state.party, state.parties, state.id.encode()),
+                ]
+            )
+            state.seeds = seeds
+            return None
+
+        node = state.graph.add("setup", [], setup)
+        return self._executor.submit(node)
+
+    def op(
+        self,
+        name: str,
+        inputs: Sequence[SecretTensor],
+        factory: Callable[[Any, list[Share]], Any],
+        shape: tuple[int, ...] | None,
+        fxp: bool,
+    ) -> SecretTensor:
+        """Add an op over ``inputs`` (secret tensors of this job); used by the op builders."""
+        nodes = [t.node for t in inputs] or [self._setup]
+        node = self._state.graph.add(name, nodes, factory)
+        self._executor.submit(node)
+        return SecretTensor(self, node, shape, fxp)
+
+    def input(
+        self,
+        owner: str,
+        value: Any,
+        *,
+        dtype: Any = None,
+        shape: Sequence[int] | None = None,
+    ) -> SecretTensor:
+        """Secret-share a value that only ``owner`` knows.
+
+        Args:
+            owner: the party whose value it is.
+            value: an array-like, or a callable returning one; a callable runs only at the owner
+                (e.g. ``lambda: np.load("x.npy")``). Ignored at other parties.
+            dtype: ``float`` (default: a fixed-point real) or ``int`` (an integer; products
+                with it are not truncated). Every party must pass the same.
+            shape: optional; lets other parties use ``x.shape`` before the value arrives and
+                is checked at the owner.
+
+        Returns:
+            A SecretTensor. Its shape is known at other parties once the input op ran: ``x =
+            await job.input(...)`` waits for that.
+
+        Raises:
+            ValueError: ``owner`` is not a party of the job.
+        """
+        if owner not in self.parties:
+            raise ValueError(f"input owner {owner!r} is not a party of job {self.id!r}: {list(self.parties)}")
+        fxp = not (dtype is not None and np.dtype(dtype).kind in "biu")
+        declared = tuple(int(s) for s in shape) if shape is not None else None
+        proto = self.protocol
+        f = self.fxp_bits if fxp else 0
+        is_owner = self.party == owner
+
+        def step(ctx: Any, ins: list[Any]) -> Any:
+            ring = None
+            if is_owner:
+                raw = value() if callable(value) else value
+                arr = np.asarray(raw)
+                if arr.dtype == object or arr.dtype.kind not in "biuf":
+                    raise TypeError(f"input at {owner!r} must be numeric, not {arr.dtype}")
+                if not fxp and arr.dtype.kind == "f":
+                    raise TypeError(f"input at {owner!r} declared int but holds floats")
+                if declared is not None and arr.shape != declared:
+                    raise ShapeError(f"input at {owner!r} has shape {arr.shape}, declared {declared}")
+                ring = encode(arr, f)
+            share = yield from proto.share(ctx, owner, ring, ring.shape if ring is not None else declared)
+            if declared is not None and share.shape != declared:
+                raise ShapeError(f"input from {owner!r} has shape {share.shape}, declared {declared}")
+            return share
+
+        if is_owner and not callable(value):
+            known: tuple[int, ...] | None = np.shape(value)
+        else:
+            known = declared
+        return self.op(f"input[{owner}]", [], step, known, fxp)
+
+    def constant(self, value: Any, *, fxp: bool | None = None) -> SecretTensor:
+        """A public value as a (trivially shared) secret tensor."""
+        arr = np.asarray(value)
+        if fxp is None:
+            fxp = arr.dtype.kind == "f"
+        ring = encode_public(arr, fxp, self.fxp_bits)
+        proto = self.protocol
+        return self.op("constant", [], lambda ctx, ins: proto.public(ring), ring.shape, fxp)
+
+    # ---- running -----------------------------------------------------------------------------
+    async def wait(self, node: OpNode) -> Any:
+        return await self._executor.wait(node)
+
+    async def reveal(self, x: Any, to: str | None = None) -> Any:
+        """Open secret tensors (a tensor, or a list/tuple/dict of them) to all or to ``to``.
+
+        All tensors passed at once are opened concurrently (one round). Returns numpy arrays
+        (float64 for fixed point, int64 for integers) where revealed, None elsewhere; public
+        values pass through unchanged.
+        """
+        if to is not None and to not in self.parties:
+            raise ValueError(f"reveal to {to!r}: not a party of job {self.id!r}")
+        flat: list[SecretTensor] = []
+        template = _flatten(x, flat)
+        nodes = [self._reveal_op(t, to) for t in flat]
+        values = [await self._executor.wait(n) for n in nodes]
+        return _unflatten(template, iter(values))
+
+    def _reveal_op(self, x: SecretTensor, to: str | None) -> OpNode:
+        proto = self.protocol
+        f = self.fxp_bits if x.fxp else 0
+
+        def step(ctx: Any, ins: list[Share]) -> Any:
+            ring = yield from proto.reveal(ctx, ins[0], to)
+            return None if ring is None else decode(ring, f)
+
+        node = self._state.graph.add("reveal", [x.node], step)
+        return self._executor.submit(node)
+
+    async def drain(self) -> None:
+        """Wait until every op of the job has finished (peers may need their messages)."""
+        while self._state.unfinished:
+            await self._state.idle.wait()
+            await anyio.lowlevel.checkpoint()
+
+    def statistics(self) -> JobStatistics:
+        """Rounds, frames and bytes this job has sent so far, in total and per peer."""
+        state = self._state
+        link_stats = self._link.statistics()
+        peers: dict[str, PeerJobStatistics] = {}
+        total_bytes = total_frames = 0
+        for peer in state.peers:
+            js = _job_link_stats(link_stats, peer, state.id)
+            b = getattr(js, "bytes_sent", 0) if js is not None else 0
+            fr = getattr(js, "frames_sent", 0) if js is not None else 0
+            peers[peer] = PeerJobStatistics(state.peer_rounds.get(peer, 0), state.peer_messages.get(peer, 0), b, fr)
+            total_bytes += b
+            total_frames += fr
+        return JobStatistics(
+            state.id, state.party, state.rounds, state.flushes, len(state.graph.nodes), total_bytes, total_frames, peers
+        )
+
+    async def secure_sum(self, vector: Any, *, server: str, threshold: int | None = None, **options: Any) -> Any:
+        """Secure aggregation (Bonawitz et al.): the sum of the clients' vectors at ``server``.
+
+        Every party calls it; the server passes None (or its own vector). Returns the sum at the
+        server and None elsewhere. See mpcactors.secagg.secure_sum for the options.
+        """
+        from ..secagg import secure_sum
+
+        clients = [p for p in self.parties if p != server]
+        if threshold is None:
+            threshold = len(clients) // 2 + 1
+        self._extras.setdefault("secagg_rounds", 0)
+        self._extras["secagg_rounds"] += 1
+        sub_job = f"{self.id}/secagg{self._extras['secagg_rounds']}"
+        return await secure_sum(
+            self._link, job=sub_job, vector=vector, server=server, clients=clients, threshold=threshold, **options
+        )
+
+
+def _job_link_stats(stats: Any, peer: str, job: str) -> Any:
+    jobs = getattr(stats, "jobs", None)
+    if jobs is None:
+        return None
+    return jobs.get((peer, job))
+
+
+def _flatten(x: Any, out: list[SecretTensor]) -> Any:
+    if isinstance(x, SecretTensor):
+        out.append(x)
+        return _Slot
+    if isinstance(x, (list, tuple)):
+        return type(x)(_flatten(v, out) for v in x)
+    if isinstance(x, dict):
+        return {k: _flatten(v, out) for k, v in x.items()}
+    return x
+
+
+class _Slot:
+    pass
+
+
+def _unflatten(template: Any, values: Any) -> Any:
+    if template is _Slot:
+        return next(values)
+    if isinstance(template, (list, tuple)):
+        return type(template)(_unflatten(v, values) for v in template)
+    if isinstance(template, dict):
+        return {k: _unflatten(v, values) for k, v in template.items()}
+    return template

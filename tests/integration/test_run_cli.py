@@ -1,0 +1,64 @@
+"""`mpcactors run` with three real processes over TLS on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from .helpers import ROOT, finish, make_cluster, start
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_three_processes_run_a_program(tmp_path):
+    cfg = make_cluster(tmp_path)
+    procs = {
+        p: start(["run", str(ROOT / "examples" / "hello.py"), "--config", str(cfg), "--party", p, "--job", "hello-1", "--timeout", "90"])
+        for p in ("alice", "bob", "carol")
+    }
+    results = finish(procs)
+    for p, (code, out, err) in results.items():
+        assert code == 0, (p, err)
+        got = json.loads(out.strip().splitlines()[-1])
+        assert abs(got["mean"] - (52.5 + 61.0 + 58.25) / 3) < 1e-3
+        assert got["bob_earns_most"] is True
+
+
+def test_failure_at_one_party_aborts_the_job_everywhere(tmp_path):
+    prog = tmp_path / "bad.py"
+    prog.write_text(
+        "import numpy as np\n"
+        "def load():\n"
+        "    raise FileNotFoundError('no such file: /data/bob.npy')\n"
+        "async def main(job):\n"
+        "    x = job.input('alice', lambda: np.ones(3))\n"
+        "    y = job.input('bob', load)\n"
+        "    return await job.reveal(x * y)\n"
+    )
+    cfg = make_cluster(tmp_path)
+    procs = {p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--job", "bad", "--timeout", "60"]) for p in ("alice", "bob", "carol")}
+    results = finish(procs)
+    for p, (code, out, err) in results.items():
+        assert code == 1, (p, code, err)
+        assert "JobAborted" in err and "'bob'" in err and "no such file" in err, (p, err)
+
+
+def test_output_file_and_semi2k_with_dealer(tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import numpy as np\n"
+        "async def main(job):\n"
+        "    x = job.input('alice', lambda: np.arange(12.0).reshape(3, 4))\n"
+        "    y = job.input('bob', lambda: np.ones((4, 2)))\n"
+        "    return await job.reveal(x @ y, to='alice')\n"
+    )
+    cfg = make_cluster(tmp_path, protocol="semi2k", dealer="carol")
+    outs = {p: tmp_path / f"{p}.npy" for p in ("alice", "bob", "carol")}
+    procs = {p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--output", str(outs[p]), "--timeout", "60"]) for p in outs}
+    results = finish(procs)
+    for p, (code, out, err) in results.items():
+        assert code == 0, (p, err)
+    np.testing.assert_allclose(np.load(outs["alice"]), np.arange(12.0).reshape(3, 4) @ np.ones((4, 2)), atol=1e-3)
+    assert json.loads(outs["bob"].read_text()) is None

@@ -1,0 +1,203 @@
+"""Round merging, asserted from job statistics (and virtual time under trio's MockClock)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import trio
+import trio.testing
+
+import mpcactors as mpc
+
+
+def sim(setup, program, **kw):
+    protocol, parties, options = setup
+    return mpc.simulate(program, parties=parties, protocol=protocol, timeout=60, **options, **kw)
+
+
+def rounds_of(job):
+    return job.statistics().rounds
+
+
+# Rounds of one fixed-point product: the multiplication, plus the truncation where it is
+# not local (semi2k with 2 holders truncates locally, SecureML-style; rep3 and semi2k with more
+# holders spend one more round). Integer products have no truncation.
+FXP_MUL_ROUNDS = {"rep3": 2, "semi2k-2+dealer": 1, "semi2k-2-tfp": 1, "semi2k-3+dealer": 2, "semi2k-4+dealer": 2}
+
+
+@pytest.fixture(params=list(FXP_MUL_ROUNDS))
+def any_setup(request):
+    from .conftest import SETUPS
+
+    return request.param, SETUPS[request.param]
+
+
+@pytest.mark.parametrize("k", [1, 8, 32])
+def test_independent_muls_cost_one_round(any_setup, k):
+    name, setup = any_setup
+    hs = [p for p in setup[1] if p != setup[2].get("dealer")]
+
+    async def program(job):
+        xs = [job.input(hs[0], np.full(4, i + 1), dtype=int) for i in range(k)]
+        ys = [job.input(hs[-1], np.full(4, 2), dtype=int) for _ in range(k)]
+        fx = [job.input(hs[0], np.full(4, i + 1.5)) for i in range(k)]
+        for t in xs + ys + fx:
+            await t
+        before = rounds_of(job)
+        products = [x * y for x, y in zip(xs, ys)]
+        fxp = [a * b for a, b in zip(fx, products)]  # fixed point x integer: no truncation
+        fxp2 = [a * a for a in fx]  # fixed point x fixed point: truncation
+        for p in products + fxp + fxp2:
+            await p
+        return (
+            max(p.rounds for p in products) - before,
+            max(p.rounds for p in fxp2) - before,
+            rounds_of(job) - before,
+            await job.reveal([products, fxp, fxp2]),
+        )
+
+    out = sim(setup, program)
+    # rounds are causal depths at each party; a party that has no part in the last round of a
+    # protocol (rep3 truncation: party 1) sees one less, so the job's count is the maximum
+    assert max(r[0] for r in out.values()) == 1
+    assert max(r[1] for r in out.values()) == FXP_MUL_ROUNDS[name]
+    assert max(r[2] for r in out.values()) == max(2, FXP_MUL_ROUNDS[name])  # a * (x * y): 2 deep
+    for party, (_, _, _, (ints, mixed, squares)) in out.items():
+        for i in range(k):
+            np.testing.assert_array_equal(ints[i], np.full(4, 2 * (i + 1)))
+            np.testing.assert_allclose(mixed[i], np.full(4, (i + 1.5) * 2 * (i + 1)), atol=1e-4)
+            np.testing.assert_allclose(squares[i], np.full(4, (i + 1.5) ** 2), atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_chain_of_k_costs_k_rounds(any_setup, k):
+    name, setup = any_setup
+    hs = [p for p in setup[1] if p != setup[2].get("dealer")]
+
+    async def program(job):
+        x = await job.input(hs[0], np.full(3, 3), dtype=int)
+        y = await job.input(hs[-1], np.full(3, -1), dtype=int)
+        u = await job.input(hs[0], np.full(3, 1.5))
+        v = await job.input(hs[-1], np.full(3, 1.0))
+        before = rounds_of(job)
+        z, w = x, u
+        for _ in range(k):
+            z = z * y
+            w = w * v
+        await z
+        await w
+        return z.rounds - before, w.rounds - before, await job.reveal([z, w])
+
+    out = sim(setup, program)
+    assert max(r[0] for r in out.values()) == k
+    assert max(r[1] for r in out.values()) == k * FXP_MUL_ROUNDS[name]
+    for party, (_, _, (z, w)) in out.items():
+        np.testing.assert_array_equal(z, np.full(3, 3 * (-1) ** k))
+        np.testing.assert_allclose(w, np.full(3, 1.5), atol=1e-4)
+
+
+def test_two_concurrent_jobs_share_frames():
+    """Two jobs on the same nodes, one multiplication each, at the same time: the executor's
+    messages of both jobs to a peer leave in the same frames."""
+    from mpcactors._config import ClusterConfig
+    from mpcactors.link import MemoryNetwork
+
+    parties = ["alice", "bob", "carol"]
+    config = ClusterConfig.local(parties, protocol="rep3")
+    gate = {p: trio.Event() for p in parties}
+    results: dict = {}
+
+    async def node_main(name, network, ready):
+        async with mpc.open_node(config, name, network=network) as node:
+            inputs = {}
+
+            async def job_main(tag):
+                async def prog(job):
+                    x = job.input("alice", np.full(8, 3), dtype=int)
+                    y = job.input("bob", np.full(8, 5), dtype=int)
+                    await job.reveal([x, y])
+                    inputs[tag] = True
+                    while len(inputs) < 2:  # both jobs have their inputs
+                        await trio.sleep(0.001)
+                    ready[name].append(tag)
+                    await gate[name].wait()
+                    s_before = job.statistics()
+                    link_before = node.statistics()
+                    z = x * y
+                    await z
+                    s_after = job.statistics()
+                    link_after = node.statistics()
+                    assert z.rounds - max(x.rounds, y.rounds) == 1
+                    return s_before, s_after, link_before, link_after, await job.reveal(z)
+
+                results[(name, tag)] = await node.run(prog, job=f"job-{tag}", timeout=30)
+
+            async with trio.open_nursery() as n:
+                n.start_soon(job_main, "a")
+                n.start_soon(job_main, "b")
+                while len(ready[name]) < 2:
+                    await trio.sleep(0.001)
+                gate[name].set()
+
+    async def main():
+        network = MemoryNetwork()
+        ready = {p: [] for p in parties}
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                for p in parties:
+                    n.start_soon(node_main, p, network, ready)
+
+    trio.run(main)
+    for p in parties:
+        (a0, a1, _, _, za), (b0, b1, _, _, zb) = results[(p, "a")], results[(p, "b")]
+        np.testing.assert_array_equal(za, np.full(8, 15))
+        np.testing.assert_array_equal(zb, np.full(8, 15))
+        for peer in a1.peers:
+            da = a1.peers[peer].frames - a0.peers[peer].frames
+            db = b1.peers[peer].frames - b0.peers[peer].frames
+            # rep3 resharing: one message to the previous party, in one frame for both jobs
+            assert da == db, (p, peer, da, db)
+            assert da in (0, 1), (p, peer, da)
+    # the node-level count agrees: while both jobs multiplied, one DATA frame per peer carried both
+    for p in parties:
+        _, _, la0, la1, _ = results[(p, "a")]
+        _, _, lb0, lb1, _ = results[(p, "b")]
+        first0 = min((la0, lb0), key=lambda s: sum(v.data_frames_sent for v in s.peers.values()))
+        last1 = max((la1, lb1), key=lambda s: sum(v.data_frames_sent for v in s.peers.values()))
+        sent = sum(last1.peers[q].data_frames_sent - first0.peers[q].data_frames_sent for q in last1.peers)
+        assert sent == 1, (p, sent)
+
+
+def test_independent_chains_pay_the_longest_chain_of_latency():
+    """8 independent chains of 5 multiplications with 20 ms one-way latency: virtual time of
+    about 5 rounds (plus set-up, inputs and reveal), not 40 (MockClock: no wall-clock asserts)."""
+    latency = 0.020
+
+    async def program(job):
+        xs = [job.input("alice", np.full(4, 1 + i), dtype=int) for i in range(8)]
+        y = job.input("bob", np.full(4, 1), dtype=int)
+        await job.reveal(xs + [y])
+        t0 = trio.current_time()
+        chains = []
+        for x in xs:
+            z = x
+            for _ in range(5):
+                z = z * y
+            chains.append(z)
+        for z in chains:
+            await z
+        elapsed = trio.current_time() - t0
+        return elapsed, await job.reveal(chains)
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    out = trio.run(
+        functools.partial(mpc.simulate_async, program, ["alice", "bob", "carol"], "rep3", latency_ms=latency * 1000, timeout=60),
+        clock=clock,
+    )
+    for party, (elapsed, values) in out.items():
+        for i, v in enumerate(values):
+            np.testing.assert_allclose(v, np.full(4, 1.0 + i), atol=1e-3)
+        rounds = elapsed / latency
+        assert 4.5 <= rounds <= 7.5, (party, rounds)  # ~5 rounds of one-way latency, not 40
