@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.polynomial import chebyshev as cheb
 
 from ._comm import Step, gather
 from ._context import OpContext
@@ -121,18 +122,36 @@ def truncate_many(
 
 
 def _scaled_products(
-    ctx: OpContext, proto: Protocol, pairs: Sequence[tuple[Share, Share]], scale: int
+    ctx: OpContext,
+    proto: Protocol,
+    pairs: Sequence[tuple[Share, Share]],
+    scale: int | Sequence[int],
 ) -> Step[list[Share]]:
     """``trunc(scale * a * b, f)`` for independent pairs: one product round, one truncation."""
+    scales = [scale] * len(pairs) if isinstance(scale, int) else list(scale)
 
     def one(i: int, a: Share, b: Share) -> Step[Share]:
         sub = ctx.child(i)
         z = yield from proto.mul(sub.child("mul"), a, b)
-        if scale != 1:
-            z = proto.mul_public(z, np.asarray(np.uint64(scale)))
+        if scales[i] != 1:
+            z = proto.mul_public(z, np.asarray(np.uint64(scales[i])))
         return (yield from proto.truncate(sub.child("trunc"), z, proto.fxp_bits))
 
     return (yield from gather(one(i, a, b) for i, (a, b) in enumerate(pairs)))
+
+
+_BABY = 4  # Paterson-Stockmeyer baby steps T_0..T_3; giant steps T_4, T_8, T_16, ...
+
+
+def _ps_split(c: np.ndarray, giant: int) -> object:
+    """Chebyshev series -> nested ``(m, low, high)`` with p = low + T_m high, or a leaf array."""
+    c = np.trim_zeros(np.asarray(c, dtype=np.float64), "b")
+    if len(c) <= _BABY:
+        return np.pad(c, (0, _BABY - len(c)))
+    while giant >= len(c):
+        giant //= 2
+    high, low = cheb.chebdiv(c, [0.0] * giant + [1.0])
+    return (giant, _ps_split(low, giant // 2), _ps_split(high, giant // 2))
 
 
 def chebyshev(
@@ -145,42 +164,91 @@ def chebyshev(
 ) -> Step[list[Share]]:
     """Chebyshev series ``sum_k c_k T_k(t)`` for each coefficient vector c (one shared basis).
 
-    Math: T_0 = 1, T_1 = t, and ``T_k = 2 T_ceil(k/2) T_floor(k/2) - T_(k mod 2)`` (from
-    ``2 T_a T_b = T_(a+b) + T_|a-b|``), so every T_k with 2^(L-1) < k <= 2^L comes from one round
-    of independent products: degree d costs ceil(log2 d) product levels. For t in [-1, 1] every
-    T_k is in [-1, 1], so truncated magnitudes stay below 2^(2f+1) and errors grow only a few
-    ulp per level. Then one truncation for the (local) weighted sums.
+    Math: baby steps T_2, T_3, T_4 from ``T_(a+b) = 2 T_a T_b - T_|a-b|``, giant steps
+    ``T_2m = 2 T_m^2 - 1``; each series is split Paterson-Stockmeyer style by Chebyshev division,
+    ``p = low + T_m high`` (m = 8, then 4), down to degree-3 leaves that are local weighted sums
+    of T_0..T_3. Degree d <= 15 costs 4 product levels (d <= 7: 3) but only 3 + log2(d/4) +
+    (number of splits) products, e.g. 7 for d = 15 instead of 14 with the full basis. For t in
+    [-1, 1] every T_k and every piece is bounded (pieces by the series' coefficients), so
+    truncated magnitudes stay near 2^(2f+1) and errors stay a few ulp.
 
     Args:
         t: fixed-point share, the argument mapped into [-1, 1] (outside it, T_k grows like
             |t|^k: results are meaningless, and products may overflow).
         series: coefficient vectors (real, e.g. from numpy.polynomial.chebyshev).
         extra_bits: the results carry f + extra_bits fractional bits (coefficients encoded and
-            the weighted sum rounded that finely), for callers that scale them up afterwards.
+            sums rounded that finely), for callers that scale them up afterwards.
 
-    Rounds: ceil(log2 d) * (1 + trunc) + trunc, d the largest degree.
+    Rounds: products ceil(log2(d + 1)) levels, each 1 + trunc, + one truncation (rep3: d <= 7
+    7 rounds, d <= 15 9 rounds; semi2k 3 or 4).
     """
     f = proto.fxp_bits
     degree = max(len(c) for c in series) - 1
     one = fxp_const(proto, 1.0)
     basis: dict[int, Share] = {1: t}
-    top, level = 1, 0
-    while top < degree:
-        ks = list(range(top + 1, min(2 * top, degree) + 1))
+    # baby steps (and T_4, the first giant step)
+    for level, ks in enumerate(([2], [3, 4])):
+        ks = [k for k in ks if k <= max(degree, 1) and (k < _BABY or degree >= _BABY)]
+        if not ks:
+            break
         pairs = [(basis[(k + 1) // 2], basis[k // 2]) for k in ks]
-        prods = yield from _scaled_products(ctx.child(level), proto, pairs, 2)
+        prods = yield from _scaled_products(ctx.child(f"baby{level}"), proto, pairs, 2)
         for k, p in zip(ks, prods):
             basis[k] = proto.add_public(p, np.negative(one)) if k % 2 == 0 else proto.sub(p, t)
-        top, level = ks[-1], level + 1
-    scale = 2.0**extra_bits
+    giant = 1 << max(2, (degree.bit_length() - 1))  # largest power of two <= degree, >= 4
+    trees = [_ps_split(np.asarray(c, dtype=np.float64) * 2.0**extra_bits, giant) for c in series]
+    # leaves: local weighted sums of T_0..T_3, one truncation for all
+    leaves: list[np.ndarray] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, np.ndarray):
+            leaves.append(node)
+        else:
+            collect(node[1])  # type: ignore[index]
+            collect(node[2])  # type: ignore[index]
+
+    for tree in trees:
+        collect(tree)
     sums = []
-    for c in series:
-        acc = proto.mul_public(t, fxp_const(proto, c[1] * scale if len(c) > 1 else 0.0))
-        for k in range(2, len(c)):
-            acc = proto.add(acc, proto.mul_public(basis[k], fxp_const(proto, c[k] * scale)))
+    for c in leaves:
+        acc = proto.mul_public(t, fxp_const(proto, c[1]))
+        for k in (2, 3):
+            if c[k] != 0.0:
+                acc = proto.add(acc, proto.mul_public(basis[k], fxp_const(proto, c[k])))
         sums.append(acc)
-    outs = yield from truncate_many(ctx.child("sum"), proto, sums, f)
-    return [proto.add_public(o, fxp_const(proto, c[0] * scale)) for o, c in zip(outs, series)]
+    truncated = yield from truncate_many(ctx.child("leaves"), proto, sums, f)
+    values = {id(c): proto.add_public(v, fxp_const(proto, c[0])) for c, v in zip(leaves, truncated)}
+
+    # nodes bottom-up: all nodes with giant step m in one product round (with T_2m alongside)
+    def nodes_of(node: object, m: int, out: list[tuple[int, object]]) -> None:
+        if isinstance(node, np.ndarray):
+            return
+        nm, low, high = node  # type: ignore[misc]
+        if nm == m:
+            out.append((id(node), node))
+        nodes_of(low, m, out)
+        nodes_of(high, m, out)
+
+    def value(node: object) -> Share:
+        return values[id(node)]
+
+    m = _BABY
+    while m <= giant:
+        level_nodes: list[tuple[int, object]] = []
+        for tree in trees:
+            nodes_of(tree, m, level_nodes)
+        pairs = [(basis[m], value(node[2])) for _, node in level_nodes]  # type: ignore[index]
+        want_next = 2 * m <= giant
+        if want_next:
+            pairs.append((basis[m], basis[m]))
+        scales = [1] * len(level_nodes) + [2] * want_next
+        prods = yield from _scaled_products(ctx.child(f"giant{m}"), proto, pairs, scales)
+        if want_next:
+            basis[2 * m] = proto.add_public(prods.pop(), np.negative(one))
+        for (key, node), prod in zip(level_nodes, prods):
+            values[key] = proto.add(value(node[1]), prod)  # type: ignore[index]
+        m *= 2
+    return [value(tree) for tree in trees]
 
 
 def weighted_sum(proto: Protocol, onehot: Share, weights: np.ndarray) -> Share:

@@ -67,7 +67,7 @@ def _series(name: str) -> np.ndarray:
     if name == "recip":
         return _fit(lambda t: 1.0 / u(t), 9)
     if name == "log":
-        return _fit(lambda t: np.log(u(t)), 8)
+        return _fit(lambda t: np.log(u(t)), 7)
     if name == "sqrt":
         return _fit(lambda t: np.sqrt(u(t)), 7)
     if name == "rsqrt":
