@@ -1,4 +1,8 @@
-from .cli import main
+"""`python -m mpcactors`: the command line."""
+
 import sys
 
-sys.exit(main())
+from mpcactors.cli import main
+
+if __name__ == "__main__":  # worker processes (PSI) import this module as __mp_main__
+    sys.exit(main())

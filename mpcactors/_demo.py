@@ -69,9 +69,9 @@ def write_cluster(folder: Path, parties: tuple[str, ...] = PARTIES, protocol: st
 def demo_inputs(job: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1000 + job)
     return {
-        "alice": rng.normal(50.0, 10.0, size=(64, 4)).round(3),  # e.g. salaries per team
-        "bob": rng.normal(0.0, 1.0, size=(4,)).round(3),  # weights
-        "carol": rng.normal(5.0, 2.0, size=(64,)).round(3),  # thresholds
+        "alice": rng.normal(0.0, 1.0, size=(64, 4)).round(3),  # features of 64 customers
+        "bob": rng.normal(0.0, 1.0, size=(4,)).round(3),  # a model's weights
+        "carol": rng.normal(0.0, 1.0, size=(64,)).round(3),  # per-customer thresholds
     }
 
 
@@ -186,7 +186,7 @@ async def _psi(node: Any, report: dict[str, Any]) -> None:
         a, b = psi_ids(i)
         mine = a if node.party == "alice" else b
         result = await node.psi(peer=peer, job=f"psi{i}", ids=mine)
-        sizes[str(i)] = len(result.intersection)
+        sizes[str(i)] = int(result.intersection)
 
     async with anyio.create_task_group() as tg:
         for i in range(PSI_JOBS):
