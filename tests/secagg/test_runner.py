@@ -113,11 +113,14 @@ async def test_below_threshold_every_party_fails_and_the_server_learns_nothing(
 
 @pytest.mark.trio
 @pytest.mark.parametrize(
-    "server_does, error", [("sleep", "silent for 4 s"), ("leave", "lost the server")]
+    "server_does, timeout, error",
+    [("sleep", 2.0, "silent for 4 s"), ("leave", 100.0, "lost the server")],
 )
 async def test_silent_or_lost_server_is_a_clear_client_error(
-    server_does: str, error: str, autojump_clock: Any
+    server_does: str, timeout: float, error: str, autojump_clock: Any
 ) -> None:
+    # "leave": the server's node closes (with its linger); the clients' long timeout makes
+    # sure the link's PeerLost, not the clients' own timer, is what they report.
     clients = names(3)
 
     async def fn(node: Any) -> Any:
@@ -126,7 +129,7 @@ async def test_silent_or_lost_server_is_a_clear_client_error(
                 await anyio.sleep(10)
             return None  # never serves
         return await secure_sum(node, job="j", vector=np.ones(4), server=SERVER, clients=clients,
-                                threshold=2, stage_timeout_s=2.0)  # fmt: skip
+                                threshold=2, stage_timeout_s=timeout)  # fmt: skip
 
     out = await run_cluster([SERVER, *clients], fn)
     for c in clients:
