@@ -11,6 +11,7 @@ from .._errors import ProtocolError, ShapeError
 from ._protocol import Share
 
 __all__ = [
+    "ROUND_MARKER",
     "U64",
     "as_ring",
     "broadcast_shape",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 U64 = np.uint64
+
+# Every party of a kernel step takes part in each of the step's rounds, sending this (a nil
+# payload) where it has nothing to say. Composite steps (``yield from`` one kernel op after
+# another, inside one op) then stay in lockstep: a party's n-th round is the same round at every
+# party. A party idle in a round would otherwise skip it (empty Exchanges are not rounds), run
+# one round ahead, and its next message would be filed under the wrong round.
+ROUND_MARKER = None
 _MAX_NDIM = 32
 
 

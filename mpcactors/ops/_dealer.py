@@ -73,8 +73,9 @@ class _Acc:
             self.owned = True
 
 
-# finish(totals) -> the values of the corrected arrays; totals[k] is the combination of every
-# holder's share of free array k (None for corrected arrays).
+# finish(totals) -> the values of the corrected arrays, as fresh arrays (the corrections are
+# computed in place in them); totals[k] is the combination of every holder's share of free array k
+# (None for corrected arrays), a fresh array finish may overwrite.
 Finish = Callable[[list[Any]], list[np.ndarray]]
 
 
@@ -147,7 +148,7 @@ class Dealing:
             if partial is None:
                 corrections.append(target)
             elif s.mode == "add":
-                corrections.append(np.asarray(target - partial))
+                corrections.append(np.subtract(target, partial, out=target))
             else:
-                corrections.append(np.asarray(target ^ partial))
+                corrections.append(np.bitwise_xor(target, partial, out=target))
         return mine, corrections

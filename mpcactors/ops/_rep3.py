@@ -32,6 +32,7 @@ import numpy as np
 
 from .._errors import ConfigError
 from ._checks import (
+    ROUND_MARKER,
     U64,
     as_ring,
     broadcast_shape,
@@ -73,7 +74,9 @@ class Rep3(Protocol):
                 f"rep3 needs exactly 3 distinct parties, got {list(self.parties)!r}", key="parties"
             )
         if party not in self.parties:
-            raise ConfigError(f"party {party!r} is not one of {list(self.parties)!r}", key="parties")
+            raise ConfigError(
+                f"party {party!r} is not one of {list(self.parties)!r}", key="parties"
+            )
         if dealer is not None:
             raise ConfigError(f"rep3 uses no dealer; remove dealer = {dealer!r}", key="dealer")
         self._i = self.parties.index(party)
@@ -193,7 +196,9 @@ class Rep3(Protocol):
         msg = got[owner]
         announced = recv_shape(field(msg, "shape", owner), owner)
         if shape is not None and tuple(shape) != announced:
-            raise ValueError(f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}")
+            raise ValueError(
+                f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}"
+            )
         rest = recv_array(field(msg, "data", owner), announced, owner, "input share")
         seeded = ctx.prg(owner).random_u64(announced)
         if self.party == o_next:  # holds (x_{o+1}, x_{o+2})
@@ -204,11 +209,16 @@ class Rep3(Protocol):
         """Party i sends x_{i+1} (its second part) to party i - 1, which lacks exactly that."""
         if to is not None and to not in self.parties:
             raise ValueError(f"reveal: {to!r} is not a party of {list(self.parties)!r}")
-        send = {self._prev: x.parts[1]} if to in (None, self._prev) else {}
-        wants = to in (None, self.party)
-        got = yield Exchange(send=send, recv=frozenset({self._next}) if wants else frozenset())
-        if not wants:
+        if to is None:
+            got = yield Exchange(send={self._prev: x.parts[1]}, recv=frozenset({self._next}))
+        elif to == self._prev:
+            yield Exchange(send={to: x.parts[1]})
             return None
+        elif to != self.party:  # the third party: a round marker only (see ROUND_MARKER)
+            yield Exchange(send={to: ROUND_MARKER})
+            return None
+        else:
+            got = yield Exchange(recv=frozenset({self._next, self._prev}))
         missing = recv_array(got[self._next], x.shape, self._next, "revealed share")
         if x.kind == "bool":
             return _a(x.parts[0] ^ x.parts[1] ^ missing)
@@ -225,10 +235,14 @@ class Rep3(Protocol):
             mine -= other
         return mine
 
-    def _reshare(self, ctx: OpContext, z: np.ndarray, shape: tuple[int, ...], kind: Kind) -> Step[Share]:
+    def _reshare(
+        self, ctx: OpContext, z: np.ndarray, shape: tuple[int, ...], kind: Kind
+    ) -> Step[Share]:
         """3-out-of-3 z_i -> replicated (z_i, z_{i+1}): send z_i to party i - 1."""
         got = yield Exchange(send={self._prev: z}, recv=frozenset({self._next}))
-        return Share((z, recv_array(got[self._next], shape, self._next, "reshared product")), shape, kind)
+        return Share(
+            (z, recv_array(got[self._next], shape, self._next, "reshared product")), shape, kind
+        )
 
     def mul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
         need_kind("mul", "arith", x, y)
@@ -259,7 +273,8 @@ class Rep3(Protocol):
 
     # ---- truncation --------------------------------------------------------------------------------
     def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
-        """ABY3 Pi_trunc1 (module doc), one round, one message (party 0 -> party 2).
+        """ABY3 Pi_trunc1 (module doc), one round, one message (party 0 -> party 2; party 1 sends
+        party 2 a round marker).
 
         Math: a = x_0 + x_1 (party 0), b = x_2 (parties 1 and 2); a' = a >> d (arithmetic),
         b' = -((-b) >> d); r from k_{0,1}. New shares: y_0 = a' - r, y_1 = r, y_2 = b', so
@@ -283,8 +298,9 @@ class Rep3(Protocol):
         x2 = x.parts[1] if self._i == 1 else x.parts[0]
         b = _a(-_a(_a(-x2).view(np.int64) >> d).view(U64))
         if self._i == 1:
+            yield Exchange(send={p2: ROUND_MARKER})
             return Share((ctx.prg(p0).random_u64(shape), b), shape, "arith")
-        got = yield Exchange(recv=frozenset({p0}))
+        got = yield Exchange(recv=frozenset({p0, self.parties[1]}))
         return Share((b, recv_array(got[p0], shape, p0, "truncated share")), shape, "arith")
 
     # ---- boolean -> arithmetic ---------------------------------------------------------------------

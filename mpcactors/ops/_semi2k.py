@@ -37,6 +37,7 @@ import numpy as np
 from .._errors import ConfigError, ProtocolError
 from .._log import get_logger
 from ._checks import (
+    ROUND_MARKER,
     U64,
     as_ring,
     broadcast_shape,
@@ -273,15 +274,18 @@ class Semi2k(Protocol):
         if to is not None and to not in self.parties:
             raise ValueError(f"reveal: {to!r} is not a party of {list(self.parties)!r}")
         targets = [p for p in self.parties if to is None or p == to]
-        send = {}
-        if self.holds:
-            send = {p: x.parts[0] for p in targets if p != self.party}
+        mine = x.parts[0] if self.holds else ROUND_MARKER  # a dealer only marks the round
+        send = {p: mine for p in targets if p != self.party} if self.holds or to else {}
         wants = self.party in targets
-        recv = frozenset(h for h in self._holders if h != self.party) if wants else frozenset()
+        if to is None:  # everyone hears the holders
+            recv = frozenset(h for h in self._holders if h != self.party)
+        else:  # `to` hears every other party, so every party has this one round
+            recv = frozenset(p for p in self.parties if p != self.party) if wants else frozenset()
         got = yield Exchange(send=send, recv=recv)
         if not wants:
             return None
-        parts = [recv_array(got[h], x.shape, h, "revealed share") for h in sorted(recv)]
+        holders = [h for h in self._holders if h != self.party]
+        parts = [recv_array(got[h], x.shape, h, "revealed share") for h in holders]
         if self.holds:
             parts.append(x.parts[0])
         op = np.bitwise_xor if x.kind == "bool" else np.add
@@ -355,22 +359,36 @@ class Semi2k(Protocol):
             mul, plus, minus = np.bitwise_and, np.bitwise_xor, np.bitwise_xor
         else:
             mul, plus, minus = (ring_matmul if matrix else np.multiply), np.add, np.subtract
+
+        def finish(totals: list[Any]) -> list[np.ndarray]:
+            if matrix:
+                return [ring_matmul(totals[0], totals[1])]
+            return [np.asarray(mul(totals[0], totals[1], out=totals[0]))]  # totals are ours
+
         own, mine, theirs = yield from self._dealt_round(
             ctx,
             specs,
-            lambda totals: [_fresh(mul, totals[0], totals[1])],
+            finish,
             lambda own: (_fresh(minus, x.parts[0], own[0]), _fresh(minus, y.parts[0], own[1])),
         )
         if own is None:
             return Share((), out_shape, x.kind)
-        a, b, c = own
-        e, f = _fresh(plus, mine[0], 0), _fresh(plus, mine[1], 0)  # sent arrays stay untouched
-        for h, msg in theirs.items():
-            e_h, f_h = _arrays(msg, (x.shape, y.shape), h, "masked operands")
+        a, b, c = own  # a, b: this holder's own PRG arrays, free to overwrite; c: read only
+        opened = [
+            _arrays(msg, (x.shape, y.shape), h, "masked operands") for h, msg in theirs.items()
+        ]
+        e, f = _fresh(plus, mine[0], opened[0][0]), _fresh(plus, mine[1], opened[0][1])
+        for e_h, f_h in opened[1:]:
             plus(e, e_h, out=e)
             plus(f, f_h, out=f)
-        z = _fresh(mul, e, _fresh(plus, b, f)) if self.party == self._first else _fresh(mul, e, b)
-        plus(z, _fresh(mul, a, f), out=z)
+        if self.party == self._first:
+            plus(b, f, out=b)  # e (b_0 + f) = e b_0 + e f
+        if matrix:
+            z = ring_matmul(e, b)
+            z += ring_matmul(a, f)
+        else:
+            z = mul(e, b, out=e)
+            plus(z, mul(a, f, out=a), out=z)
         plus(z, c, out=z)
         return Share((z,), out_shape, x.kind)
 

@@ -40,17 +40,19 @@ def payload_bytes(obj: Any) -> int:
         return sum(payload_bytes(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
         return sum(payload_bytes(v) for v in obj)
-    return 8
+    return 0 if obj is None else 8
 
 
-def _counting(gen: Step[Any], log: list[tuple[str, int]]) -> Step[Any]:
-    """Forward ``gen``'s exchanges, logging (peer, bytes) of everything it sends."""
+def _counting(gen: Step[Any], log: list[tuple[str, int]], rounds: list[int]) -> Step[Any]:
+    """Forward ``gen``'s exchanges, logging (peer, bytes) of everything it sends and counting
+    its rounds (non-empty exchanges)."""
     reply = None
     try:
         while True:
             ex: Exchange = gen.send(reply) if reply is not None else next(gen)
             for peer, payload in ex.send.items():
                 log.append((peer, payload_bytes(payload)))
+            rounds[0] += not ex.empty
             reply = yield ex
     except StopIteration as stop:
         return stop.value
@@ -91,11 +93,18 @@ class Cluster:
 
     def run(self, fn: Callable[[Protocol, OpContext], Step[Any]]) -> tuple[dict[str, Any], int]:
         """Run ``fn(proto, ctx)`` at every party; returns ``({party: result}, rounds)`` and
-        records every party's sends in :attr:`sent` (``{party: [(peer, bytes)]}``)."""
+        records every party's sends in :attr:`sent` (``{party: [(peer, bytes)]}``). Checks that
+        every party took part in every round (lockstep, see ``_checks.ROUND_MARKER``)."""
         ctxs = self.contexts()
         self.sent = {p: [] for p in self.parties}
-        steps = {p: _counting(fn(self.protos[p], ctxs[p]), self.sent[p]) for p in self.parties}
-        return run_local(steps)
+        counts = {p: [0] for p in self.parties}
+        steps = {
+            p: _counting(fn(self.protos[p], ctxs[p]), self.sent[p], counts[p]) for p in self.parties
+        }
+        out, rounds = run_local(steps)
+        # Lockstep: every party takes part in every round, so steps compose with `yield from`.
+        assert {c[0] for c in counts.values()} == {rounds}, counts
+        return out, rounds
 
     def share(self, value: Any, owner: str | None = None, kind: Kind = "arith") -> dict[str, Share]:
         owner = owner or self.holders[0]

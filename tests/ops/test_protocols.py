@@ -182,6 +182,27 @@ def test_chain_of_muls_costs_one_round_each(cluster: Cluster) -> None:
     np.testing.assert_array_equal(signed(cluster.reveal(out)), [27, -8, 125])
 
 
+def test_ops_compose_in_lockstep(cluster: Cluster) -> None:
+    """Kernel ops chained with `yield from` inside one step: every party is in every round, so
+    a party idle in one op (truncation, reveal to one) cannot run ahead into the next."""
+    f = 8
+    x = ring([3 << f, -(5 << f), 7 << f])
+    sx = cluster.share(x)
+    last = cluster.parties[-1]
+
+    def chain(pr, ctx):  # type: ignore[no-untyped-def]
+        t = yield from pr.truncate(ctx.child(0), sx[pr.party], f)
+        opened = yield from pr.reveal(ctx.child(1), t, to=last)
+        sq = yield from pr.mul(ctx.child(2), t, t)
+        bits = yield from pr.and_(ctx.child(3), pr.public(x, "bool"), pr.public(x, "bool"))
+        one = yield from pr.bit_to_arith(ctx.child(4), pr.and_public(bits, np.uint64(1)))
+        return opened, (yield from pr.reveal(ctx.child(5), pr.add(sq, one)))
+
+    out, _ = cluster.run(chain)
+    np.testing.assert_array_equal(signed(out[last][0]), [3, -5, 7])
+    np.testing.assert_array_equal(signed(out[last][1]), [9, 25, 49])
+
+
 def test_mismatched_shapes_raise_shape_error(cluster: Cluster) -> None:
     sx, sy = cluster.share(ring(np.zeros((2, 3)))), cluster.share(ring(np.zeros((3, 2))))
     with pytest.raises(ShapeError, match="mul"):
