@@ -52,25 +52,32 @@ __all__ = ["a2b", "and_many", "b2a", "carry63_rounds", "msb", "reduce_summands"]
 
 _U64 = np.uint64
 _ONE = _U64(1)
-_ALL = _U64(0xFFFF_FFFF_FFFF_FFFF)
 
 
-def _mask(fn: Callable[[int], bool]) -> np.uint64:
-    return _U64(sum(1 << i for i in range(64) if fn(i)))
+def _mask(bits: list[int]) -> np.ndarray:
+    return np.asarray(_U64(sum(1 << i for i in bits)))
+
+
+def _half_mask(level: int) -> np.ndarray:
+    w = 64 >> level
+    return _mask([i for i in range(64) if i % w < w // 2])
+
+
+def _block0_mask(level: int) -> np.ndarray:
+    w = 64 >> level
+    return _mask([i for i in range(64) if i % w == 0])
+
+
+def _swap_mask(a: int, b: int) -> np.ndarray:
+    return _mask([i for i in range(64) if (i >> a) & 1 == 1 and (i >> b) & 1 == 0])
 
 
 # Level L of the carry tree: fields of w = 64 >> L bits. _HALF[L]: low half of each field;
 # _BLOCK0[L]: bit 0 of each field (the lowest group).
-_HALF = tuple(_mask(lambda i, w=64 >> lv: i % w < w // 2) for lv in range(6))
-_BLOCK0 = tuple(_mask(lambda i, w=64 >> lv: i % w == 0) for lv in range(7))
+_HALF = tuple(_half_mask(lv) for lv in range(6))
+_BLOCK0 = tuple(_block0_mask(lv) for lv in range(7))
 # rev6 = three delta swaps exchanging index bits (0,5), (1,4), (2,3).
-_REV_SWAPS = tuple(
-    (
-        (1 << b) - (1 << a),
-        _mask(lambda i, a=a, b=b: (i >> a) & 1 == 1 and (i >> b) & 1 == 0),
-    )
-    for a, b in ((0, 5), (1, 4), (2, 3))
-)
+_REV_SWAPS = tuple(((1 << b) - (1 << a), _swap_mask(a, b)) for a, b in ((0, 5), (1, 4), (2, 3)))
 
 
 _CHUNK = 1 << 14  # words per pass of _rev6: 128 KiB stays in cache across the 18 passes
@@ -110,11 +117,20 @@ def _split(x: Share, level: int) -> tuple[Share, Share]:
     def hi(p: np.ndarray) -> np.ndarray:
         a = p[:m] >> h
         a &= mask
-        b = p[m:] & ~mask
+        b = p[m:] & np.invert(mask)
         a |= b
         return a
 
     return x.map(lo, shape=(m,)), x.map(hi, shape=(m,))
+
+
+def _shl(k: int) -> Callable[[np.ndarray], np.ndarray]:
+    amount = _U64(k)
+
+    def fn(p: np.ndarray) -> np.ndarray:
+        return p << amount
+
+    return fn
 
 
 def _local(x: Share, fn: Callable[[np.ndarray], np.ndarray]) -> Share:
@@ -175,7 +191,7 @@ def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[tuple[
 
     # Round 1: leaf generates G0 = u & v, level-1 propagates; lowest group of level 1 is G0[1].
     plo, phi = split("P", 0, P[0])
-    y = proto.and_public(plo, ~_BLOCK0[1])
+    y = proto.and_public(plo, np.invert(_BLOCK0[1]))
     g, z = yield from and_many(ctx.child(1), proto, [(u, v), (phi, y)])
     G: dict[int, Share] = {0: _local(g, lambda p: _rev6(p << _ONE))}
     P[1] = z
@@ -185,7 +201,9 @@ def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[tuple[
         _, phi2 = split("P", r - 2, P[r - 2])
         plo1, phi1 = split("P", r - 1, P[r - 1])
         llo, _ = _split(low, r - 1)
-        y = proto.xor(proto.and_public(plo1, ~_BLOCK0[r]), proto.and_public(llo, _BLOCK0[r]))
+        y = proto.xor(
+            proto.and_public(plo1, np.invert(_BLOCK0[r])), proto.and_public(llo, _BLOCK0[r])
+        )
         x1, z = yield from and_many(ctx.child(r), proto, [(phi2, glo2), (phi1, y)])
         G[r - 1] = proto.xor(ghi2, x1)
         P[r] = z
@@ -252,10 +270,9 @@ def a2b(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     p = proto.xor(u, v)
     k = 1
     while k < 64:
-        sh = _U64(k)
-        gs = _local(g, lambda w, sh=sh: w << sh)
+        gs = _local(g, _shl(k))
         if k < 32:
-            ps = _local(p, lambda w, sh=sh: w << sh)
+            ps = _local(p, _shl(k))
             t, p2 = yield from and_many(ctx.child(k), proto, [(p, gs), (p, ps)])
         else:
             (t,) = yield from and_many(ctx.child(k), proto, [(p, gs)])

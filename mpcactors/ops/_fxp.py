@@ -143,15 +143,47 @@ def _scaled_products(
 _BABY = 4  # Paterson-Stockmeyer baby steps T_0..T_3; giant steps T_4, T_8, T_16, ...
 
 
-def _ps_split(c: np.ndarray, giant: int) -> object:
-    """Chebyshev series -> nested ``(m, low, high)`` with p = low + T_m high, or a leaf array."""
+class _Leaf:
+    """A degree <= 3 piece: a local weighted sum of T_0..T_3."""
+
+    __slots__ = ("coeffs", "value")
+
+    def __init__(self, coeffs: np.ndarray) -> None:
+        self.coeffs = coeffs
+        self.value: Share | None = None
+
+
+class _Node:
+    """``low + T_m high`` (Paterson-Stockmeyer split by Chebyshev division)."""
+
+    __slots__ = ("high", "low", "m", "value")
+
+    def __init__(self, m: int, low: _Leaf | _Node, high: _Leaf | _Node) -> None:
+        self.m, self.low, self.high = m, low, high
+        self.value: Share | None = None
+
+
+def _ps_split(c: np.ndarray, giant: int) -> _Leaf | _Node:
+    """Chebyshev series -> tree of pieces, p = low + T_m high, leaves of degree <= 3."""
     c = np.trim_zeros(np.asarray(c, dtype=np.float64), "b")
     if len(c) <= _BABY:
-        return np.pad(c, (0, _BABY - len(c)))
+        return _Leaf(np.pad(c, (0, _BABY - len(c))))
     while giant >= len(c):
         giant //= 2
     high, low = cheb.chebdiv(c, [0.0] * giant + [1.0])
-    return (giant, _ps_split(low, giant // 2), _ps_split(high, giant // 2))
+    return _Node(giant, _ps_split(low, giant // 2), _ps_split(high, giant // 2))
+
+
+def _walk(tree: _Leaf | _Node) -> list[_Leaf | _Node]:
+    if isinstance(tree, _Leaf):
+        return [tree]
+    return [tree, *_walk(tree.low), *_walk(tree.high)]
+
+
+def _value(piece: _Leaf | _Node) -> Share:
+    if piece.value is None:  # pragma: no cover - evaluation order guarantees it
+        raise RuntimeError("Chebyshev piece evaluated before its parts")
+    return piece.value
 
 
 def chebyshev(
@@ -197,58 +229,34 @@ def chebyshev(
             basis[k] = proto.add_public(p, np.negative(one)) if k % 2 == 0 else proto.sub(p, t)
     giant = 1 << max(2, (degree.bit_length() - 1))  # largest power of two <= degree, >= 4
     trees = [_ps_split(np.asarray(c, dtype=np.float64) * 2.0**extra_bits, giant) for c in series]
-    # leaves: local weighted sums of T_0..T_3, one truncation for all
-    leaves: list[np.ndarray] = []
-
-    def collect(node: object) -> None:
-        if isinstance(node, np.ndarray):
-            leaves.append(node)
-        else:
-            collect(node[1])  # type: ignore[index]
-            collect(node[2])  # type: ignore[index]
-
-    for tree in trees:
-        collect(tree)
+    pieces = [piece for tree in trees for piece in _walk(tree)]
+    leaves = [piece for piece in pieces if isinstance(piece, _Leaf)]
     sums = []
-    for c in leaves:
+    for leaf in leaves:  # local weighted sums of T_0..T_3, one truncation for all
+        c = leaf.coeffs
         acc = proto.mul_public(t, fxp_const(proto, c[1]))
         for k in (2, 3):
             if c[k] != 0.0:
                 acc = proto.add(acc, proto.mul_public(basis[k], fxp_const(proto, c[k])))
         sums.append(acc)
     truncated = yield from truncate_many(ctx.child("leaves"), proto, sums, f)
-    values = {id(c): proto.add_public(v, fxp_const(proto, c[0])) for c, v in zip(leaves, truncated)}
-
-    # nodes bottom-up: all nodes with giant step m in one product round (with T_2m alongside)
-    def nodes_of(node: object, m: int, out: list[tuple[int, object]]) -> None:
-        if isinstance(node, np.ndarray):
-            return
-        nm, low, high = node  # type: ignore[misc]
-        if nm == m:
-            out.append((id(node), node))
-        nodes_of(low, m, out)
-        nodes_of(high, m, out)
-
-    def value(node: object) -> Share:
-        return values[id(node)]
-
+    for leaf, v in zip(leaves, truncated):
+        leaf.value = proto.add_public(v, fxp_const(proto, leaf.coeffs[0]))
     m = _BABY
-    while m <= giant:
-        level_nodes: list[tuple[int, object]] = []
-        for tree in trees:
-            nodes_of(tree, m, level_nodes)
-        pairs = [(basis[m], value(node[2])) for _, node in level_nodes]  # type: ignore[index]
+    while m <= giant:  # nodes bottom-up: all with giant step m in one round, T_2m alongside
+        nodes = [p for p in pieces if isinstance(p, _Node) and p.m == m]
+        pairs = [(basis[m], _value(node.high)) for node in nodes]
         want_next = 2 * m <= giant
         if want_next:
             pairs.append((basis[m], basis[m]))
-        scales = [1] * len(level_nodes) + [2] * want_next
+        scales = [1] * len(nodes) + [2] * want_next
         prods = yield from _scaled_products(ctx.child(f"giant{m}"), proto, pairs, scales)
         if want_next:
             basis[2 * m] = proto.add_public(prods.pop(), np.negative(one))
-        for (key, node), prod in zip(level_nodes, prods):
-            values[key] = proto.add(value(node[1]), prod)  # type: ignore[index]
+        for node, prod in zip(nodes, prods):
+            node.value = proto.add(_value(node.low), prod)
         m *= 2
-    return [value(tree) for tree in trees]
+    return [_value(tree) for tree in trees]
 
 
 def weighted_sum(proto: Protocol, onehot: Share, weights: np.ndarray) -> Share:

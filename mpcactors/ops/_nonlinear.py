@@ -54,7 +54,7 @@ _EXTRA = 4  # extra fractional bits of series results that are scaled up afterwa
 
 
 def _fit(fn: Callable[[np.ndarray], np.ndarray], degree: int) -> np.ndarray:
-    return np.asarray(cheb.chebinterpolate(fn, degree), dtype=np.float64)
+    return np.asarray(cheb.chebinterpolate(fn, degree), dtype=np.float64)  # type: ignore[type-var]
 
 
 @functools.cache
