@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mpcactors._errors import ShapeError
+from mpcactors._errors import ConfigError, ShapeError
 from mpcactors.ops._comm import gather
+from mpcactors.ops._registry import make_protocol
 from mpcactors.ops._ring import decode, encode
 
 from .conftest import CONFIGS, Cluster, ring, signed
@@ -330,3 +331,26 @@ def test_configs_cover_the_must_show_matrix() -> None:
         if cfg[0] == "semi2k" and cfg[2] != "trusted-first-party"
     )
     assert holders == [2, 3, 4]
+
+
+# ---- configuration errors -------------------------------------------------------------------------
+def test_unknown_protocol_names_the_known_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown protocol 'aby3'; known protocols: rep3, semi2k"
+    ):
+        make_protocol("aby3", "alice", ("alice", "bob", "carol"))
+
+
+@pytest.mark.parametrize("bits", [-1, 63, 1.5, True])
+def test_bad_fxp_bits(bits: object) -> None:
+    with pytest.raises(ConfigError, match="fxp_bits"):
+        make_protocol("rep3", "alice", ("alice", "bob", "carol"), fxp_bits=bits)  # type: ignore[arg-type]
+
+
+def test_describe_names_protocol_parties_and_dealer() -> None:
+    proto = make_protocol("semi2k", "alice", ("alice", "bob", "carol"), dealer="carol")
+    assert proto.describe() == {
+        "protocol": "semi2k",
+        "parties": ["alice", "bob", "carol"],
+        "dealer": "carol",
+    }
