@@ -1,0 +1,196 @@
+"""Jobs: abort propagation, clear errors, timeouts, many jobs on one node, asyncio."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+import trio
+
+import mpcactors as mpc
+from mpcactors._config import ClusterConfig
+from mpcactors.link import MemoryNetwork
+
+PARTIES = ["alice", "bob", "carol"]
+
+
+def test_a_failing_loader_aborts_the_job_at_every_party():
+    def load():
+        raise FileNotFoundError("/data/bob.csv")
+
+    async def program(job):
+        x = job.input("alice", np.ones(3))
+        y = job.input("bob", load)
+        return await job.reveal(x * y)
+
+    async def main():
+        network = MemoryNetwork()
+        config = ClusterConfig.local(PARTIES, protocol="rep3")
+        errors = {}
+
+        async def party(name):
+            async with mpc.open_node(config, name, network=network) as node:
+                try:
+                    await node.run(program, job="j1", timeout=20)
+                except mpc.JobAborted as exc:
+                    errors[name] = exc
+
+        async with trio.open_nursery() as n:
+            for p in PARTIES:
+                n.start_soon(party, p)
+        return errors
+
+    errors = trio.run(main)
+    assert set(errors) == set(PARTIES)
+    for exc in errors.values():
+        assert exc.party == "bob" and exc.job == "j1"
+        assert "FileNotFoundError" in exc.cause and "/data/bob.csv" in exc.cause
+
+
+def test_a_shape_mismatch_aborts_everywhere_naming_the_party():
+    async def program(job):
+        x = job.input("alice", np.ones((3, 4)))
+        y = job.input("bob", np.ones((5, 2)))
+        return await job.reveal(x @ y)
+
+    with pytest.raises(mpc.JobAborted) as info:
+        mpc.simulate(program, parties=PARTIES, protocol="rep3", timeout=20)
+    assert "ShapeError" in str(info.value) or "shape" in str(info.value).lower()
+
+
+def test_static_shape_errors_are_raised_where_the_program_is_written():
+    async def program(job):
+        x = job.input("alice", np.ones((3, 4)), shape=(3, 4))
+        y = job.input("bob", np.ones((5, 2)), shape=(5, 2))
+        return x @ y
+
+    with pytest.raises(mpc.JobAborted, match="ShapeError"):
+        mpc.simulate(program, parties=PARTIES, protocol="rep3", timeout=20)
+
+
+def test_declared_shape_is_checked_at_the_owner():
+    async def program(job):
+        x = job.input("alice", np.ones((2, 2)), shape=(3,))
+        return await job.reveal(x)
+
+    with pytest.raises(mpc.JobAborted, match="declared"):
+        mpc.simulate(program, parties=PARTIES, protocol="rep3", timeout=20)
+
+
+def test_unknown_protocol_and_missing_dealer_are_config_errors():
+    async def program(job):
+        return None
+
+    with pytest.raises(mpc.ConfigError, match="unknown protocol"):
+        mpc.simulate(program, parties=PARTIES, protocol="spdz", timeout=10)
+    with pytest.raises(mpc.ConfigError, match="dealer"):
+        mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", timeout=10)
+    with pytest.raises(mpc.ConfigError, match="dealer"):
+        mpc.simulate(program, parties=PARTIES, protocol="semi2k", dealer="dave", timeout=10)
+    with pytest.raises(mpc.ConfigError, match="3"):
+        mpc.simulate(program, parties=["alice", "bob"], protocol="rep3", timeout=10)
+
+
+def test_job_timeout_aborts_everywhere():
+    async def program(job):
+        x = job.input("alice", np.ones(3))
+        if job.party == "bob":
+            await trio.sleep(30)  # bob never takes part in the product
+        return await job.reveal(x * x)
+
+    with pytest.raises((mpc.JobTimeout, mpc.JobAborted)) as info:
+        mpc.simulate(program, parties=PARTIES, protocol="rep3", timeout=1.0)
+    assert "timed out" in str(info.value)
+
+
+def test_many_jobs_on_one_node_and_a_failing_one_leaves_the_others_alone():
+    async def good(job, k):
+        x = job.input("alice", np.full(4, float(k)))
+        y = job.input("bob", np.full(4, 2.0))
+        z = x * y
+        for _ in range(3):
+            z = z * 1.0 + x
+        return await job.reveal(z)
+
+    async def bad(job):
+        x = job.input("alice", np.ones(4))
+        y = job.input("carol", lambda: (_ for _ in ()).throw(ValueError("corrupt input at carol")))
+        return await job.reveal(x * y)
+
+    async def main():
+        network = MemoryNetwork()
+        config = ClusterConfig.local(PARTIES, protocol="rep3")
+        results: dict = {}
+        failures: dict = {}
+
+        async def party(name):
+            async with mpc.open_node(config, name, network=network) as node:
+
+                async def one(k):
+                    results[(name, k)] = await node.run(good, k, job=f"good-{k}", timeout=30)
+
+                async def failing():
+                    try:
+                        await node.run(bad, job="bad", timeout=30)
+                    except mpc.JobAborted as exc:
+                        failures[name] = exc
+
+                async with trio.open_nursery() as n:
+                    for k in range(12):
+                        n.start_soon(one, k)
+                    n.start_soon(failing)
+
+        async with trio.open_nursery() as n:
+            for p in PARTIES:
+                n.start_soon(party, p)
+        return results, failures
+
+    results, failures = trio.run(main)
+    for (name, k), value in results.items():
+        np.testing.assert_allclose(value, np.full(4, 2.0 * k + 3 * k), atol=1e-3)
+    assert len(results) == 12 * 3
+    assert set(failures) == set(PARTIES)
+    assert all(f.party == "carol" and "corrupt input" in f.cause for f in failures.values())
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_simulate_async_under_both_event_loops(backend):
+    async def program(job):
+        x = job.input("alice", np.arange(5.0))
+        y = job.input("bob", np.arange(5.0))
+        return await job.reveal(mpc.maximum(x * y, 4.0))
+
+    async def main():
+        return await mpc.simulate_async(program, PARTIES, "rep3", timeout=30)
+
+    out = anyio.run(main, backend=backend)
+    for value in out.values():
+        np.testing.assert_allclose(value, np.maximum(np.arange(5.0) ** 2, 4.0), atol=1e-3)
+
+
+def test_job_ids_must_agree():
+    async def main():
+        network = MemoryNetwork()
+        config = ClusterConfig.local(["alice", "bob", "carol"], protocol="rep3")
+        errors = {}
+
+        async def party(name):
+            async def program(job):
+                x = job.input("alice", np.ones(2))
+                return await job.reveal(x)
+
+            program.__qualname__ = f"program_{name}" if name == "carol" else "program"
+            async with mpc.open_node(config, name, network=network) as node:
+                try:
+                    await node.run(program, job="same-id", timeout=10)
+                except mpc.MpcError as exc:
+                    errors[name] = exc
+
+        async with trio.open_nursery() as n:
+            for p in ["alice", "bob", "carol"]:
+                n.start_soon(party, p)
+        return errors
+
+    errors = trio.run(main)
+    assert set(errors) == {"alice", "bob", "carol"}
+    assert any("disagree" in str(e) and "program" in str(e) for e in errors.values())
