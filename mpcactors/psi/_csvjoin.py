@@ -18,10 +18,9 @@ that sorts first). Block order of the outputs::
     difference  each party: its own rows whose key is not in the other table (not aligned)
 
 Intersection block: keys in the order both parties agree on (sorted by double-blinded value, a
-pseudo-random order unrelated to either input's order); for key k, the left-side... precisely:
-the matcher's rows ``r_1..r_a`` and the other party's rows ``s_1..s_b`` (each in input order)
-give the a*b pairs ``(r_i, s_j)`` in order i-major, j-minor. One-side-only rows keep input
-order.
+pseudo-random order unrelated to either input's order). For a key with rows ``r_1..r_a`` at the
+matcher and ``s_1..s_b`` at the other party (each in input order), the block holds the a*b pairs
+``(r_i, s_j)``, i-major, j-minor. One-sided rows keep input order.
 
 With the result at the receiver only (``receiver=NAME``) the other party learns nothing and
 outputs nothing; the receiver's output is a *semi-join*: ``inner`` is its rows whose key is in

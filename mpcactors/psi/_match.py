@@ -41,7 +41,8 @@ def partition(ws: Workspace, kind: str, n_items: int, chunk_size: int, groups: i
     """Route the ``kind`` chunks' values with their positions into ``groups`` files."""
     out_dir = ws.root / "groups" / kind
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [open(out_dir / f"{g:05d}.bin", "wb") for g in range(groups)]  # noqa: SIM115
+    # unbuffered: every write is a chunk's slice (G buffers would cost G x 8 KB)
+    files = [open(out_dir / f"{g:05d}.bin", "wb", buffering=0) for g in range(groups)]  # noqa: SIM115
     try:
         n_chunks = -(-n_items // chunk_size)
         for c in range(n_chunks):

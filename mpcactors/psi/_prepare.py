@@ -37,7 +37,8 @@ from ._source import SourceSpec
 __all__ = ["Prepared", "prepare", "PreparedFiles"]
 
 _REC = np.dtype([("h", "V32"), ("row", "<i8")])
-BUCKET_TARGET = 1 << 18
+BATCH_ROWS = 65536  # rows hashed and routed at a time
+BUCKET_TARGET = 1 << 18  # records per local bucket (the prep's memory bound)
 MAX_BUCKETS = 256
 
 
@@ -79,11 +80,12 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     d.mkdir(parents=True, exist_ok=True)
     n_buckets = int(min(MAX_BUCKETS, max(1, -(-spec.estimate_rows() // BUCKET_TARGET))))
     bucket_key = stream_key(seed, b"psi/bucket")
-    files = [open(d / f"bucket{i:03d}.bin", "wb") for i in range(n_buckets)]  # noqa: SIM115
+    # unbuffered: each write is a whole batch's slice anyway, and L buffers would cost L x 8 KB
+    files = [open(d / f"bucket{i:03d}.bin", "wb", buffering=0) for i in range(n_buckets)]  # noqa: SIM115
     n_rows = 0
     try:
         with open(d / "offsets.bin", "wb") as offs_f:
-            for batch in spec.batches():
+            for batch in spec.batches(BATCH_ROWS):
                 n = len(batch.keys)
                 if batch.offsets is not None:
                     batch.offsets.astype("<i8").tofile(offs_f)
@@ -136,7 +138,7 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     if isinstance(row_pos, np.memmap):
         row_pos.flush()
     del row_pos
-    _cumsum_file(d / "pos_count.bin", d / "pos_start.bin", base)
+    _cumsum_file(d / "pos_count.bin", d / "pos_start.bin", base, step=BUCKET_TARGET)
     return Prepared(n_rows=n_rows, n_unique=base, header=header)
 
 
@@ -147,7 +149,7 @@ def _create(path: Path, n: int) -> np.ndarray:
     return np.memmap(path, dtype="<i8", mode="w+", shape=(n,))
 
 
-def _cumsum_file(src: Path, dst: Path, n: int, step: int = 1 << 20) -> None:
+def _cumsum_file(src: Path, dst: Path, n: int, step: int) -> None:
     """dst = [0, c0, c0+c1, ...] (n+1 int64) from the n counts in src, a slice at a time."""
     counts = _map(src)
     carry = 0
