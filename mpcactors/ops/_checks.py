@@ -3,6 +3,7 @@ and validation of what peers send (a peer's payload is never trusted)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,25 @@ def recv_array(obj: object, shape: tuple[int, ...], peer: str, what: str) -> np.
             peer=peer,
         )
     return obj
+
+
+def arshift(x: np.ndarray, bits: int) -> np.ndarray:
+    """Arithmetic (sign-extending) right shift of ring elements."""
+    return np.asarray(x.view(np.int64) >> np.int64(bits)).view(U64)
+
+
+def fresh(fn: Any, a: Any, b: Any) -> np.ndarray:
+    """``fn(a, b)`` as a new array (ufuncs return numpy scalars for 0-d operands)."""
+    return np.asarray(fn(a, b))
+
+
+def recv_arrays(
+    msg: object, shapes: Sequence[tuple[int, ...]], peer: str, what: str
+) -> list[np.ndarray]:
+    """A tuple of uint64 arrays of the given shapes received from ``peer``."""
+    if not isinstance(msg, (list, tuple)) or len(msg) != len(shapes):
+        raise ProtocolError(f"{what} from {peer!r}: expected {len(shapes)} arrays", peer=peer)
+    return [recv_array(m, shp, peer, what) for m, shp in zip(msg, shapes)]
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:

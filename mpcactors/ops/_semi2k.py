@@ -34,18 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError, ProtocolError
+from .._errors import ConfigError
 from .._log import get_logger
 from ._checks import (
     ROUND_MARKER,
     U64,
+    arshift,
     as_ring,
     broadcast_shape,
     field,
+    fresh,
     need_kind,
     pack_bits,
     public_shape,
     recv_array,
+    recv_arrays,
     recv_bits,
     recv_shape,
     same_shape,
@@ -60,25 +63,6 @@ __all__ = ["TRUSTED_FIRST_PARTY", "Semi2k"]
 
 TRUSTED_FIRST_PARTY = "trusted-first-party"
 _NO_DEALER = "semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'"
-
-
-def _arshift(x: np.ndarray, bits: int) -> np.ndarray:
-    """Arithmetic (sign-extending) right shift of ring elements."""
-    return np.asarray(x.view(np.int64) >> np.int64(bits)).view(U64)
-
-
-def _fresh(fn: Any, a: Any, b: Any) -> np.ndarray:
-    """``fn(a, b)`` as a new array (ufuncs return numpy scalars for 0-d operands)."""
-    return np.asarray(fn(a, b))
-
-
-def _arrays(
-    msg: object, shapes: Sequence[tuple[int, ...]], peer: str, what: str
-) -> list[np.ndarray]:
-    """A tuple of uint64 arrays of the given shapes received from ``peer``."""
-    if not isinstance(msg, (list, tuple)) or len(msg) != len(shapes):
-        raise ProtocolError(f"{what} from {peer!r}: expected {len(shapes)} arrays", peer=peer)
-    return [recv_array(m, shp, peer, what) for m, shp in zip(msg, shapes)]
 
 
 class Semi2k(Protocol):
@@ -162,7 +146,7 @@ class Semi2k(Protocol):
         shape = broadcast_shape(op, x.shape, y.shape)
         if not self.holds:
             return Share((), shape, kind)
-        return Share((_fresh(fn, x.parts[0], y.parts[0]),), shape, kind)
+        return Share((fresh(fn, x.parts[0], y.parts[0]),), shape, kind)
 
     def add(self, x: Share, y: Share) -> Share:
         return self._binary("add", x, y, np.add, "arith")
@@ -182,7 +166,7 @@ class Semi2k(Protocol):
         public_shape(op, x, c)
         if not self.holds or not (everyone or self.party == self._first):
             return x
-        return Share((_fresh(fn, x.parts[0], c),), x.shape, x.kind)
+        return Share((fresh(fn, x.parts[0], c),), x.shape, x.kind)
 
     def add_public(self, x: Share, c: np.ndarray) -> Share:
         need_kind("add_public", "arith", x)
@@ -289,7 +273,7 @@ class Semi2k(Protocol):
         if self.holds:
             parts.append(x.parts[0])
         op = np.bitwise_xor if x.kind == "bool" else np.add
-        out = _fresh(op, parts[0], parts[1])
+        out = fresh(op, parts[0], parts[1])
         for p in parts[2:]:
             op(out, p, out=out)
         return out
@@ -329,7 +313,9 @@ class Semi2k(Protocol):
             return None, None, {}
         if self.party == self._last:
             shapes = [sp.shape for sp in specs if sp.corrected]
-            dealt = iter(_arrays(field(got[dealing], "d", dealing), shapes, dealing, "correction"))
+            dealt = iter(
+                recv_arrays(field(got[dealing], "d", dealing), shapes, dealing, "correction")
+            )
             own = [next(dealt) if a is None else a for a in own]
         return own, mine, {h: field(got[h], "o", h) for h in peers}  # type: ignore[return-value]
 
@@ -369,15 +355,15 @@ class Semi2k(Protocol):
             ctx,
             specs,
             finish,
-            lambda own: (_fresh(minus, x.parts[0], own[0]), _fresh(minus, y.parts[0], own[1])),
+            lambda own: (fresh(minus, x.parts[0], own[0]), fresh(minus, y.parts[0], own[1])),
         )
         if own is None:
             return Share((), out_shape, x.kind)
         a, b, c = own  # a, b: this holder's own PRG arrays, free to overwrite; c: read only
         opened = [
-            _arrays(msg, (x.shape, y.shape), h, "masked operands") for h, msg in theirs.items()
+            recv_arrays(msg, (x.shape, y.shape), h, "masked operands") for h, msg in theirs.items()
         ]
-        e, f = _fresh(plus, mine[0], opened[0][0]), _fresh(plus, mine[1], opened[0][1])
+        e, f = fresh(plus, mine[0], opened[0][0]), fresh(plus, mine[1], opened[0][1])
         for e_h, f_h in opened[1:]:
             plus(e, e_h, out=e)
             plus(f, f_h, out=f)
@@ -421,9 +407,9 @@ class Semi2k(Protocol):
             return x
         p = x.parts[0]
         if self.party == self._first:
-            part = _arshift(p, bits)
+            part = arshift(p, bits)
         else:
-            part = np.asarray(-_arshift(np.asarray(-p), bits))
+            part = np.asarray(-arshift(np.asarray(-p), bits))
         return Share((part,), x.shape, "arith")
 
     def _trunc_pr(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
@@ -442,7 +428,7 @@ class Semi2k(Protocol):
         one, top, mid = U64(1), U64(63), U64(bits + 1)
 
         def opening(own: list[Any]) -> np.ndarray:
-            c_i = _fresh(np.add, x.parts[0], own[0])
+            c_i = fresh(np.add, x.parts[0], own[0])
             if self.party == self._first:
                 c_i += U64(1 << 62)
             return c_i
@@ -456,7 +442,7 @@ class Semi2k(Protocol):
         if own is None:
             return Share((), shape, "arith")
         _, mid_i, msb_i = own
-        c = _fresh(np.add, c_i, 0)
+        c = fresh(np.add, c_i, 0)
         for h, msg in theirs.items():
             np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
         c_msb = c >> top
