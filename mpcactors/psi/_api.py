@@ -41,7 +41,7 @@ from ._progress import ProgressReporter, PsiProgress
 from ._protocol import JOINS, EcPool, PsiSettings, StreamPlan, Wire, exchange
 from ._source import CsvSpec, open_source
 
-__all__ = ["run_psi", "PsiResult", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "PsiResult", "run_psi"]
 
 DEFAULT_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = 1 << 16
@@ -297,8 +297,8 @@ class _Job:
     async def _ready(self, wire: Wire, ws: Workspace, manifest: dict[str, Any], mine: StreamPlan,
                      resumed: bool) -> tuple[StreamPlan, list[int], list[int]]:
         """Exchange stream sizes (and, from the matcher, the chunks it holds)."""
-        have_m: list[int] = []
-        have_o: list[int] = []
+        have_m: Any = []
+        have_o: Any = []
         if self.matcher and resumed:
             have_m = sorted(ws.chunks_present("d_own"))
             have_o = sorted(ws.chunks_present("d_peer"))

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Workspace", "resume_agreed", "FORMAT"]
+__all__ = ["FORMAT", "Workspace", "resume_agreed"]
 
 FORMAT = 1
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]")

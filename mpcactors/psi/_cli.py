@@ -26,7 +26,7 @@ from ._api import DEFAULT_CHUNK_SIZE, PsiResult, run_psi
 from ._progress import RichPsiProgress
 from ._protocol import JOINS
 
-__all__ = ["psi_cli", "build_parser"]
+__all__ = ["build_parser", "psi_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

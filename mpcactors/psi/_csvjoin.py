@@ -45,7 +45,7 @@ from ._prepare import PreparedFiles
 from ._protocol import Wire
 from ._source import IdsSpec, SourceSpec
 
-__all__ = ["OutputSink", "expand_outer", "expand_inner", "matcher_result", "other_result"]
+__all__ = ["OutputSink", "expand_inner", "expand_outer", "matcher_result", "other_result"]
 
 _WRITE_BATCH = 65536
 

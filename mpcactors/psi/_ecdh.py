@@ -36,13 +36,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from .._errors import PsiError
 
 __all__ = [
-    "POINT_BYTES",
     "DOMAIN",
+    "POINT_BYTES",
+    "blind_batch",
+    "bucket_of",
     "encode_key",
     "hash_encoded",
     "new_secret",
-    "blind_batch",
-    "bucket_of",
 ]
 
 POINT_BYTES = 32

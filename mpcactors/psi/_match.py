@@ -26,7 +26,7 @@ import numpy as np
 
 from ._checkpoint import Workspace
 
-__all__ = ["D_BYTES", "GROUP_TARGET", "n_groups", "partition", "match_group", "match_arrays"]
+__all__ = ["D_BYTES", "GROUP_TARGET", "match_arrays", "match_group", "n_groups", "partition"]
 
 D_BYTES = 16
 GROUP_TARGET = 1 << 20

@@ -34,7 +34,7 @@ from ..ops._prg import Prg, stream_key
 from ._ecdh import POINT_BYTES, bucket_of, hash_encoded
 from ._source import SourceSpec
 
-__all__ = ["Prepared", "prepare", "PreparedFiles"]
+__all__ = ["Prepared", "PreparedFiles", "prepare"]
 
 _REC = np.dtype([("h", "V32"), ("row", "<i8")])
 BATCH_ROWS = 65536  # rows hashed and routed at a time

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from .._log import get_logger
 
-__all__ = ["PsiProgress", "PHASES", "ProgressReporter", "RichPsiProgress"]
+__all__ = ["PHASES", "ProgressReporter", "PsiProgress", "RichPsiProgress"]
 
 # handshake: settings check; prepare: hash/dedupe/shuffle input; exchange: EC ops and
 # ciphertext streams; match: compare double-blinded values; output: write the join; done.
@@ -100,7 +100,7 @@ class RichPsiProgress:
         self._tasks: dict[str, Any] = {}
         self._totals: dict[str, int] = {}
 
-    def __enter__(self) -> RichPsiProgress:
+    def __enter__(self) -> Self:
         self._progress.start()
         return self
 

@@ -47,7 +47,7 @@ from ._match import D_BYTES
 from ._prepare import PreparedFiles
 from ._progress import ProgressReporter
 
-__all__ = ["VERSION", "JOINS", "PsiSettings", "EcPool", "Wire", "exchange", "StreamPlan"]
+__all__ = ["JOINS", "VERSION", "EcPool", "PsiSettings", "StreamPlan", "Wire", "exchange"]
 
 VERSION = 1
 JOINS = ("inner", "left", "right", "full", "difference")
@@ -88,7 +88,7 @@ class EcPool:
     def __init__(self, workers: int | None) -> None:
         self.threads = workers == 0
         self.limiter = anyio.CapacityLimiter(workers) if workers else None
-        self.size = workers or (anyio.to_process.current_default_process_limiter().total_tokens)
+        self.size = int(workers or anyio.to_process.current_default_process_limiter().total_tokens)
 
     async def blind(self, secret: bytes, points: bytes) -> bytes:
         if not points:

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from .._errors import PsiError
 from ._ecdh import encode_key
 
-__all__ = ["CsvSpec", "IdsSpec", "Batch", "open_source", "parse_keys", "SourceSpec"]
+__all__ = ["Batch", "CsvSpec", "IdsSpec", "SourceSpec", "open_source", "parse_keys"]
 
 BATCH_ROWS = 65536
 
@@ -136,7 +136,7 @@ class CsvSpec:
 
     def _open(self) -> IO[bytes]:
         try:
-            return open(self.path, "rb")  # noqa: SIM115 - closed by the caller's with
+            return open(self.path, "rb")
         except FileNotFoundError:
             raise PsiError(f"input file {self.path!r} does not exist") from None
         except IsADirectoryError:
@@ -152,8 +152,7 @@ class CsvSpec:
             raise PsiError(f"{self.path}: line {lines.lineno}: bad CSV header: {exc}") from None
         if not header:
             raise PsiError(f"input file {self.path!r} is empty: a CSV header is required")
-        if header[0].startswith("\ufeff"):
-            header[0] = header[0][1:]
+        header[0] = header[0].removeprefix("\ufeff")
         for k in self.keys:
             n = header.count(k)
             if n == 0:

@@ -159,7 +159,7 @@ def test_peer_that_is_not_there(tmp_path: Path) -> None:
     out_path = tmp_path / "never.csv"
     p = start(["cli", "--config", str(cfg), "--party", "alice", "--input", pa, "--key", "id",
                "--output", str(out_path), "--no-progress"])
-    rc, stdout, stderr = finish({"alice": p}, timeout=60)["alice"]
+    rc, _stdout, stderr = finish({"alice": p}, timeout=60)["alice"]
     assert rc == 1
     assert "PeerUnavailable" in stderr and "'bob'" in stderr
     assert not out_path.exists()

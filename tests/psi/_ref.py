@@ -29,7 +29,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> str:
 def sql_join(left: list[list[str]], lk: list[int], right: list[list[str]], rk: list[int], how: str) -> Counter:
     """Multiset of (left row or None, right row or None) of ``left JOIN right`` on the keys."""
     out: Counter = Counter()
-    key = lambda row, idx: tuple(row[i] for i in idx)  # noqa: E731
+    key = lambda row, idx: tuple(row[i] for i in idx)
     rkeys = Counter(key(r, rk) for r in right)
     lkeys = Counter(key(r, lk) for r in left)
     by_key: dict = {}
@@ -52,7 +52,7 @@ def sql_join(left: list[list[str]], lk: list[int], right: list[list[str]], rk: l
 def zipped(left_rows: list[list[str]], right_rows: list[list[str]]) -> Counter:
     """Pair aligned outputs row by row; an all-empty row is the other side's padding (None)."""
     assert len(left_rows) == len(right_rows), (len(left_rows), len(right_rows))
-    none = lambda r: None if all(f == "" for f in r) else tuple(r)  # noqa: E731
+    none = lambda r: None if all(f == "" for f in r) else tuple(r)
     return Counter((none(a), none(b)) for a, b in zip(left_rows, right_rows))
 
 

@@ -29,8 +29,7 @@ def test_prepare_peak_memory_is_a_bucket(tmp_path: Path, monkeypatch: pytest.Mon
     path = tmp_path / "big.csv"
     with open(path, "w") as f:
         f.write("id,v\n")
-        for i in range(N):
-            f.write(f"{i % (N // 2):08d},{i}\n")  # every key twice
+        f.writelines(f"{i % (N // 2):08d},{i}\n" for i in range(N))  # every key twice
     Prg(os.urandom(32)).random_u64(1)  # the PRG's one-time 1 MB zero buffer, not per input
     tracemalloc.start()
     try:
@@ -42,7 +41,7 @@ def test_prepare_peak_memory_is_a_bucket(tmp_path: Path, monkeypatch: pytest.Mon
     all_hashes = 32 * N  # what one array of every row's hash would take
     assert peak < all_hashes / 3, peak
     files = PreparedFiles(tmp_path / "w", prep)
-    assert len(set(files.hashes(0, prep.n_unique)[i : i + 32] for i in range(0, 32 * prep.n_unique, 32))) == N // 2
+    assert len({files.hashes(0, prep.n_unique)[i : i + 32] for i in range(0, 32 * prep.n_unique, 32)}) == N // 2
 
 
 def test_matching_peak_memory_is_a_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +65,7 @@ def test_matching_peak_memory_is_a_group(tmp_path: Path, monkeypatch: pytest.Mon
             pd = partition(ws, "d_peer", N, cs, groups)
             found = 0
             for g in range(groups):
-                a, b = match_group(od, pd, g)
+                a, _b = match_group(od, pd, g)
                 found += len(a)
             _, peak = tracemalloc.get_traced_memory()
         finally:

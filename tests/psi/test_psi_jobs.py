@@ -38,7 +38,7 @@ CASES = {
 async def test_ids_intersection_equals_python(case: str) -> None:
     a, b = CASES[case]
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, f"job-{case}", dict(ids=a, workers=0, chunk_size=64), dict(ids=b, workers=0, chunk_size=50))
+        res = await run_pair(nodes, f"job-{case}", {"ids": a, "workers": 0, "chunk_size": 64}, {"ids": b, "workers": 0, "chunk_size": 50})
     ra, rb = res["alice"], res["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), res
     common = {norm(x) for x in a} & {norm(x) for x in b}
@@ -77,8 +77,8 @@ async def test_csv_joins_equal_sql(tmp_path: Path, join: str) -> None:
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, f"csv-{join}",
-            dict(input=lp, keys="country,id", output=la, join=join, workers=0, chunk_size=3),
-            dict(input=rp, keys=["cc", "uid"], output=ob, join=join, workers=0),
+            {"input": lp, "keys": "country,id", "output": la, "join": join, "workers": 0, "chunk_size": 3},
+            {"input": rp, "keys": ["cc", "uid"], "output": ob, "join": join, "workers": 0},
         )
     assert all(isinstance(r, PsiResult) for r in res.values()), res
     ha, rows_a = read_csv(la)
@@ -106,8 +106,8 @@ async def test_left_names_the_left_table(tmp_path: Path) -> None:
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "left-bob",
-            dict(input=lp, keys="country,id", output=la, join="left", left="bob", workers=0),
-            dict(input=rp, keys="cc,uid", output=ob, join="left", left="bob", workers=0),
+            {"input": lp, "keys": "country,id", "output": la, "join": "left", "left": "bob", "workers": 0},
+            {"input": rp, "keys": "cc,uid", "output": ob, "join": "left", "left": "bob", "workers": 0},
         )
     assert all(isinstance(r, PsiResult) for r in res.values()), res
     # bob's table is the left one: every bob row appears, alice pads
@@ -123,8 +123,8 @@ async def test_receiver_only_semi_join(tmp_path: Path, join: str) -> None:
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "recv",
-            dict(input=lp, keys="country,id", output=la, receiver="bob", join=join, workers=0),
-            dict(input=rp, keys="cc,uid", output=ob, receiver="bob", join=join, workers=0),
+            {"input": lp, "keys": "country,id", "output": la, "receiver": "bob", "join": join, "workers": 0},
+            {"input": rp, "keys": "cc,uid", "output": ob, "receiver": "bob", "join": join, "workers": 0},
         )
     ra, rb = res["alice"], res["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), res
@@ -142,8 +142,8 @@ async def test_settings_mismatch_names_both_sides(tmp_path: Path) -> None:
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "mismatch",
-            dict(input=lp, keys="country,id", join="inner", workers=0),
-            dict(input=rp, keys="cc", join="full", workers=0),
+            {"input": lp, "keys": "country,id", "join": "inner", "workers": 0},
+            {"input": rp, "keys": "cc", "join": "full", "workers": 0},
         )
     for party in ("alice", "bob"):
         err = res[party]
@@ -160,8 +160,8 @@ async def test_missing_key_column_aborts_both_without_output(tmp_path: Path) -> 
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "badkey",
-            dict(input=lp, keys="country,nope", output=la, workers=0),
-            dict(input=rp, keys="cc,uid", output=ob, workers=0),
+            {"input": lp, "keys": "country,nope", "output": la, "workers": 0},
+            {"input": rp, "keys": "cc,uid", "output": ob, "workers": 0},
         )
     assert isinstance(res["alice"], PsiError) and "'nope' is not in the header" in str(res["alice"])
     assert isinstance(res["bob"], JobAborted) and "'nope'" in str(res["bob"])
@@ -173,8 +173,8 @@ async def test_unreadable_file_and_peer_that_never_starts(tmp_path: Path) -> Non
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "nofile",
-            dict(input=tmp_path / "missing.csv", keys="id", workers=0),
-            dict(ids=["a"], workers=0),
+            {"input": tmp_path / "missing.csv", "keys": "id", "workers": 0},
+            {"ids": ["a"], "workers": 0},
         )
         assert isinstance(res["alice"], PsiError) and "does not exist" in str(res["alice"])
         assert isinstance(res["bob"], JobAborted)
@@ -191,18 +191,18 @@ async def test_bad_arguments_fail_before_any_message(tmp_path: Path) -> None:
     async with memory_nodes("alice", "bob") as nodes:
         node = nodes["alice"]
         cases = [
-            (dict(peer="carol"), "peer 'carol' is not another party"),
-            (dict(peer="alice"), "is not another party"),
-            (dict(join="outer"), "join must be one of"),
-            (dict(receiver="carol"), "receiver must be"),
-            (dict(receiver="bob", join="full"), "needs receiver=None"),
-            (dict(chunk_size=0), "chunk_size must be"),
-            (dict(workers=-1), "workers must be"),
-            (dict(output=tmp_path / "nodir" / "o.csv"), "does not exist"),
-            (dict(left="carol"), "left must be"),
+            ({"peer": "carol"}, "peer 'carol' is not another party"),
+            ({"peer": "alice"}, "is not another party"),
+            ({"join": "outer"}, "join must be one of"),
+            ({"receiver": "carol"}, "receiver must be"),
+            ({"receiver": "bob", "join": "full"}, "needs receiver=None"),
+            ({"chunk_size": 0}, "chunk_size must be"),
+            ({"workers": -1}, "workers must be"),
+            ({"output": tmp_path / "nodir" / "o.csv"}, "does not exist"),
+            ({"left": "carol"}, "left must be"),
         ]
         for kw, match in cases:
-            args: dict[str, Any] = dict(peer="bob", job="args", ids=["a"])
+            args: dict[str, Any] = {"peer": "bob", "job": "args", "ids": ["a"]}
             args.update(kw)
             with pytest.raises(PsiError, match=match):
                 await run_psi(node, **args)

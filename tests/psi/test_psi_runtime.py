@@ -52,11 +52,11 @@ async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str) -> None:
 
 @pytest.mark.trio
 async def test_progress_events_cover_the_phases() -> None:
-    a, b, common = make_sets(1, 600, 500, 100)
+    a, b, _common = make_sets(1, 600, 500, 100)
     events: list[PsiProgress] = []
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, "prog", dict(ids=a, workers=0, chunk_size=100, progress=events.append),
-                             dict(ids=b, workers=0))
+        res = await run_pair(nodes, "prog", {"ids": a, "workers": 0, "chunk_size": 100, "progress": events.append},
+                             {"ids": b, "workers": 0})
     assert isinstance(res["alice"], PsiResult)
     phases = [e.phase for e in events]
     order = [PHASES.index(p) for p in phases]
@@ -83,8 +83,8 @@ def crash_at(fraction: float) -> Any:
 async def test_checkpoint_resume_gives_the_same_result(tmp_path: Path) -> None:
     a, b, common = make_sets(2, 2000, 1500, 600)
     ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
-    kw_a: dict[str, Any] = dict(ids=a, checkpoint_dir=ck_a, chunk_size=100, workers=0)
-    kw_b: dict[str, Any] = dict(ids=b, checkpoint_dir=ck_b, chunk_size=100, workers=0)
+    kw_a: dict[str, Any] = {"ids": a, "checkpoint_dir": ck_a, "chunk_size": 100, "workers": 0}
+    kw_b: dict[str, Any] = {"ids": b, "checkpoint_dir": ck_b, "chunk_size": 100, "workers": 0}
     async with memory_nodes("alice", "bob") as nodes:
         first = await run_pair(nodes, "resumable", dict(kw_a, progress=crash_at(0.4)), kw_b)
     assert isinstance(first["alice"], Crash), first
@@ -107,16 +107,16 @@ async def test_one_sided_checkpoint_restarts_fresh(tmp_path: Path) -> None:
     a, b, common = make_sets(3, 800, 900, 300)
     ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
     async with memory_nodes("alice", "bob") as nodes:
-        first = await run_pair(nodes, "onesided", dict(ids=a, checkpoint_dir=ck_a, chunk_size=50,
-                                                       workers=0, progress=crash_at(0.5)),
-                               dict(ids=b, checkpoint_dir=ck_b, workers=0))
+        first = await run_pair(nodes, "onesided", {"ids": a, "checkpoint_dir": ck_a, "chunk_size": 50,
+                                                       "workers": 0, "progress": crash_at(0.5)},
+                               {"ids": b, "checkpoint_dir": ck_b, "workers": 0})
     assert isinstance(first["alice"], Crash)
     import shutil
 
     shutil.rmtree(ck_b)  # bob lost his state: both must start over, and still agree
     async with memory_nodes("alice", "bob") as nodes:
-        second = await run_pair(nodes, "onesided", dict(ids=a, checkpoint_dir=ck_a, workers=0),
-                                dict(ids=b, checkpoint_dir=ck_b, workers=0))
+        second = await run_pair(nodes, "onesided", {"ids": a, "checkpoint_dir": ck_a, "workers": 0},
+                                {"ids": b, "checkpoint_dir": ck_b, "workers": 0})
     ra, rb = second["alice"], second["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), second
     assert not ra.resumed and not rb.resumed
@@ -128,14 +128,14 @@ async def test_changed_input_is_not_resumed(tmp_path: Path) -> None:
     a, b, common = make_sets(4, 500, 500, 100)
     ck = tmp_path / "ck"
     async with memory_nodes("alice", "bob") as nodes:
-        first = await run_pair(nodes, "changed", dict(ids=a, checkpoint_dir=ck, chunk_size=50,
-                                                      workers=0, progress=crash_at(0.5)),
-                               dict(ids=b, checkpoint_dir=ck, workers=0))
+        first = await run_pair(nodes, "changed", {"ids": a, "checkpoint_dir": ck, "chunk_size": 50,
+                                                      "workers": 0, "progress": crash_at(0.5)},
+                               {"ids": b, "checkpoint_dir": ck, "workers": 0})
     assert isinstance(first["alice"], Crash)
     a2 = a + ["c4-extra"]
     async with memory_nodes("alice", "bob") as nodes:
-        second = await run_pair(nodes, "changed", dict(ids=a2, checkpoint_dir=ck, workers=0),
-                                dict(ids=b, checkpoint_dir=ck, workers=0))
+        second = await run_pair(nodes, "changed", {"ids": a2, "checkpoint_dir": ck, "workers": 0},
+                                {"ids": b, "checkpoint_dir": ck, "workers": 0})
     assert not second["alice"].resumed
     assert set(second["alice"].ids) == common
 
@@ -173,8 +173,8 @@ async def test_csv_job_with_worker_processes(tmp_path: Path) -> None:
     pa = write_csv(tmp_path / "a.csv", ["id", "v"], [[x, i] for i, x in enumerate(a)])
     pb = write_csv(tmp_path / "b.csv", ["key"], [[x] for x in b])
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, "procs", dict(input=pa, keys="id", output=tmp_path / "oa.csv", workers=2),
-                             dict(input=pb, keys="key", output=tmp_path / "ob.csv"))
+        res = await run_pair(nodes, "procs", {"input": pa, "keys": "id", "output": tmp_path / "oa.csv", "workers": 2},
+                             {"input": pb, "keys": "key", "output": tmp_path / "ob.csv"})
     assert all(isinstance(r, PsiResult) for r in res.values()), res
     rows = read_csv(tmp_path / "oa.csv")[1]
     assert {r[0] for r in rows} == common and len(rows) == len(common)
