@@ -76,14 +76,12 @@ class Job:
         executor: Executor,
         link: Any,
         settings: JobSettings,
-        *,
-        extras: Mapping[str, Any] | None = None,
     ) -> None:
         self._state = state
         self._executor = executor
         self._link = link
         self._settings = settings
-        self._extras = dict(extras or {})
+        self._aggregations = 0  # secure_sum calls so far: each gets its own channel tag
         self._setup = self._add_setup()
 
     # ---- identity ----------------------------------------------------------------------------
@@ -271,21 +269,38 @@ class Job:
         )
 
     async def secure_sum(self, vector: Any, *, server: str, threshold: int | None = None, **options: Any) -> Any:
-        """Secure aggregation (Bonawitz et al.): the sum of the clients' vectors at ``server``.
+        """Secure aggregation (Bonawitz et al. 2017, SecAgg+): the clients' vectors summed at ``server``.
 
-        Every party calls it; the server passes None (or its own vector). Returns the sum at the
-        server and None elsewhere. See mpcactors.secagg.secure_sum for the options.
+        Every party of the job calls it; the server passes None (or its own vector), the other
+        parties are the clients. Returns the sum at the server and None elsewhere; the server
+        learns nothing else. Clients that drop out after sending their masked input are still
+        counted; fewer than ``threshold`` survivors abort with AggregationError and reveal
+        nothing.
+
+        Args:
+            vector: this client's 1-D float vector (None at the server).
+            server: the aggregating party.
+            threshold: survivors needed (default: a majority of the clients, at least 2).
+            **options: clip, frac_bits, ring_bits, neighbours, consistency_check,
+                stage_timeout_s (see ``mpcactors.secagg.secure_sum``).
         """
         from ..secagg import secure_sum
 
+        if server not in self.parties:
+            raise ValueError(f"secure_sum server {server!r} is not a party of job {self.id!r}")
         clients = [p for p in self.parties if p != server]
         if threshold is None:
-            threshold = len(clients) // 2 + 1
-        self._extras.setdefault("secagg_rounds", 0)
-        self._extras["secagg_rounds"] += 1
-        sub_job = f"{self.id}/secagg{self._extras['secagg_rounds']}"
+            threshold = max(2, len(clients) // 2 + 1)
+        self._aggregations += 1
         return await secure_sum(
-            self._link, job=sub_job, vector=vector, server=server, clients=clients, threshold=threshold, **options
+            self._link,
+            job=self.id,
+            tag=f"secagg{self._aggregations}",
+            vector=vector,
+            server=server,
+            clients=clients,
+            threshold=threshold,
+            **options,
         )
 
 
