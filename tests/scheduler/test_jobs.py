@@ -194,3 +194,21 @@ def test_job_ids_must_agree():
     errors = trio.run(main)
     assert set(errors) == {"alice", "bob", "carol"}
     assert any("disagree" in str(e) and "program" in str(e) for e in errors.values())
+
+
+def test_job_secure_sum_returns_the_sum_at_the_server_only():
+    parties = ["alice", "bob", "carol", "dave"]
+    vectors = {p: np.random.default_rng(i).uniform(-1, 1, 50) for i, p in enumerate(parties)}
+
+    async def program(job):
+        mine = None if job.party == "alice" else vectors[job.party]
+        first = await job.secure_sum(mine, server="alice", threshold=2)
+        second = await job.secure_sum(None if mine is None else 2 * mine, server="alice", threshold=3)
+        return first, second
+
+    out = mpc.simulate(program, parties=parties, protocol="semi2k", dealer="alice", timeout=60)
+    want = sum(vectors[p] for p in parties[1:])
+    np.testing.assert_allclose(out["alice"][0], want, atol=1e-4)
+    np.testing.assert_allclose(out["alice"][1], 2 * want, atol=1e-4)
+    for p in parties[1:]:
+        assert out[p] == (None, None)
