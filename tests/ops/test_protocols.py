@@ -225,7 +225,10 @@ def test_mismatched_shapes_raise_shape_error(cluster: Cluster) -> None:
 @given(data=st.data(), bits=st.integers(1, 40))
 def test_truncate_within_one(cluster: Cluster, data: st.DataObject, bits: int) -> None:
     shape = data.draw(shapes)
-    x = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**44), 2**44)))
+    # SecureML-style truncation (2-holder semi2k, rep3) fails with probability ~|x| / 2^63 per
+    # element: |x| <= 2^36 keeps a run's failure chance below 1e-4 (n > 2 holders: see
+    # test_semi2k.test_dealt_truncation_is_exact_to_one_for_huge_values).
+    x = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**36), 2**36)))
     sx = cluster.share(ring(x))
     out, rounds = cluster.run(lambda pr, ctx: pr.truncate(ctx, sx[pr.party], bits))
     assert rounds == (0 if cluster.name == "semi2k" and len(cluster.holders) == 2 else 1)
