@@ -113,3 +113,15 @@ def test_bit_injection_traffic(c: Cluster) -> None:
     assert sorted(c.sent["alice"]) == [("bob", 2 * N * WORD), ("carol", 2 * N * WORD)]
     assert c.sent["bob"] == [("carol", N * WORD)] and c.sent["carol"] == [("bob", N * WORD)]
     np.testing.assert_array_equal(c.reveal(out), np.ones(N, dtype=np.uint64))
+
+
+def test_truncation_failure_rate_is_as_documented(c: Cluster) -> None:
+    """ABY3 trunc1 inherits SecureML's: a large error with probability ~ |x| / 2^64 (1/8 here)."""
+    x = np.full(20000, 2**61, dtype=np.int64)
+    x[::2] = -(2**61)
+    sx = c.share(ring(x))
+    out, _ = c.run(lambda pr, ctx: pr.truncate(ctx, sx[pr.party], 20))
+    err = np.abs(signed(c.reveal(out)) - (x >> 20))
+    failed = err > 1
+    assert 0.09 < np.mean(failed) < 0.16
+    assert np.all(err[failed] > 2**40)

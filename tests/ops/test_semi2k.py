@@ -177,3 +177,16 @@ def test_malformed_masked_operand_is_a_protocol_error() -> None:
     assert isinstance(ex, Exchange) and ex.recv == {"bob"}
     with pytest.raises(ProtocolError, match="bob"):
         step.send({"bob": {"o": (np.zeros(2, dtype=np.uint64), np.zeros(3, dtype=np.uint64))}})
+
+
+def test_two_holder_truncation_failure_rate_is_as_documented() -> None:
+    """SecureML: a large error with probability ~ |x| / 2^64 (here |x| = 2^61: ~1/8)."""
+    c = dealer_cluster()
+    x = np.full(20000, 2**61, dtype=np.int64)
+    x[::2] = -(2**61)
+    sx = c.share(ring(x))
+    out, _ = c.run(lambda pr, ctx: pr.truncate(ctx, sx[pr.party], 20))
+    err = np.abs(signed(c.reveal(out)) - (x >> 20))
+    failed = err > 1
+    assert 0.09 < np.mean(failed) < 0.16
+    assert np.all(err[failed] > 2**40)  # when it fails, it fails by ~2^(64 - 20)
