@@ -328,12 +328,14 @@ class _Job:
         return theirs, need_m, need_o
 
     async def _groups(self, ws: Workspace, mine: StreamPlan, theirs: StreamPlan) -> AsyncIterator[Any]:
+        """Yield ``(own_pos, peer_pos, last)`` per group (files work in a thread)."""
         groups = n_groups(mine.n, theirs.n)
         own_dir = await anyio.to_thread.run_sync(partition, ws, "d_own", mine.n, mine.cs, groups)
         peer_dir = await anyio.to_thread.run_sync(partition, ws, "d_peer", theirs.n, theirs.cs, groups)
         self.reporter.start("output")
         for g in range(groups):
-            yield await anyio.to_thread.run_sync(match_group, own_dir, peer_dir, g)
+            own_pos, peer_pos = await anyio.to_thread.run_sync(match_group, own_dir, peer_dir, g)
+            yield own_pos, peer_pos, g == groups - 1
 
     async def _abort(self, exc: BaseException) -> None:
         if isinstance(exc, (JobAborted, PeerLost)):

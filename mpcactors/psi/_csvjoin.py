@@ -196,11 +196,13 @@ async def matcher_result(
 ) -> int:
     """The matcher's result phase: match group by group, align with O, write. Returns |I|.
 
-    ``groups`` is an async iterator of ``(own_pos, peer_pos)`` per group (``_match``).
+    ``groups`` is an async iterator of ``(own_pos, peer_pos, last)`` per group (``_match``).
+    With the result to both, the last group's ``align`` and ``align_end`` leave together, so the
+    phase costs one round trip per group, not one more.
     """
     matched = np.zeros(files.prepared.n_unique, dtype=bool)
     inter = matched_rows = 0
-    async for own_pos, peer_pos in groups:
+    async for own_pos, peer_pos, last in groups:
         matched[own_pos] = True
         inter += len(own_pos)
         m_own = files.counts(own_pos)
@@ -208,6 +210,8 @@ async def matcher_result(
         if not both:
             continue
         await wire.send("align", j=peer_pos.astype("<i8").tobytes(), m=m_own.astype("<i8").tobytes())
+        if last:
+            await wire.send("align_end", only=files.prepared.n_rows - matched_rows)
         m_peer = _ints(wire, (await wire.recv("align")).get("m"), len(own_pos), "align.m")
         if np.any(m_peer < 1):
             raise wire.bad("align.m has a multiplicity below 1")
@@ -219,7 +223,6 @@ async def matcher_result(
         for rows in _rows_where(files, matched, join == "inner"):
             await _write(sink, rows)
         return inter
-    await wire.send("align_end", only=files.prepared.n_rows - matched_rows)
     peer_only = (await wire.recv("align_end")).get("only")
     if not isinstance(peer_only, int) or peer_only < 0:
         raise wire.bad(f"align_end.only must be a count, not {peer_only!r}")
