@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError
+from .._errors import ConfigError, ShapeError
 from ._checks import (
     ROUND_MARKER,
     U64,
@@ -185,7 +185,7 @@ class Rep3(Protocol):
                 raise ValueError(f"share: the owner {owner!r} must pass the value")
             v = as_ring(value)
             if shape is not None and tuple(shape) != v.shape:
-                raise ValueError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+                raise ShapeError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
             mine = ctx.prg(o_prev).random_u64(v.shape)  # x_o, also known to o - 1
             theirs = ctx.prg(o_next).random_u64(v.shape)  # x_{o+1}, also known to o + 1
             rest = _a(v ^ mine ^ theirs) if xor else _a(v - mine - theirs)  # x_{o+2}
@@ -196,7 +196,7 @@ class Rep3(Protocol):
         msg = got[owner]
         announced = recv_shape(field(msg, "shape", owner), owner)
         if shape is not None and tuple(shape) != announced:
-            raise ValueError(
+            raise ShapeError(
                 f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}"
             )
         rest = recv_array(field(msg, "data", owner), announced, owner, "input share")

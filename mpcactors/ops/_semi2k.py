@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError
+from .._errors import ConfigError, ShapeError
 from .._log import get_logger
 from ._checks import (
     ROUND_MARKER,
@@ -225,7 +225,7 @@ class Semi2k(Protocol):
                 raise ValueError(f"share: the owner {owner!r} must pass the value")
             v = as_ring(value)
             if shape is not None and tuple(shape) != v.shape:
-                raise ValueError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+                raise ShapeError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
             rest = v.copy()
             for h in expanders:
                 s = ctx.prg(h).random_u64(v.shape)
@@ -244,7 +244,7 @@ class Semi2k(Protocol):
         msg = got[owner]
         announced = recv_shape(field(msg, "shape", owner), owner)
         if shape is not None and tuple(shape) != announced:
-            raise ValueError(
+            raise ShapeError(
                 f"share: {owner!r} shares shape {announced}, caller said {tuple(shape)}"
             )
         if not self.holds:

@@ -76,7 +76,7 @@ def test_share_and_reveal_cost_one_round(cluster: Cluster) -> None:
 
 def test_share_checks_the_announced_shape(cluster: Cluster) -> None:
     value = rand(np.random.default_rng(3), (2, 3))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ShapeError, match="shape"):
         cluster.run(
             lambda pr, ctx: pr.share(ctx, "alice", value if pr.party == "alice" else None, (3, 2))
         )
