@@ -247,21 +247,27 @@ def _decode_data(header: list[Any], tail: memoryview) -> Data:
     if not (_is(seq, int) and _is(ack, int) and seq > 0 and ack >= 0 and isinstance(entries, list)):
         raise _bad(f"DATA seq={seq!r} ack={ack!r}")
     chunks = []
+    append = chunks.append
     pos = 0
+    ntail = len(tail)
     for e in entries:
-        if not (isinstance(e, list) and len(e) == 6):
-            raise _bad(f"DATA entry {e!r:.80}")
-        job, channel, msg, offset, total, length = e
-        if not (isinstance(job, str) and isinstance(channel, str)):
+        try:
+            job, channel, msg, offset, total, length = e
+        except (TypeError, ValueError):
+            raise _bad(f"DATA entry {e!r:.80}") from None
+        if type(job) is not str or type(channel) is not str:
             raise _bad(f"DATA entry address {job!r:.40}/{channel!r:.40}")
-        if not (_is(msg, int) and _is(offset, int) and _is(total, int) and _is(length, int)):
+        if type(msg) is not int or type(offset) is not int or type(total) is not int or (
+            type(length) is not int
+        ):
             raise _bad(f"DATA entry numbers {e[2:]!r}")
-        if msg < 0 or offset < 0 or length < 0 or offset + length > total:
-            raise _bad(f"DATA entry range msg={msg} offset={offset} len={length} total={total}")
         end = pos + length
-        if end > len(tail):
-            raise _bad(f"DATA entries need {end} tail bytes, the frame has {len(tail)}")
-        chunks.append(Chunk(job, channel, msg, offset, total, tail[pos:end]))
+        if msg < 0 or offset < 0 or length < 0 or offset + length > total or end > ntail:
+            raise _bad(
+                f"DATA entry range msg={msg} offset={offset} len={length} total={total} "
+                f"at {pos} of {ntail} tail bytes"
+            )
+        append(Chunk(job, channel, msg, offset, total, tail[pos:end]))
         pos = end
     if pos != len(tail):
         raise _bad(f"DATA frame with {len(tail) - pos} stray tail bytes")

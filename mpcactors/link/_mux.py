@@ -44,6 +44,7 @@ __all__ = ["JobCounters", "Mux"]
 
 _ENTRY_OVERHEAD: Final = 16  # msgpack bytes of an entry besides its job and channel names
 _CLOSED_MEMORY: Final = 4096  # closed job ids remembered, to drop their late data quietly
+MAX_FRAME_CHUNKS: Final = 2048  # bounds the CPU time one frame costs either side (~20 ms)
 
 
 @dataclasses.dataclass(slots=True)
@@ -301,7 +302,8 @@ class Mux:
         budget = self.frame_budget
         active = self._active
         touched: set[_Job] = set()
-        while budget > 0 and active:
+        room = MAX_FRAME_CHUNKS
+        while budget > 0 and room > 0 and active:
             progressed = False
             for key in list(active):
                 ch = active[key]
@@ -319,6 +321,7 @@ class Mux:
                 job.backlog -= n
                 job.counters.bytes_sent += n
                 budget -= n + _ENTRY_OVERHEAD + len(job.name) + len(ch.name)
+                room -= 1
                 progressed = True
                 if start + n == total:
                     ch.queue.popleft()
@@ -332,7 +335,7 @@ class Mux:
                 else:
                     ch.offset = start + n
                     active.move_to_end(key)
-                if budget <= 0:
+                if budget <= 0 or room <= 0:
                     break
             if not progressed:
                 break

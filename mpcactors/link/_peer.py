@@ -61,6 +61,7 @@ __all__ = ["PeerLink"]
 RECV_BYTES = 1 << 18
 _COALESCE_BYTES = 1 << 16
 _RTT_GAIN = 0.125
+_CHUNKS_PER_TURN = 2048
 
 
 class _Signal:
@@ -127,6 +128,7 @@ class PeerLink:
         self.last_heard = anyio.current_time()
         self.bytes_sent = self.bytes_received = 0
         self.reconnects = 0
+        self.rejected = 0  # incoming connections refused at the handshake
         self.rtt_s: float | None = None
         self._old = [0, 0, 0, 0, 0]  # frame counters of retired sessions
 
@@ -252,18 +254,18 @@ class PeerLink:
         first_deadline = anyio.current_time() + self.opts.connect_timeout_s
         while not self.closing:
             background = self.failure is not None
-            if not self.ever_connected and not background:
-                deadline = first_deadline
-            elif background:
+            if background:
                 deadline = math.inf
+            elif not self.ever_connected:
+                deadline = first_deadline
             else:
                 deadline = self.last_heard + self.opts.peer_timeout_s
             try:
-                conn, initial = await self._obtain(deadline, background)
-            except (PeerUnavailable, AuthenticationError) as exc:
+                conn = await self._obtain(deadline)
+            except (PeerUnavailable, AuthenticationError, ProtocolError) as exc:
                 if background:
                     await anyio.sleep(BACKOFF_CAP_S)
-                elif self.ever_connected:
+                elif self.ever_connected and isinstance(exc, PeerUnavailable):
                     lost = PeerLost(
                         f"peer {self.peer!r} lost: no connection for {self.opts.peer_timeout_s:g} s"
                         f" ({exc})",
@@ -274,14 +276,15 @@ class PeerLink:
                 else:
                     self._fail(exc)
                 continue
-            await self._run_connection(conn, initial)
+            await self._serve(conn)
 
-    async def _obtain(self, deadline: float, background: bool) -> tuple[Connection, bytes]:
+    async def _obtain(self, deadline: float) -> Connection:
+        """A connection whose handshake completed, before ``deadline``."""
         timeout = deadline - anyio.current_time()
         address = self.transport.address(self.peer)
         if self.dialer:
-            conn = await connect_with_retry(
-                lambda: self.transport.connect(self.peer),
+            return await connect_with_retry(
+                self._dial_once,
                 peer=self.peer,
                 address=address,
                 attempts=self.opts.connect_retry_times if not self.ever_connected else None,
@@ -289,84 +292,68 @@ class PeerLink:
                 timeout_s=timeout,
                 rng=self._rng,
             )
-            return conn, b""
         with anyio.move_on_after(timeout):
-            while not self._incoming:
-                await self._incoming_signal.wait()
-            return self._incoming.popleft()
+            while True:
+                while not self._incoming:
+                    await self._incoming_signal.wait()
+                conn, initial = self._incoming.popleft()
+                try:
+                    await self._handshake(conn, initial)
+                except (AuthenticationError, ProtocolError) as exc:
+                    self.rejected += 1
+                    self._log.warning("rejected incoming connection", error=str(exc))
+                    continue
+                except (
+                    OSError, TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    anyio.EndOfStream,
+                ) as exc:  # fmt: skip
+                    self._log.info("incoming connection failed its handshake", error=repr(exc))
+                    continue
+                return conn
         raise PeerUnavailable(self.peer, address, 0, f"it did not connect within {timeout:g} s")
 
-    async def _run_connection(self, conn: Connection, initial: bytes) -> None:
-        self._conn_error = None
+    async def _dial_once(self) -> Connection:
+        conn = await self.transport.connect(self.peer)
+        await self._handshake(conn, b"")
+        return conn
+
+    async def _handshake(self, conn: Connection, initial: bytes) -> None:
+        """Exchange HELLOs on a fresh connection (closed again if anything fails).
+
+        Raises:
+            AuthenticationError: the peer's identity is wrong, or it refused ours.
+            ProtocolError: the peer spoke nonsense (poisons the session).
+            OSError, TimeoutError, anyio errors: the connection dropped (retry).
+        """
+        stream = conn.stream
+        session = self.session
         try:
-            self.session.connect()
-            async with AsyncExitStack() as stack:
-                stack.push_async_callback(anyio.aclose_forcefully, conn.stream)
-                stream: ByteStream = conn.stream
-                if self.wan is not None:
-                    stream = await stack.enter_async_context(
-                        WanStream(stream, self.wan, rng=random.Random(self._rng.random()))
-                    )
-                with anyio.CancelScope() as scope:
-                    self._conn_scope = scope
-                    await self._guard(self._handshake, stream, initial, scope=scope)
-                    if self.session.is_open:
-                        async with anyio.create_task_group() as tg:
-                            tg.start_soon(self._guard, self._reader, stream, None, scope)
-                            tg.start_soon(self._guard, self._writer, stream, None, scope)
-                if self._conn_error is not None and self.session.has_output:
-                    with anyio.move_on_after(1.0, shield=True):
-                        await self._flush(stream)  # e.g. a CLOSE telling the peer why
-        finally:
-            self._conn_scope = None
-            was_open = self.connected
-            self.connected = False
-        self._after_connection(self._conn_error, was_open)
-
-    def _after_connection(self, exc: BaseException | None, was_open: bool) -> None:
-        if isinstance(exc, ssl.SSLError) and not is_disconnect(exc):
-            exc = auth_error_from_ssl(exc, self.peer, self.transport.address(self.peer))
-        if isinstance(exc, LinkError):
-            if exc.peer is None:
-                exc.peer = self.peer
-            self._fail(exc)
-            return
-        if isinstance(exc, _PeerClosedSignal):
-            self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer))
-            return
-        if self.session.state.value in ("closed", "failed"):
-            self._retire_session()
-            return
-        self.session.connection_lost()
-        if was_open or exc is not None:
-            self._log.info("connection lost", error=repr(exc) if exc else "cut")
-
-    async def _guard(self, fn: Any, stream: ByteStream, arg: Any, scope: anyio.CancelScope) -> None:
-        try:
-            await fn(stream, arg)
-        except (LinkError, ssl.SSLError, _PeerClosedSignal) as exc:
-            self._conn_error = self._conn_error or exc
-            scope.cancel()
-        except Exception as exc:
-            if not is_disconnect(exc):
-                raise
-            self._conn_error = self._conn_error or exc
-            scope.cancel()
-
-    async def _handshake(self, stream: ByteStream, initial: bytes) -> None:
-        with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
-            await self._flush(stream)
-            if initial:
-                self.session.receive_data(initial)
-            while True:
-                event = self.session.next_event()
-                if isinstance(event, Established):
-                    break
-                if event is not NEED_DATA:
-                    raise ProtocolError(f"{event!r} before the handshake completed")
-                data = await stream.receive(RECV_BYTES)
-                self.bytes_received += len(data)
-                self.session.receive_data(data)
+            session.connect()
+            with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
+                await self._flush(stream)
+                if initial:
+                    session.receive_data(initial)
+                while not isinstance(event := session.next_event(), Established):
+                    if event is not NEED_DATA:
+                        raise ProtocolError(f"{event!r} before the handshake completed")
+                    data = await stream.receive(RECV_BYTES)
+                    self.bytes_received += len(data)
+                    session.receive_data(data)
+        except BaseException as exc:
+            if isinstance(exc, LinkError) and session.has_output:
+                with anyio.move_on_after(1.0, shield=True):
+                    try:
+                        await self._flush(stream)  # a CLOSE telling the peer why
+                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        pass
+            await anyio.aclose_forcefully(stream)
+            if session.state.value == "handshaking":
+                session.connection_lost()
+            if isinstance(exc, ssl.SSLError) and not is_disconnect(exc):
+                raise auth_error_from_ssl(exc, self.peer, conn.address) from exc
+            if isinstance(exc, ssl.SSLError):
+                raise ConnectionResetError(str(exc)) from exc
+            raise
         self.last_heard = anyio.current_time()
         if event.restarted:
             self.mux.fail_all(PeerLost(f"peer {self.peer!r} restarted: its jobs are gone"))
@@ -383,24 +370,88 @@ class PeerLink:
         self.ready.set()
         self._writer_signal.set()
 
+    async def _serve(self, conn: Connection) -> None:
+        """Run reader and writer on an established connection until it ends."""
+        self._conn_error = None
+        try:
+            async with AsyncExitStack() as stack:
+                stack.push_async_callback(anyio.aclose_forcefully, conn.stream)
+                stream: ByteStream = conn.stream
+                if self.wan is not None:
+                    stream = await stack.enter_async_context(
+                        WanStream(stream, self.wan, rng=random.Random(self._rng.random()))
+                    )
+                with anyio.CancelScope() as scope:
+                    self._conn_scope = scope
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._guard, self._reader, stream, scope)
+                        tg.start_soon(self._guard, self._writer, stream, scope)
+                if isinstance(self._conn_error, LinkError) and self.session.has_output:
+                    with anyio.move_on_after(1.0, shield=True):
+                        try:
+                            await self._flush(stream)  # a CLOSE telling the peer why
+                        except Exception as exc:
+                            if not is_disconnect(exc):
+                                raise
+        finally:
+            self._conn_scope = None
+            self.connected = False
+        self._after_connection(self._conn_error)
+
+    def _after_connection(self, exc: BaseException | None) -> None:
+        if isinstance(exc, ssl.SSLError) and not is_disconnect(exc):
+            exc = auth_error_from_ssl(exc, self.peer, self.transport.address(self.peer))
+        if isinstance(exc, LinkError):
+            if exc.peer is None:
+                exc.peer = self.peer
+            self._fail(exc)
+            return
+        if isinstance(exc, _PeerClosedSignal):
+            self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer))
+            return
+        if self.session.state.value in ("closed", "failed"):
+            self._retire_session()
+            return
+        self.session.connection_lost()
+        self._log.info("connection lost", error=repr(exc) if exc else "cut")
+
+    async def _guard(self, fn: Any, stream: ByteStream, scope: anyio.CancelScope) -> None:
+        try:
+            await fn(stream)
+        except (LinkError, ssl.SSLError, _PeerClosedSignal) as exc:
+            self._conn_error = self._conn_error or exc
+            scope.cancel()
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+            self._conn_error = self._conn_error or exc
+            scope.cancel()
+
     # ---- reader and writer -------------------------------------------------------------------
 
-    async def _reader(self, stream: ByteStream, _: Any) -> None:
+    async def _reader(self, stream: ByteStream) -> None:
         session = self.session
         while True:
-            self._process(session)
+            while self._process(session):
+                await anyio.lowlevel.checkpoint()  # let receivers run between big frames
             data = await stream.receive(RECV_BYTES)
             self.bytes_received += len(data)
             self.last_heard = anyio.current_time()
             session.receive_data(data)
 
-    def _process(self, session: Session) -> None:
-        wake_writer = False
+    def _process(self, session: Session) -> bool:
+        """Handle buffered frames; True if it stopped early to let other tasks run."""
+        wake_writer = more = False
+        chunks = 0
         while True:
+            if chunks >= _CHUNKS_PER_TURN:
+                more = True
+                break
             event = session.next_event()
             if event is NEED_DATA:
                 break
             if isinstance(event, Data):
+                chunks += len(event.chunks)
                 for key in self.mux.on_data(event, self.last_heard):
                     self._wake(key)
             elif isinstance(event, Credit):
@@ -421,6 +472,7 @@ class PeerLink:
             wake_writer = True
         if wake_writer or session.ack_due or session.has_output:
             self._writer_signal.set()
+        return more
 
     def _collect(self) -> list[bytes | memoryview]:
         session = self.session
@@ -434,7 +486,7 @@ class PeerLink:
         session.send_ack()
         return session.data_to_send()
 
-    async def _writer(self, stream: ByteStream, _: Any) -> None:
+    async def _writer(self, stream: ByteStream) -> None:
         while True:
             out = self._collect()
             if out:

@@ -20,8 +20,10 @@ a new connection is up, feeds received bytes to :meth:`receive_data`, pulls even
   with, the peer lost its state (it restarted, or declared us lost): nothing can be resumed, so the
   session starts over at seq 0 and the :class:`Established` event says ``restarted=True``; the
   shell fails every job it had with that peer.
-* **Errors.** Any error on the receive path poisons the session (state FAILED); it is re-raised on
-  every later call. An unexpected frame for the state raises ProtocolError naming both.
+* **Errors.** Any error on the receive path of an open session poisons it (state FAILED); it is
+  re-raised on every later call. An error during the handshake only ends that connection (state
+  DISCONNECTED): nothing was exchanged yet. An unexpected frame raises ProtocolError naming the
+  frame and the state.
 """
 
 from __future__ import annotations
@@ -310,6 +312,11 @@ class Session:
         except LinkError as exc:
             if exc.peer is None:
                 exc.peer = self.peer
+            if self.state is State.HANDSHAKING:
+                # A refused handshake ends the connection, not the session: nothing was
+                # exchanged yet, and the rightful peer may still connect.
+                self._fire(Trigger.LOST)
+                raise
             raise self._poison(exc) from None
 
     def _handle(self, frame: Frame) -> Event | None:

@@ -29,12 +29,17 @@ from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
-from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .._config import ClusterConfig
 from .._errors import AuthenticationError, PeerUnavailable, describe_attempts
 from .._log import get_logger
-from ._tls import certificate_party, check_peer_certificate, client_context, server_context
+from ._tls import (
+    TlsStream,
+    certificate_party,
+    check_peer_certificate,
+    client_context,
+    server_context,
+)
 
 __all__ = [
     "BACKOFF_CAP_S",
@@ -125,7 +130,10 @@ async def connect_with_retry(
                 return await connect()
         except AuthenticationError:
             raise
-        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        except (
+            OSError, TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+            anyio.EndOfStream,
+        ) as exc:  # fmt: skip
             errors.append(exc)
             del errors[:-32]  # unlimited redials keep only the latest errors
         if attempts is not None and n >= attempts:
@@ -185,10 +193,8 @@ class TcpTlsTransport:
         pc = self.config.party(peer)
         tcp = await anyio.connect_tcp(pc.host, pc.port)
         try:
-            tls = await TLSStream.wrap(
-                tcp, hostname=peer, ssl_context=self._client_ctx, standard_compatible=False
-            )
-            check_peer_certificate(tls.extra(TLSAttribute.peer_certificate), peer, pc.address)
+            tls = await TlsStream.handshake(tcp, self._client_ctx, server_side=False, hostname=peer)
+            check_peer_certificate(tls.peer_certificate, peer, pc.address)
         except ssl.SSLError as exc:
             await anyio.aclose_forcefully(tcp)
             if is_disconnect(exc):
@@ -212,11 +218,8 @@ class TcpTlsTransport:
                 address = f"{remote[0]}:{remote[1]}"
                 try:
                     with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
-                        tls = await TLSStream.wrap(
-                            tcp, server_side=True, ssl_context=self._server_ctx,
-                            standard_compatible=False,
-                        )  # fmt: skip
-                    party = certificate_party(tls.extra(TLSAttribute.peer_certificate))
+                        tls = await TlsStream.handshake(tcp, self._server_ctx, server_side=True)
+                    party = certificate_party(tls.peer_certificate)
                 except (ssl.SSLError, AuthenticationError, OSError, TimeoutError,
                         anyio.BrokenResourceError, anyio.EndOfStream) as exc:  # fmt: skip
                     self.rejected += 1
