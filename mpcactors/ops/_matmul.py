@@ -130,7 +130,7 @@ def _limb_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (22, ((a0, b1), (a1, b0)), (1 << 22) - 1),
         (44, ((a0s, b2), (a1s, b1s), (a2, b0s)), (1 << 20) - 1),
     )
-    parts: list[np.ndarray] = []
+    acc: np.ndarray | None = None
     for shift, pairs, limb_max in groups:
         block = _EXACT // (len(pairs) * limb_max * limb_max)
         for k0 in range(0, k, block):
@@ -140,11 +140,13 @@ def _limb_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             s = np.matmul(x if whole else x[..., k0:k1], y if whole else y[..., k0:k1, :])
             for x, y in pairs[1:]:
                 s += np.matmul(x if whole else x[..., k0:k1], y if whole else y[..., k0:k1, :])
-            part = s.astype(np.int64).view(_U64)
+            part = s.astype(np.int64).view(_U64)  # exact: an integer below 2^53
             if shift:
                 part <<= _U64(shift)
-            parts.append(part)
-    acc = parts[0]
-    for part in parts[1:]:
-        acc += part
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+    if acc is None:  # k == 0 is handled by the caller; kept for type checkers
+        raise ValueError("empty inner dimension")
     return acc
