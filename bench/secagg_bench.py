@@ -185,7 +185,8 @@ def record(rows: list[tuple[Setup, dict[str, Any]]], a: argparse.Namespace) -> N
         (
             f"### {datetime.date.today()}: {a.clients} clients x {a.n:,} elements, in-memory "
             f"nodes ({platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} "
-            f"cores, python {platform.python_version()}; best of {a.reps})"
+            f"cores, load average {os.getloadavg()[0]:.1f} from other work, python "
+            f"{platform.python_version()}; best of {a.reps})"
         ),
         "",
         (
