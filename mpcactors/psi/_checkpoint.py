@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Every job works in a folder (spilled buckets, the prepared stream, received chunks). Without a
 ``checkpoint_dir`` the folder is temporary and removed when the job ends. With one, it is
-``<checkpoint_dir>/<job>.<party>/`` and survives a crash:
+``<checkpoint_dir>/<job>-<hash>.<party>/`` and survives a crash:
 
 - ``manifest.json`` (written atomically: temp file + ``os.replace``) holds the job's settings, a
   fingerprint of the input, this party's secret scalar and seed (so a resumed run blinds and
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
 
 __all__ = ["FORMAT", "Workspace", "resume_agreed"]
 
@@ -64,7 +65,11 @@ class Workspace:
         if checkpoint_dir is None:
             self.root = Path(tempfile.mkdtemp(prefix="mpcactors-psi-"))
         else:
-            name = f"{_SAFE.sub('_', job)}.{_SAFE.sub('_', party)}"
+            # readable, and unique: two job ids that sanitise alike still get two folders
+            h = hashes.Hash(hashes.SHA256())
+            h.update(f"{job}\0{party}".encode())
+            digest = h.finalize().hex()[:10]
+            name = f"{_SAFE.sub('_', job)[:80]}-{digest}.{_SAFE.sub('_', party)}"
             self.root = Path(checkpoint_dir) / name
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
