@@ -171,3 +171,27 @@ def test_seed_agreement_rejects_bad_messages() -> None:
         step.send({"bob": [1, 2]})
     with pytest.raises(ConfigError):
         next(agree_seeds("zoe", ["alice", "bob"], b"j"))
+
+
+@pytest.mark.parametrize(
+    "protocol, dealer", [("rep3", None), ("semi2k", "carol"), ("semi2k", "trusted-first-party")]
+)
+def test_protocols_run_on_agreed_seeds(protocol: str, dealer: str | None) -> None:
+    """Seeds from agree_seeds drive a share, a multiplication and a reveal end to end."""
+    from mpcactors.ops._registry import make_protocol
+
+    parties = ["alice", "bob", "carol"]
+    seeds, _ = run_local({p: agree_seeds(p, parties, b"job-9") for p in parties})
+    protos = {p: make_protocol(protocol, p, parties, dealer=dealer) for p in parties}
+    x = np.array([-3, 4, 2**40], dtype=np.int64).view(np.uint64)
+
+    def prog(p: str):  # type: ignore[no-untyped-def]
+        ctx = OpContext(p, parties, seeds[p], (b"job-9", 1))
+        sx = yield from protos[p].share(ctx.child(0), "alice", x if p == "alice" else None, None)
+        sq = yield from protos[p].mul(ctx.child(1), sx, sx)
+        return (yield from protos[p].reveal(ctx.child(2), sq))
+
+    out, rounds = run_local({p: prog(p) for p in parties})
+    assert rounds == 3
+    for p in parties:
+        np.testing.assert_array_equal(out[p], x * x)
