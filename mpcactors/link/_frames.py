@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 _PREFIX = struct.Struct(">II")
+DIRECT_BODY_BYTES: Final = 1 << 16  # frames at least this large are received in place
+SCRATCH_BYTES: Final = 1 << 18
+_COALESCE: Final = 1 << 15  # encode_frame joins runs of smaller pieces into one buffer
 #: Bytes of framing before the msgpack header.
 PREFIX_BYTES: Final = _PREFIX.size
 
@@ -163,7 +166,8 @@ def encode_frame(frame: Frame) -> list[bytes | memoryview]:
         frame: any frame value.
 
     Returns:
-        ``[prefix+header, *chunk data]``; chunk data are not copied.
+        Buffers to write in order: runs of small pieces are joined, large chunk data are
+        memoryviews of the payloads (not copied).
     """
     kind = _KIND_OF[type(frame)]
     tail: list[bytes | memoryview] = []
@@ -178,7 +182,18 @@ def encode_frame(frame: Frame) -> list[bytes | memoryview]:
         header = msgpack.packb((kind, *[getattr(frame, f) for f in _FIELD_NAMES[kind]]))
         tail_len = 0
     body_len = 4 + len(header) + tail_len
-    return [_PREFIX.pack(body_len, len(header)) + header, *tail]
+    out: list[bytes | memoryview] = []
+    run: list[bytes | memoryview] = [_PREFIX.pack(body_len, len(header)), header]
+    for piece in tail:
+        if len(piece) >= _COALESCE:
+            out.append(b"".join(run))
+            out.append(piece)
+            run = []
+        else:
+            run.append(piece)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def frame_bytes(frame: Frame) -> bytes:
@@ -297,6 +312,9 @@ class FrameDecoder:
         self._chunks: deque[memoryview] = deque()
         self._size = 0
         self._body_len = -1  # length of the body being assembled, -1 if waiting for a prefix
+        self._body: bytearray | None = None  # a large body received in place (get_buffer)
+        self._filled = 0
+        self._scratch: bytearray | None = None
         self._poisoned: ProtocolError | None = None
 
     @property
@@ -306,10 +324,45 @@ class FrameDecoder:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer received bytes (a bytes object is kept without copying)."""
-        if data:
-            mv = memoryview(data if isinstance(data, bytes) else bytes(data))
-            self._chunks.append(mv)
-            self._size += len(mv)
+        if not data:
+            return
+        mv = memoryview(data if isinstance(data, bytes) else bytes(data))
+        if self._body is not None:
+            take = min(len(mv), self._body_len - self._filled)
+            self._body[self._filled : self._filled + take] = mv[:take]
+            self._filled += take
+            mv = mv[take:]
+            if not mv:
+                return
+        self._chunks.append(mv)
+        self._size += len(mv)
+
+    def get_buffer(self) -> memoryview:
+        """Where the next received bytes should go (like ``asyncio.BufferedProtocol``).
+
+        Once a large frame's length is known this is the rest of its body, so a transport with
+        ``recv_into`` fills it in place (no copy); otherwise it is scratch space. Call
+        :meth:`buffer_updated` with the number of bytes written.
+        """
+        if self._body_len >= DIRECT_BODY_BYTES:
+            if self._body is None:
+                body = bytearray(self._body_len)
+                have = min(self._size, self._body_len)
+                if have:
+                    body[:have] = self._take(have)
+                self._body, self._filled = body, have
+            return memoryview(self._body)[self._filled :]
+        if self._scratch is None:
+            self._scratch = bytearray(SCRATCH_BYTES)
+        return memoryview(self._scratch)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written into the last :meth:`get_buffer`."""
+        if self._body is not None:
+            self._filled += nbytes
+        elif nbytes:
+            assert self._scratch is not None  # get_buffer made it; narrows the type only
+            self.receive_data(bytes(memoryview(self._scratch)[:nbytes]))
 
     def next_frame(self) -> Frame | _NeedData:
         """Return the next complete frame, or :data:`NEED_DATA`.
@@ -329,13 +382,20 @@ class FrameDecoder:
                         f"frame of {n} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
                     )
                 self._body_len = n
-            if self._size < self._body_len:
+            if self._body is not None:
+                if self._filled < self._body_len:
+                    return NEED_DATA
+                body = memoryview(self._body)
+                self._body = None
+            elif self._size < self._body_len:
                 return NEED_DATA
-            body = self._take(self._body_len)
+            else:
+                body = self._take(self._body_len)
             self._body_len = -1
             return decode_body(body)
         except ProtocolError as exc:
             self._poisoned = exc
+            self._body = None
             self._chunks.clear()
             self._size = 0
             raise

@@ -37,6 +37,8 @@ import dataclasses
 from collections import OrderedDict, deque
 from typing import Final
 
+import numpy as np
+
 from .._errors import JobAborted, MpcError, ProtocolError
 from ._frames import Chunk, Credit, Data, JobAbort
 
@@ -74,9 +76,9 @@ class _InChannel:
     __slots__ = ("messages", "next_msg", "partial", "got", "waiting")
 
     def __init__(self) -> None:
-        self.messages: deque[bytearray] = deque()
+        self.messages: deque[memoryview] = deque()  # complete, writable, unread
         self.next_msg = 0
-        self.partial: bytearray | None = None
+        self.partial: memoryview | None = None
         self.got = 0
         self.waiting = 0  # receivers blocked on this channel
 
@@ -419,8 +421,11 @@ class Mux:
                 raise ProtocolError(
                     f"{where}: message of {c.total} bytes > max_message_bytes={self.max_message_bytes}"
                 )
-            buf = bytearray(c.data) if len(c.data) == c.total else bytearray(c.total)
-            if len(c.data) != c.total:
+            if len(c.data) == c.total:
+                buf = memoryview(bytearray(c.data))
+            else:
+                # Uninitialised (np.empty): a zero-filled bytearray would touch every page twice.
+                buf = memoryview(np.empty(c.total, dtype=np.uint8)).cast("B")
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)
                 return
@@ -444,7 +449,7 @@ class Mux:
         self.messages_received += 1
         woken.add((c.job, c.channel))
 
-    def take(self, name: str, channel: str) -> bytearray | None:
+    def take(self, name: str, channel: str) -> memoryview | None:
         """Pop the next complete message of a channel (None if there is none yet).
 
         Raises:

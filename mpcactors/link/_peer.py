@@ -192,7 +192,7 @@ class PeerLink:
             await ev.wait()
         self.send_nowait(job, channel, payload)
 
-    async def receive(self, job: str, channel: str) -> bytearray:
+    async def receive(self, job: str, channel: str) -> memoryview:
         key = (job, channel)
         while True:
             msg = self.mux.take(job, channel)
@@ -431,13 +431,19 @@ class PeerLink:
 
     async def _reader(self, stream: ByteStream) -> None:
         session = self.session
+        receive_into = getattr(stream, "receive_into", None)  # TLS sockets: no copies
         while True:
             while self._process(session):
                 await anyio.lowlevel.checkpoint()  # let receivers run between big frames
-            data = await stream.receive(RECV_BYTES)
-            self.bytes_received += len(data)
+            if receive_into is not None:
+                n = await receive_into(session.get_buffer())
+                session.buffer_updated(n)
+            else:
+                data = await stream.receive(RECV_BYTES)
+                n = len(data)
+                session.receive_data(data)
+            self.bytes_received += n
             self.last_heard = anyio.current_time()
-            session.receive_data(data)
 
     def _process(self, session: Session) -> bool:
         """Handle buffered frames; True if it stopped early to let other tasks run."""

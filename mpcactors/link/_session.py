@@ -153,7 +153,7 @@ class Session:
         self.error: LinkError | None = None
         self._decoder = FrameDecoder(max_frame_bytes)
         self._out: list[bytes | memoryview] = []
-        self._replay: deque[tuple[int, bytes]] = deque()  # (seq, frame bytes), unacked
+        self._replay: deque[tuple[int, list[bytes | memoryview]]] = deque()  # unacked frames
         self.sent_seq = 0  # last DATA seq assigned
         self.acked_seq = 0  # last seq the peer acknowledged
         self.recv_seq = 0  # last DATA seq received in order
@@ -196,7 +196,7 @@ class Session:
 
     @property
     def unacked_bytes(self) -> int:
-        return sum(len(b) for _, b in self._replay)
+        return sum(len(b) for _, bufs in self._replay for b in bufs)
 
     # ---- connection lifecycle ----------------------------------------------------------------
 
@@ -254,9 +254,9 @@ class Session:
         if self.state is not State.OPEN:
             raise ProtocolError(f"DATA in state {self.state.value}", peer=self.peer)
         self.sent_seq += 1
-        data = b"".join(encode_frame(Data(self.sent_seq, self.recv_seq, chunks)))
-        self._replay.append((self.sent_seq, data))
-        self._out.append(data)
+        bufs = encode_frame(Data(self.sent_seq, self.recv_seq, chunks))
+        self._replay.append((self.sent_seq, bufs))
+        self._out.extend(bufs)
         self._ack_sent = self.recv_seq
         self.frames_sent += 1
         self.data_frames_sent += 1
@@ -286,6 +286,15 @@ class Session:
         """Buffer bytes received on the current connection."""
         self._check()
         self._decoder.receive_data(data)
+
+    def get_buffer(self) -> memoryview:
+        """Where a transport with ``recv_into`` should receive (see FrameDecoder.get_buffer)."""
+        self._check()
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were received into the last :meth:`get_buffer`."""
+        self._decoder.buffer_updated(nbytes)
 
     def next_event(self) -> Event | _NeedData:
         """Process buffered bytes up to the next event for the shell.
@@ -396,8 +405,8 @@ class Session:
                 f"acked {self.acked_seq}, sent {self.sent_seq}"
             )
         self._on_ack(peer_has)
-        for _, data in self._replay:
-            self._out.append(data)
+        for _, bufs in self._replay:
+            self._out.extend(bufs)
         self.retransmitted += len(self._replay)
         self._fire(Trigger.HELLO)
         return Established(hello.job_window, resumed, restarted, len(self._replay))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -34,10 +35,13 @@ from .._config import ClusterConfig
 from .._errors import AuthenticationError, PeerUnavailable, describe_attempts
 from .._log import get_logger
 from ._tls import (
-    TlsStream,
+    TlsSocketStream,
+    accept_tcp_socket,
     certificate_party,
     check_peer_certificate,
     client_context,
+    connect_tcp_socket,
+    listen_tcp_socket,
     server_context,
 )
 
@@ -191,41 +195,49 @@ class TcpTlsTransport:
 
     async def connect(self, peer: str) -> Connection:
         pc = self.config.party(peer)
-        tcp = await anyio.connect_tcp(pc.host, pc.port)
+        sock = await connect_tcp_socket(pc.host, pc.port)
         try:
-            tls = await TlsStream.handshake(tcp, self._client_ctx, server_side=False, hostname=peer)
-            check_peer_certificate(tls.peer_certificate, peer, pc.address)
+            tls = await TlsSocketStream.handshake(
+                sock, self._client_ctx, server_side=False, hostname=peer
+            )
         except ssl.SSLError as exc:
-            await anyio.aclose_forcefully(tcp)
             if is_disconnect(exc):
                 raise ConnectionResetError(f"TLS handshake with {pc.address}: {exc}") from exc
             raise auth_error_from_ssl(exc, peer, pc.address) from exc
+        try:
+            check_peer_certificate(tls.peer_certificate, peer, pc.address)
         except BaseException:
-            await anyio.aclose_forcefully(tcp)
+            await tls.aclose()
             raise
         return Connection(tls, peer, pc.address)
 
     async def serve(self, handler: Handler, *, task_status: TaskStatus[Any]) -> None:
         pc = self.config.party(self.party)
-        listener = await anyio.create_tcp_listener(local_host=pc.host, local_port=pc.port)
-        async with listener:
-            sockname = listener.extra(anyio.abc.SocketAttribute.local_address)
-            self.listen_port = int(sockname[1])
+        listener = listen_tcp_socket(pc.host, pc.port)
+        try:
+            self.listen_port = int(listener.getsockname()[1])
             task_status.started(self.listen_port)
+            async with anyio.create_task_group() as tg:
+                while True:
+                    sock, address = await accept_tcp_socket(listener)
+                    tg.start_soon(self._accept, sock, address, handler)
+        finally:
+            listener.close()
 
-            async def accept(tcp: Any) -> None:
-                remote = tcp.extra(anyio.abc.SocketAttribute.remote_address)
-                address = f"{remote[0]}:{remote[1]}"
-                try:
-                    with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
-                        tls = await TlsStream.handshake(tcp, self._server_ctx, server_side=True)
-                    party = certificate_party(tls.peer_certificate)
-                except (ssl.SSLError, AuthenticationError, OSError, TimeoutError,
-                        anyio.BrokenResourceError, anyio.EndOfStream) as exc:  # fmt: skip
-                    self.rejected += 1
-                    self._log.warning("rejected connection", address=address, error=str(exc))
-                    await anyio.aclose_forcefully(tcp)
-                    return
-                await handler(Connection(tls, party, address))
-
-            await listener.serve(accept)
+    async def _accept(self, sock: socket.socket, address: str, handler: Handler) -> None:
+        try:
+            with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
+                tls = await TlsSocketStream.handshake(sock, self._server_ctx, server_side=True)
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self.rejected += 1
+            self._log.warning("rejected connection", address=address, error=str(exc))
+            sock.close()
+            return
+        try:
+            party = certificate_party(tls.peer_certificate)
+        except AuthenticationError as exc:
+            self.rejected += 1
+            self._log.warning("rejected connection", address=address, error=str(exc))
+            await tls.aclose()
+            return
+        await handler(Connection(tls, party, address))

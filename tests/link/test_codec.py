@@ -257,3 +257,21 @@ def test_large_data_frame_chunks_are_views() -> None:
     frame = dec.next_frame()
     assert isinstance(frame, Data) and isinstance(frame.chunks[0].data, memoryview)
     assert bytes(frame.chunks[0].data) == payload
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 300_000), min_size=1, max_size=4), st.integers(1000, 70_000))
+def test_frames_received_in_place_through_get_buffer(sizes: list[int], step: int) -> None:
+    fs = [Data(i + 1, 0, (Chunk("j", "c", i, 0, n, bytes([i % 256]) * n),)) for i, n in enumerate(sizes)]
+    wire = b"".join(frame_bytes(f) for f in fs)
+    dec = FrameDecoder(1 << 20)
+    out, pos = [], 0
+    while pos < len(wire):
+        buf = dec.get_buffer()
+        n = min(len(buf), step, len(wire) - pos)
+        buf[:n] = wire[pos : pos + n]
+        dec.buffer_updated(n)
+        pos += n
+        while (f := dec.next_frame()) is not NEED_DATA:
+            out.append(_norm(f))
+    assert out == [_norm(f) for f in fs]
