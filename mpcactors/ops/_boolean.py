@@ -68,29 +68,43 @@ def _block0_mask(level: int) -> np.ndarray:
     return _mask([i for i in range(64) if i % w == 0])
 
 
-def _swap_mask(a: int, b: int) -> np.ndarray:
-    return _mask([i for i in range(64) if (i >> a) & 1 == 1 and (i >> b) & 1 == 0])
+def _swap_mask(a: int, b: int, width: int) -> np.ndarray:
+    return _mask([i for i in range(64) if (i % width >> a) & 1 == 1 and (i % width >> b) & 1 == 0])
+
+
+def _lane_masks(level: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes of 64 >> level bits: (bit 0 of every lane, the top bit of every lane)."""
+    w = 64 >> level
+    return _mask(list(range(0, 64, w))), _mask(list(range(w - 1, 64, w)))
 
 
 # Level L of the carry tree: fields of w = 64 >> L bits. _HALF[L]: low half of each field;
 # _BLOCK0[L]: bit 0 of each field (the lowest group).
 _HALF = tuple(_half_mask(lv) for lv in range(6))
 _BLOCK0 = tuple(_block0_mask(lv) for lv in range(7))
-# rev6 = three delta swaps exchanging index bits (0,5), (1,4), (2,3).
-_REV_SWAPS = tuple(((1 << b) - (1 << a), _swap_mask(a, b)) for a, b in ((0, 5), (1, 4), (2, 3)))
+# Reversal of the bit index within lanes of 64 >> level bits: delta swaps exchanging index bits
+# (0, k-1), (1, k-2), ... with k = 6 - level (for 64-bit lanes: (0,5), (1,4), (2,3)).
+_REV_SWAPS = tuple(
+    tuple(
+        ((1 << (5 - lv - a)) - (1 << a), _swap_mask(a, 5 - lv - a, 64 >> lv))
+        for a in range((6 - lv) // 2)
+    )
+    for lv in range(6)
+)
+_CHUNK = 1 << 14  # words per pass of _rev: 128 KiB stays in cache across the passes
 
 
-_CHUNK = 1 << 14  # words per pass of _rev6: 128 KiB stays in cache across the 18 passes
+def _rev(p: np.ndarray, level: int = 0) -> np.ndarray:
+    """Reverse the bit index within every lane of 64 >> level bits (an involution).
 
-
-def _rev6(p: np.ndarray) -> np.ndarray:
-    """Move bit i of every word to bit rev6(i) (6-bit index reversal; an involution)."""
+    Level 0: bit i of every word moves to bit rev6(i).
+    """
     out = np.array(p, dtype=np.uint64, copy=True).reshape(-1)
     t = np.empty(min(_CHUNK, out.size), dtype=np.uint64)
     for start in range(0, out.size, _CHUNK):
         x = out[start : start + _CHUNK]
         tt = t[: x.size]
-        for delta, mask in _REV_SWAPS:
+        for delta, mask in _REV_SWAPS[level]:
             d = _U64(delta)
             np.right_shift(x, d, out=tt)
             tt ^= x
@@ -99,6 +113,11 @@ def _rev6(p: np.ndarray) -> np.ndarray:
             tt <<= d
             x ^= tt
     return out.reshape(np.shape(p))
+
+
+def _rev6(p: np.ndarray) -> np.ndarray:
+    """Move bit i of every word to bit rev6(i) (6-bit index reversal)."""
+    return _rev(p, 0)
 
 
 def _split(x: Share, level: int) -> tuple[Share, Share]:
@@ -146,13 +165,23 @@ def and_many(
 
 
 def reduce_summands(
-    ctx: OpContext, proto: Protocol, summands: list[Share]
+    ctx: OpContext, proto: Protocol, summands: list[Share], level: int = 0
 ) -> Step[tuple[Share, Share]]:
     """Carry-save adders until two boolean summands remain (one AND round per layer).
 
     ``a + b + c = (a ^ b ^ c) + 2 maj(a, b, c)``, ``maj = ((a ^ c) & (b ^ c)) ^ c``; k summands
-    take ``ceil(log_{3/2}(k/2))`` rounds (0 for k = 2, 1 for k = 3).
+    take ``ceil(log_{3/2}(k/2))`` rounds (0 for k = 2, 1 for k = 3). Words hold lanes of
+    64 >> level bits (independent numbers mod 2^(64 >> level)).
     """
+    lsb, _ = _lane_masks(level)
+    keep = np.invert(lsb)
+
+    def double(p: np.ndarray) -> np.ndarray:
+        q = p << _ONE
+        if level:
+            q &= keep
+        return q
+
     if not summands:
         raise ValueError("a2b_summands returned no summands")
     if len(summands) == 1:
@@ -166,37 +195,51 @@ def reduce_summands(
         nxt = []
         for (_, b, c), (ac, _), t in zip(triples, pairs, ands):
             nxt.append(proto.xor(ac, b))
-            nxt.append(_local(proto.xor(t, c), lambda p: p << _ONE))
+            nxt.append(_local(proto.xor(t, c), double))
         summands = nxt + rest
         layer += 1
     return summands[0], summands[1]
 
 
-def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[tuple[Share, Share]]:
-    """Bit 63 of u ^ v, and the carry into bit 63 of u + v; 1-D inputs of n words (n % 64 == 0).
+def _carry_tree(
+    ctx: OpContext, proto: Protocol, u: Share, v: Share, level: int
+) -> Step[tuple[Share, Share]]:
+    """Top bit of u ^ v and carry into the top bit of u + v, for lanes of w = 64 >> level bits.
 
-    Returns ``(top, carry)``: ``top`` has one 0/1 word per element; ``carry`` has n/64 packed
-    words, word k bit f holding the carry of element ``k + f * n/64``. 6 AND rounds.
+    Inputs: n/2^level words in the level-``level`` layout (word k lane F is element
+    ``k + F n/2^level``, natural bit order), n % 64 == 0. Returns ``(top, carry)``, both with
+    the top lane bits only meaningful: ``top`` in the input layout, ``carry`` as n/64 words
+    (word k bit F is element ``k + F n/64``). 6 - level AND rounds.
     """
+    lsb, msb_mask = _lane_masks(level)
+    keep = np.invert(lsb)
+
+    def leaves(p: np.ndarray) -> np.ndarray:  # dummy position 0 (g = 0), bit-reversed lanes
+        q = p << _ONE
+        if level:
+            q &= keep
+        return _rev(q, level)
+
     uv = proto.xor(u, v)
-    top = _local(uv, lambda p: p >> _U64(63))
-    P: dict[int, Share] = {0: _local(uv, lambda p: _rev6(p << _ONE))}
+    top = proto.and_public(uv, msb_mask)
+    P: dict[int, Share] = {level: _local(uv, leaves)}
     splits: dict[tuple[str, int], tuple[Share, Share]] = {}
 
-    def split(name: str, level: int, x: Share) -> tuple[Share, Share]:
-        key = (name, level)
+    def split(name: str, lv: int, x: Share) -> tuple[Share, Share]:
+        key = (name, lv)
         if key not in splits:
-            splits[key] = _split(x, level)
+            splits[key] = _split(x, lv)
         return splits[key]
 
-    # Round 1: leaf generates G0 = u & v, level-1 propagates; lowest group of level 1 is G0[1].
-    plo, phi = split("P", 0, P[0])
-    y = proto.and_public(plo, np.invert(_BLOCK0[1]))
+    # Round 1: leaf generates G = u & v, next-level propagates; the lowest group of the next
+    # level is G[1] (the dummy's generate is 0).
+    plo, phi = split("P", level, P[level])
+    y = proto.and_public(plo, np.invert(_BLOCK0[level + 1]))
     g, z = yield from and_many(ctx.child(1), proto, [(u, v), (phi, y)])
-    G: dict[int, Share] = {0: _local(g, lambda p: _rev6(p << _ONE))}
-    P[1] = z
-    low = proto.xor(split("G", 0, G[0])[1], z)
-    for r in range(2, 7):
+    G: dict[int, Share] = {level: _local(g, leaves)}
+    P[level + 1] = z
+    low = proto.xor(split("G", level, G[level])[1], z)
+    for r in range(level + 2, 7):
         glo2, ghi2 = split("G", r - 2, G[r - 2])
         _, phi2 = split("P", r - 2, P[r - 2])
         plo1, phi1 = split("P", r - 1, P[r - 1])
@@ -211,49 +254,74 @@ def _carry63(ctx: OpContext, proto: Protocol, u: Share, v: Share) -> Step[tuple[
     return top, low
 
 
-def carry63_rounds(n_summands: int) -> int:
+def carry63_rounds(n_summands: int, bits: int = 64) -> int:
     """AND rounds of :func:`msb` for a protocol with ``n_summands`` A2B summands."""
     layers, k = 0, n_summands
     while k > 2:
         k = 2 * (k // 3) + k % 3
         layers += 1
-    return layers + 6
+    return layers + bits.bit_length() - 1
 
 
-def _flat_padded(x: Share, n_pad: int) -> Share:
-    n = int(np.prod(x.shape, dtype=np.int64))
+def _packed(x: Share, n: int, n_pad: int, level: int) -> Share:
+    """Flatten, pad to n_pad and pack the low 64 >> level bits of 2^level elements per word:
+    word k lane F holds element ``k + F n_pad/2^level``."""
+    w = 64 >> level
+    lanes = 1 << level
+    low = _U64((1 << w) - 1)
 
     def fn(p: np.ndarray) -> np.ndarray:
-        out = np.zeros(n_pad, dtype=np.uint64)
-        out[:n] = p.reshape(-1)
+        flat = np.zeros(n_pad, dtype=np.uint64)
+        flat[:n] = p.reshape(-1)
+        if not level:
+            return flat
+        rows = flat.reshape(lanes, n_pad // lanes) & low
+        out = rows[0].copy()
+        for lane in range(1, lanes):
+            out |= rows[lane] << _U64(lane * w)
         return out
 
-    return x.map(fn, shape=(n_pad,))
+    return x.map(fn, shape=(n_pad >> level,))
 
 
-def msb(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
-    """Boolean share of the most significant (sign) bit of an arithmetic share.
+def msb(ctx: OpContext, proto: Protocol, x: Share, bits: int = 64) -> Step[Share]:
+    """Boolean share of the sign bit of an arithmetic share.
 
     Args:
         ctx: the op context.
         proto: the protocol.
         x: arithmetic share, any shape.
+        bits: 64 for the ring's sign bit ``x >> 63``. A power of two 2..32 computes the sign of
+            the low ``bits`` bits as a two's complement number, which equals the sign of x when
+            |x| < 2^(bits-1): 64/bits elements share each word, so the circuit is that many
+            times smaller and has log2(bits) AND rounds instead of 6.
 
     Returns:
-        Boolean share of x's shape, every word 0 or 1: ``x >> 63`` (1 iff x < 0 in two's
-        complement). Exact.
+        Boolean share of x's shape, every word 0 or 1 (1 iff x < 0). Exact (in range).
 
-    Rounds: 6 AND rounds with two summands (semi2k, 2 parties), 7 with three (rep3).
+    Rounds: log2(bits) AND rounds with two summands (6 for 64 bits: semi2k, 2 holders), one
+    more with three (rep3).
     """
+    if bits not in (2, 4, 8, 16, 32, 64):
+        raise ValueError(f"bits must be a power of two in 2..64, not {bits!r}")
+    level = 7 - bits.bit_length()
     shape = x.shape
     n = int(np.prod(shape, dtype=np.int64))
     n_pad = max(64, -(-n // 64) * 64)
-    flat = _flat_padded(x, n_pad)
-    u, v = yield from reduce_summands(ctx.child("csa"), proto, proto.a2b_summands(flat))
-    top, carry = yield from _carry63(ctx.child("tree"), proto, u, v)
+    summands = [_packed(s, n, n_pad, level) for s in proto.a2b_summands(x)]
+    u, v = yield from reduce_summands(ctx.child("csa"), proto, summands, level)
+    top, carry = yield from _carry_tree(ctx.child("tree"), proto, u, v, level)
+    lanes, w = 1 << level, 64 >> level
+    top_shifts = (np.arange(lanes, dtype=np.uint64) * _U64(w) + _U64(w - 1))[:, None]
     shifts = np.arange(64, dtype=np.uint64)[:, None]
-    bits = carry.map(lambda p: ((p[None, :] >> shifts) & _ONE).reshape(-1), shape=(n_pad,))
-    out = proto.xor(top, bits)
+
+    def unpack_top(p: np.ndarray) -> np.ndarray:
+        return ((p[None, :] >> top_shifts) & _ONE).reshape(-1)
+
+    def unpack_carry(p: np.ndarray) -> np.ndarray:
+        return ((p[None, :] >> shifts) & _ONE).reshape(-1)
+
+    out = proto.xor(top.map(unpack_top, shape=(n_pad,)), carry.map(unpack_carry, shape=(n_pad,)))
     return out.map(lambda p: p[:n].reshape(shape), shape=shape)
 
 

@@ -90,9 +90,13 @@ def _one_minus(proto: Protocol, c: Share) -> Share:
     return proto.add_public(proto.neg(c), _ONE)
 
 
-def ltz(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
-    """[x < 0] as an integer 0/1 arithmetic share (the sign bit). Exact. Rounds: msb + 1."""
-    b = yield from msb(ctx.child("msb"), proto, x)
+def ltz(ctx: OpContext, proto: Protocol, x: Share, bits: int = 64) -> Step[Share]:
+    """[x < 0] as an integer 0/1 arithmetic share (the sign bit). Exact. Rounds: msb + 1.
+
+    ``bits`` < 64 (a power of two) is a cheaper comparison, exact when |x| < 2^(bits-1) (see
+    :func:`~mpcactors.ops._boolean.msb`): log2(bits) + 1 rounds (+1 for rep3).
+    """
+    b = yield from msb(ctx.child("msb"), proto, x, bits)
     return (yield from proto.bit_to_arith(ctx.child("b2a"), b))
 
 
@@ -348,16 +352,19 @@ def argmin(ctx: OpContext, proto: Protocol, x: Share, axis: int | None = None) -
     return _index(idx)
 
 
-def ge_thresholds(ctx: OpContext, proto: Protocol, x: Share, edges: np.ndarray) -> Step[Share]:
+def ge_thresholds(
+    ctx: OpContext, proto: Protocol, x: Share, edges: np.ndarray, bits: int = 64
+) -> Step[Share]:
     """``[x >= edges[j]]`` for every public ring edge, as integer shares of shape (K, *x.shape).
 
-    One batched comparison: the rounds of :func:`less` whatever K is.
+    One batched comparison: the rounds of :func:`less` whatever K is. ``bits`` < 64: exact
+    when every |x - edge| < 2^(bits-1) (see :func:`ltz`).
     """
     edges = np.asarray(edges, dtype=np.uint64).reshape(-1)
     shape = (len(edges),) + x.shape
     xs = x.map(lambda p: np.broadcast_to(p, shape), shape=shape)
     d = proto.add_public(xs, np.negative(edges).reshape((-1,) + (1,) * len(x.shape)))
-    lt = yield from ltz(ctx, proto, d)
+    lt = yield from ltz(ctx, proto, d, bits)
     return _one_minus(proto, lt)
 
 

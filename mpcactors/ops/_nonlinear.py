@@ -302,8 +302,11 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     series while 2^k is selected by thresholds on k (in parallel); result 2^r * 2^k.
     Accuracy: relative error < 5e-5 and absolute < 1e-5 + 1 ulp for x < 10.397. Above, the
     result saturates into [2^15, 2^16] (e^x up to e^11.09, then 2^16); below x = -10.397 it is
-    0 or the true value (< 3.1e-5). Valid for |x| < 2^12 (beyond, the first truncation may fail).
-    Rounds: semi2k 0 + max(7, 3) + 1 = 8; rep3 1 + max(8, 7) + 2 = 11.
+    0 or the true value (< 3.1e-5). Saturation holds for |x| < 2^14 (k must fit the 16-bit
+    comparisons; the first truncation sees |x| 2^37.5).
+    The thresholds on k are 16-bit comparisons (k is a small integer): 4 lanes a word, 4 AND
+    rounds.
+    Rounds: semi2k 0 + max(5, 3) + 1 = 6; rep3 1 + max(6, 7) + 2 = 10.
     """
     f = proto.fxp_bits
     raw = proto.mul_public(x, fxp_const(proto, 1.0 / _LN2))
@@ -316,7 +319,7 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     edges = np.arange(-_EXP_K, _EXP_K + 2).astype(np.int64).view(np.uint64)
     ge, (p,) = yield from gather(
         [
-            ge_thresholds(ctx.child("k2"), proto, k, edges),
+            ge_thresholds(ctx.child("k2"), proto, k, edges, bits=16),  # k is a small integer
             chebyshev(ctx.child("series"), proto, r, [_series("exp2")], extra_bits=_EXTRA),
         ]
     )
