@@ -122,3 +122,19 @@ def test_reference_protocol_agrees() -> None:
         res, rounds = hh.run(B.msb, hh.share_ring(to_ring(x)))
         assert rounds == B.carry63_rounds(len(parties))
         assert np.array_equal(hh.open_ring(res), (x < 0).astype(np.uint64))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8, 16, 32])
+def test_short_msb_exact_in_range(h: Harness, bits: int) -> None:
+    """Lanes of `bits` bits: the sign of any |x| < 2^(bits-1), in log2(bits) AND rounds."""
+    lim = 2 ** (bits - 1)
+    x = np.random.default_rng(bits).integers(-lim, lim, size=(300, 7))
+    x[0, :4] = [0, -1, lim - 1, -lim]
+    res, rounds = h.run(lambda c, p, s: B.msb(c, p, s, bits=bits), h.share_ring(to_ring(x)))
+    assert rounds == B.carry63_rounds(2 if h.name == "semi2k" else 3, bits)
+    assert np.array_equal(h.open_ring(res), (x < 0).astype(np.uint64))
+
+
+def test_short_msb_rejects_other_widths(h: Harness) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        h.run(lambda c, p, s: B.msb(c, p, s, bits=12), h.share_ring(to_ring(np.arange(3))))
