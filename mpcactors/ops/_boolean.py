@@ -120,27 +120,34 @@ def _rev6(p: np.ndarray) -> np.ndarray:
     return _rev(p, 0)
 
 
-def _split(x: Share, level: int) -> tuple[Share, Share]:
-    """Level-``level`` words (n) -> (even groups, odd groups) in level+1 layout (n/2 words)."""
+def _split_parts(p: np.ndarray, level: int) -> np.ndarray:
+    """(lo, hi) of one part, stacked: shape (2, n/2). Chunked so temporaries stay in cache."""
     h = _U64(32 >> level)
     mask = _HALF[level]
+    inv = np.invert(mask)
+    m = p.shape[0] // 2
+    out = np.empty((2, m), dtype=np.uint64)
+    t = np.empty(min(_CHUNK, m), dtype=np.uint64)
+    for start in range(0, m, _CHUNK):
+        stop = min(start + _CHUNK, m)
+        a, b = p[start:stop], p[m + start : m + stop]
+        lo, hi, tt = out[0, start:stop], out[1, start:stop], t[: stop - start]
+        np.bitwise_and(a, mask, out=lo)
+        np.bitwise_and(b, mask, out=tt)
+        tt <<= h
+        lo |= tt
+        np.right_shift(a, h, out=hi)
+        hi &= mask
+        np.bitwise_and(b, inv, out=tt)
+        hi |= tt
+    return out
+
+
+def _split(x: Share, level: int) -> tuple[Share, Share]:
+    """Level-``level`` words (n) -> (even groups, odd groups) in level+1 layout (n/2 words)."""
     m = x.shape[0] // 2
-
-    def lo(p: np.ndarray) -> np.ndarray:
-        a = p[:m] & mask
-        b = p[m:] & mask
-        b <<= h
-        a |= b
-        return a
-
-    def hi(p: np.ndarray) -> np.ndarray:
-        a = p[:m] >> h
-        a &= mask
-        b = p[m:] & np.invert(mask)
-        a |= b
-        return a
-
-    return x.map(lo, shape=(m,)), x.map(hi, shape=(m,))
+    both = x.map(lambda p: _split_parts(p, level), shape=(2, m))
+    return both.map(lambda p: p[0], shape=(m,)), both.map(lambda p: p[1], shape=(m,))
 
 
 def _shl(k: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -271,6 +278,8 @@ def _packed(x: Share, n: int, n_pad: int, level: int) -> Share:
     low = _U64((1 << w) - 1)
 
     def fn(p: np.ndarray) -> np.ndarray:
+        if n == n_pad and not level:
+            return p.reshape(-1)
         flat = np.zeros(n_pad, dtype=np.uint64)
         flat[:n] = p.reshape(-1)
         if not level:
