@@ -211,7 +211,13 @@ class _Job:
                 self.reporter.start("output")
                 inter = await other_result(wire, files, sink, join=self.settings.join, left=left)
             await wire.send("fin")
-            await wire.recv("fin")
+            try:
+                await wire.recv("fin")  # the peer got everything we sent: now we may close
+            except PeerLost as exc:
+                # Everything this party needs has arrived and its output is complete; only the
+                # peer's confirmation is missing (the peer may have closed its node before its
+                # "fin" got through). Our result stands; the peer's side reports its own.
+                self.log.warning("psi.peer_left_at_fin", error=str(exc))
             output = sink.commit() if sink is not None else None
             ok = True
             self.reporter.start("done")

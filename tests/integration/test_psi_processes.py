@@ -55,7 +55,7 @@ def test_sixteen_concurrent_jobs_over_one_tls_link(tmp_path: Path) -> None:
 
 
 def test_connection_cut_mid_psi_changes_nothing(tmp_path: Path) -> None:
-    cfg = make_cluster(tmp_path)
+    cfg = make_cluster(tmp_path, peer_timeout_s=3)
     sets = [job_sets(100 + j, 1500) for j in range(3)]
     for party, side in (("alice", 0), ("bob", 1)):
         (tmp_path / f"{party}.json").write_text(
