@@ -15,8 +15,8 @@ Parts:
    one link: one after another vs all at once; on the loopback and with the in-process WAN
    emulator (40 ms RTT, 100 Mbit/s), where concurrent jobs overlap their round trips.
 
-Both parties share this machine's cores (2 here), as SPU's two processes do: the EC work of both
-parties (4 X25519 per id per side... 2 per id at each party) competes for the same cores.
+Both parties share this machine's cores, as SPU's two processes do: every id costs two X25519
+operations at each party, and both parties' EC worker processes compete for the same cores.
 ``--record`` appends the tables to bench/RESULTS.md under "## PSI". SPU: pass ``--spu-python``
 (a Python with ``spu==0.9.5``) or run with one; otherwise the table says "spu not installed".
 """
@@ -177,12 +177,12 @@ def party_main(spec_path: str) -> int:
                     for job in spec["jobs"]:
                         results.append(await one(node, job, "s."))
                 else:
-                    async with anyio.create_task_group() as tg:
-                        async def run(job: dict[str, str]) -> None:
-                            results.append(await one(node, job, "c."))
+                    async def run(job: dict[str, str], out: list[dict[str, Any]]) -> None:
+                        out.append(await one(node, job, "c."))
 
+                    async with anyio.create_task_group() as tg:
                         for job in spec["jobs"]:
-                            tg.start_soon(run, job)
+                            tg.start_soon(run, job, results)
                 after = node.statistics().peers[peer]
                 report["runs"][mode] = {
                     "wall": time.perf_counter() - t, "jobs": results,
@@ -205,7 +205,7 @@ def read_ids(path: str) -> set[str]:
 def spu_available(python: str) -> bool:
     try:
         r = subprocess.run([python, "-c", "import spu.psi, spu.libspu.link"], capture_output=True,
-                           timeout=120)
+                           timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
@@ -239,9 +239,9 @@ def run_spu(python: str, folder: Path, a: Path, b: Path, timeout: float = 1200) 
 
 
 def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> list[str]:
-    rows = ["| ids per side | mpcactors s | SPU ECDH-25519 s | ratio (ours / SPU) | ours ids/s per side | "
-            "phases s (prepare / exchange / match+output) | X25519 ops/s both parties (x of 1 core) | "
-            "MB sent per party | correct (ours / SPU) |",
+    rows = [("| ids per side | mpcactors s | SPU ECDH-25519 s | ratio (ours / SPU) | ours ids/s per side | "
+             "phases s (prepare / exchange / match+output) | X25519 ops/s both parties (x of 1 core) | "
+             "MB sent per party | correct (ours / SPU) |"),
             "|---|---|---|---|---|---|---|---|---|"]
     for logn in args.logn:
         n = 1 << logn
@@ -277,7 +277,7 @@ def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> 
 
 def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) -> list[str]:
     where = "loopback" if wan is None else f"WAN {2 * wan[0]:g} ms RTT, {wan[1]:g} Mbit/s"
-    rows = [f"| link | jobs x ids | one after another s | all at once s | speed-up | all correct |",
+    rows = ["| link | jobs x ids | one after another s | all at once s | speed-up | all correct |",
             "|---|---|---|---|---|---|"]
     for k in args.jobs:
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
