@@ -122,6 +122,7 @@ class PeerLink:
         self._conn_scope: anyio.CancelScope | None = None
         self._conn_error: BaseException | None = None
         self._writer_signal = _Signal()
+        self._force_ack = False
         self._send_lock = anyio.Lock()
         self._waiters: dict[tuple[str, str], anyio.Event] = {}
         self._space: dict[str, anyio.Event] = {}
@@ -462,6 +463,7 @@ class PeerLink:
                     self._wake(key)
             elif isinstance(event, Credit):
                 self.mux.on_credit(event)
+                wake_writer = True
             elif isinstance(event, JobAbort):
                 self.mux.on_job_abort(event)
                 self._wake_job(event.job)
@@ -475,8 +477,7 @@ class PeerLink:
             elif isinstance(event, PeerClosed):
                 self._writer_signal.set()
                 raise _PeerClosedSignal(event.reason)
-            wake_writer = True
-        if wake_writer or session.ack_due or session.has_output:
+        if wake_writer or session.has_output or session.ack_urgent or self.mux.control_pending:
             self._writer_signal.set()
         return more
 
@@ -489,7 +490,8 @@ class PeerLink:
             if chunks:
                 session.send_data(chunks)
                 self._wake_space()
-        session.send_ack()
+        session.send_ack(force=self._force_ack)
+        self._force_ack = False
         return session.data_to_send()
 
     async def _writer(self, stream: ByteStream) -> None:
@@ -533,6 +535,7 @@ class PeerLink:
             now = anyio.current_time()
             if self.connected and self.session.is_open:
                 self.session.send_control(Ping(now))
+                self._force_ack = True  # delayed ACKs leave at the latest now
                 self._writer_signal.set()
                 if now - self.last_heard > silence:
                     self._log.info("peer silent; dropping the connection", silent_s=now - self.last_heard)
@@ -545,8 +548,16 @@ class PeerLink:
     async def close(self, linger_s: float) -> None:
         """Flush what can be sent (bounded by ``linger_s``), say goodbye, fail local waiters."""
         self.closing = True
+        if self.connected and self.session.is_open and self.session.unacked_frames:
+            self.session.send_control(Ping(anyio.current_time()))  # the PONG brings an ACK
+            self._writer_signal.set()
         with anyio.move_on_after(linger_s):
+            polls = 0
             while self.connected and (self.session.unacked_frames or self.mux.has_queued):
+                polls += 1
+                if polls % 20 == 0 and self.session.is_open:
+                    self.session.send_control(Ping(anyio.current_time()))  # ask for an ACK
+                    self._writer_signal.set()
                 await anyio.sleep(0.005)
         if self.connected and self.session.is_open:
             self.session.close("the node is closing")

@@ -55,6 +55,8 @@ from ._frames import (
 __all__ = ["PROTOCOL_VERSION", "Established", "PeerClosed", "Session", "State"]
 
 PROTOCOL_VERSION: Final = 1
+ACK_EVERY_FRAMES: Final = 8
+ACK_EVERY_BYTES: Final = 4 << 20
 
 
 class State(enum.Enum):
@@ -158,6 +160,8 @@ class Session:
         self.acked_seq = 0  # last seq the peer acknowledged
         self.recv_seq = 0  # last DATA seq received in order
         self._ack_sent = 0  # last recv_seq told to the peer
+        self._bytes_since_ack = 0  # DATA chunk bytes received since then
+        self._ack_asked = False  # a PING arrived: answer with an ACK now
         # Counters for statistics.
         self.frames_sent = 0
         self.frames_received = 0
@@ -257,21 +261,42 @@ class Session:
         bufs = encode_frame(Data(self.sent_seq, self.recv_seq, chunks))
         self._replay.append((self.sent_seq, bufs))
         self._out.extend(bufs)
-        self._ack_sent = self.recv_seq
+        self._acked_now()
         self.frames_sent += 1
         self.data_frames_sent += 1
         return self.sent_seq
+
+    def _acked_now(self) -> None:
+        self._ack_sent = self.recv_seq
+        self._bytes_since_ack = 0
+        self._ack_asked = False
 
     @property
     def ack_due(self) -> bool:
         """True if DATA arrived that the peer has not been told about."""
         return self.recv_seq > self._ack_sent
 
-    def send_ack(self) -> None:
-        """Queue a cumulative ACK if one is due."""
-        if self.ack_due and self.state in (State.OPEN, State.CLOSING):
-            self._ack_sent = self.recv_seq
+    @property
+    def ack_urgent(self) -> bool:
+        """True if an ACK should go out now rather than ride on the next DATA frame or timer:
+        many frames or bytes unacknowledged (the peer's replay buffer grows), or a PING asked."""
+        return self.ack_due and (
+            self._ack_asked
+            or self.recv_seq - self._ack_sent >= ACK_EVERY_FRAMES
+            or self._bytes_since_ack >= ACK_EVERY_BYTES
+        )
+
+    def send_ack(self, *, force: bool = True) -> None:
+        """Queue a cumulative ACK if one is due (and urgent, unless ``force``).
+
+        Delayed ACKs (like TCP's) spare a frame per round trip: an ACK usually rides on the
+        next DATA frame; the shell forces one on its heartbeat.
+        """
+        if (self.ack_urgent or (force and self.ack_due)) and self.state in (
+            State.OPEN, State.CLOSING,
+        ):  # fmt: skip
             self._queue(Ack(self.recv_seq))
+            self._acked_now()
 
     def send_control(self, frame: Credit | JobAbort | Ping) -> None:
         """Queue a control frame (only while open; the shell re-sends state after a resume)."""
@@ -348,6 +373,8 @@ class Session:
             if frame.seq != self.recv_seq + 1:
                 raise ProtocolError(f"DATA seq {frame.seq} after {self.recv_seq}: frames lost")
             self.recv_seq = frame.seq
+            for c in frame.chunks:
+                self._bytes_since_ack += len(c.data)
             return frame
         if isinstance(frame, Ack):
             self._on_ack(frame.seq)
@@ -355,6 +382,7 @@ class Session:
         if isinstance(frame, Ping):
             if state is State.OPEN:
                 self._queue(Pong(frame.t))
+                self._ack_asked = True
             return None
         if isinstance(frame, Close):
             if state is State.OPEN:
@@ -396,7 +424,8 @@ class Session:
         if restarted:
             # The peer lost its state: nothing of ours can be replayed, nothing of its is owed.
             self._replay.clear()
-            self.sent_seq = self.acked_seq = self.recv_seq = self._ack_sent = 0
+            self.sent_seq = self.acked_seq = self.recv_seq = 0
+            self._acked_now()
         self.peer_session_id = hello.session_id
         peer_has = hello.recv_seq if hello.peer_session_id == self.session_id else 0
         if peer_has < self.acked_seq or peer_has > self.sent_seq:
