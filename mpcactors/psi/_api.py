@@ -241,9 +241,10 @@ class _Job:
                 raise
             raise error from exc
         finally:
-            if ok or not ws.persistent:
-                ws.remove()
-            await _maybe_await(getattr(self.node, "close_job", None), self.job)
+            with anyio.CancelScope(shield=True):  # a cancelled job still cleans up
+                if ok or not ws.persistent:
+                    await anyio.to_thread.run_sync(ws.remove)
+                await _maybe_await(getattr(self.node, "close_job", None), self.job)
 
     async def _hello(self, wire: Wire, ws: Workspace, fingerprint: str | None) -> tuple[dict[str, Any], bool]:
         """Exchange and check settings; decide resume vs fresh; returns (manifest, resumed)."""
@@ -274,7 +275,7 @@ class _Job:
             self.log.info("psi.resume", session=offer)
             return manifest, True
         if ws.persistent:
-            ws.reset()
+            await anyio.to_thread.run_sync(ws.reset)
         h = hashes.Hash(hashes.SHA256())
         for n in sorted([nonce, theirs["nonce"]]):
             h.update(n.encode())

@@ -183,3 +183,27 @@ async def test_csv_job_with_worker_processes(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "oa.csv")[1]
     assert {r[0] for r in rows} == common and len(rows) == len(common)
     assert all(a[int(r[1])] == r[0] for r in rows)  # the other columns travel with the key
+
+
+@pytest.mark.trio
+async def test_cancelled_job_aborts_the_peer_and_leaves_no_output(tmp_path: Path) -> None:
+    a, b, _ = make_sets(6, 3000, 3000, 100)
+    caught: dict[str, BaseException] = {}
+    async with memory_nodes("alice", "bob") as nodes:
+
+        async def bob() -> None:
+            try:
+                await run_psi(nodes["bob"], peer="alice", job="cancel", ids=b, workers=0,
+                              output=tmp_path / "b.csv")
+            except JobAborted as exc:
+                caught["bob"] = exc
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(bob)
+                with anyio.move_on_after(0.3) as scope:  # the user gives up on the job
+                    await run_psi(nodes["alice"], peer="bob", job="cancel", ids=a, workers=0,
+                                  output=tmp_path / "a.csv")
+    assert scope.cancelled_caught
+    assert "aborted by party 'alice'" in str(caught["bob"]) and "Cancelled" in str(caught["bob"])
+    assert list(tmp_path.iterdir()) == []  # no output, no temp file at either party
