@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-import mpcactors.psi as psi
+from mpcactors import psi
 
 
 def test_exported_names() -> None:
