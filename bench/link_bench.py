@@ -31,11 +31,13 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mpcactors import load_config  # noqa: E402
-from mpcactors._certs import generate_certs  # noqa: E402
-from mpcactors._config import ClusterConfig, LinkOptions, WanProfile  # noqa: E402
-from mpcactors._log import configure_logging  # noqa: E402
-from mpcactors.link import MemoryNetwork, open_node  # noqa: E402
+import anyio.lowlevel
+
+from mpcactors import load_config
+from mpcactors._certs import generate_certs
+from mpcactors._config import ClusterConfig, LinkOptions, WanProfile
+from mpcactors._log import configure_logging
+from mpcactors.link import MemoryNetwork, open_node
 
 
 def free_port() -> int:
@@ -165,7 +167,7 @@ async def small_messages(config: ClusterConfig, channels: int, per_channel: int)
             for i in range(per_channel):
                 for ch in chans:
                     ch.send_nowait(i)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await finished.wait()
             return time.perf_counter() - t0
 
@@ -196,7 +198,6 @@ async def run(quick: bool) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="link-bench-"))
     cfg_path = write_cluster(tmp)
-    config = load_config(cfg_path)
 
     mb = 8 if quick else 80
     count = 2 if quick else 5

@@ -35,7 +35,7 @@ class CertificateAuthority:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def make_ca(name: str, *, valid_days: int = DEFAULT_VALID_DAYS) -> CertificateAuthority:
@@ -59,7 +59,7 @@ def make_ca(name: str, *, valid_days: int = DEFAULT_VALID_DAYS) -> CertificateAu
                 encipher_only=False, decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )

@@ -88,7 +88,7 @@ def _align(n: int) -> int:
 class _Encoder:
     """One encoding: packs the document and collects array buffers in document order."""
 
-    __slots__ = ("buffers", "raw_size", "depth")
+    __slots__ = ("buffers", "depth", "raw_size")
 
     def __init__(self) -> None:
         self.buffers: list[tuple[int, memoryview]] = []
@@ -145,7 +145,8 @@ class _Encoder:
             arr = np.ascontiguousarray(arr, dtype=want)
         offset = _align(self.raw_size)
         if arr.nbytes:
-            self.buffers.append((offset, memoryview(arr.reshape(-1)).cast("B")))
+            flat: Any = arr.reshape(-1)  # numpy arrays support the buffer protocol
+            self.buffers.append((offset, memoryview(flat).cast("B")))
             self.raw_size = offset + arr.nbytes
         else:
             offset = self.raw_size
@@ -186,7 +187,7 @@ def encode_payload(obj: Any) -> bytes:
 class _Decoder:
     """One decoding: walks the document; array views are made over ``raw``."""
 
-    __slots__ = ("raw", "cursor", "limit", "depth")
+    __slots__ = ("cursor", "depth", "limit", "raw")
 
     def __init__(self, raw: memoryview, limit: int) -> None:
         self.raw = raw

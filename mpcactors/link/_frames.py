@@ -261,7 +261,7 @@ def _decode_data(header: list[Any], tail: memoryview) -> Data:
     _, seq, ack, entries = header
     if not (_is(seq, int) and _is(ack, int) and seq > 0 and ack >= 0 and isinstance(entries, list)):
         raise _bad(f"DATA seq={seq!r} ack={ack!r}")
-    chunks = []
+    chunks: list[Chunk] = []
     append = chunks.append
     pos = 0
     ntail = len(tail)

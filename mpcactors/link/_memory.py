@@ -13,7 +13,7 @@ dialer's party from the network itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
@@ -127,7 +127,7 @@ class MemoryTransport:
         net._streams = [t for t in net._streams if not t[1]._dead] + [
             (frozenset((self.party, peer)), mine, theirs)
         ]
-        tg.start_soon(handler, Connection(theirs, self.party, f"memory:{self.party}"))
+        tg.start_soon(cast(Any, handler), Connection(theirs, self.party, f"memory:{self.party}"))
         return Connection(mine, peer, self.address(peer))
 
     async def serve(self, handler: Handler, *, task_status: TaskStatus[Any]) -> None:

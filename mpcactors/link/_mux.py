@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class JobCounters:
 
 
 class _OutChannel:
-    __slots__ = ("job", "name", "queue", "next_msg", "offset")
+    __slots__ = ("job", "name", "next_msg", "offset", "queue")
 
     def __init__(self, job: _Job, name: str) -> None:
         self.job = job
@@ -73,7 +73,7 @@ class _OutChannel:
 
 
 class _InChannel:
-    __slots__ = ("messages", "next_msg", "partial", "got", "waiting")
+    __slots__ = ("got", "messages", "next_msg", "partial", "waiting")
 
     def __init__(self) -> None:
         self.messages: deque[memoryview] = deque()  # complete, writable, unread
@@ -85,9 +85,22 @@ class _InChannel:
 
 class _Job:
     __slots__ = (
-        "name", "opened", "first_seen", "error", "drain_first", "closed",
-        "out", "sent", "limit", "backlog",
-        "inb", "received", "taken", "granted", "starved", "counters",
+        "backlog",
+        "closed",
+        "counters",
+        "drain_first",
+        "error",
+        "first_seen",
+        "granted",
+        "inb",
+        "limit",
+        "name",
+        "opened",
+        "out",
+        "received",
+        "sent",
+        "starved",
+        "taken",
     )  # fmt: skip
 
     def __init__(self, name: str, window: int) -> None:
@@ -425,7 +438,8 @@ class Mux:
                 buf = memoryview(bytearray(c.data))
             else:
                 # Uninitialised (np.empty): a zero-filled bytearray would touch every page twice.
-                buf = memoryview(np.empty(c.total, dtype=np.uint8)).cast("B")
+                raw: Any = np.empty(c.total, dtype=np.uint8)
+                buf = memoryview(raw).cast("B")
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)
                 return

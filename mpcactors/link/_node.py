@@ -47,7 +47,7 @@ class Channel:
     ways and arrive exactly once, in order, per direction.
     """
 
-    __slots__ = ("peer", "job", "name", "_link", "_max")
+    __slots__ = ("_link", "_max", "job", "name", "peer")
 
     def __init__(self, link: PeerLink, job: str, name: str) -> None:
         self.peer = link.peer
@@ -124,7 +124,7 @@ class Node:
             peer: PeerLink(
                 party=party, peer=peer, config=config, transport=transport, wan=wan,
                 rng=random.Random(rng.random()), on_job_abort=self._job_aborted,
-            )  # fmt: skip
+            )
             for peer in self.peers
         }
         self.rejected_connections = 0
@@ -183,7 +183,9 @@ class Node:
         for peer, link in self._links.items():
             peers[peer], per_job = link.statistics()
             jobs.update(per_job)
-        return NodeStatistics(self.party, peers, jobs)
+        rejected = self.rejected_connections + getattr(self._transport, "rejected", 0)
+        rejected += sum(link.rejected for link in self._links.values())
+        return NodeStatistics(self.party, peers, jobs, rejected)
 
     async def wait_connected(self) -> None:
         """Wait until every link completed a handshake; raise the first link's failure."""

@@ -593,7 +593,7 @@ class PeerLink:
                 self.peer, name, c.bytes_sent, c.bytes_received, c.messages_sent,
                 c.messages_received, c.frames_sent, c.frames_received,
                 self.mux.job_backlog(name), self.mux.job_buffered(name),
-            )  # fmt: skip
+            )
             for name, c in self.mux.jobs().items()
         }
         return link, jobs

@@ -53,3 +53,4 @@ class NodeStatistics:
     party: str
     peers: Mapping[str, LinkStatistics]
     jobs: Mapping[tuple[str, str], JobLinkStatistics]
+    rejected_connections: int = 0  # refused at TLS, at routing or at the HELLO check

@@ -25,10 +25,11 @@ from .._errors import AuthenticationError, ConfigError
 __all__ = [
     "TlsSocketStream",
     "accept_tcp_socket",
+    "certificate_party",
+    "check_peer_certificate",
+    "client_context",
     "connect_tcp_socket",
     "listen_tcp_socket",
-    "certificate_party",     "check_peer_certificate",
-    "client_context",
     "server_context",
 ]
 

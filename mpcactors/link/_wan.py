@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from types import TracebackType
+from typing import Self
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
@@ -54,7 +55,7 @@ class WanStream(ByteStream):
         self._error: BaseException | None = None
         self._tg: TaskGroup | None = None
 
-    async def __aenter__(self) -> WanStream:
+    async def __aenter__(self) -> Self:
         self._refilled = anyio.current_time()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -63,10 +64,10 @@ class WanStream(ByteStream):
 
     async def __aexit__(
         self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
+    ) -> None:
         assert self._tg is not None  # set by __aenter__; narrows the type only
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(typ, exc, tb)
+        await self._tg.__aexit__(typ, exc, tb)
 
     def _delay(self) -> float:
         p = self.profile

@@ -12,13 +12,13 @@ from mpcactors.link._frames import NEED_DATA
 from mpcactors.link._mux import Mux
 from mpcactors.link._session import Established, Session
 
-FAST = dict(
-    connect_retry_times=5,
-    connect_retry_interval_ms=50,
-    connect_timeout_s=10.0,
-    peer_timeout_s=5.0,
-    heartbeat_interval_s=0.5,
-)
+FAST: dict[str, Any] = {
+    "connect_retry_times": 5,
+    "connect_retry_interval_ms": 50,
+    "connect_timeout_s": 10.0,
+    "peer_timeout_s": 5.0,
+    "heartbeat_interval_s": 0.5,
+}
 
 
 def free_ports(n: int) -> list[int]:

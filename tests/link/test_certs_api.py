@@ -9,8 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-import mpcactors.link as link
-from mpcactors import ConfigError
+from mpcactors import ConfigError, link
 from mpcactors._certs import generate_certs
 from mpcactors._config import ClusterConfig
 

@@ -15,7 +15,17 @@ from hypothesis.extra import numpy as hnp
 from mpcactors import ProtocolError
 from mpcactors.link import DTYPES, decode_payload, encode_payload
 from mpcactors.link._frames import (
-    NEED_DATA, Ack, Chunk, Close, Credit, Data, FrameDecoder, Hello, JobAbort, Ping, Pong,
+    NEED_DATA,
+    Ack,
+    Chunk,
+    Close,
+    Credit,
+    Data,
+    FrameDecoder,
+    Hello,
+    JobAbort,
+    Ping,
+    Pong,
     frame_bytes,
 )
 
@@ -89,7 +99,7 @@ def test_large_array_is_zero_copy_on_decode() -> None:
 @pytest.mark.parametrize(
     "bad",
     [np.array([object()], dtype=object), {1, 2}, np.array(["a"]), np.datetime64("2020"),
-     np.ma.masked_array([1]), 2**70, object()],  # fmt: skip
+     np.ma.masked_array([1]), 2**70, object()],
 )
 def test_encode_rejects_unsupported(bad: object) -> None:
     with pytest.raises(TypeError):

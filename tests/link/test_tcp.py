@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 
@@ -17,7 +18,6 @@ from mpcactors._config import ClusterConfig
 from mpcactors.link import Node, open_node
 
 from ._helpers import tls_cluster
-
 
 
 @asynccontextmanager
@@ -55,7 +55,7 @@ async def test_thousand_channels_hundred_messages_each(tmp_path: Path) -> None:
                 for i in range(n_msg):
                     ch.send_nowait((c, i))
                     if i % 10 == 9:
-                        await anyio.sleep(0)
+                        await anyio.lowlevel.checkpoint()
 
             async def receiver(c: int) -> None:
                 ch = bob.channel("alice", f"job{c % 10}", f"ch{c}")
@@ -154,6 +154,7 @@ async def _expect_rejection(cfg_alice: ClusterConfig, cfg_bob: ClusterConfig, ma
                 await ch.receive()
                 pytest.fail("a message was delivered")
             stats = bob.statistics()
+            assert stats.rejected_connections >= 1
             assert stats.peers["alice"].messages_received == 0
             assert not stats.peers["alice"].connected
 
