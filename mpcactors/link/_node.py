@@ -124,10 +124,15 @@ class Node:
             peer: PeerLink(
                 party=party, peer=peer, config=config, transport=transport, wan=wan,
                 rng=random.Random(rng.random()), on_job_abort=self._job_aborted,
+                on_ready=self._link_ready,
             )
             for peer in self.peers
         }
         self.rejected_connections = 0
+        self._ready_changed = anyio.Event()
+
+    def _link_ready(self) -> None:
+        self._ready_changed.set()
 
     def _job_aborted(self, job: str, party: str, reason: str) -> None:
         if self.on_job_abort is not None:
@@ -188,12 +193,15 @@ class Node:
         return NodeStatistics(self.party, peers, jobs, rejected)
 
     async def wait_connected(self) -> None:
-        """Wait until every link completed a handshake; raise the first link's failure."""
-        for link in self._links.values():
-            await link.ready.wait()
-        for link in self._links.values():
-            if not link.ever_connected and link.failure is not None:
-                raise link.failure
+        """Wait until every link completed a handshake; raise the first link that failed."""
+        while True:
+            for link in self._links.values():
+                if not link.ever_connected and link.failure is not None:
+                    raise link.failure
+            if all(link.ready.is_set() for link in self._links.values()):
+                return
+            await self._ready_changed.wait()
+            self._ready_changed = anyio.Event()
 
     # ---- listener ----------------------------------------------------------------------------
 

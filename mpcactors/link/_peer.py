@@ -91,6 +91,7 @@ class PeerLink:
         wan: WanProfile | None,
         rng: random.Random,
         on_job_abort: Callable[[str, str, str], None],
+        on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.party = party
         self.peer = peer
@@ -101,6 +102,7 @@ class PeerLink:
         self.wan = wan
         self._rng = rng
         self._on_job_abort = on_job_abort
+        self._on_ready = on_ready
         self._log = get_logger(party=party, peer=peer)
         opts = self.opts
         self.mux = Mux(
@@ -247,6 +249,7 @@ class PeerLink:
         self._retire_session()
         self._wake_all()
         self.ready.set()
+        self._on_ready()
 
     # ---- connection manager ------------------------------------------------------------------
 
@@ -369,6 +372,7 @@ class PeerLink:
         self.failure = None
         self.connected = self.ever_connected = True
         self.ready.set()
+        self._on_ready()
         self._writer_signal.set()
 
     async def _serve(self, conn: Connection) -> None:
