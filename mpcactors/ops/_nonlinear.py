@@ -235,7 +235,7 @@ def division(
 def log(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int = 14) -> Step[Share]:
     """Natural logarithm for 2^lo <= x < 2^hi (default [9.8e-4, 16384)).
 
-    Method: ln x = ln u + (i + 1 - f) ln 2 with u = x 2^(f-i-1) in [0.5, 1); degree-8 Chebyshev.
+    Method: ln x = ln u + (i + 1 - f) ln 2 with u = x 2^(f-i-1) in [0.5, 1); degree-7 Chebyshev.
     Accuracy: absolute error < 1e-4. Saturates to lo ln 2 below the range (x <= 0 included) and
     hi ln 2 above.
     Rounds: semi2k 7 + 1 + 3 = 11; rep3 8 + 2 + 7 = 17.
