@@ -305,14 +305,19 @@ class FrameDecoder:
     Args:
         max_frame_bytes: largest body accepted; a larger announced length raises ProtocolError
             before any of the body is buffered.
+        reuse_buffers: receive large bodies (see :meth:`get_buffer`) into one buffer reused
+            from frame to frame. A frame returned by :meth:`next_frame` (its chunk data) is then
+            valid only until the next call; the session's caller copies chunks out at once.
     """
 
-    def __init__(self, max_frame_bytes: int) -> None:
+    def __init__(self, max_frame_bytes: int, *, reuse_buffers: bool = False) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self._reuse = reuse_buffers
+        self._pool: bytearray | None = None
         self._chunks: deque[memoryview] = deque()
         self._size = 0
         self._body_len = -1  # length of the body being assembled, -1 if waiting for a prefix
-        self._body: bytearray | None = None  # a large body received in place (get_buffer)
+        self._body: memoryview | None = None  # a large body received in place (get_buffer)
         self._filled = 0
         self._scratch: bytearray | None = None
         self._poisoned: ProtocolError | None = None
@@ -346,12 +351,17 @@ class FrameDecoder:
         """
         if self._body_len >= DIRECT_BODY_BYTES:
             if self._body is None:
-                body = bytearray(self._body_len)
+                if not self._reuse:
+                    body = memoryview(bytearray(self._body_len))
+                else:
+                    if self._pool is None or len(self._pool) < self._body_len:
+                        self._pool = bytearray(self._body_len)
+                    body = memoryview(self._pool)[: self._body_len]
                 have = min(self._size, self._body_len)
                 if have:
                     body[:have] = self._take(have)
                 self._body, self._filled = body, have
-            return memoryview(self._body)[self._filled :]
+            return self._body[self._filled :]
         if self._scratch is None:
             self._scratch = bytearray(SCRATCH_BYTES)
         return memoryview(self._scratch)
@@ -385,7 +395,7 @@ class FrameDecoder:
             if self._body is not None:
                 if self._filled < self._body_len:
                     return NEED_DATA
-                body = memoryview(self._body)
+                body = self._body
                 self._body = None
             elif self._size < self._body_len:
                 return NEED_DATA

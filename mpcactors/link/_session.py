@@ -153,7 +153,7 @@ class Session:
         self.state = State.IDLE
         self.peer_session_id = ""  # learned from the first accepted HELLO
         self.error: LinkError | None = None
-        self._decoder = FrameDecoder(max_frame_bytes)
+        self._decoder = FrameDecoder(max_frame_bytes, reuse_buffers=True)
         self._out: list[bytes | memoryview] = []
         self._replay: deque[tuple[int, list[bytes | memoryview]]] = deque()  # unacked frames
         self.sent_seq = 0  # last DATA seq assigned
@@ -208,7 +208,7 @@ class Session:
         """A new connection is up: reset the decoder and queue our HELLO."""
         self._check()
         self._fire(Trigger.CONNECT)
-        self._decoder = FrameDecoder(self.max_frame_bytes)
+        self._decoder = FrameDecoder(self.max_frame_bytes, reuse_buffers=True)
         self._out.clear()
         hello = Hello(
             self.party,

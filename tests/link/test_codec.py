@@ -274,7 +274,7 @@ def test_large_data_frame_chunks_are_views() -> None:
 def test_frames_received_in_place_through_get_buffer(sizes: list[int], step: int) -> None:
     fs = [Data(i + 1, 0, (Chunk("j", "c", i, 0, n, bytes([i % 256]) * n),)) for i, n in enumerate(sizes)]
     wire = b"".join(frame_bytes(f) for f in fs)
-    dec = FrameDecoder(1 << 20)
+    dec = FrameDecoder(1 << 20, reuse_buffers=True)
     out, pos = [], 0
     while pos < len(wire):
         buf = dec.get_buffer()
