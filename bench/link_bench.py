@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import ssl
 import statistics
 import subprocess
 import sys
@@ -203,10 +204,13 @@ async def run(quick: bool) -> list[tuple[str, str, str]]:
     count = 2 if quick else 5
     array = np.random.default_rng(0).integers(0, 2**63, size=mb * 2**20 // 8, dtype=np.uint64)
     total = array.nbytes * count
-    raw_s = await bulk_raw(array, count)
-    link_s = await bulk_link(cfg_path, array, count)
+    raw_s = link_s = float("inf")
+    for _ in range(1 if quick else 3):  # best of 3, alternating, in the same run
+        raw_s = min(raw_s, await bulk_raw(array, count))
+        link_s = min(link_s, await bulk_link(cfg_path, array, count))
     raw_mbs, link_mbs = total / raw_s / 1e6, total / link_s / 1e6
-    rows.append((f"bulk {count} x {mb} MiB uint64, raw trio TCP", f"{raw_mbs:,.0f} MB/s", "2 processes"))
+    rows.append((f"bulk {count} x {mb} MiB uint64, raw trio TCP", f"{raw_mbs:,.0f} MB/s",
+                 "2 processes, best of 3"))  # fmt: skip
     rows.append((f"bulk {count} x {mb} MiB uint64, link TCP+TLS", f"{link_mbs:,.0f} MB/s",
                  f"{100 * link_mbs / raw_mbs:.0f}% of raw"))  # fmt: skip
 
@@ -260,7 +264,11 @@ def main() -> None:
     if args.append:
         results = ROOT / "bench" / "RESULTS.md"
         text = results.read_text() if results.exists() else "# Benchmark results\n"
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        load = os.getloadavg()[0]
+        machine = (
+            f"{platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} from other"
+            f" work, Python {platform.python_version()}, OpenSSL {ssl.OPENSSL_VERSION.split()[1]}"
+        )
         entry = f"\n### link_bench {dt.date.today()} ({machine}){' --quick' if args.quick else ''}\n\n{out}\n"
         if "## Link" not in text:
             text += "\n## Link\n"
