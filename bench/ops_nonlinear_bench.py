@@ -104,8 +104,10 @@ def main() -> None:
         for proto_name in args.protocols.split(","):
             setup = Setup(*SETUPS[proto_name])
             shares = [setup.share(v) for v in inputs]
-            times, out, rounds = [], None, 0
-            for _ in range(args.reps):
+            times: list[float] = []
+            out: dict[str, Any] = {}
+            rounds = 0
+            for _ in range(max(1, args.reps)):
                 t = time.perf_counter()
                 out, rounds = setup.run(fn, *shares)
                 times.append(time.perf_counter() - t)

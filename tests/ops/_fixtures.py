@@ -36,7 +36,9 @@ Values = dict[str, Share]
 
 def _contexts(parties: Sequence[str], salt: str) -> dict[str, OpContext]:
     """Contexts with deterministic seeds (a failing case replays exactly; no flaky randomness)."""
-    groups = [frozenset(g) for r in (1, 2, len(parties)) for g in itertools.combinations(parties, r)]
+    groups = [
+        frozenset(g) for r in (1, 2, len(parties)) for g in itertools.combinations(parties, r)
+    ]
     seeds = {
         g: hashlib.sha256(f"{salt}/{','.join(sorted(g))}".encode()).digest() for g in set(groups)
     }
@@ -46,7 +48,9 @@ def _contexts(parties: Sequence[str], salt: str) -> dict[str, OpContext]:
     }
 
 
-def _make(name: str, party: str, parties: Sequence[str], fxp_bits: int, dealer: str | None) -> Protocol:
+def _make(
+    name: str, party: str, parties: Sequence[str], fxp_bits: int, dealer: str | None
+) -> Protocol:
     if name == "reference":
         return Reference(party, parties, fxp_bits=fxp_bits)
     from mpcactors.ops._registry import make_protocol
@@ -102,7 +106,9 @@ class Harness:
             out[p] = fn(self.protos[p], *local)
         return out
 
-    def share_ring(self, ring: np.ndarray, kind: Kind = "arith", owner: str | None = None) -> Values:
+    def share_ring(
+        self, ring: np.ndarray, kind: Kind = "arith", owner: str | None = None
+    ) -> Values:
         owner = owner or self.owner
         op = next(self._ops)
         steps = {

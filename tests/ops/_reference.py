@@ -27,7 +27,11 @@ _ONE = np.uint64(1)
 def _u64(c: np.ndarray | int) -> np.ndarray:
     arr = np.asarray(c)
     if arr.dtype != np.uint64:
-        arr = arr.astype(np.int64).view(np.uint64) if arr.dtype.kind in "iub" else arr.astype(np.uint64)
+        arr = (
+            arr.astype(np.int64).view(np.uint64)
+            if arr.dtype.kind in "iub"
+            else arr.astype(np.uint64)
+        )
     return arr
 
 
@@ -127,6 +131,8 @@ class Reference(Protocol):
     ) -> Step[Share]:
         others = [p for p in self.parties if p != owner]
         if self.party == owner:
+            if value is None:
+                raise ValueError("the owner must pass the value")
             value = _u64(value)
             part = value.copy()
             for p in others:

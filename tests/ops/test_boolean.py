@@ -11,7 +11,21 @@ from mpcactors.ops._ring import to_ring
 from ._fixtures import MSB_ROUNDS, PROTOCOLS, Harness
 
 EDGES = np.array(
-    [0, 1, -1, 2, -2, 2**62, -(2**62), 2**63 - 1, -(2**63), 2**63 - 2, -(2**63) + 1, 2**32, -(2**32)],
+    [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        2**62,
+        -(2**62),
+        2**63 - 1,
+        -(2**63),
+        2**63 - 2,
+        -(2**63) + 1,
+        2**32,
+        -(2**32),
+    ],
     dtype=np.int64,
 )
 

@@ -100,6 +100,7 @@ def test_sixteen_comparisons_in_gather_cost_one(h: Harness) -> None:
     for i in range(16):
         got = h.open_int({p: res[p][i] for p in h.parties})
         assert np.array_equal(got, (xs[i] < ys[i]).astype(np.int64))
+
     # the same sixteen one after the other cost sixteen times as many
     def chain(ctx, proto, *shares):  # type: ignore[no-untyped-def]
         out = []

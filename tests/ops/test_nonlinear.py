@@ -16,7 +16,8 @@ import pytest
 
 from mpcactors.ops import _fxp as F
 from mpcactors.ops import _nonlinear as N
-from mpcactors.ops._comm import gather
+from mpcactors.ops._comm import Step, gather
+from mpcactors.ops._protocol import Share
 from mpcactors.ops._ring import decode, encode
 
 from ._fixtures import PROTOCOLS, Harness
@@ -39,7 +40,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Case:
-    fn: Callable[..., object]
+    fn: Callable[..., Step[Share]]
     ref: Callable[[np.ndarray], np.ndarray]
     inputs: Callable[[np.random.Generator], np.ndarray]
     abs_tol: float
@@ -144,7 +145,7 @@ def test_accuracy_and_rounds(h: Harness, name: str) -> None:
     _check(h.open_fxp(res), case.ref(_q(x)), case.abs_tol, case.rel_tol, x)
 
 
-SATURATION = {
+SATURATION: dict[str, tuple[list[float], Callable[[np.ndarray], np.ndarray], float]] = {
     "sigmoid": ([10.5, -10.5, 50.0, -50.0, 1e4, -1e4, 1e6, -1e6], lambda x: (x > 0) * 1.0, 5e-5),
     "tanh": ([5.5, -5.5, 40.0, -40.0, 1e5, -1e5], np.sign, 1e-4),
     "exp": ([11.1, 12.0, 20.0, 100.0, 1000.0, 16000.0], lambda x: np.full_like(x, 2.0**16), 0.0),
