@@ -206,3 +206,20 @@ async def test_client_certificate_naming_another_party_is_rejected(tmp_path: Pat
 async def test_wrong_cluster_id_is_rejected(tmp_path: Path) -> None:
     cfg = tls_cluster(tmp_path)
     await _expect_rejection(cfg.replace(cluster_id="elsewhere"), cfg, "cluster")
+
+
+@pytest.mark.anyio
+async def test_plaintext_garbage_on_the_tls_port_is_rejected(tmp_path: Path) -> None:
+    cfg = tls_cluster(tmp_path)
+    with anyio.fail_after(20):
+        async with open_node(cfg, "bob", wait_connected=False) as bob:
+            junk = await anyio.connect_tcp("127.0.0.1", cfg.party("bob").port)
+            await junk.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                while True:
+                    await junk.receive()
+            await junk.aclose()
+            async with open_node(cfg, "alice") as alice:
+                await alice.channel("bob", "j", "c").send(np.arange(3))
+                assert (await bob.channel("alice", "j", "c").receive()).tolist() == [0, 1, 2]
+            assert bob.statistics().rejected_connections >= 1
