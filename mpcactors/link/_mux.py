@@ -174,11 +174,9 @@ class Mux:
     def open_job(self, name: str) -> None:
         """The application opened the job: its data is expected (no unopened timeout).
 
-        Opening a job that was closed starts it afresh (job ids should not be reused).
+        A job id is used once: a job closed here stays closed (its channels raise JobAborted)
+        until it is forgotten, so late or reused traffic can never be mixed into a new job.
         """
-        if name in self._closed:
-            del self._closed[name]
-            self._jobs.pop(name, None)
         self._job(name).opened = True
 
     def job_error(self, name: str) -> MpcError | None:
@@ -240,6 +238,9 @@ class Mux:
         """Abort a job locally and queue a JOB_ABORT for the peer."""
         job = self._job(name)
         self._fail_job(job, JobAborted(name, self.party, reason), drain_first=False)
+        self._queue_abort(name, reason)
+
+    def _queue_abort(self, name: str, reason: str) -> None:
         frame = JobAbort(name, self.party, reason)
         self._aborts[name] = frame
         self._aborts_due.append(frame)
@@ -416,7 +417,13 @@ class Mux:
             if job.closed or (job.error is not None and not job.drain_first):
                 job.taken += n  # dropped: credit it back
                 continue
-            self._add_chunk(job, c, woken)
+            try:
+                self._add_chunk(job, c, woken)
+            except ProtocolError as exc:
+                # The peer broke this job's message order or sizes: fail the job, not the link.
+                self._fail_job(job, exc, drain_first=False)
+                self._queue_abort(job.name, f"protocol error: {exc}")
+                woken.update((job.name, ch) for ch in job.inb)
         for job in seen:
             job.counters.frames_received += 1
             self._grant(job)

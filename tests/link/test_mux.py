@@ -104,12 +104,28 @@ def test_overrunning_the_window_is_a_protocol_error() -> None:
         lp.b.feed(frame_bytes(frame))
 
 
-def test_out_of_order_message_numbers_are_a_protocol_error() -> None:
+def test_out_of_order_message_numbers_fail_that_job_only() -> None:
     lp = LinkPair()
     lp.connect()
-    frame = Data(1, 0, (Chunk("j", "c", 3, 0, 1, b"x"),))
+    lp.a.session.send_data((Chunk("j", "c", 3, 0, 1, b"x"), Chunk("k", "c", 0, 0, 1, b"y")))
+    lp.b.feed(b"".join(lp.a.session.data_to_send()))
     with pytest.raises(ProtocolError, match="message 3 starts, expected 0"):
-        lp.b.feed(frame_bytes(frame))
+        lp.b.mux.take("j", "c")
+    assert lp.b.mux.take("k", "c") == b"y"  # the link and other jobs go on
+    lp.pump()
+    with pytest.raises(JobAborted, match="protocol error") as info:
+        lp.a.mux.enqueue("j", "c", b"more")
+    assert info.value.party == "bob"
+
+
+def test_closed_job_ids_are_not_reused() -> None:
+    lp = LinkPair()
+    lp.connect()
+    lp.a.mux.open_job("j")
+    lp.a.mux.close_job("j")
+    lp.a.mux.open_job("j")
+    with pytest.raises(JobAborted, match="closed"):
+        lp.a.mux.enqueue("j", "c", b"late")
 
 
 def test_unopened_job_expires_and_sender_gets_job_aborted() -> None:
