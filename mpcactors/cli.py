@@ -191,8 +191,16 @@ def _node(args: argparse.Namespace) -> int:
             return node.statistics()
 
     stats = trio.run(go)
-    print(f"{args.party}: connected to {', '.join(p for p in config.party_names if p != args.party)}")
-    print(stats)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.party}: links after {args.duration:g} s")
+    for col in ("peer", "state", "RTT ms", "frames sent", "bytes sent", "reconnects"):
+        table.add_column(col)
+    for peer, s in stats.peers.items():
+        rtt = f"{s.rtt_s * 1000:.2f}" if s.rtt_s is not None else "-"
+        table.add_row(peer, s.state, rtt, str(s.frames_sent), str(s.bytes_sent), str(s.reconnects))
+    Console().print(table)
     return 0
 
 
