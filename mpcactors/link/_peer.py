@@ -465,6 +465,8 @@ class PeerLink:
                 chunks += len(event.chunks)
                 for key in self.mux.on_data(event, self.last_heard):
                     self._wake(key)
+                if self._space:
+                    self._wake_space()  # a job failed by bad data must not leave senders waiting
             elif isinstance(event, Credit):
                 self.mux.on_credit(event)
                 wake_writer = True
