@@ -88,6 +88,8 @@ async def test_partitioned_peer_is_lost_within_peer_timeout_and_others_continue(
         for p in ("bob", "carol"):
             nursery.start_soon(run, p)
         async with open_node(cfg, "alice", network=net, linger_s=0.1) as alice:
+            while len(nodes) < 2:  # bob and carol are connected to everyone
+                await trio.sleep(0.01)
             to_bob = alice.channel("bob", "j", "c")
             t0 = trio.current_time()
             net.partition("bob")
