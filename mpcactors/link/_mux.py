@@ -508,6 +508,6 @@ class Mux:
             target = max(target, job.received + self.window)
         if target <= job.granted:
             return
-        if job.starved or target - job.granted >= min(self.window // 4, self.chunk_bytes):
+        if target - job.granted >= min(self.window // 4, self.chunk_bytes):
             job.granted = target
             self._credits[job.name] = target
