@@ -167,3 +167,30 @@ async def test_peer_closing_gives_peer_lost_after_buffered_messages() -> None:
             assert await ch.receive() == "bye"
             with pytest.raises(PeerLost):
                 await ch.receive()
+
+
+async def test_multi_chunk_messages_survive_repeated_cuts() -> None:
+    with anyio.fail_after(60):
+        async with cluster(chunk_bytes=64 * 1024, job_window_bytes=1 << 20) as n:
+            alice, bob = n["alice"], n["bob"]
+            tx, rx = alice.channel("bob", "bulk", "c"), bob.channel("alice", "bulk", "c")
+            small_tx = alice.channel("bob", "rpc", "c")
+            small_rx = bob.channel("alice", "rpc", "c")
+            sizes = [1, 70_000, 300_000, 5, 2_000_000, 131_072, 65_536] * 3
+            got: list[np.ndarray] = []
+
+            async def reader() -> None:
+                for _ in sizes:
+                    got.append(await rx.receive())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                for i, size in enumerate(sizes):
+                    await tx.send(np.full(size, i, dtype=np.uint8))
+                    small_tx.send_nowait(i)
+                    await anyio.sleep(0.002)  # let part of it through, then cut mid-message
+                    (alice.drop_connection("bob") if i % 2 else bob.drop_connection("alice"))
+            assert [(g.size, int(g[0])) for g in got] == [(s, i % 256) for i, s in enumerate(sizes)]
+            assert all((g == g[0]).all() for g in got)
+            assert [await small_rx.receive() for _ in sizes] == list(range(len(sizes)))
+            assert alice.statistics().peers["bob"].reconnects >= 10
