@@ -275,7 +275,7 @@ class Mux:
 
     # ---- sending -----------------------------------------------------------------------------
 
-    def enqueue(self, name: str, channel: str, payload: bytes) -> None:
+    def enqueue(self, name: str, channel: str, payload: bytes | memoryview) -> None:
         """Queue one encoded message.
 
         Raises:
@@ -441,15 +441,19 @@ class Mux:
                 raise ProtocolError(
                     f"{where}: message of {c.total} bytes > max_message_bytes={self.max_message_bytes}"
                 )
-            if len(c.data) == c.total:
-                buf = memoryview(bytearray(c.data))
+            if c.total < 1 << 16:
+                buf = memoryview(bytearray(c.data if len(c.data) == c.total else c.total))
             else:
-                # Uninitialised (np.empty): a zero-filled bytearray would touch every page twice.
+                # Uninitialised (np.empty, huge pages where offered): a zero-filled bytearray
+                # would touch every page twice.
                 raw: Any = np.empty(c.total, dtype=np.uint8)
                 buf = memoryview(raw).cast("B")
+            if len(c.data) != c.total:
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)
                 return
+            if c.total >= 1 << 16:
+                buf[:] = c.data
         else:
             buf = ch.partial  # type: ignore[assignment]
             if buf is None or c.msg != ch.next_msg or c.offset != ch.got or c.total != len(buf):

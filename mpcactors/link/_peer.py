@@ -182,11 +182,11 @@ class PeerLink:
 
     # ---- application side --------------------------------------------------------------------
 
-    def send_nowait(self, job: str, channel: str, payload: bytes) -> None:
+    def send_nowait(self, job: str, channel: str, payload: bytes | memoryview) -> None:
         self.mux.enqueue(job, channel, payload)
         self._writer_signal.set()
 
-    async def send(self, job: str, channel: str, payload: bytes) -> None:
+    async def send(self, job: str, channel: str, payload: bytes | memoryview) -> None:
         window = self.opts.job_window_bytes
         while self.mux.job_backlog(job) >= window and self.mux.job_error(job) is None:
             ev = self._space.get(job)
