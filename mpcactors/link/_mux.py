@@ -306,6 +306,13 @@ class Mux:
         """True if messages wait to be packed (maybe for credit)."""
         return bool(self._active)
 
+    @property
+    def has_sendable(self) -> bool:
+        """True if some queued message has credit to go now (what a closing node waits for)."""
+        return self.peer_window > 0 and any(
+            self._credit_of(ch.job) > 0 for ch in self._active.values()
+        )
+
     def _credit_of(self, job: _Job) -> int:
         limit = job.limit if job.limit >= 0 else self.peer_window
         return limit - job.sent

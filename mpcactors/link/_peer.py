@@ -559,7 +559,7 @@ class PeerLink:
             self._writer_signal.set()
         with anyio.move_on_after(linger_s):
             polls = 0
-            while self.connected and (self.session.unacked_frames or self.mux.has_queued):
+            while self.connected and (self.session.unacked_frames or self.mux.has_sendable):
                 polls += 1
                 if polls % 20 == 0 and self.session.is_open:
                     self.session.send_control(Ping(anyio.current_time()))  # ask for an ACK
