@@ -129,7 +129,9 @@ class Executor:
         self._jobs[state.id] = state
 
     def close_job(self, state: JobState) -> None:
-        self._jobs.pop(state.id, None)
+        if self._jobs.get(state.id) is state:
+            del self._jobs[state.id]
+        self._ready = [n for n in self._ready if n.graph is not state.graph]
 
     def submit(self, node: OpNode) -> OpNode:
         """Register a freshly created op; it runs as soon as its inputs are done."""
@@ -228,7 +230,9 @@ class Executor:
         self._flush(outbox)
 
     def _step(self, node: OpNode, outbox: dict[str, dict[str, list[list[Any]]]]) -> None:
-        job = self._job_of(node)
+        job = self._jobs.get(node.graph.job)
+        if job is None or job.graph is not node.graph:  # the job ended (failed) meanwhile
+            return
         if job.failure is not None or node.state in (OpState.DONE, OpState.FAILED):
             return
         try:

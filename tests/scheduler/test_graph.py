@@ -43,3 +43,32 @@ def test_the_dealer_runs_ahead_of_the_holders():
     assert out["alice"][0][1] == 10  # the holders pay one round per product
     dealer_ticks = out["carol"][0][0]
     assert dealer_ticks <= 3, dealer_ticks  # the dealer sent all ten corrections up front
+
+
+def test_a_ready_op_of_a_job_that_ended_is_dropped_not_fatal():
+    """Regression: a failed job closed while one of its ops sat in the ready list crashed the
+    node's executor (and so every other job of the node)."""
+    import trio
+
+    from mpcactors.ops._registry import make_protocol
+    from mpcactors.scheduler._executor import Executor, JobState
+
+    async def main():
+        ex = Executor(link=None, party="alice")
+        proto = make_protocol("rep3", "alice", ["alice", "bob", "carol"])
+        state = JobState("gone", "alice", proto)
+        ex.open_job(state)
+        node = state.graph.add("local", [], lambda ctx, ins: 42)
+        ex.submit(node)
+        ex.close_job(state)
+        ex._tick()  # must not raise
+        other = JobState("alive", "alice", proto)
+        ex.open_job(other)
+        n2 = other.graph.add("local", [], lambda ctx, ins: 7)
+        ex.submit(n2)
+        ex._tick()
+        return n2.result, node.state
+
+    result, state = trio.run(main)
+    assert result == 7
+    assert state is not OpState.DONE
