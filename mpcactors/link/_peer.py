@@ -240,10 +240,17 @@ class PeerLink:
 
     # ---- failure -----------------------------------------------------------------------------
 
-    def _fail(self, error: LinkError) -> None:
-        """The link failed for good: every job fails; a new session starts for later."""
+    def _fail(self, error: LinkError, *, orderly: bool = False) -> None:
+        """The link failed for good: every job fails; a new session starts for later.
+
+        ``orderly``: the peer closed the link on purpose (its node is shutting down): logged at
+        info, not as a warning; its jobs still fail with PeerLost if they wait for it.
+        """
         if self.failure is None and not self.closing:
-            self._log.warning("link failed", error=str(error))
+            if orderly:
+                self._log.info("link closed by peer", reason=str(error))
+            else:
+                self._log.warning("link failed", error=str(error))
         self.failure = error
         self.mux.fail_all(error)
         self._retire_session()
@@ -412,7 +419,7 @@ class PeerLink:
             self._fail(exc)
             return
         if isinstance(exc, _PeerClosedSignal):
-            self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer))
+            self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer), orderly=True)
             return
         if self.session.state.value in ("closed", "failed"):
             self._retire_session()
