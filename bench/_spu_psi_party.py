@@ -24,8 +24,8 @@ def main() -> int:
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
     a = ap.parse_args()
-    import spu.libspu.link as link
-    import spu.psi as psi
+    from spu import psi
+    from spu.libspu import link
 
     t0 = time.perf_counter()
     desc = link.Desc()

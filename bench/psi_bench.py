@@ -1,8 +1,9 @@
 """PSI benchmark: mpcactors ECDH-PSI between two processes over TCP+TLS on 127.0.0.1, beside
 SecretFlow SPU's ECDH-PSI (CURVE_25519) on the same data in the same run when spu is installed.
 
-    .venv/bin/python bench/psi_bench.py [--logn 16 18 [20]] [--jobs 1 4 16] [--conc-logn 12]
-        [--spu-python /path/to/venv/bin/python] [--skip-wan] [--record]
+    .venv/bin/python bench/psi_bench.py [--logn 16 18 [20]] [--jobs 1 4 16] [--conc-logn 11]
+        [--wan-logn 8] [--spu-python /path/to/venv/bin/python] [--spu-max-logn 18] [--skip-wan]
+        [--record]
 
 Parts:
 1. Size: 2^logn random 16-byte hex ids per side (half of them common), one job, result to both
@@ -260,7 +261,9 @@ def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> 
             rest = ja["seconds"] - ph.get("match", ph.get("output", ja["seconds"]))
             ops = (ja["ec_ops"] + jb["ec_ops"]) / max(exch, 1e-9)
             mb = max(rep[p]["runs"]["sequential"]["bytes_sent"] for p in ("alice", "bob")) / 1e6
-            if spu_python:
+            if spu_python and logn > args.spu_max_logn:
+                spu_cell, ratio, spu_okc = f"not run (> 2^{args.spu_max_logn})", "-", "-"
+            elif spu_python:
                 s = run_spu(spu_python, folder, a, b)
                 spu_ok = s["intersection"] == len(expected) and read_ids(s["out"]) == expected
                 spu_cell, ratio = f"{s['psi_s']:.2f}", f"{ours_s / s['psi_s']:.2f}"
@@ -277,6 +280,7 @@ def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> 
 
 def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) -> list[str]:
     where = "loopback" if wan is None else f"WAN {2 * wan[0]:g} ms RTT, {wan[1]:g} Mbit/s"
+    logn = args.conc_logn if wan is None else args.wan_logn
     rows = ["| link | jobs x ids | one after another s | all at once s | speed-up | all correct |",
             "|---|---|---|---|---|---|"]
     for k in args.jobs:
@@ -285,7 +289,7 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) 
             jobs: dict[str, list[dict[str, str]]] = {"alice": [], "bob": []}
             expected = []
             for j in range(k):
-                a, b, exp = gen_data(folder, args.conc_logn, f"k{k}j{j}")
+                a, b, exp = gen_data(folder, logn, f"k{k}j{j}")
                 expected.append(exp)
                 jobs["alice"].append({"job": f"j{j}", "input": str(a), "output": str(folder / f"o_a_{j}.csv")})
                 jobs["bob"].append({"job": f"j{j}", "input": str(b), "output": str(folder / f"o_b_{j}.csv")})
@@ -294,7 +298,7 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) 
             con = max(rep[p]["runs"]["concurrent"]["wall"] for p in ("alice", "bob"))
             ok = all(read_ids(str(folder / f"o_a_{j}.csv.{m}")) == expected[j]
                      for j in range(k) for m in ("s", "c"))
-            line = (f"| {where} | {k} x 2^{args.conc_logn} | {seq:.2f} | {con:.2f} | "
+            line = (f"| {where} | {k} x 2^{logn} | {seq:.2f} | {con:.2f} | "
                     f"{seq / con:.2f} | {'yes' if ok else 'NO'} |")
             print(line, flush=True)
             rows.append(line)
@@ -307,7 +311,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--logn", type=int, nargs="*", default=[16, 18])
     ap.add_argument("--jobs", type=int, nargs="*", default=[1, 4, 16])
-    ap.add_argument("--conc-logn", type=int, default=11)
+    ap.add_argument("--conc-logn", type=int, default=11, help="ids per job, loopback part")
+    ap.add_argument("--wan-logn", type=int, default=8, help="ids per job, WAN part (latency-bound)")
+    ap.add_argument("--spu-max-logn", type=int, default=18, help="run SPU up to this size")
     ap.add_argument("--spu-python", default=sys.executable)
     ap.add_argument("--skip-wan", action="store_true")
     ap.add_argument("--record", action="store_true", help="append to bench/RESULTS.md (## PSI)")

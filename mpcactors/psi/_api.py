@@ -258,10 +258,21 @@ class _Job:
             manifest = None
         offer = manifest["session"] if manifest is not None else None
         nonce = os.urandom(16).hex()
-        with anyio.move_on_after(self.start_timeout) as scope:
-            await wire.send("hello", party=self.me, job=self.job, settings=settings,
-                            session=offer, nonce=nonce)
-            theirs = await wire.recv("hello")
+        try:
+            with anyio.move_on_after(self.start_timeout) as scope:
+                await wire.send("hello", party=self.me, job=self.job, settings=settings,
+                                session=offer, nonce=nonce)
+                theirs = await wire.recv("hello")
+        except JobAborted as exc:
+            if exc.party != self.me:
+                raise
+            # Our own link refused the job before we said anything: the id was used here.
+            raise PsiError(
+                f"job id {self.job!r} was already used on this node: a job id names one run "
+                "(the link keeps closed jobs closed). Use a new job id; to resume from a "
+                "checkpoint, rerun both parties with this id on fresh nodes (e.g. restarted "
+                "processes)"
+            ) from exc
         if scope.cancelled_caught:
             raise PsiError(
                 f"peer {self.peer!r} did not start PSI job {self.job!r} within "

@@ -210,3 +210,14 @@ async def test_bad_arguments_fail_before_any_message(tmp_path: Path) -> None:
         src.write_text("id\n1\n")
         with pytest.raises(PsiError, match="overwrite the input"):
             await run_psi(node, peer="bob", job="args", input=src, keys="id", output=src)
+
+
+@pytest.mark.trio
+async def test_a_job_id_is_used_once_per_node() -> None:
+    async with memory_nodes("alice", "bob") as nodes:
+        first = await run_pair(nodes, "once", {"ids": ["a", "b"], "workers": 0}, {"ids": ["b"], "workers": 0})
+        assert first["alice"].ids == ["b"]
+        again = await run_pair(nodes, "once", {"ids": ["a"], "workers": 0}, {"ids": ["a"], "workers": 0})
+    for party in ("alice", "bob"):
+        assert isinstance(again[party], PsiError), again
+        assert "job id 'once' was already used on this node" in str(again[party])
