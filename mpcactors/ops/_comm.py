@@ -85,20 +85,21 @@ def gather(steps: Iterable[Step[Any]]) -> Step[list[Any]]:
 
 def _advance(
     gen: Step[Any],
-    i: int,
+    key: Any,
     reply: Mapping[str, Any] | None,
-    results: list[Any],
-    pending: dict[int, Exchange],
+    results: dict[Any, Any] | list[Any],
+    pending: dict[Any, Exchange],
 ) -> None:
-    """Step ``gen`` until it yields a non-empty Exchange (kept in pending) or returns."""
+    """Step ``gen`` until it yields a non-empty Exchange (kept in ``pending[key]``) or returns
+    (its value goes to ``results[key]``)."""
     try:
         ex = gen.send(reply) if reply is not None else next(gen)
         while ex.empty:
             ex = gen.send({})
     except StopIteration as stop:
-        results[i] = stop.value
+        results[key] = stop.value
         return
-    pending[i] = ex
+    pending[key] = ex
 
 
 def run_local(steps: Mapping[str, Step[T]]) -> tuple[dict[str, T], int]:
@@ -116,7 +117,7 @@ def run_local(steps: Mapping[str, Step[T]]) -> tuple[dict[str, T], int]:
     results: dict[str, Any] = {}
     pending: dict[str, Exchange] = {}
     for party, gen in steps.items():
-        _drive(party, gen, None, results, pending)
+        _advance(gen, party, None, results, pending)
     rounds = 0
     while pending:
         mail: dict[str, dict[str, Any]] = {p: {} for p in steps}
@@ -137,25 +138,9 @@ def run_local(steps: Mapping[str, Step[T]]) -> tuple[dict[str, T], int]:
             extra = set(mail[party]) - set(ex.recv)
             if extra:
                 raise RuntimeError(f"party {party!r} was sent unexpected messages from {sorted(extra)}")
-            _drive(party, steps[party], {p: mail[party][p] for p in ex.recv}, results, pending)
+            _advance(steps[party], party, {p: mail[party][p] for p in ex.recv}, results, pending)
         for party in steps:
             if party not in current and mail[party]:
                 raise RuntimeError(f"party {party!r} finished but was sent {sorted(mail[party])}")
     return results, rounds
 
-
-def _drive(
-    party: str,
-    gen: Step[Any],
-    reply: Mapping[str, Any] | None,
-    results: dict[str, Any],
-    pending: dict[str, Exchange],
-) -> None:
-    try:
-        ex = gen.send(reply) if reply is not None else next(gen)
-        while ex.empty:
-            ex = gen.send({})
-    except StopIteration as stop:
-        results[party] = stop.value
-        return
-    pending[party] = ex
