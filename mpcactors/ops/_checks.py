@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import ProtocolError, ShapeError
+from .._errors import ConfigError, ProtocolError, ShapeError
 from ._protocol import Share
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "broadcast_shape",
     "field",
     "need_kind",
+    "owned_value",
     "pack_bits",
     "public_shape",
     "recv_array",
@@ -145,3 +146,20 @@ def field(msg: object, key: str, peer: str) -> Any:
     if not isinstance(msg, dict) or key not in msg:
         raise ProtocolError(f"{peer!r} sent a payload without {key!r}: {_describe(msg)}", peer=peer)
     return msg[key]
+
+
+def owned_value(
+    parties: Sequence[str], party: str, owner: str, value: Any, shape: tuple[int, ...] | None
+) -> np.ndarray | None:
+    """The checks every ``Protocol.share`` starts with: a known owner, a value at the owner
+    (as ring elements) whose shape matches the caller's, None elsewhere."""
+    if owner not in parties:
+        raise ConfigError(f"input owner {owner!r} is not a party of {list(parties)!r}")
+    if party != owner:
+        return None
+    if value is None:
+        raise ValueError(f"share: the owner {owner!r} must pass the value")
+    v = as_ring(value)
+    if shape is not None and tuple(shape) != v.shape:
+        raise ShapeError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+    return v

@@ -38,6 +38,7 @@ from ._checks import (
     broadcast_shape,
     field,
     need_kind,
+    owned_value,
     public_shape,
     recv_array,
     recv_shape,
@@ -175,17 +176,11 @@ class Rep3(Protocol):
         shape: tuple[int, ...] | None,
         kind: Kind = "arith",
     ) -> Step[Share]:
-        if owner not in self.parties:
-            raise ConfigError(f"input owner {owner!r} is not a party of {list(self.parties)!r}")
+        v = owned_value(self.parties, self.party, owner, value, shape)
         o = self.parties.index(owner)
         o_prev, o_next = self.parties[(o + 2) % 3], self.parties[(o + 1) % 3]
         xor = kind == "bool"
-        if self.party == owner:
-            if value is None:
-                raise ValueError(f"share: the owner {owner!r} must pass the value")
-            v = as_ring(value)
-            if shape is not None and tuple(shape) != v.shape:
-                raise ShapeError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+        if v is not None:
             mine = ctx.prg(o_prev).random_u64(v.shape)  # x_o, also known to o - 1
             theirs = ctx.prg(o_next).random_u64(v.shape)  # x_{o+1}, also known to o + 1
             rest = _a(v ^ mine ^ theirs) if xor else _a(v - mine - theirs)  # x_{o+2}

@@ -45,6 +45,7 @@ from ._checks import (
     field,
     fresh,
     need_kind,
+    owned_value,
     pack_bits,
     public_shape,
     recv_array,
@@ -214,18 +215,12 @@ class Semi2k(Protocol):
         shape: tuple[int, ...] | None,
         kind: Kind = "arith",
     ) -> Step[Share]:
-        if owner not in self.parties:
-            raise ConfigError(f"input owner {owner!r} is not a party of {list(self.parties)!r}")
+        v = owned_value(self.parties, self.party, owner, value, shape)
         xor = kind == "bool"
         # The owner keeps the remainder if it holds shares; otherwise the last holder gets it.
         receiver = None if owner in self._holders else self._last
         expanders = [h for h in self._holders if h != owner and h != receiver]
-        if self.party == owner:
-            if value is None:
-                raise ValueError(f"share: the owner {owner!r} must pass the value")
-            v = as_ring(value)
-            if shape is not None and tuple(shape) != v.shape:
-                raise ShapeError(f"share: value has shape {v.shape}, caller said {tuple(shape)}")
+        if v is not None:
             rest = v.copy()
             for h in expanders:
                 s = ctx.prg(h).random_u64(v.shape)
