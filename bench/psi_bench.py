@@ -281,7 +281,7 @@ def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> 
 def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) -> list[str]:
     where = "loopback" if wan is None else f"WAN {2 * wan[0]:g} ms RTT, {wan[1]:g} Mbit/s"
     logn = args.conc_logn if wan is None else args.wan_logn
-    rows = ["| link | jobs x ids | one after another s | all at once s | speed-up | all correct |",
+    rows = ["| link | jobs x ids per side | one after another s | all at once s | speed-up | all correct |",
             "|---|---|---|---|---|---|"]
     for k in args.jobs:
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
