@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,25 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mpcactors._demo import free_ports
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADING = "## PSI"
 
 
 # ---- set-up --------------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_cluster(folder: Path) -> Path:

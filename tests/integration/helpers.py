@@ -24,6 +24,7 @@ def start(args: list[str], **kw) -> subprocess.Popen:
 
 
 def finish(procs: dict[str, subprocess.Popen], timeout: float = 120) -> dict[str, tuple[int, str, str]]:
+    """Wait for every process (absolute timeout); kill leftovers; returns (rc, stdout, stderr)."""
     out = {}
     try:
         for name, p in procs.items():
@@ -33,4 +34,5 @@ def finish(procs: dict[str, subprocess.Popen], timeout: float = 120) -> dict[str
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
+                p.communicate()
     return out

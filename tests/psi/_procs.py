@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +11,10 @@ from typing import Any
 
 from mpcactors._certs import generate_certs
 from mpcactors._config import load_config
+from mpcactors._demo import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTY = Path(__file__).with_name("_party.py")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_cluster(folder: Path, *, peer_timeout_s: float = 10, retries: int = 40, connect_timeout_s: float = 30) -> Path:
@@ -68,21 +55,6 @@ def start(args: list[str], **kw: Any) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, str(PARTY), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, **kw)
-
-
-def finish(procs: dict[str, subprocess.Popen], timeout: float) -> dict[str, tuple[int, str, str]]:
-    """Wait for every process (absolute timeout); kill leftovers; returns (rc, stdout, stderr)."""
-    out = {}
-    try:
-        for name, p in procs.items():
-            o, e = p.communicate(timeout=timeout)
-            out[name] = (p.returncode, o, e)
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    return out
 
 
 def json_lines(stdout: str) -> list[dict[str, Any]]:
