@@ -118,7 +118,9 @@ class PeerLink:
         self.connected = False
         self.ever_connected = False
         self.ready = anyio.Event()  # set on the first handshake or the first failure
-        self.closing = False
+        self.closing = False  # close() started: lingering until delivered, then goodbye
+        self._closed = False  # close() sent CLOSE or gave up: no more connections
+        self._run_scope: anyio.CancelScope | None = None
         self._incoming: deque[tuple[Connection, bytes]] = deque()
         self._incoming_signal = _Signal()
         self._conn_scope: anyio.CancelScope | None = None
@@ -261,10 +263,22 @@ class PeerLink:
     # ---- connection manager ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Obtain and run connections for the node's lifetime."""
+        """Obtain and run connections for the node's lifetime.
+
+        A closing link keeps obtaining connections (the dialer redials, the acceptor accepts)
+        until :meth:`close` has delivered what it could and said goodbye, so a connection cut
+        during the linger does not lose the last messages.
+        """
+        with anyio.CancelScope() as scope:
+            self._run_scope = scope
+            await self._run()
+
+    async def _run(self) -> None:
         first_deadline = anyio.current_time() + self.opts.connect_timeout_s
-        while not self.closing:
+        while not self._closed:
             background = self.failure is not None
+            if background and self.closing:
+                return  # nothing left to deliver to a peer already given up on
             if background:
                 deadline = math.inf
             elif not self.ever_connected:
@@ -558,20 +572,42 @@ class PeerLink:
                 self._wake_job(job)
                 self._writer_signal.set()
 
+    def _undelivered(self) -> bool:
+        """True while queued or unacknowledged DATA could still reach the peer.
+
+        A dropped connection does not end the linger: ``run`` keeps reconnecting and the
+        session replays its unacked frames. Only a failed link (the peer was given up on, or
+        it said goodbye) or a link that never connected has nothing more to hope for.
+        """
+        if self.failure is not None or not self.ever_connected:
+            return False
+        if self.session.state.value not in ("open", "disconnected", "handshaking"):
+            return False
+        return bool(self.session.unacked_frames or self.mux.has_sendable)
+
     async def close(self, linger_s: float) -> None:
-        """Flush what can be sent (bounded by ``linger_s``), say goodbye, fail local waiters."""
+        """Flush what can be delivered (bounded by ``linger_s``), say goodbye, fail local waiters.
+
+        While lingering the link still reconnects and resumes like any session (the dialer
+        redials with the normal retry rules, the acceptor accepts), so frames cut off with a
+        connection are replayed. CLOSE goes once everything is acknowledged, or when
+        ``linger_s`` runs out (if a connection is up then).
+        """
         self.closing = True
         if self.connected and self.session.is_open and self.session.unacked_frames:
             self.session.send_control(Ping(anyio.current_time()))  # the PONG brings an ACK
             self._writer_signal.set()
         with anyio.move_on_after(linger_s):
             polls = 0
-            while self.connected and (self.session.unacked_frames or self.mux.has_sendable):
+            while self._undelivered():
                 polls += 1
-                if polls % 20 == 0 and self.session.is_open:
+                if polls % 20 == 0 and self.connected and self.session.is_open:
                     self.session.send_control(Ping(anyio.current_time()))  # ask for an ACK
                     self._writer_signal.set()
                 await anyio.sleep(0.005)
+        self._closed = True
+        if not self.connected and self._run_scope is not None:
+            self._run_scope.cancel()  # no half-made connection after the goodbye
         if self.connected and self.session.is_open:
             self.session.close("the node is closing")
             self._writer_signal.set()
