@@ -12,6 +12,8 @@ peer and drives them with four kinds of tasks, all in the node's task group:
   session and the loop obtains a new one, until ``last_heard + peer_timeout_s``; past that, every
   job with the peer fails with :class:`~mpcactors.PeerLost`, the session is replaced by a new
   incarnation, and the link keeps (quietly) trying, so a restarted peer can be reached again.
+  A closing link (``close``, the node's linger) goes on reconnecting and resuming the same way
+  until its queued and unacked DATA is acknowledged or the linger runs out; then CLOSE goes.
 * The reader never blocks on the application: it feeds bytes to the session and sorts DATA into
   the mux's inboxes, waking receivers.
 * The writer packs everything queued since its last write (control frames, then one DATA frame
