@@ -18,7 +18,7 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["LinkOptions", "PartyConfig", "TlsConfig", "WanProfile", "ClusterConfig", "load_config"]
+__all__ = ["ClusterConfig", "LinkOptions", "PartyConfig", "TlsConfig", "WanProfile", "load_config"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 PROTOCOLS = ("rep3", "semi2k")

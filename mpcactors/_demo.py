@@ -26,7 +26,7 @@ import numpy as np
 
 from ._config import load_config
 
-__all__ = ["run_demo", "party_main", "demo_inputs", "expected_results"]
+__all__ = ["demo_inputs", "expected_results", "party_main", "run_demo"]
 
 PARTIES = ("alice", "bob", "carol")
 MESSAGE_JOBS = 24

@@ -22,19 +22,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
-    "MpcError",
-    "ConfigError",
-    "LinkError",
-    "PeerUnavailable",
-    "PeerLost",
-    "AuthenticationError",
-    "ProtocolError",
-    "JobError",
-    "JobAborted",
-    "JobTimeout",
-    "ShapeError",
-    "PsiError",
     "AggregationError",
+    "AuthenticationError",
+    "ConfigError",
+    "JobAborted",
+    "JobError",
+    "JobTimeout",
+    "LinkError",
+    "MpcError",
+    "PeerLost",
+    "PeerUnavailable",
+    "ProtocolError",
+    "PsiError",
+    "ShapeError",
 ]
 
 

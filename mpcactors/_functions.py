@@ -15,9 +15,33 @@ import numpy as np
 from .scheduler._tensor import SecretTensor, apply
 
 __all__ = [
-    "exp", "log", "sigmoid", "tanh", "sqrt", "rsqrt", "reciprocal", "relu", "absolute", "sign",
-    "maximum", "minimum", "where", "less", "less_equal", "greater", "greater_equal", "equal",
-    "max", "min", "argmax", "zeros", "ones", "sum", "mean", "concatenate", "stack",
+    "absolute",
+    "argmax",
+    "concatenate",
+    "equal",
+    "exp",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "log",
+    "max",
+    "maximum",
+    "mean",
+    "min",
+    "minimum",
+    "ones",
+    "reciprocal",
+    "relu",
+    "rsqrt",
+    "sigmoid",
+    "sign",
+    "sqrt",
+    "stack",
+    "sum",
+    "tanh",
+    "where",
+    "zeros",
 ]
 
 
@@ -97,11 +121,11 @@ def equal(a: Any, b: Any) -> Any:
     return apply("equal", a, b) if _secret(a, b) else np.equal(a, b)
 
 
-def max(x: Any, axis: Any = None) -> Any:  # noqa: A001 - numpy's name
+def max(x: Any, axis: Any = None) -> Any:
     return apply("max", x, axis=axis) if _secret(x) else np.max(x, axis=axis)
 
 
-def min(x: Any, axis: Any = None) -> Any:  # noqa: A001 - numpy's name
+def min(x: Any, axis: Any = None) -> Any:
     return apply("min", x, axis=axis) if _secret(x) else np.min(x, axis=axis)
 
 
@@ -109,7 +133,7 @@ def argmax(x: Any, axis: Any = None) -> Any:
     return apply("argmax", x, axis=axis) if _secret(x) else np.argmax(x, axis=axis)
 
 
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001 - numpy's name
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return apply("sum", x, axis=axis, keepdims=keepdims) if _secret(x) else np.sum(x, axis=axis, keepdims=keepdims)
 
 

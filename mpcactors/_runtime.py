@@ -129,7 +129,7 @@ class Node:
                             await handle.drain()
                     except TimeoutError:
                         self._executor.fail_job(state, JobTimeout(job, timeout or 0.0, self.party))
-                    except Exception as exc:  # the program raised: abort the job everywhere
+                    except Exception as exc:  # noqa: BLE001 - the program raised: abort the job everywhere
                         self._executor.fail_job(state, exc)
                     scope.cancel()
 

@@ -82,13 +82,13 @@ async def simulate_async(
         try:
             async with open_node(config, name, network=network, wan=wan if wan.enabled else None) as node:
                 results[name] = await node.run(program, *args, job=job, timeout=timeout, **(kwargs or {}))
-        except Exception as exc:  # collected: every party's outcome is known before raising
+        except Exception as exc:  # noqa: BLE001 - collected: every party's outcome is known before raising
             errors[name] = exc
 
     async with anyio.create_task_group() as tg:
         for name in names:
             tg.start_soon(party, name)
     if errors:
-        first = next((errors[n] for n in names if n in errors))
+        first = next(errors[n] for n in names if n in errors)
         raise first
     return {n: results[n] for n in names}

@@ -28,7 +28,7 @@ import dataclasses
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["Exchange", "Step", "gather", "run_local", "EMPTY"]
+__all__ = ["EMPTY", "Exchange", "Step", "gather", "run_local"]
 
 T = TypeVar("T")
 

@@ -33,7 +33,7 @@ class OpContext:
         path: the op's address, e.g. ``(b"job-1", 17)``; sub-steps extend it with :meth:`child`.
     """
 
-    __slots__ = ("party", "parties", "seeds", "path", "_counters")
+    __slots__ = ("_counters", "parties", "party", "path", "seeds")
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ import numpy as np
 from ._comm import Step
 from ._context import OpContext
 
-__all__ = ["Share", "Protocol", "Kind"]
+__all__ = ["Kind", "Protocol", "Share"]
 
 Kind = Literal["arith", "bool"]
 
@@ -41,7 +41,7 @@ def _contiguous(a: Any) -> np.ndarray:
 class Share:
     """One party's local view of a secret-shared uint64 array (see module doc)."""
 
-    __slots__ = ("parts", "shape", "kind")
+    __slots__ = ("kind", "parts", "shape")
 
     def __init__(self, parts: tuple[np.ndarray, ...], shape: tuple[int, ...], kind: Kind = "arith"):
         self.parts = parts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RING_DTYPE", "encode", "decode", "to_ring", "to_signed"]
+__all__ = ["RING_DTYPE", "decode", "encode", "to_ring", "to_signed"]
 
 RING_DTYPE = np.dtype(np.uint64)
 
@@ -24,7 +24,7 @@ def to_signed(ring: np.ndarray) -> np.ndarray:
     return np.asarray(ring, dtype=np.uint64).view(np.int64)
 
 
-def encode(values: np.ndarray | float | int, fxp_bits: int) -> np.ndarray:
+def encode(values: np.ndarray | float, fxp_bits: int) -> np.ndarray:
     """Encode real (or integer) values into the ring with ``fxp_bits`` fractional bits.
 
     Raises:

@@ -272,7 +272,7 @@ class Executor:
                 reply = self._take(job, node)
         except MpcError as exc:
             self.fail_job(job, exc)
-        except Exception as exc:  # a loader or an op raised: the job fails, the node does not
+        except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, the node does not
             self._log.warning("op failed", job=job.id, op=node.name, op_id=node.op_id, error=repr(exc))
             self.fail_job(job, exc)
 

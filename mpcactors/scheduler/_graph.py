@@ -21,7 +21,7 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OpState", "OpNode", "Graph", "StepFactory"]
+__all__ = ["Graph", "OpNode", "OpState", "StepFactory"]
 
 # (ctx, [results of inputs]) -> Step (generator) or a plain value for purely local ops.
 StepFactory = Callable[[Any, list[Any]], Any]
@@ -39,22 +39,22 @@ class OpNode:
     """One op of a job's graph (see module doc)."""
 
     __slots__ = (
-        "graph",
-        "op_id",
-        "name",
-        "inputs",
-        "factory",
-        "state",
-        "result",
-        "error",
-        "consumers",
-        "gen",
-        "round",
-        "expect",
-        "waiters",
         "_pending_inputs",
-        "height",
+        "consumers",
         "depth",
+        "error",
+        "expect",
+        "factory",
+        "gen",
+        "graph",
+        "height",
+        "inputs",
+        "name",
+        "op_id",
+        "result",
+        "round",
+        "state",
+        "waiters",
     )
 
     def __init__(

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ._opset import BUILDERS, build, join
+from ._opset import build, join
 from ._tensor import SecretTensor
 
-__all__ = ["array_ufunc", "array_function"]
+__all__ = ["array_function", "array_ufunc"]
 
 _UFUNCS: dict[np.ufunc, str] = {
     np.add: "add",

@@ -17,7 +17,7 @@ from .._errors import ShapeError
 from ..ops._protocol import Protocol, Share
 from ._tensor import SecretTensor, encode_public, static_shape
 
-__all__ = ["build", "to_fxp", "BUILDERS"]
+__all__ = ["BUILDERS", "build", "to_fxp"]
 
 Builder = Callable[..., SecretTensor]
 BUILDERS: dict[str, Builder] = {}
@@ -81,7 +81,7 @@ def to_fxp(x: SecretTensor) -> SecretTensor:
     """The same value as a fixed-point tensor (a local multiplication by 2^f)."""
     if x.fxp:
         return x
-    scale = np.uint64(1 << x.job.fxp_bits)
+    scale = np.array(1 << x.job.fxp_bits, dtype=np.uint64)
     proto = _proto(x.job)
     return x.job.op("int_to_fxp", [x], lambda ctx, ins: proto.mul_public(ins[0], scale), x.known_shape, True)
 
@@ -287,7 +287,7 @@ def _mean(job: Any, x: SecretTensor, *, axis: Any = None, keepdims: bool = False
     x = to_fxp(x)
     proto = _proto(job)
     f = job.fxp_bits
-    fn = lambda p: np.sum(p, axis=axis, keepdims=keepdims, dtype=p.dtype)  # noqa: E731
+    fn = lambda p: np.sum(p, axis=axis, keepdims=keepdims, dtype=p.dtype)
     shape = static_shape(fn, x.known_shape)
 
     def step(ctx: Any, ins: list[Share]) -> Any:

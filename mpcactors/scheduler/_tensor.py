@@ -197,10 +197,10 @@ class SecretTensor:
     def __ge__(self, other: Any) -> SecretTensor:
         return apply("greater_equal", self, other)
 
-    def __eq__(self, other: Any) -> SecretTensor:  # type: ignore[override]
+    def __eq__(self, other: object) -> SecretTensor:  # type: ignore[override]
         return apply("equal", self, other)
 
-    def __ne__(self, other: Any) -> SecretTensor:  # type: ignore[override]
+    def __ne__(self, other: object) -> SecretTensor:  # type: ignore[override]
         return 1 - apply("equal", self, other)
 
     __hash__ = None  # type: ignore[assignment]
@@ -222,7 +222,7 @@ class SecretTensor:
         return apply("transpose", self, axes=tuple(axes) or None)
 
     @property
-    def T(self) -> SecretTensor:  # noqa: N802 - numpy's name
+    def T(self) -> SecretTensor:
         return self.transpose()
 
     def flatten(self) -> SecretTensor:
