@@ -31,14 +31,14 @@ def _add_logging(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mpcactors", description="Secure multi-party computation runtime.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,certs,run,psi,node}")
 
     p = sub.add_parser("demo", help="run a local 3-party TLS cluster as 3 processes and show what it does")
     p.add_argument("--parties", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     _add_logging(p)
 
-    p = sub.add_parser("demo-party", help=argparse.SUPPRESS)
+    p = sub.add_parser("demo-party")  # internal: one party of `mpcactors demo`
     p.add_argument("--config", required=True)
     p.add_argument("--party", required=True)
     _add_logging(p)
