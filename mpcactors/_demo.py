@@ -49,7 +49,15 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def write_cluster(folder: Path, parties: tuple[str, ...] = PARTIES, protocol: str = "rep3", *, dealer: str | None = None, extra: str = "") -> Path:
+def write_cluster(
+    folder: Path,
+    parties: tuple[str, ...] = PARTIES,
+    protocol: str = "rep3",
+    *,
+    dealer: str | None = None,
+    peer_timeout_s: float = 20,
+    extra: str = "",
+) -> Path:
     """A loopback cluster file with free ports and TLS paths inside ``folder``."""
     ports = free_ports(len(parties))
     lines = [f'cluster = "demo-{os.getpid()}"', f'protocol = "{protocol}"', "fxp_bits = 18"]
@@ -57,7 +65,7 @@ def write_cluster(folder: Path, parties: tuple[str, ...] = PARTIES, protocol: st
         lines.append(f'dealer = "{dealer}"')
     lines += ["", "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "", "[link]",
               "connect_retry_times = 40", "connect_retry_interval_ms = 100", "connect_timeout_s = 60",
-              "peer_timeout_s = 20", extra, ""]
+              f"peer_timeout_s = {peer_timeout_s}", extra, ""]
     for name, port in zip(parties, ports, strict=True):
         lines += [f"[parties.{name}]", f'address = "127.0.0.1:{port}"', f'cert = "certs/{name}.pem"', f'key = "certs/{name}.key"', ""]
     path = folder / "cluster.toml"

@@ -85,3 +85,35 @@ def test_logistic_regression_as_real_processes(tmp_path, protocol, dealer):
         w = np.array(json.loads(outs[p].read_text()))
         assert abs(lr.accuracy(x, y, w) - lr.accuracy(x, y, w_plain)) <= 0.01
         assert np.max(np.abs(w - w_plain)) <= 1e-2
+
+
+def test_a_party_killed_mid_job_fails_the_job_with_peer_lost_naming_it(tmp_path):
+    """carol's process is killed while the job runs: alice and bob stop with PeerLost naming
+    carol within peer_timeout (5 s here), not a hang."""
+    import signal
+    import time
+
+    prog = tmp_path / "long.py"
+    prog.write_text(
+        "import numpy as np\n"
+        "async def main(job):\n"
+        "    x = job.input('alice', lambda: np.ones(1000))\n"
+        "    y = job.input('bob', lambda: np.ones(1000))\n"
+        "    z = x\n"
+        "    for _ in range(100000):\n"
+        "        z = z * y\n"
+        "        await z\n"
+        "    return await job.reveal(z)\n"
+    )
+    cfg = make_cluster(tmp_path, peer_timeout_s=5)
+    procs = {p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--job", "long", "--log-level", "error"]) for p in ("alice", "bob", "carol")}
+    time.sleep(4)  # connected and multiplying
+    assert all(p.poll() is None for p in procs.values()), "the job ended before the kill"
+    t0 = time.monotonic()
+    procs["carol"].send_signal(signal.SIGKILL)
+    results = finish({p: procs[p] for p in ("alice", "bob")}, timeout=60)
+    assert time.monotonic() - t0 < 30
+    for p, (code, out, err) in results.items():
+        assert code == 1, (p, code, err)
+        assert "PeerLost" in err and "carol" in err, (p, err)
+    procs["carol"].communicate()
