@@ -10,6 +10,7 @@ aborted at every party while the node and its other jobs keep running.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from .link import open_node as open_link
 from .ops._registry import make_protocol
 from .scheduler._executor import CHANNEL, Executor, JobState
 from .scheduler._job import Job, JobSettings
+from .scheduler._tensor import SecretTensor
 
 __all__ = ["Node", "open_node"]
 
@@ -89,6 +91,8 @@ class Node:
             PeerLost: a peer of the job disappeared.
             ConfigError: an unknown protocol, a missing dealer.
         """
+        if not inspect.iscoroutinefunction(program) and not inspect.iscoroutinefunction(getattr(program, "__call__", None)):
+            raise TypeError(f"a program must be `async def program(job)`, not {program!r}")
         if job is None:
             name = getattr(program, "__qualname__", "program")
             self._program_runs[name] += 1
@@ -126,6 +130,11 @@ class Node:
                     try:
                         with anyio.fail_after(timeout if timeout is not None else math.inf):
                             result = await program(handle, *args, **kwargs)
+                            if _holds_secret(result):
+                                raise TypeError(
+                                    "the program returned a secret tensor, which dies with its job: "
+                                    "return `await job.reveal(x)` (or reveal to one party) instead"
+                                )
                             await handle.drain()
                     except TimeoutError:
                         self._executor.fail_job(state, JobTimeout(job, timeout or 0.0, self.party))
@@ -165,6 +174,16 @@ class Node:
         from .psi import run_psi
 
         return await run_psi(self.link, **kwargs)
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, SecretTensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_secret(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_secret(v) for v in value.values())
+    return False
 
 
 @contextlib.asynccontextmanager

@@ -212,3 +212,17 @@ def test_job_secure_sum_returns_the_sum_at_the_server_only():
     np.testing.assert_allclose(out["alice"][1], 2 * want, atol=1e-4)
     for p in parties[1:]:
         assert out[p] == (None, None)
+
+
+def test_returning_a_secret_tensor_or_a_sync_program_is_a_clear_error():
+    async def leaks(job):
+        return {"x": job.input("alice", np.ones(2))}
+
+    with pytest.raises(mpc.JobAborted, match="reveal"):
+        mpc.simulate(leaks, parties=PARTIES, protocol="rep3", timeout=10)
+
+    def not_async(job):
+        return None
+
+    with pytest.raises(TypeError, match="async def"):
+        mpc.simulate(not_async, parties=PARTIES, protocol="rep3", timeout=10)
