@@ -91,7 +91,8 @@ class Node:
             PeerLost: a peer of the job disappeared.
             ConfigError: an unknown protocol, a missing dealer.
         """
-        if not inspect.iscoroutinefunction(program) and not inspect.iscoroutinefunction(getattr(program, "__call__", None)):
+        call = type(program).__call__ if not inspect.isfunction(program) else None
+        if not inspect.iscoroutinefunction(program) and not inspect.iscoroutinefunction(call):
             raise TypeError(f"a program must be `async def program(job)`, not {program!r}")
         if job is None:
             name = getattr(program, "__qualname__", "program")

@@ -64,7 +64,7 @@ def test_independent_muls_cost_one_round(any_setup, k):
     assert max(r[0] for r in out.values()) == 1
     assert max(r[1] for r in out.values()) == FXP_MUL_ROUNDS[name]
     assert max(r[2] for r in out.values()) == max(2, FXP_MUL_ROUNDS[name])  # a * (x * y): 2 deep
-    for party, (_, _, _, (ints, mixed, squares)) in out.items():
+    for _, _, _, (ints, mixed, squares) in out.values():
         for i in range(k):
             np.testing.assert_array_equal(ints[i], np.full(4, 2 * (i + 1)))
             np.testing.assert_allclose(mixed[i], np.full(4, (i + 1.5) * 2 * (i + 1)), atol=1e-4)
@@ -93,7 +93,7 @@ def test_chain_of_k_costs_k_rounds(any_setup, k):
     out = sim(setup, program)
     assert max(r[0] for r in out.values()) == k
     assert max(r[1] for r in out.values()) == k * FXP_MUL_ROUNDS[name]
-    for party, (_, _, (z, w)) in out.items():
+    for _, _, (z, w) in out.values():
         np.testing.assert_array_equal(z, np.full(3, 3 * (-1) ** k))
         np.testing.assert_allclose(w, np.full(3, 1.5), atol=1e-4)
 

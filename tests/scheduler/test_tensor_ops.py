@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import mpcactors as mpc
 
@@ -16,7 +15,7 @@ def run(setup, program, **kw):
 
 
 def holders(setup):
-    protocol, parties, options = setup
+    _, parties, options = setup
     dealer = options.get("dealer")
     return [p for p in parties if p != dealer]
 
