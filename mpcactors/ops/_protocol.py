@@ -141,13 +141,21 @@ class Protocol(abc.ABC):
 
     # ---- arithmetic, local -------------------------------------------------------------------
     @abc.abstractmethod
-    def add(self, x: Share, y: Share) -> Share: ...
+    def _binary(
+        self, op: str, x: Share, y: Share, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], kind: Kind
+    ) -> Share:
+        """Apply a linear ``fn`` of two shares of ``kind`` component-wise (checks kinds/shapes)."""
 
-    @abc.abstractmethod
-    def sub(self, x: Share, y: Share) -> Share: ...
+    def add(self, x: Share, y: Share) -> Share:
+        return self._binary("add", x, y, np.add, "arith")
 
-    @abc.abstractmethod
-    def neg(self, x: Share) -> Share: ...
+    def sub(self, x: Share, y: Share) -> Share:
+        return self._binary("sub", x, y, np.subtract, "arith")
+
+    def neg(self, x: Share) -> Share:
+        if x.kind != "arith":
+            raise TypeError(f"neg needs arith shares, got a {x.kind} share")
+        return x.map(np.negative)
 
     @abc.abstractmethod
     def add_public(self, x: Share, c: np.ndarray) -> Share:
@@ -181,8 +189,8 @@ class Protocol(abc.ABC):
         Returns the ring array where it is revealed, None elsewhere."""
 
     # ---- boolean -----------------------------------------------------------------------------
-    @abc.abstractmethod
-    def xor(self, x: Share, y: Share) -> Share: ...
+    def xor(self, x: Share, y: Share) -> Share:
+        return self._binary("xor", x, y, np.bitwise_xor, "bool")
 
     @abc.abstractmethod
     def xor_public(self, x: Share, c: np.ndarray) -> Share: ...

@@ -102,19 +102,6 @@ class Rep3(Protocol):
         parts = (_a(fn(x.parts[0], y.parts[0])), _a(fn(x.parts[1], y.parts[1])))
         return Share(parts, shape, kind)
 
-    def add(self, x: Share, y: Share) -> Share:
-        return self._binary("add", x, y, np.add, "arith")
-
-    def sub(self, x: Share, y: Share) -> Share:
-        return self._binary("sub", x, y, np.subtract, "arith")
-
-    def xor(self, x: Share, y: Share) -> Share:
-        return self._binary("xor", x, y, np.bitwise_xor, "bool")
-
-    def neg(self, x: Share) -> Share:
-        need_kind("neg", "arith", x)
-        return x.map(np.negative)
-
     def _to_component0(self, op: str, x: Share, c: np.ndarray, fn: Any) -> Share:
         """Apply ``fn(., c)`` to component 0 only (held as part 0 by party 0, part 1 by party 2)."""
         c = as_ring(c, "public operand")

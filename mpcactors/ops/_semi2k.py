@@ -149,19 +149,6 @@ class Semi2k(Protocol):
             return Share((), shape, kind)
         return Share((fresh(fn, x.parts[0], y.parts[0]),), shape, kind)
 
-    def add(self, x: Share, y: Share) -> Share:
-        return self._binary("add", x, y, np.add, "arith")
-
-    def sub(self, x: Share, y: Share) -> Share:
-        return self._binary("sub", x, y, np.subtract, "arith")
-
-    def xor(self, x: Share, y: Share) -> Share:
-        return self._binary("xor", x, y, np.bitwise_xor, "bool")
-
-    def neg(self, x: Share) -> Share:
-        need_kind("neg", "arith", x)
-        return x.map(np.negative)
-
     def _with_public(self, op: str, x: Share, c: np.ndarray, fn: Any, everyone: bool) -> Share:
         c = as_ring(c, "public operand")
         public_shape(op, x, c)

@@ -21,7 +21,7 @@ from ._helpers import memory_cluster
 N_MESSAGES = 40
 
 
-async def _close_across_a_cut(closer: str, cutter: str, cut_before_exit: bool) -> None:
+async def _close_across_a_cut(closer: str, cutter: str, cut_before_exit: bool) -> list[int]:
     other = "bob" if closer == "alice" else "alice"
     # peer_timeout far beyond the linger: a PeerLost from the timeout cannot pass for the close.
     cfg = memory_cluster(peer_timeout_s=60.0, heartbeat_interval_s=0.5)
@@ -75,6 +75,7 @@ async def _close_across_a_cut(closer: str, cutter: str, cut_before_exit: bool) -
     stats = nodes[closer].statistics().peers[other]
     assert stats.reconnects >= 1 and stats.retransmitted_frames >= 1
     assert lingered < 5.0  # it left as soon as everything was acknowledged
+    return received
 
 
 @pytest.mark.trio
@@ -83,7 +84,7 @@ async def _close_across_a_cut(closer: str, cutter: str, cut_before_exit: bool) -
 async def test_closing_dialer_redials_and_delivers_everything(
     autojump_clock: trio.abc.Clock, cutter: str, cut_before_exit: bool
 ) -> None:
-    await _close_across_a_cut("alice", cutter, cut_before_exit)
+    assert await _close_across_a_cut("alice", cutter, cut_before_exit) == list(range(N_MESSAGES))
 
 
 @pytest.mark.trio
@@ -92,7 +93,7 @@ async def test_closing_dialer_redials_and_delivers_everything(
 async def test_closing_acceptor_accepts_the_redial_and_delivers_everything(
     autojump_clock: trio.abc.Clock, cutter: str, cut_before_exit: bool
 ) -> None:
-    await _close_across_a_cut("bob", cutter, cut_before_exit)
+    assert await _close_across_a_cut("bob", cutter, cut_before_exit) == list(range(N_MESSAGES))
 
 
 @pytest.mark.trio

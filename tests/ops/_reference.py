@@ -53,14 +53,8 @@ class Reference(Protocol):
         part = value.copy() if self._first() else np.zeros_like(value)
         return Share((part,), value.shape, kind)
 
-    def add(self, x: Share, y: Share) -> Share:
-        return Share((x.parts[0] + y.parts[0],), x.shape, "arith")
-
-    def sub(self, x: Share, y: Share) -> Share:
-        return Share((x.parts[0] - y.parts[0],), x.shape, "arith")
-
-    def neg(self, x: Share) -> Share:
-        return Share((np.uint64(0) - x.parts[0],), x.shape, "arith")
+    def _binary(self, op: str, x: Share, y: Share, fn: Any, kind: Any) -> Share:
+        return Share((fn(x.parts[0], y.parts[0]),), x.shape, kind)
 
     def add_public(self, x: Share, c: np.ndarray) -> Share:
         c = _u64(c)
@@ -75,9 +69,6 @@ class Reference(Protocol):
         c = _u64(c)
         part = c @ x.parts[0] if left else x.parts[0] @ c
         return Share((part,), part.shape, "arith")
-
-    def xor(self, x: Share, y: Share) -> Share:
-        return Share((x.parts[0] ^ y.parts[0],), x.shape, "bool")
 
     def xor_public(self, x: Share, c: np.ndarray) -> Share:
         c = _u64(c)
