@@ -117,11 +117,13 @@ class JobAborted(JobError):
 
 
 class JobTimeout(JobError):
-    """Raised when a job runs past its timeout."""
+    """Raised when a job runs past its timeout, or when its ops wait for peers with no progress
+    for its idle timeout (``detail`` then says which ops wait for whom)."""
 
-    def __init__(self, job: str, timeout: float, party: str | None = None) -> None:
+    def __init__(self, job: str, timeout: float, party: str | None = None, detail: str = "") -> None:
         at = f" at party {party!r}" if party else ""
-        super().__init__(f"job {job!r} timed out after {timeout:g} s{at}", job=job)
+        msg = f"job {job!r} timed out after {timeout:g} s{at}"
+        super().__init__(msg + (f": {detail}" if detail else ""), job=job)
         self.timeout = timeout
         self.party = party
 

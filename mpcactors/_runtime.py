@@ -65,6 +65,7 @@ class Node:
         *args: Any,
         job: str | None = None,
         timeout: float | None = None,
+        idle_timeout: float | None = 600.0,
         protocol: str | None = None,
         fxp_bits: int | None = None,
         dealer: str | None = None,
@@ -80,6 +81,9 @@ class Node:
                 many times this node has run it (the same at every party that runs the same
                 sequence of jobs).
             timeout: seconds before the job is aborted everywhere with JobTimeout.
+            idle_timeout: seconds an op may wait for peers while no message of the job arrives
+                and none of its ops finishes (a peer stuck, or a program that diverged between
+                parties); then the job is aborted everywhere with JobTimeout. None disables it.
             protocol, fxp_bits, dealer: override the cluster config's values.
 
         Returns:
@@ -144,6 +148,8 @@ class Node:
                     scope.cancel()
 
                 tg.start_soon(main)
+                if idle_timeout is not None:
+                    tg.start_soon(self._watchdog, state, idle_timeout)
         finally:
             self._executor.close_job(state)
             with contextlib.suppress(Exception):
@@ -156,6 +162,20 @@ class Node:
             raise JobAborted(job, self.party, f"{type(err).__name__}: {err}") from err
         log.info("job finished", rounds=state.rounds)
         return result
+
+    async def _watchdog(self, state: JobState, idle_timeout: float) -> None:
+        """Abort a job whose ops wait for peers while nothing moves for ``idle_timeout`` s."""
+        while state.failure is None:
+            await anyio.sleep(max(idle_timeout / 4, 0.01))
+            idle = anyio.current_time() - state.last_progress
+            blocked = self._executor.blocked_ops(state)
+            if blocked and idle >= idle_timeout:
+                waiting = sorted({p for n in blocked for p in n.expect})
+                detail = (
+                    f"no progress: {len(blocked)} op(s) (first: {blocked[0].name!r}) "
+                    f"wait for {waiting}"
+                )
+                self._executor.fail_job(state, JobTimeout(state.id, idle_timeout, self.party, detail))
 
     async def _receive(self, state: JobState, peer: str) -> None:
         ch = self.link.channel(peer, state.id, CHANNEL)

@@ -38,7 +38,8 @@ def simulate(
         protocol: "rep3" or "semi2k".
         **options: ``fxp_bits`` (default 18), ``dealer`` (semi2k: a party name or
             "trusted-first-party"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
-            ``timeout`` (seconds), ``job`` (id), ``args`` / ``kwargs`` for the program.
+            ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
+            for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program.
 
     Raises:
         ConfigError: unknown protocol or option, missing dealer.
@@ -58,6 +59,7 @@ async def simulate_async(
     bandwidth_mbps: float = 0.0,
     jitter_ms: float = 0.0,
     timeout: float | None = None,
+    idle_timeout: float | None = 600.0,
     job: str = "sim",
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
@@ -81,7 +83,9 @@ async def simulate_async(
     async def party(name: str) -> None:
         try:
             async with open_node(config, name, network=network, wan=wan if wan.enabled else None) as node:
-                results[name] = await node.run(program, *args, job=job, timeout=timeout, **(kwargs or {}))
+                results[name] = await node.run(
+                    program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout, **(kwargs or {})
+                )
         except Exception as exc:  # noqa: BLE001 - collected: every party's outcome is known before raising
             errors[name] = exc
 

@@ -94,6 +94,7 @@ class JobState:
         self.peer_rounds: dict[str, int] = defaultdict(int)
         self.peer_messages: dict[str, int] = defaultdict(int)
         self.unfinished = 0
+        self.last_progress = anyio.current_time()  # a message arrived or an op finished
         self.idle = anyio.Event()
         self.idle.set()
 
@@ -150,6 +151,7 @@ class Executor:
         job = self._jobs.get(job_id)
         if job is None or job.failure is not None:
             return
+        job.last_progress = anyio.current_time()
         if not isinstance(message, list):
             self.fail_job(job, ProtocolError(f"malformed executor message from {peer!r}", peer=peer))
             return
@@ -337,12 +339,17 @@ class Executor:
                 if c.input_done() and c.state is OpState.WAITING and job.failure is None:
                     self._make_ready(c)
         node.gen = None
+        job.last_progress = anyio.current_time()
         for w in node.waiters:
             w.set()
         node.waiters.clear()
         job.unfinished -= 1
         if job.unfinished == 0:
             job.idle.set()
+
+    def blocked_ops(self, job: JobState) -> list[OpNode]:
+        """Ops of ``job`` waiting for peers' messages right now."""
+        return [n for n in job.graph.nodes if n.state is OpState.BLOCKED]
 
     async def wait(self, node: OpNode) -> Any:
         """Wait until ``node`` is done and return its result (raise the job's failure)."""

@@ -226,3 +226,24 @@ def test_returning_a_secret_tensor_or_a_sync_program_is_a_clear_error():
 
     with pytest.raises(TypeError, match="async def"):
         mpc.simulate(not_async, parties=PARTIES, protocol="rep3", timeout=10)
+
+
+def test_a_diverged_program_is_aborted_by_the_idle_watchdog_not_left_hanging():
+    """bob's program takes another branch and never joins the product: alice and carol wait for
+    him; with no job timeout set, the idle watchdog aborts the job everywhere (virtual time)."""
+    import functools
+
+    import trio.testing
+
+    async def program(job):
+        x = job.input("alice", np.ones(3))
+        if job.party == "bob":
+            await trio.sleep_forever()  # a bug: the parties' programs diverged
+        return await job.reveal(x * x)
+
+    async def main():
+        return await mpc.simulate_async(program, PARTIES, "rep3", idle_timeout=30)
+
+    with pytest.raises((mpc.JobTimeout, mpc.JobAborted)) as info:
+        trio.run(functools.partial(main), clock=trio.testing.MockClock(autojump_threshold=0))
+    assert "no progress" in str(info.value) and "bob" in str(info.value)
