@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", default=None, help="job id (the same at every party; default: derived)")
     p.add_argument("--protocol", default=None, help="override the config's protocol (rep3, semi2k)")
     p.add_argument("--timeout", type=float, default=None, help="abort the job after this many seconds")
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="abort when ops wait for peers this long with no progress (default 600)")
     p.add_argument("--output", default=None, help="save the result (.npy for an array, else JSON)")
     _add_logging(p)
 
@@ -143,7 +144,9 @@ def _run(args: argparse.Namespace) -> int:
 
     async def go() -> Any:
         async with open_node(config, args.party) as node:
-            return await node.run(program, job=args.job, timeout=args.timeout, protocol=args.protocol)
+            return await node.run(
+                program, job=args.job, timeout=args.timeout, idle_timeout=args.idle_timeout, protocol=args.protocol
+            )
 
     result = trio.run(go)
     if args.output:
