@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.psi._procs import finish, json_lines, make_cluster, start
+from tests.integration.helpers import finish
+from tests.psi._procs import json_lines, make_cluster, start
 from tests.psi._ref import read_csv, sql_join, write_csv, zipped
 
 pytestmark = pytest.mark.timeout(180)
