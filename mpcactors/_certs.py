@@ -3,14 +3,16 @@
 Keys are EC P-256 (fast, and what TLS 1.3 in Python's ssl takes everywhere). Each party
 certificate names the party as subject CN and as its only DNS subjectAltName -- that is the
 identity the link layer checks -- and may serve as TLS server and client. Private keys are
-written with mode 0600 (created so, never widened).
+written with mode 0600 (created so, never widened, never through a symlink).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
+import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -95,17 +97,44 @@ def issue_party_cert(
 
 
 def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    """Write a private key as unencrypted PKCS#8 PEM with mode 0600."""
+    """Write a private key as unencrypted PKCS#8 PEM with mode 0600, never through a symlink.
+
+    The key goes to a fresh file created beside ``path`` with ``O_CREAT | O_EXCL | O_NOFOLLOW``
+    and mode 0600 (so it is never readable by others, not even for a moment, and nothing planted
+    under that name is followed or reused), then is renamed over ``path``: a rename replaces a
+    directory entry and never writes through a symlink. A ``path`` that already is a symlink is
+    refused, since somebody may expect the key to land where it points.
+
+    Raises:
+        ConfigError: ``path`` is a symbolic link, or the key cannot be written (names the path).
+    """
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(
+            f"refusing to write a private key to {str(path)!r}: it is a symbolic link "
+            f"(to {os.readlink(path)!r}); remove it first"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, pem)
-    finally:
-        os.close(fd)
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the private key file {str(path)!r}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o600)  # the umask may only have narrowed it; make it exact
+            f.write(pem)
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_cert(path: Path, cert: x509.Certificate) -> None:
