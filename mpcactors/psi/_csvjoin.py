@@ -45,7 +45,14 @@ from ._prepare import PreparedFiles
 from ._protocol import Wire
 from ._source import IdsSpec, SourceSpec
 
-__all__ = ["OutputSink", "expand_inner", "expand_outer", "matcher_result", "other_result"]
+__all__ = [
+    "OutputSink",
+    "expand_inner",
+    "expand_outer",
+    "matcher_result",
+    "other_result",
+    "sends_own_only",
+]
 
 _WRITE_BATCH = 65536
 
@@ -184,6 +191,39 @@ def _ints(wire: Wire, raw: Any, n: int | None, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
 
 
+def sends_own_only(join: str, left: bool) -> bool:
+    """Whether this party's ``align_end`` carries its count of one-sided rows.
+
+    Only a party that writes the other's one-sided rows as padding needs that count: the right
+    table's party in a ``left`` join, the left's in a ``right`` join, both in ``full``. In
+    ``inner`` and ``difference`` joins nobody pads, so nobody learns the other's row count.
+    """
+    return join == "full" or (join == "left" and left) or (join == "right" and not left)
+
+
+def _needs_multiplicities(join: str) -> bool:
+    """Aligned blocks repeat rows by the other side's multiplicity; ``difference`` has no block."""
+    return join != "difference"
+
+
+def _peer_only(wire: Wire, msg: Any, join: str, left: bool) -> int:
+    """The peer's one-sided row count from its ``align_end`` (0 when this join sends none)."""
+    only = msg.get("only") if isinstance(msg, dict) else None
+    if not sends_own_only(join, not left):
+        if only is not None:
+            raise wire.bad(f"align_end carries a row count a {join!r} join does not send")
+        return 0
+    if not isinstance(only, int) or isinstance(only, bool) or only < 0:
+        raise wire.bad(f"align_end.only must be a count, not {only!r}")
+    return only
+
+
+def _align_end(files: PreparedFiles, matched_rows: int, join: str, left: bool) -> dict[str, Any]:
+    if sends_own_only(join, left):
+        return {"only": files.prepared.n_rows - matched_rows}
+    return {}
+
+
 async def matcher_result(
     wire: Wire,
     files: PreparedFiles,
@@ -209,13 +249,20 @@ async def matcher_result(
         matched_rows += int(m_own.sum())
         if not both:
             continue
-        await wire.send("align", j=peer_pos.astype("<i8").tobytes(), m=m_own.astype("<i8").tobytes())
+        multiplicities = _needs_multiplicities(join)
+        await wire.send("align", j=peer_pos.astype("<i8").tobytes(),
+                        **({"m": m_own.astype("<i8").tobytes()} if multiplicities else {}))
         if last:
-            await wire.send("align_end", only=files.prepared.n_rows - matched_rows)
-        m_peer = _ints(wire, (await wire.recv("align")).get("m"), len(own_pos), "align.m")
+            await wire.send("align_end", **_align_end(files, matched_rows, join, left))
+        reply = await wire.recv("align")
+        if not multiplicities:
+            if reply.get("m") is not None:
+                raise wire.bad("align carries multiplicities a 'difference' join does not send")
+            continue
+        m_peer = _ints(wire, reply.get("m"), len(own_pos), "align.m")
         if np.any(m_peer < 1):
             raise wire.bad("align.m has a multiplicity below 1")
-        if join != "difference" and sink is not None:
+        if sink is not None:
             await _write(sink, expand_outer(files, own_pos, m_peer))
     if sink is None:
         return inter
@@ -223,9 +270,7 @@ async def matcher_result(
         for rows in _rows_where(files, matched, join == "inner"):
             await _write(sink, rows)
         return inter
-    peer_only = (await wire.recv("align_end")).get("only")
-    if not isinstance(peer_only, int) or peer_only < 0:
-        raise wire.bad(f"align_end.only must be a count, not {peer_only!r}")
+    peer_only = _peer_only(wire, await wire.recv("align_end"), join, left)
     await _write_tail(sink, files, matched, join, left, peer_only)
     return inter
 
@@ -239,25 +284,27 @@ async def other_result(wire: Wire, files: PreparedFiles, sink: OutputSink, *, jo
         msg = await wire.ctl.receive()
         t = msg.get("t") if isinstance(msg, dict) else None
         if t == "align_end":
-            peer_only = msg.get("only")
-            if not isinstance(peer_only, int) or peer_only < 0:
-                raise wire.bad(f"align_end.only must be a count, not {peer_only!r}")
+            peer_only = _peer_only(wire, msg, join, left)
             break
         if t != "align":
             raise wire.bad(f"expected align or align_end, got {msg!r:.80}")
         j = _ints(wire, msg.get("j"), None, "align.j")
-        m_peer = _ints(wire, msg.get("m"), len(j), "align.m")
         if len(j) and (j.min() < 0 or j.max() >= n_unique or np.any(matched[j])):
             raise PsiError(f"PSI job {wire.job!r}: {wire.peer!r} sent invalid or repeated positions")
-        if np.any(m_peer < 1):
-            raise wire.bad("align.m has a multiplicity below 1")
         matched[j] = True
         inter += len(j)
         m_own = files.counts(j)
         matched_rows += int(m_own.sum())
+        if not _needs_multiplicities(join):
+            if msg.get("m") is not None:
+                raise wire.bad("align carries multiplicities a 'difference' join does not send")
+            await wire.send("align")
+            continue
+        m_peer = _ints(wire, msg.get("m"), len(j), "align.m")
+        if np.any(m_peer < 1):
+            raise wire.bad("align.m has a multiplicity below 1")
         await wire.send("align", m=m_own.astype("<i8").tobytes())
-        if join != "difference":
-            await _write(sink, expand_inner(files, j, m_peer))
-    await wire.send("align_end", only=files.prepared.n_rows - matched_rows)
+        await _write(sink, expand_inner(files, j, m_peer))
+    await wire.send("align_end", **_align_end(files, matched_rows, join, left))
     await _write_tail(sink, files, matched, join, left, peer_only)
     return inter
