@@ -14,6 +14,7 @@ import pytest
 from mpcactors import JobAborted, PeerLost
 from mpcactors.link import MemoryNetwork, Node, open_node
 
+from .._waiting import until
 from ._helpers import memory_cluster
 
 pytestmark = pytest.mark.anyio
@@ -38,9 +39,7 @@ async def cluster(parties: tuple[str, ...] = ("alice", "bob"), **kw: Any) -> Asy
         for p in parties:
             started = anyio.Event()
             tg.start_soon(run, p, started)
-        with anyio.fail_after(10):
-            while len(nodes) < len(parties):
-                await anyio.sleep(0.01)
+        await until(lambda: len(nodes) == len(parties), timeout=20, what="every node open")
         try:
             yield nodes
         finally:
@@ -97,7 +96,7 @@ async def test_abort_job_reaches_peers_and_hook() -> None:
             async with anyio.create_task_group() as tg:
                 for ch in waits:
                     tg.start_soon(recv, ch)
-                await anyio.sleep(0.05)
+                await anyio.wait_all_tasks_blocked()  # both receivers wait before the abort
                 n["alice"].abort_job("j", "input file missing")
             assert len(errors) == 2
             assert all(e.party == "alice" and e.cause == "input file missing" for e in errors)  # type: ignore[attr-defined]
@@ -178,6 +177,10 @@ async def test_multi_chunk_messages_survive_repeated_cuts() -> None:
             small_rx = bob.channel("alice", "rpc", "c")
             sizes = [1, 70_000, 300_000, 5, 2_000_000, 131_072, 65_536] * 3
             got: list[np.ndarray] = []
+            cuts = 0
+
+            def both_connected() -> bool:
+                return alice.statistics().peers["bob"].connected and bob.statistics().peers["alice"].connected
 
             async def reader() -> None:
                 for _ in sizes:
@@ -186,11 +189,16 @@ async def test_multi_chunk_messages_survive_repeated_cuts() -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(reader)
                 for i, size in enumerate(sizes):
+                    await until(both_connected, what="reconnected")
+                    before = bob.statistics().jobs.get(("alice", "bulk"))
+                    seen = before.bytes_received if before else 0
                     await tx.send(np.full(size, i, dtype=np.uint8))
                     small_tx.send_nowait(i)
-                    await anyio.sleep(0.002)  # let part of it through, then cut mid-message
-                    (alice.drop_connection("bob") if i % 2 else bob.drop_connection("alice"))
+                    # let part of it through (bob received more of the job), then cut
+                    await until(lambda: bob.statistics().jobs[("alice", "bulk")].bytes_received > seen)
+                    cuts += alice.drop_connection("bob") if i % 2 else bob.drop_connection("alice")
             assert [(g.size, int(g[0])) for g in got] == [(s, i % 256) for i, s in enumerate(sizes)]
             assert all((g == g[0]).all() for g in got)
             assert [await small_rx.receive() for _ in sizes] == list(range(len(sizes)))
-            assert alice.statistics().peers["bob"].reconnects >= 10
+            assert cuts == len(sizes)  # every cut found a live connection
+            assert alice.statistics().peers["bob"].reconnects >= len(sizes) - 1

@@ -13,6 +13,7 @@ from mpcactors._errors import JobAborted
 from mpcactors.psi import PsiProgress, PsiResult, run_psi
 from mpcactors.psi._progress import PHASES
 
+from .._waiting import until
 from ._ref import read_csv, run_pair, write_csv
 from .conftest import memory_nodes
 
@@ -146,25 +147,46 @@ async def test_changed_input_is_not_resumed(tmp_path: Path) -> None:
 
 @pytest.mark.trio
 async def test_dropped_connections_do_not_change_results() -> None:
+    """Cuts at fixed points of one job's progress (its 2nd, 5th and 9th progress events at bob),
+    each on a live connection, while three PSI jobs stream: no result changes."""
     sets = [make_sets(10 + j, 1500, 1200, 400) for j in range(3)]
     results: dict[tuple[str, int], Any] = {}
+    events: list[Any] = []
+    progressed = anyio.Event()
+
+    def on_progress(ev: Any) -> None:
+        nonlocal progressed
+        events.append(ev)
+        progressed.set()
+        progressed = anyio.Event()
+
     drops = 0
     async with memory_nodes("alice", "bob") as nodes:
 
+        def connected() -> bool:
+            return all(n.statistics().peers[p].connected for n, p in ((nodes["alice"], "bob"), (nodes["bob"], "alice")))
+
         async def one(party: str, peer: str, j: int) -> None:
             ids = sets[j][0] if party == "alice" else sets[j][1]
+            extra = {"progress": on_progress} if (party, j) == ("bob", 0) else {}
             results[party, j] = await run_psi(nodes[party], peer=peer, job=f"drop-{j}", ids=ids,
-                                              workers=0, chunk_size=64)
+                                              workers=0, chunk_size=64, **extra)
+
+        async def cutter() -> None:
+            nonlocal drops
+            for at in (2, 5, 9):
+                while len(events) < at:
+                    await progressed.wait()
+                await until(connected, what="reconnected")
+                drops += nodes["bob"].drop_connection("alice")
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
+                tg.start_soon(cutter)
                 for j in range(3):
                     tg.start_soon(one, "alice", "bob", j)
                     tg.start_soon(one, "bob", "alice", j)
-                while len(results) < 6:
-                    await anyio.sleep(0.03)
-                    drops += nodes["bob"].drop_connection("alice")
-    assert drops >= 2
+    assert drops == 3, (drops, len(events))
     for j in range(3):
         for party in ("alice", "bob"):
             assert set(results[party, j].ids) == sets[j][2]

@@ -100,33 +100,50 @@ def test_chain_of_k_costs_k_rounds(any_setup, k):
 
 def test_two_concurrent_jobs_share_frames():
     """Two jobs on the same nodes, one multiplication each, at the same time: the executor's
-    messages of both jobs to a peer leave in the same frames."""
+    messages of both jobs to a peer leave in the same frames.
+
+    Deterministic by construction (no polling, no sleeps): a barrier over all six (party, job)
+    programs opens only when every input reveal everywhere has completed (so every earlier message
+    has been written and received), and both programs at a party build their multiplication in the
+    same scheduling batch, before the executor's next tick. The "after" statistics are taken behind
+    a second barrier that opens when every party's both products are done, which implies every
+    multiplication message was written (each party's product needs its neighbour's message).
+    """
     from mpcactors._config import ClusterConfig
     from mpcactors.link import MemoryNetwork
 
     parties = ["alice", "bob", "carol"]
     config = ClusterConfig.local(parties, protocol="rep3")
-    gate = {p: trio.Event() for p in parties}
     results: dict = {}
 
-    async def node_main(name, network, ready):
+    class Barrier:
+        def __init__(self, n: int) -> None:
+            self.n = n
+            self.event = trio.Event()
+
+        async def arrive(self) -> None:
+            self.n -= 1
+            if self.n == 0:
+                self.event.set()
+            await self.event.wait()
+
+    inputs_done = Barrier(2 * len(parties))
+    products_done = Barrier(2 * len(parties))
+
+    async def node_main(name, network):
         async with mpc.open_node(config, name, network=network) as node:
-            inputs = {}
 
             async def job_main(tag):
                 async def prog(job):
                     x = job.input("alice", np.full(8, 3), dtype=int)
                     y = job.input("bob", np.full(8, 5), dtype=int)
                     await job.reveal([x, y])
-                    inputs[tag] = True
-                    while len(inputs) < 2:  # both jobs have their inputs
-                        await trio.sleep(0.001)
-                    ready[name].append(tag)
-                    await gate[name].wait()
+                    await inputs_done.arrive()
                     s_before = job.statistics()
                     link_before = node.statistics()
                     z = x * y
                     await z
+                    await products_done.arrive()
                     s_after = job.statistics()
                     link_after = node.statistics()
                     assert z.rounds - max(x.rounds, y.rounds) == 1
@@ -137,17 +154,13 @@ def test_two_concurrent_jobs_share_frames():
             async with trio.open_nursery() as n:
                 n.start_soon(job_main, "a")
                 n.start_soon(job_main, "b")
-                while len(ready[name]) < 2:
-                    await trio.sleep(0.001)
-                gate[name].set()
 
     async def main():
         network = MemoryNetwork()
-        ready = {p: [] for p in parties}
         with trio.fail_after(30):
             async with trio.open_nursery() as n:
                 for p in parties:
-                    n.start_soon(node_main, p, network, ready)
+                    n.start_soon(node_main, p, network)
 
     trio.run(main)
     for p in parties:
@@ -160,6 +173,7 @@ def test_two_concurrent_jobs_share_frames():
             # rep3 resharing: one message to the previous party, in one frame for both jobs
             assert da == db, (p, peer, da, db)
             assert da in (0, 1), (p, peer, da)
+        assert sum(a1.peers[q].frames - a0.peers[q].frames for q in a1.peers) == 1, p
     # the node-level count agrees: while both jobs multiplied, one DATA frame per peer carried both
     for p in parties:
         _, _, la0, la1, _ = results[(p, "a")]
