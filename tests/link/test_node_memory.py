@@ -195,7 +195,7 @@ async def test_multi_chunk_messages_survive_repeated_cuts() -> None:
                     await tx.send(np.full(size, i, dtype=np.uint8))
                     small_tx.send_nowait(i)
                     # let part of it through (bob received more of the job), then cut
-                    await until(lambda: bob.statistics().jobs[("alice", "bulk")].bytes_received > seen)
+                    await until(lambda seen=seen: bob.statistics().jobs[("alice", "bulk")].bytes_received > seen)
                     cuts += alice.drop_connection("bob") if i % 2 else bob.drop_connection("alice")
             assert [(g.size, int(g[0])) for g in got] == [(s, i % 256) for i, s in enumerate(sizes)]
             assert all((g == g[0]).all() for g in got)
