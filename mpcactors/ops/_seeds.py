@@ -78,9 +78,14 @@ def agree_seeds(
     for peer in others:
         pk, contrib = _check(got.get(peer), peer)
         contributions[peer] = contrib
-        seeds[frozenset({party, peer})] = derive_seed(
-            private, pk, info=_info(b"pair", job_id, (party, peer))
-        )
+        try:
+            seeds[frozenset({party, peer})] = derive_seed(
+                private, pk, info=_info(b"pair", job_id, (party, peer))
+            )
+        except ValueError as exc:  # a low-order point: the shared secret would be all zeros
+            raise ProtocolError(
+                f"seed agreement: {peer!r} sent a low-order X25519 public key: {exc}", peer=peer
+            ) from None
     everyone = frozenset(parties)
     if everyone not in seeds:
         ikm = b"".join(contributions[p] for p in sorted(parties))

@@ -13,7 +13,9 @@ Messages (channel ``ctl`` unless noted; every message is a msgpack map with a ty
     M -> O on "s": {c, v = k_M * H(own chunk c)}          O -> M on "d": {c, v = k_O * v}[:16]
     O -> M on "s": {c, v = k_O * H(own chunk c)}          M computes k_M * v, keeps [:16]
     M matches (``_match``); result to both: M -> O align {peer positions, M's multiplicities},
-        O -> M align {O's multiplicities}; then align_end {own-only rows} both ways
+        O -> M align {O's multiplicities} (no multiplicities in a difference join); then
+        align_end both ways, carrying the sender's own-only row count only when the receiver
+        pads for those rows (left/right/full; see ``_csvjoin.sends_own_only``)
     both:  fin
 
 The chunk streams run as concurrent tasks; each direction is drained by its own task, and every
@@ -26,8 +28,10 @@ a resumed run streams only the chunks the matcher does not hold yet.
 
 Security (semi-honest, as SPU's ECDH-PSI): O learns M's number of distinct keys and nothing
 else; M learns the intersection (and O's number of distinct keys); with the result to both, O
-also learns the intersection and both learn each intersection key's multiplicity at the other
-side (needed for join semantics). Stream orders are secret shuffles (see ``_prepare``).
+also learns the intersection, and each party learns exactly the sizes its aligned output needs
+(multiplicities of common keys except in a difference join, the peer's one-sided row count
+only where it pads for them; docs/PSI.md lists them per join). Stream orders are secret
+shuffles (see ``_prepare``).
 """
 
 from __future__ import annotations
@@ -225,7 +229,10 @@ async def exchange(
 
         async def one(c: int, v: bytes) -> None:
             try:
-                d = _truncate(await blind(v))
+                try:
+                    d = _truncate(await blind(v))
+                except PsiError as exc:  # a low-order point: only a malformed message has one
+                    raise wire.bad(f"chunk {c}: {exc}") from None
                 if matcher:
                     await anyio.to_thread.run_sync(ws.write_chunk, "d_peer", c, d)
                 else:

@@ -203,7 +203,7 @@ class SecAggClient:
             if v == me:
                 self._held[me] = (sk_share, b_share)
                 continue
-            key = pair_seed(self._c_key, self._c_pub[v], "enc", p.job, p.tag, *sorted((me, v)))
+            key = pair_seed(self._c_key, self._c_pub[v], "enc", p.job, p.tag, *sorted((me, v)), peer=v)
             plain = share_to_bytes(sk_share) + share_to_bytes(b_share)
             out[v] = seal(key, plain, label("shares", p.job, p.tag, me, v))
         return {"stage": Stage.SHARE_KEYS.value, "ciphertexts": out}
@@ -222,7 +222,7 @@ class SecAggClient:
                 "the ciphertexts received do not come from exactly the alive neighbours"
             )
         for v, blob in cts.items():
-            key = pair_seed(self._c_key, self._c_pub[v], "enc", p.job, p.tag, *sorted((me, v)))
+            key = pair_seed(self._c_key, self._c_pub[v], "enc", p.job, p.tag, *sorted((me, v)), peer=v)
             plain = unseal(key, blob, label("shares", p.job, p.tag, v, me), sender=v)
             if len(plain) != 2 * SHARE_BYTES:
                 raise AggregationError(f"the shares from {v!r} have the wrong size")
@@ -235,7 +235,7 @@ class SecAggClient:
         y = self._q.copy()
         np.add(y, expand_mask(self_mask_key(self._b_seed, p.job, p.tag), n, q.dtype), out=y)
         for v in sorted(cts):
-            seed = pair_seed(self._s_key, self._s_pub[v], "mask", p.job, p.tag, *sorted((me, v)))
+            seed = pair_seed(self._s_key, self._s_pub[v], "mask", p.job, p.tag, *sorted((me, v)), peer=v)
             op: Callable[..., Any] = np.add if me < v else np.subtract
             op(y, expand_mask(seed, n, q.dtype), out=y)
         self._q = np.empty(0, dtype=q.dtype)  # the input is no longer needed

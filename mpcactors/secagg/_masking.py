@@ -32,7 +32,7 @@ import struct
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._errors import AggregationError, ConfigError
@@ -40,6 +40,7 @@ from ..ops._prg import Prg, derive_seed, stream_key
 
 __all__ = [
     "Quantizer",
+    "check_public_key",
     "expand_mask",
     "label",
     "pair_seed",
@@ -169,16 +170,39 @@ class Quantizer:
         return signed.astype(np.float64) * 2.0**-self.frac_bits
 
 
-def pair_seed(private: X25519PrivateKey, peer_public: bytes, purpose: str, *context: str) -> bytes:
+def pair_seed(
+    private: X25519PrivateKey, peer_public: bytes, purpose: str, *context: str, peer: str = "?"
+) -> bytes:
     """32-byte key shared by a pair: HKDF-SHA256(X25519(private, peer_public)), info = label.
 
     Raises:
-        AggregationError: ``peer_public`` is not a valid X25519 public key.
+        AggregationError: ``peer_public`` (``peer``'s key) is not a valid X25519 public key:
+            wrong length, or a low-order point (the shared secret would be all zeros).
     """
     try:
         return derive_seed(private, peer_public, info=label(purpose, *context))
     except ValueError as exc:  # wrong length, or the all-zero shared secret of a bad point
-        raise AggregationError(f"bad X25519 public key in {purpose!r} agreement: {exc}") from None
+        raise AggregationError(
+            f"the X25519 public key of {peer!r} ({purpose!r} agreement) is invalid or of low "
+            f"order: {exc}"
+        ) from None
+
+
+def check_public_key(public: bytes, what: str, owner: str) -> None:
+    """Refuse a 32-byte X25519 public key of low order (an agreement with it gives all zeros).
+
+    One X25519 with a throwaway key: every point of order 1, 2, 4 or 8, on the curve or its
+    twist, gives the all-zero shared secret, which ``cryptography`` refuses.
+
+    Raises:
+        AggregationError: ``public`` is not 32 bytes or is of low order (names ``owner``).
+    """
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError as exc:
+        raise AggregationError(
+            f"{what} from {owner!r} is not a valid X25519 public key (low order?): {exc}"
+        ) from None
 
 
 def self_mask_key(seed: bytes, *context: str) -> bytes:

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .._errors import AggregationError
 from ._client import consistency_message
-from ._masking import expand_mask, pair_seed, self_mask_key
+from ._masking import check_public_key, expand_mask, pair_seed, self_mask_key
 from ._protocol import ABORT, SecAggParams, Stage, field, ring_neighbours
 from ._shamir import reconstruct_many, share_from_bytes
 
@@ -161,6 +161,7 @@ class SecAggServer:
         for name in ("c_pk", "s_pk"):
             if len(field(msg, name, bytes, client)) != 32:
                 raise AggregationError(f"{name} from {client!r} is not a 32-byte X25519 key")
+            check_public_key(msg[name], name, client)
         if self.params.consistency_check and len(field(msg, "sig_pk", bytes, client)) != 32:
             raise AggregationError(f"sig_pk from {client!r} is not a 32-byte Ed25519 key")
         if field(msg, "length", int, client) < 0:
@@ -289,7 +290,9 @@ class SecAggServer:
             np.subtract(total, expand_mask(self_mask_key(b, p.job, p.tag), n, q.dtype), out=total)
         for v, sk in sk_keys.items():
             for u in sorted(self._graph[v] & u3):
-                seed = pair_seed(sk, self._keys[u]["s_pk"], "mask", p.job, p.tag, *sorted((u, v)))
+                seed = pair_seed(
+                    sk, self._keys[u]["s_pk"], "mask", p.job, p.tag, *sorted((u, v)), peer=u
+                )
                 # y_u carried sign(u, v) * PRG(s_uv): take it back out.
                 op: Callable[..., Any] = np.subtract if u < v else np.add
                 op(total, expand_mask(seed, n, q.dtype), out=total)
