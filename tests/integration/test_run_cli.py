@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from .._waiting import until_sync
 from .helpers import ROOT, finish, make_cluster, start
 
 pytestmark = pytest.mark.timeout(180)
@@ -94,25 +95,37 @@ def test_a_party_killed_mid_job_fails_the_job_with_peer_lost_naming_it(tmp_path)
     import time
 
     prog = tmp_path / "long.py"
+    marks = tmp_path / "marks"
+    marks.mkdir()
     prog.write_text(
+        "import pathlib\n"
         "import numpy as np\n"
         "async def main(job):\n"
         "    x = job.input('alice', lambda: np.ones(1000))\n"
         "    y = job.input('bob', lambda: np.ones(1000))\n"
         "    z = x\n"
-        "    for _ in range(100000):\n"
+        "    for i in range(100000):\n"
         "        z = z * y\n"
         "        await z\n"
+        "        if i == 10:  # connected and multiplying: tell the test\n"
+        f"            (pathlib.Path({str(marks)!r}) / job.party).touch()\n"
         "    return await job.reveal(z)\n"
     )
     cfg = make_cluster(tmp_path, peer_timeout_s=5)
     procs = {p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--job", "long", "--log-level", "error"]) for p in ("alice", "bob", "carol")}
-    time.sleep(4)  # connected and multiplying
+    try:
+        until_sync(lambda: len(list(marks.iterdir())) == 3 or any(p.poll() is not None for p in procs.values()),
+                   timeout=90, what="all three parties multiplying")
+    except TimeoutError:
+        for p in procs.values():
+            p.kill()
+        raise
     assert all(p.poll() is None for p in procs.values()), "the job ended before the kill"
     t0 = time.monotonic()
     procs["carol"].send_signal(signal.SIGKILL)
     results = finish({p: procs[p] for p in ("alice", "bob")}, timeout=60)
-    assert time.monotonic() - t0 < 30
+    # the design's bound: peer_timeout (5 s) plus a few seconds; finish() itself bounds the hang
+    assert time.monotonic() - t0 < 5 + 20
     for p, (code, out, err) in results.items():
         assert code == 1, (p, code, err)
         assert "PeerLost" in err and "carol" in err, (p, err)

@@ -13,6 +13,7 @@ from mpcactors import PeerLost, load_config
 from mpcactors._certs import generate_certs
 from mpcactors.link import Node, open_node
 
+from .._waiting import until
 from ._helpers import free_ports
 
 PEER_TIMEOUT = 2.0
@@ -75,23 +76,29 @@ async def test_killed_peer_process_gives_peer_lost_and_others_continue(tmp_path:
                     proc.kill()
                     killed = anyio.current_time()
 
+                    answered = [0]  # carol's echoes so far
+
                     async def keep_talking_to_carol() -> None:
                         i = 0
                         while not done.is_set():
                             await to_carol.send(i)
                             assert await to_carol.receive() == i
                             i += 1
-                            await anyio.sleep(0.05)
-                        assert i > 10
+                            answered[0] = i
+                            await anyio.sleep(0.02)
 
                     tg.start_soon(keep_talking_to_carol)
                     with pytest.raises(PeerLost, match="bob"):
                         await to_bob.receive()
                     lost_after = anyio.current_time() - killed
-                    assert lost_after <= PEER_TIMEOUT + 1.0
+                    # the design's bound: peer_timeout after the last sign of life, plus a few
+                    # seconds of slack for a loaded machine (never a hang)
+                    assert lost_after <= PEER_TIMEOUT + 5.0
                     with pytest.raises(PeerLost):
                         await to_bob.send("anyone?")
-                    await anyio.sleep(0.5)  # carol keeps answering after bob is declared lost
+                    # carol keeps answering after bob is declared lost: 5 more echoes
+                    at_loss = answered[0]
+                    await until(lambda: answered[0] >= at_loss + 5, what="carol answers on")
                     done.set()
                     stats = alice.statistics()
                     assert stats.peers["carol"].connected and not stats.peers["bob"].connected
