@@ -4,12 +4,11 @@ Theory of operation
 -------------------
 A fixed-point value v is the ring element round(v * 2^f) (two's complement, f = ``fxp_bits``).
 A product of two such elements carries 2f fractional bits, so every fixed-point product is
-followed by :meth:`Protocol.truncate` by f: one extra round in rep3 (ABY3 share truncation), none
-for 2-party semi2k (SecureML local truncation). Both truncations are off by at most one unit in
-the last place, and *fail* (return garbage) with probability about 2^(k+1-64) when the value
-being truncated has magnitude 2^k, so the functions here and in ``_nonlinear.py`` keep truncated
-magnitudes small: a product of fixed-point values |a b| < 2^w is truncated at magnitude
-2^(w+2f).
+followed by :meth:`Protocol.truncate` by f (or fused with it: :meth:`Protocol.mul_trunc`). The
+truncation is faithful (``_trunc.py``): off by at most one unit in the last place for every
+truncated magnitude below 2^62, so large intermediate products never blow up. Rounds of a
+fixed-point product: 2 in every protocol (semi2k: Beaver round + the opening of x + r; rep3: the
+product's round feeds the opening, then one re-replication round).
 
 A product of a fixed-point share with an *integer* share (a comparison bit, a power of two) is
 already fixed point: no truncation, no failure. Comparisons return such integer 0/1 shares;
@@ -70,11 +69,10 @@ def int_to_fxp(proto: Protocol, x: Share) -> Share:
 def fxp_mul(ctx: OpContext, proto: Protocol, x: Share, y: Share) -> Step[Share]:
     """Fixed-point elementwise product: ``trunc(x * y, f)``.
 
-    Accuracy: within 1 ulp (2^-f) of the exact product of the encoded values for |x y| < 2^(61-2f)
-    (failure probability about |x y| 2^(2f+1-64)). Rounds: 1 + the protocol's truncation rounds.
+    Accuracy: within 1 ulp (2^-f) of the exact product of the encoded values for
+    |x y| < 2^(62-2f). Rounds: 2 (:meth:`Protocol.mul_trunc`).
     """
-    z = yield from proto.mul(ctx.child("mul"), x, y)
-    return (yield from proto.truncate(ctx.child("trunc"), z, proto.fxp_bits))
+    return (yield from proto.mul_trunc(ctx, x, y, proto.fxp_bits))
 
 
 def fxp_square(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
@@ -91,8 +89,7 @@ def fxp_mul_public(ctx: OpContext, proto: Protocol, x: Share, c: PublicLike) -> 
 
 def fxp_matmul(ctx: OpContext, proto: Protocol, x: Share, y: Share) -> Step[Share]:
     """Fixed-point matrix product ``trunc(x @ y, f)`` (numpy ``@`` semantics)."""
-    z = yield from proto.matmul(ctx.child("mul"), x, y)
-    return (yield from proto.truncate(ctx.child("trunc"), z, proto.fxp_bits))
+    return (yield from proto.matmul_trunc(ctx, x, y, proto.fxp_bits))
 
 
 def mul_many(
@@ -105,11 +102,9 @@ def mul_many(
     """
 
     def one(i: int, x: Share, y: Share) -> Step[Share]:
-        sub = ctx.child(i)
-        z = yield from proto.mul(sub.child("mul"), x, y)
         if trunc:
-            z = yield from proto.truncate(sub.child("trunc"), z, trunc)
-        return z
+            return (yield from proto.mul_trunc(ctx.child(i), x, y, trunc))
+        return (yield from proto.mul(ctx.child(i).child("mul"), x, y))
 
     return (yield from gather(one(i, x, y) for i, (x, y) in enumerate(pairs)))
 
@@ -131,11 +126,9 @@ def _scaled_products(
     scales = [scale] * len(pairs) if isinstance(scale, int) else list(scale)
 
     def one(i: int, a: Share, b: Share) -> Step[Share]:
-        sub = ctx.child(i)
-        z = yield from proto.mul(sub.child("mul"), a, b)
-        if scales[i] != 1:
-            z = proto.mul_public(z, np.asarray(np.uint64(scales[i])))
-        return (yield from proto.truncate(sub.child("trunc"), z, proto.fxp_bits))
+        if scales[i] != 1:  # an integer scale is exact on either factor
+            a = proto.mul_public(a, np.asarray(np.uint64(scales[i])))
+        return (yield from proto.mul_trunc(ctx.child(i), a, b, proto.fxp_bits))
 
     return (yield from gather(one(i, a, b) for i, (a, b) in enumerate(pairs)))
 

@@ -181,7 +181,20 @@ class Protocol(abc.ABC):
     @abc.abstractmethod
     def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
         """Signed (arithmetic) shift right by ``bits``: fixed-point rescaling after a product.
-        May be probabilistic with an error of at most 1 in the last place."""
+
+        Faithful: floor(x / 2^bits) + e with e in {0, 1} for every |x| < 2^62 (``_trunc.py``),
+        never a wrap-around failure."""
+
+    def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """``truncate(mul(x, y), bits)``: the fixed-point product. A protocol may fuse the two
+        (rep3 opens the truncation mask straight from the 3-out-of-3 product: one round less)."""
+        z = yield from self.mul(ctx.child("mul"), x, y)
+        return (yield from self.truncate(ctx.child("trunc"), z, bits))
+
+    def matmul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """``truncate(matmul(x, y), bits)``; see :meth:`mul_trunc`."""
+        z = yield from self.matmul(ctx.child("mul"), x, y)
+        return (yield from self.truncate(ctx.child("trunc"), z, bits))
 
     @abc.abstractmethod
     def reveal(self, ctx: OpContext, x: Share, to: str | None = None) -> Step[np.ndarray | None]:

@@ -4,17 +4,20 @@ Theory of operation
 -------------------
 x = x_0 + x_1 + x_2 (mod 2^64; XOR for boolean shares) and party i holds (x_i, x_{i+1}), indices
 mod 3 (Araki et al. 2016; Mohassel & Rindal, "ABY3", CCS 2018). Party i shares a PRG seed with
-each neighbour. Every communicating op is ONE round:
+each neighbour. Every communicating op is ONE round but truncation (two):
 
 * mul / matmul / and (ABY3 Sec. 3): z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + alpha_i, where
   alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) is a zero sharing from the neighbours' seeds; z is a 3-out-
   of-3 sharing of x y, and party i sends z_i to party i-1, which restores replication. One
   message per party. matmul: the same with @. and: the same over GF(2) (& and XOR).
-* truncate (ABY3 Sec. 5.1.1, "share truncation" Pi_trunc1): parties 0 and 1 view x as the
-  2-out-of-2 sharing (x_0 + x_1, x_2), truncate locally the SecureML way, and re-replicate with
-  one message (party 0 -> party 2) masked by a value from seed k_{0,1}. Error bound and failure
-  probability are SecureML's: floor(x / 2^d) off by at most 1 with probability
-  >= 1 - 2^(k + 1 - 64) when |x| < 2^k, else wrong by about 2^(64 - d).
+* truncate: faithful truncation (``_trunc.py``) with a tuple (r, r_mid, r_msb) that party 2
+  deals to parties 0 and 1 from the seeds it shares with each (like semi2k's dealer); 0 and 1
+  open c = x + 2^62 + r between themselves (party 2 knows r, so it must never see c), compute
+  an additive sharing of floor(x / 2^d) + e, e in {0, 1}, and re-replicate it re-randomised
+  by k_{0,1} (party 2 knows the tuple's shares, so unmasked it would learn c's top bit). Two
+  rounds; no failure for |x| < 2^62 (ABY3's trunc1, used before, failed like SecureML's).
+  ``mul_trunc`` / ``matmul_trunc`` feed the product's 3-out-of-3 z straight into the opening
+  (party 2 sends z_2 to both), so a fixed-point product stays at two rounds.
 * bit_to_arith (ABY3 Sec. 5.4, bit injection via three-party OT): with b = d XOR c, where
   d = b_0 XOR b_1 is known to party 0 (sender) and c = b_2 to parties 1 and 2, party 0 offers
   m_beta = (d XOR beta) - y_0 - y_1 for beta in {0, 1}; two OTs run in parallel, one to each
@@ -41,15 +44,24 @@ from ._checks import (
     owned_value,
     public_shape,
     recv_array,
+    recv_arrays,
     recv_shape,
     same_shape,
 )
 from ._comm import Exchange, Step
 from ._context import OpContext
+from ._dealer import Dealing
 from ._matmul import matmul_shape, ring_matmul
 from ._protocol import Kind, Protocol, Share
+from ._trunc import masked_share, truncated_share, tuple_specs, tuple_values
 
 __all__ = ["Rep3"]
+
+
+def _check_bits(x: Share, bits: int) -> None:
+    need_kind("truncate", "arith", x)
+    if not 0 <= bits <= 62:
+        raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
 
 
 def _a(x: Any) -> np.ndarray:
@@ -255,35 +267,114 @@ class Rep3(Protocol):
 
     # ---- truncation --------------------------------------------------------------------------------
     def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
-        """ABY3 Pi_trunc1 (module doc), one round, one message (party 0 -> party 2; party 1 sends
-        party 2 a round marker).
+        """Faithful truncation (``_trunc.py``), floor(x / 2^d) + e, e in {0, 1}, |x| < 2^62.
 
-        Math: a = x_0 + x_1 (party 0), b = x_2 (parties 1 and 2); a' = a >> d (arithmetic),
-        b' = -((-b) >> d); r from k_{0,1}. New shares: y_0 = a' - r, y_1 = r, y_2 = b', so
-        y = a' + b' = floor(x / 2^d) (+-1, SecureML Thm. 1).
+        Two rounds (:meth:`_open_truncated`): parties 0 and 1 hold x as the 2-out-of-2 sharing
+        a = x_0 + x_1 (party 0), b = x_2 (party 1); party 2 deals the tuple.
         """
-        need_kind("truncate", "arith", x)
+        _check_bits(x, bits)
+        if bits == 0:
+            return x
+        if self._i == 2:
+            return (yield from self._open_truncated(ctx, None, x.shape, bits, fused=False))
+        mine = _a(x.parts[0] + x.parts[1]) if self._i == 0 else x.parts[1]
+        return (yield from self._open_truncated(ctx, mine, x.shape, bits, fused=False))
+
+    def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """Fixed-point product trunc(x y, d) in two rounds, as many as mul + ABY3 trunc1 took:
+        the 3-out-of-3 product z_i (:meth:`mul`) feeds the truncation's opening directly, in
+        place of the resharing round."""
+        need_kind("mul", "arith", x, y)
+        shape = same_shape("mul", x, y)
         if not 0 <= bits <= 62:
             raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
         if bits == 0:
-            return x
-        shape = x.shape
-        p0, p2 = self.parties[0], self.parties[2]
-        d = np.int64(bits)
-        if self._i == 0:
-            a = _a(x.parts[0] + x.parts[1]).view(np.int64)
-            y0 = _a(a >> d).view(U64)
-            r = ctx.prg(self.parties[1]).random_u64(shape)
-            y0 -= r
-            yield Exchange(send={p2: y0})
-            return Share((y0, r), shape, "arith")
-        x2 = x.parts[1] if self._i == 1 else x.parts[0]
-        b = _a(-_a(_a(-x2).view(np.int64) >> d).view(U64))
-        if self._i == 1:
-            yield Exchange(send={p2: ROUND_MARKER})
-            return Share((ctx.prg(p0).random_u64(shape), b), shape, "arith")
-        got = yield Exchange(recv=frozenset({p0, self.parties[1]}))
-        return Share((b, recv_array(got[p0], shape, p0, "truncated share")), shape, "arith")
+            return (yield from self.mul(ctx, x, y))
+        (x0, x1), (y0, y1) = x.parts, y.parts
+        z = self._zero_share(ctx, shape, xor=False)
+        z += _a(x0 * (y0 + y1))
+        z += _a(x1 * y0)
+        return (yield from self._open_truncated(ctx, z, shape, bits, fused=True))
+
+    def matmul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """trunc(x @ y, d) in two rounds, like :meth:`mul_trunc`."""
+        need_kind("matmul", "arith", x, y)
+        shape = matmul_shape(x.shape, y.shape)
+        if not 0 <= bits <= 62:
+            raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
+        if bits == 0:
+            return (yield from self.matmul(ctx, x, y))
+        (x0, x1), (y0, y1) = x.parts, y.parts
+        z = self._zero_share(ctx, shape, xor=False)
+        z += ring_matmul(x0, _a(y0 + y1))
+        z += ring_matmul(x1, y0)
+        return (yield from self._open_truncated(ctx, z, shape, bits, fused=True))
+
+    def _open_truncated(
+        self,
+        ctx: OpContext,
+        mine: np.ndarray | None,
+        shape: tuple[int, ...],
+        bits: int,
+        fused: bool,
+    ) -> Step[Share]:
+        """Truncate the value whose additive summands the parties pass as ``mine``, in two
+        rounds, with a tuple that party 2 deals to parties 0 and 1:
+
+        1. Party 2 deals r (r_0 from k_{0,2}, r_1 from k_{1,2}: free) and sends party 1 the
+           corrections of r_mid and r_msb (``_dealer.py``). Parties 0 and 1 open
+           c = x + 2^62 + r between themselves: party 0 sends its summand + r_0 + 2^62, party 1
+           its summand + r_1. ``fused`` (a product's 3-out-of-3 z): party 2 has a summand too,
+           z_2, and sends it to both (z_2 carries -F(k_{1,2}), hidden from party 0, and
+           F(k_{2,0}), hidden from party 1). Party 2 knows r and the tuple but never sees c;
+           parties 0 and 1 see c (uniform: r is) and one share each of the tuple.
+        2. Parties 0 and 1 compute additive y_0 + y_1 = floor(x / 2^d) + e (``_trunc.py``) and
+           re-replicate: with u, t from k_{0,1}, the components are (y_0 - u, t, y_1 + u - t);
+           party 0 sends the first, party 1 the third to party 2. To party 2, who dealt the
+           tuple (y_1 alone would tell it c's top bit, hence the carry of x + r), both are
+           uniform: this re-randomisation keeps the dealer blind.
+        """
+        p0, p1, p2 = self.parties
+        own, corrections = Dealing(self.party, (p0, p1), p2).deal(
+            ctx, tuple_specs(shape), lambda totals: tuple_values(bits, totals)
+        )
+        if own is None:  # party 2: deal (and pass z_2), then receive the new components
+            to_p1: dict[str, Any] = {"d": tuple(corrections or ())}
+            send: dict[str, Any] = {p1: to_p1}
+            if fused:
+                to_p1["z"] = mine
+                send[p0] = {"z": mine}
+            yield Exchange(send=send)
+            got = yield Exchange(recv=frozenset({p0, p1}))
+            comp0 = recv_array(got[p0], shape, p0, "truncated share")
+            comp2 = recv_array(got[p1], shape, p1, "truncated share")
+            return Share((comp2, comp0), shape, "arith")
+        if mine is None:  # pragma: no cover - callers pass a summand at parties 0 and 1
+            raise RuntimeError("truncation summand missing")
+        first = self._i == 0
+        other = p1 if first else p0
+        r_i, mid_i, msb_i = own  # at party 1, mid_i and msb_i arrive from party 2
+        if r_i is None:  # pragma: no cover - r is free: every holder draws it
+            raise RuntimeError("truncation mask missing")
+        c = masked_share(mine, r_i, first)
+        recv = {other, p2} if (fused or not first) else {other}
+        got = yield Exchange(send={other: c}, recv=frozenset(recv))
+        c = _a(c + recv_array(got[other], shape, other, "masked value"))
+        if fused:
+            c += recv_array(field(got[p2], "z", p2), shape, p2, "product share")
+        if mid_i is None or msb_i is None:  # party 1, the last holder
+            mid_i, msb_i = recv_arrays(field(got[p2], "d", p2), (shape, shape), p2, "correction")
+        y = truncated_share(c, mid_i, msb_i, bits, first)
+        pair = ctx.prg(other)
+        u, t = pair.random_u64(shape), pair.random_u64(shape)
+        if first:
+            y -= u
+            yield Exchange(send={p2: y})
+            return Share((y, t), shape, "arith")
+        y += u
+        y -= t
+        yield Exchange(send={p2: y})
+        return Share((t, y), shape, "arith")
 
     # ---- boolean -> arithmetic ---------------------------------------------------------------------
     def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:

@@ -8,18 +8,22 @@ share to the last holder (see ``_dealer.py``), so every communicating op is ONE 
 
 * mul / matmul / and: open e = x - a, f = y - b (holders to holders) while the dealer sends c's
   correction; then z_i = c_i + e b_i + a_i f (+ e f at holder 0). matmul: C = A @ B.
-* truncate, 2 holders: local (SecureML, Mohassel & Zhang 2017, Thm. 1): x_0 >> d (arithmetic) at
-  holder 0 and -((-x_1) >> d) at holder 1. For |x| < 2^k the result is floor(x / 2^d) off by at
-  most 1 with probability >= 1 - 2^(k + 1 - 64); otherwise (the shares wrapped) it is wrong by
-  about 2^(64 - d). E.g. fixed point with 18 bits, |x y| < 2^10: k = 46, failure 2^-17 per
-  element. No round.
-* truncate, n > 2 holders: probabilistic truncation with a dealt (r, bits d..62 of r, msb r)
-  (Dalskov, Escudero & Keller 2020, Sec. 5.1; SPU's TruncAPr). One round; result
-  floor(x / 2^d) + e, e in {0, 1}, with no failure for |x| < 2^62 and c = x + r perfectly hiding.
+* truncate: faithful truncation with a dealt (r, bits d..62 of r, msb r) (``_trunc.py``;
+  Damgard et al. 2019, Escudero et al. 2020; SPU's TruncAPr), any number of holders: holders
+  open c = x + 2^62 + r among themselves while the dealer's corrections travel in the same
+  round. One round; result floor(x / 2^d) + e, e in {0, 1}, never a failure for |x| < 2^62, and
+  c is uniform. (The SecureML local truncation used before for 2 holders failed with
+  probability ~ |x| / 2^63 by ~2^(64-d): products of 10^4 blew up a few times per 10^6.)
 * bit_to_arith: a dealt random bit r with a boolean and an arithmetic sharing; open c = b XOR r
   (packed bits) and set [b] = c + (1 - 2c) [r]. One round.
 * share: the owner sends the shape to everyone and data to at most one holder; the other holders
-  expand their shares from the PRG they share with the owner. reveal: one round.
+  expand their shares from the PRG they share with the owner. reveal: one round; holders first
+  add a fresh zero sharing from their pairwise seeds, which the dealer lacks (a raw product
+  share z_i = c_i + e b_i + a_i f lets the dealer, who knows a_i, b_i, c_i, solve for e, f).
+
+Who sees what: every opening inside an op (Beaver's e, f; truncation's x + r; B2A's b XOR r)
+goes from holders to holders only and is masked by dealt randomness the holders do not know;
+the dealer receives nothing but revealed values, as uniform sharings. See docs/PROTOCOLS.md.
 
 Dealer modes: ``dealer="<party>"`` (a party of the job that holds no shares: it learns nothing
 but shapes) or ``dealer="trusted-first-party"``, where the first holder deals to itself and the
@@ -39,7 +43,6 @@ from .._log import get_logger
 from ._checks import (
     ROUND_MARKER,
     U64,
-    arshift,
     as_ring,
     broadcast_shape,
     field,
@@ -59,6 +62,7 @@ from ._context import OpContext
 from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
 from ._protocol import Kind, Protocol, Share
+from ._trunc import masked_share, truncated_share, tuple_specs, tuple_values
 
 __all__ = ["TRUSTED_FIRST_PARTY", "Semi2k"]
 
@@ -236,11 +240,43 @@ class Semi2k(Protocol):
             return Share((data,), announced, kind)
         return Share((ctx.prg(owner).random_u64(announced),), announced, kind)
 
+    def _zero_share(self, ctx: OpContext, shape: tuple[int, ...], xor: bool) -> np.ndarray:
+        """A fresh sharing of zero among the holders, from their pairwise seeds (no round).
+
+        Holder i adds F(k_ij) for every holder j after it and subtracts it for every holder
+        before it (XOR for boolean shares). A dealer holds none of the k_ij, so to it the
+        re-randomised shares are uniform given their sum.
+        """
+        me = self._holders.index(self.party)
+        out = np.zeros(shape, dtype=U64)
+        for j, h in enumerate(self._holders):
+            if j == me:
+                continue
+            s = ctx.prg(h).random_u64(shape)
+            if xor:
+                out ^= s
+            elif j > me:
+                out += s
+            else:
+                out -= s
+        return out
+
     def reveal(self, ctx: OpContext, x: Share, to: str | None = None) -> Step[np.ndarray | None]:
+        """Open ``x`` to every party or to ``to``, in one round.
+
+        Holders first re-randomise their shares with a fresh zero sharing (:meth:`_zero_share`):
+        a revealed product's raw shares z_i = c_i + e b_i + a_i f (+ e f) would let the dealer,
+        who knows every a_i, b_i, c_i, solve for e and f and so learn both factors. After the
+        re-randomisation every target sees a uniform sharing of the value and nothing else.
+        """
         if to is not None and to not in self.parties:
             raise ValueError(f"reveal: {to!r} is not a party of {list(self.parties)!r}")
         targets = [p for p in self.parties if to is None or p == to]
-        mine = x.parts[0] if self.holds else ROUND_MARKER  # a dealer only marks the round
+        xor = x.kind == "bool"
+        mine: np.ndarray | None = ROUND_MARKER  # a dealer only marks the round
+        if self.holds:
+            mine = self._zero_share(ctx, x.shape, xor)
+            (np.bitwise_xor if xor else np.add)(mine, x.parts[0], out=mine)
         send = {p: mine for p in targets if p != self.party} if self.holds or to else {}
         wants = self.party in targets
         if to is None:  # everyone hears the holders
@@ -252,9 +288,9 @@ class Semi2k(Protocol):
             return None
         holders = [h for h in self._holders if h != self.party]
         parts = [recv_array(got[h], x.shape, h, "revealed share") for h in holders]
-        if self.holds:
-            parts.append(x.parts[0])
-        op = np.bitwise_xor if x.kind == "bool" else np.add
+        if mine is not None:
+            parts.append(mine)
+        op = np.bitwise_xor if xor else np.add
         out = fresh(op, parts[0], parts[1])
         for p in parts[2:]:
             op(out, p, out=out)
@@ -377,66 +413,32 @@ class Semi2k(Protocol):
 
     # ---- truncation ------------------------------------------------------------------------------
     def truncate(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
-        """floor(x / 2^bits), possibly + 1 (module doc: local for 2 holders, else one round)."""
+        """Faithful truncation, floor(x / 2^bits) + e with e in {0, 1}, for |x| < 2^62, in one
+        round with a dealt tuple (``_trunc.py``: Damgard et al. 2019, Escudero et al. 2020).
+
+        The dealer deals (r free; r_mid, r_msb corrected) from the shape alone; holders open
+        c = x + 2^62 + r among themselves (never to the dealer, who knows r) while the dealer's
+        correction travels in the same round.
+        """
         need_kind("truncate", "arith", x)
         if not 0 <= bits <= 62:
             raise ValueError(f"truncate: bits must be in 0..62, not {bits!r}")
         if bits == 0:
             return x
-        if len(self._holders) > 2:
-            return (yield from self._trunc_pr(ctx, x, bits))
-        if not self.holds:
-            return x
-        p = x.parts[0]
-        if self.party == self._first:
-            part = arshift(p, bits)
-        else:
-            part = np.asarray(-arshift(np.asarray(-p), bits))
-        return Share((part,), x.shape, "arith")
-
-    def _trunc_pr(self, ctx: OpContext, x: Share, bits: int) -> Step[Share]:
-        """Probabilistic truncation with a dealt mask, one round (Dalskov, Escudero & Keller 2020,
-        "Secure evaluation of quantized neural networks", Sec. 5.1).
-
-        Math (l = 64, d = bits, |x| < 2^62): x' = x + 2^62 lies in [0, 2^63). The dealer deals r
-        (free), r_mid = bits d..62 of r and r_msb = bit 63 of r (corrected). Open c = x' + r
-        (uniform: perfectly hiding). With c_mid, c_msb likewise and b = c_msb XOR r_msb (the
-        carry of x' + (r mod 2^63) into bit 63),
-            y = c_mid - r_mid + b 2^(63-d) - 2^(62-d) = floor(x / 2^d) + e,  e in {0, 1}.
-        b is linear in r_msb's shares because c_msb is public: b = c_msb + (1 - 2 c_msb) r_msb.
-        """
         shape = x.shape
-        specs = [Dealt(shape, "add"), Dealt(shape, "add", True), Dealt(shape, "add", True)]
-        one, top, mid = U64(1), U64(63), U64(bits + 1)
-
-        def opening(own: list[Any]) -> np.ndarray:
-            c_i = fresh(np.add, x.parts[0], own[0])
-            if self.party == self._first:
-                c_i += U64(1 << 62)
-            return c_i
-
+        first = self.party == self._first
         own, c_i, theirs = yield from self._dealt_round(
             ctx,
-            specs,
-            lambda t: [np.asarray((t[0] << one) >> mid), np.asarray(t[0] >> top)],
-            opening,
+            tuple_specs(shape),
+            lambda totals: tuple_values(bits, totals),
+            lambda own: masked_share(x.parts[0], own[0], first),
         )
         if own is None:
             return Share((), shape, "arith")
-        _, mid_i, msb_i = own
         c = fresh(np.add, c_i, 0)
         for h, msg in theirs.items():
             np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
-        c_msb = c >> top
-        b_i = np.asarray(np.where(c_msb == one, np.negative(msb_i), msb_i))  # (1 - 2 c_msb) r_msb_i
-        if self.party == self._first:
-            b_i += c_msb
-        y = np.asarray(b_i << U64(63 - bits))
-        y -= mid_i
-        if self.party == self._first:
-            y += (c << one) >> mid
-            y -= U64(1 << (62 - bits))
-        return Share((y,), shape, "arith")
+        return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
 
     # ---- boolean -> arithmetic ---------------------------------------------------------------------
     def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:

@@ -157,10 +157,10 @@ def _mul(job: Any, a: Any, b: Any) -> SecretTensor:
 
         def both(ctx: Any, ins: list[Share]) -> Any:
             out = _common_shape(ins[0].shape, ins[1].shape)
-            z = yield from proto.mul(ctx, _bcast(ins[0], out), _bcast(ins[1], out))
+            x, y = _bcast(ins[0], out), _bcast(ins[1], out)
             if trunc:
-                z = yield from proto.truncate(ctx, z, f)
-            return z
+                return (yield from proto.mul_trunc(ctx, x, y, f))
+            return (yield from proto.mul(ctx, x, y))
 
         return job.op("mul", [a, b], both, shape, a.fxp or b.fxp)
     x, pub = (a, _public(b)) if isinstance(a, SecretTensor) else (b, _public(a))
@@ -195,10 +195,9 @@ def _matmul(job: Any, a: Any, b: Any) -> SecretTensor:
         trunc = a.fxp and b.fxp
 
         def both(ctx: Any, ins: list[Share]) -> Any:
-            z = yield from proto.matmul(ctx, ins[0], ins[1])
             if trunc:
-                z = yield from proto.truncate(ctx, z, f)
-            return z
+                return (yield from proto.matmul_trunc(ctx, ins[0], ins[1], f))
+            return (yield from proto.matmul(ctx, ins[0], ins[1]))
 
         return job.op("matmul", [a, b], both, shape, a.fxp or b.fxp)
     left = not isinstance(a, SecretTensor)

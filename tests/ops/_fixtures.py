@@ -29,7 +29,7 @@ PROTOCOLS = ("semi2k", "rep3")
 # (+1 bit_to_arith), and of one truncation.
 MSB_ROUNDS = {"semi2k": 6, "rep3": 7}
 CMP_ROUNDS = {"semi2k": 7, "rep3": 8}
-TRUNC_ROUNDS = {"semi2k": 0, "rep3": 1}
+TRUNC_ROUNDS = {"semi2k": 1, "rep3": 2}
 
 Values = dict[str, Share]
 

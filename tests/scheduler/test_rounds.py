@@ -21,10 +21,10 @@ def rounds_of(job):
     return job.statistics().rounds
 
 
-# Rounds of one fixed-point product: the multiplication, plus the truncation where it is
-# not local (semi2k with 2 holders truncates locally, SecureML-style; rep3 and semi2k with more
-# holders spend one more round). Integer products have no truncation.
-FXP_MUL_ROUNDS = {"rep3": 2, "semi2k-2+dealer": 1, "semi2k-2-tfp": 1, "semi2k-3+dealer": 2, "semi2k-4+dealer": 2}
+# Rounds of one fixed-point product: the multiplication, then the faithful truncation's opening
+# of x + r (semi2k: one more round; rep3: the product's round carries the opening, then one
+# re-replication round). Integer products have no truncation.
+FXP_MUL_ROUNDS = {"rep3": 2, "semi2k-2+dealer": 2, "semi2k-2-tfp": 2, "semi2k-3+dealer": 2, "semi2k-4+dealer": 2}
 
 
 @pytest.fixture(params=list(FXP_MUL_ROUNDS))
