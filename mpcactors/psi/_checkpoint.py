@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes
 
 __all__ = ["FORMAT", "Workspace", "resume_agreed"]
 
-FORMAT = 1
+FORMAT = 2  # 2: sealed digests, PSI v2 (a format-1 checkpoint starts afresh)
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 

@@ -6,12 +6,15 @@ PSI runs on *distinct* keys (sending a key twice would show the peer which blind
 repeat). Preparation turns the input rows into a stream of distinct key hashes in a secret random
 order, plus the indexes that map stream positions back to rows, in bounded memory:
 
-1. Stream the rows in batches; hash each key (``H(x)``, :mod:`._ecdh`) and route ``(H, row)``
-   to one of ``L`` local bucket files by a secret PRF of ``H`` (AES under a job-local key).
-   Equal keys land in the same bucket.
-2. For each bucket (``~n/L`` records in memory): deduplicate the hashes, shuffle them with the
-   job's AES-CTR PRG, and append them to ``own_h.bin`` -- the *stream*: position ``p`` of the
-   stream is the ``p``-th distinct key we send. Rows are grouped by position (``pos_rows.bin``
+1. Stream the rows in batches; digest each key (``d(x)``, :mod:`._ecdh`), seal the digest
+   under the job's at-rest key (AES, :func:`~._ecdh.seal_digests`: a keyed hash, so no file
+   holds a plain hash a reader could test guessed ids against), and route ``(sealed, row)`` to
+   one of ``L`` local bucket files by a secret PRF of it (AES under a job-local key). Equal keys
+   land in the same bucket.
+2. For each bucket (``~n/L`` records in memory): deduplicate the sealed digests, shuffle them
+   with the job's AES-CTR PRG, and append them to ``own_h.bin`` -- the *stream*: position ``p``
+   of the stream is the ``p``-th distinct key we send (the exchange opens, hashes to the group
+   and blinds a chunk at a time, in worker processes). Rows are grouped by position (``pos_rows.bin``
    with per-position counts) and every row learns its position (``row_pos.bin``).
 
 The stream order is (PRF bucket, PRG shuffle): independent of the ids as far as the peer can
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..ops._prg import Prg, stream_key
-from ._ecdh import POINT_BYTES, bucket_of, hash_encoded
+from ._ecdh import POINT_BYTES, bucket_of, hash_encoded, seal_digests
 from ._source import SourceSpec
 
 __all__ = ["Prepared", "PreparedFiles", "prepare"]
@@ -44,18 +47,22 @@ MAX_BUCKETS = 256
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Prepared:
-    """What preparation found: row and distinct-key counts and the input's header."""
+    """What preparation found: row and distinct-key counts and the input's header, and the key
+    that seals ``own_h.bin`` (derived from the job's seed; kept only in the 0600 manifest)."""
 
     n_rows: int
     n_unique: int
     header: tuple[str, ...]
+    seal_key: bytes = dataclasses.field(repr=False, default=b"")
 
     def to_json(self) -> dict[str, Any]:
-        return {"n_rows": self.n_rows, "n_unique": self.n_unique, "header": list(self.header)}
+        return {"n_rows": self.n_rows, "n_unique": self.n_unique, "header": list(self.header),
+                "seal_key": self.seal_key.hex()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Prepared:
-        return cls(int(d["n_rows"]), int(d["n_unique"]), tuple(d["header"]))
+        return cls(int(d["n_rows"]), int(d["n_unique"]), tuple(d["header"]),
+                   bytes.fromhex(d["seal_key"]))
 
 
 def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
@@ -80,6 +87,7 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     d.mkdir(parents=True, exist_ok=True)
     n_buckets = int(min(MAX_BUCKETS, max(1, -(-spec.estimate_rows() // BUCKET_TARGET))))
     bucket_key = stream_key(seed, b"psi/bucket")
+    seal_key = stream_key(seed, b"psi/at-rest")
     # unbuffered: each write is a whole batch's slice anyway, and L buffers would cost L x 8 KB
     files = [open(d / f"bucket{i:03d}.bin", "wb", buffering=0) for i in range(n_buckets)]  # noqa: SIM115
     n_rows = 0
@@ -91,7 +99,7 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
                     batch.offsets.astype("<i8").tofile(offs_f)
                 if n == 0:
                     continue
-                hs = hash_encoded(batch.keys)
+                hs = seal_digests(seal_key, hash_encoded(batch.keys))
                 rec = np.empty(n, dtype=_REC)
                 rec["h"] = np.frombuffer(hs, dtype="V32")
                 rec["row"] = np.arange(batch.first_row, batch.first_row + n, dtype=np.int64)
@@ -139,7 +147,7 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
         row_pos.flush()
     del row_pos
     _cumsum_file(d / "pos_count.bin", d / "pos_start.bin", base, step=BUCKET_TARGET)
-    return Prepared(n_rows=n_rows, n_unique=base, header=header)
+    return Prepared(n_rows=n_rows, n_unique=base, header=header, seal_key=seal_key)
 
 
 def _create(path: Path, n: int) -> np.ndarray:
@@ -181,7 +189,7 @@ class PreparedFiles:
         self.offsets = _map(d / "offsets.bin")
 
     def hashes(self, start: int, stop: int) -> bytes:
-        """The stream's hashes at positions ``[start, stop)``."""
+        """The stream's sealed digests at positions ``[start, stop)``."""
         return bytes(self.own_h[start * POINT_BYTES : stop * POINT_BYTES])
 
     def counts(self, pos: np.ndarray) -> np.ndarray:

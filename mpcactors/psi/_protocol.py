@@ -11,6 +11,7 @@ Messages (channel ``ctl`` unless noted; every message is a msgpack map with a ty
     both:  hello {settings, checkpoint session offer, nonce}      -> settings must agree
     both:  ready {n distinct keys, chunk size, [M: chunks it already holds]}
     M -> O on "s": {c, v = k_M * H(own chunk c)}          O -> M on "d": {c, v = k_O * v}[:16]
+        (H: hash to the prime-order group, :mod:`._ecdh`)
     O -> M on "s": {c, v = k_O * H(own chunk c)}          M computes k_M * v, keeps [:16]
     M matches (``_match``); result to both: M -> O align {peer positions, M's multiplicities},
         O -> M align {O's multiplicities} (no multiplicities in a difference join); then
@@ -46,14 +47,14 @@ import numpy as np
 
 from .._errors import PsiError
 from ._checkpoint import Workspace
-from ._ecdh import POINT_BYTES, blind_batch
+from ._ecdh import POINT_BYTES, blind_batch, blind_own_batch
 from ._match import D_BYTES
 from ._prepare import PreparedFiles
 from ._progress import ProgressReporter
 
 __all__ = ["JOINS", "VERSION", "EcPool", "PsiSettings", "StreamPlan", "Wire", "exchange"]
 
-VERSION = 1
+VERSION = 2  # 2: ids hashed to the prime-order group (v1: digest read as a u-coordinate)
 JOINS = ("inner", "left", "right", "full", "difference")
 
 
@@ -102,6 +103,19 @@ class EcPool:
         try:
             return await anyio.to_process.run_sync(
                 blind_batch, secret, points, limiter=self.limiter
+            )
+        except anyio.BrokenWorkerProcess as exc:
+            raise PsiError(f"an elliptic-curve worker process died: {exc}") from exc
+
+    async def blind_own(self, secret: bytes, key: bytes, sealed: bytes) -> bytes:
+        """Open, hash to the group and blind our own sealed digests (:func:`blind_own_batch`)."""
+        if not sealed:
+            return b""
+        if self.threads:
+            return await anyio.to_thread.run_sync(blind_own_batch, secret, key, sealed)
+        try:
+            return await anyio.to_process.run_sync(
+                blind_own_batch, secret, key, sealed, limiter=self.limiter
             )
         except anyio.BrokenWorkerProcess as exc:
             raise PsiError(f"an elliptic-curve worker process died: {exc}") from exc
@@ -187,8 +201,11 @@ async def exchange(
     own_need, peer_need = (need_m, need_o) if matcher else (need_o, need_m)
     count = [0]
 
-    async def blind(points: bytes) -> bytes:
-        out = await pool.blind(secret, points)
+    async def blind(points: bytes, own: bool = False) -> bytes:
+        if own:
+            out = await pool.blind_own(secret, files.prepared.seal_key, points)
+        else:
+            out = await pool.blind(secret, points)
         n = len(points) // POINT_BYTES
         count[0] += n
         reporter.advance(n)
@@ -200,7 +217,7 @@ async def exchange(
         async def one(c: int) -> None:
             try:
                 start = c * mine.cs
-                v = await blind(files.hashes(start, start + mine.size(c)))
+                v = await blind(files.hashes(start, start + mine.size(c)), own=True)
                 await wire.s.send({"c": c, "v": v})
             finally:
                 sem.release()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mpcactors._errors import PsiError
-from mpcactors.psi._ecdh import encode_key, hash_encoded
+from mpcactors.psi._ecdh import encode_key, hash_encoded, open_digests
 from mpcactors.psi._prepare import PreparedFiles, prepare
 from mpcactors.psi._source import CsvSpec, IdsSpec, open_source, parse_keys
 
@@ -20,7 +20,8 @@ def write(path: Path, text: str) -> str:
 
 
 def check_index(spec, files: PreparedFiles, keys_of_row: list[tuple]) -> None:
-    """Every row's position holds its key's hash; positions cover the distinct keys once."""
+    """Every row's position holds its key's digest (sealed: no plain digest is stored);
+    positions cover the distinct keys once."""
     prep = files.prepared
     assert prep.n_rows == len(keys_of_row)
     assert prep.n_unique == len(set(keys_of_row))
@@ -28,7 +29,9 @@ def check_index(spec, files: PreparedFiles, keys_of_row: list[tuple]) -> None:
     assert len(hashes) == prep.n_unique
     for r, key in enumerate(keys_of_row):
         p = int(files.row_pos[r])
-        assert files.hashes(p, p + 1) == hash_encoded([encode_key(key)])
+        digest = hash_encoded([encode_key(key)])
+        assert files.hashes(p, p + 1) != digest
+        assert open_digests(prep.seal_key, files.hashes(p, p + 1)) == digest
     rows, counts = files.rows_of(np.arange(prep.n_unique))
     assert sorted(rows.tolist()) == list(range(prep.n_rows))
     assert counts.sum() == prep.n_rows
@@ -59,7 +62,8 @@ def test_prepare_shuffles_large_input(tmp_path: Path) -> None:
     order = [int(files.row_pos[r]) for r in range(50)]
     assert order != sorted(order)  # the stream is not in input order
     sorted_hashes = sorted(hash_encoded([encode_key([x])]) for x in ids)
-    assert [files.hashes(p, p + 1) for p in range(50)] != sorted_hashes[:50]  # nor hash order
+    opened = [open_digests(prep.seal_key, files.hashes(p, p + 1)) for p in range(50)]
+    assert opened != sorted_hashes[:50]  # nor digest order
 
 
 def test_prepare_empty_inputs(tmp_path: Path) -> None:
