@@ -18,7 +18,15 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["ClusterConfig", "LinkOptions", "PartyConfig", "TlsConfig", "WanProfile", "load_config"]
+__all__ = [
+    "ClusterConfig",
+    "LinkOptions",
+    "PartyConfig",
+    "RuntimeOptions",
+    "TlsConfig",
+    "WanProfile",
+    "load_config",
+]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 PROTOCOLS = ("rep3", "semi2k")
@@ -38,6 +46,16 @@ class LinkOptions:
     chunk_bytes: int = 256 * 1024  # large payloads are cut into chunks of this size
     unopened_job_timeout_s: float = 30.0  # how long messages for an unopened job may wait
     max_message_bytes: int = 1 << 30  # largest single message (encoded payload) on a link
+    max_channels_per_job: int = 64  # channels a peer may use in one job
+    max_jobs_per_peer: int = 4096  # live jobs with one peer (opened or not) at a time
+    max_unopened_bytes: int = 128 * 1024 * 1024  # bytes held per peer for jobs not opened yet
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """Knobs of a party's runtime node (the ``[runtime]`` table)."""
+
+    compute_threads: int = 0  # worker threads for big op steps, node-wide; 0: the CPU count
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +99,7 @@ class ClusterConfig:
     tls: TlsConfig | None = None
     link: LinkOptions = LinkOptions()
     wan: WanProfile = WanProfile()
+    runtime: RuntimeOptions = RuntimeOptions()
     protocol: str = "rep3"
     fxp_bits: int = 18
     dealer: str | None = None
@@ -149,7 +168,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(msg, file=fname, key=key)
 
-    known = {"cluster", "protocol", "fxp_bits", "dealer", "tls", "link", "wan", "parties"}
+    known = {"cluster", "protocol", "fxp_bits", "dealer", "tls", "link", "wan", "runtime", "parties"}
     for k in raw:
         if k not in known:
             raise err(k, f"unknown key; expected one of {sorted(known)}")
@@ -204,6 +223,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
 
     link = _dataclass_from(LinkOptions, raw.get("link", {}), "link", err)
     wan = _dataclass_from(WanProfile, raw.get("wan", {}), "wan", err)
+    runtime = _dataclass_from(RuntimeOptions, raw.get("runtime", {}), "runtime", err)
 
     dealer = raw.get("dealer")
     names = [p.name for p in parties]
@@ -218,6 +238,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         tls=tls,
         link=link,
         wan=wan,
+        runtime=runtime,
         protocol=protocol,
         fxp_bits=fxp_bits,
         dealer=dealer,
@@ -278,4 +299,10 @@ def _dataclass_from(cls: Any, table: Any, section: str, err: Any) -> Any:
         raise err("link.chunk_bytes", "must not exceed link.job_window_bytes")
     if section == "link" and opts.chunk_bytes * 2 > opts.max_frame_bytes:
         raise err("link.max_frame_bytes", "must be at least twice link.chunk_bytes")
+    if section == "link" and opts.max_unopened_bytes < opts.job_window_bytes:
+        raise err(
+            "link.max_unopened_bytes",
+            f"must be at least link.job_window_bytes={opts.job_window_bytes} (a peer may fill "
+            f"one job's window before it is opened here), not {opts.max_unopened_bytes}",
+        )
     return opts

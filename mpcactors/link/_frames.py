@@ -54,6 +54,11 @@ SCRATCH_BYTES: Final = 1 << 18
 _COALESCE: Final = 1 << 15  # encode_frame joins runs of smaller pieces into one buffer
 #: Bytes of framing before the msgpack header.
 PREFIX_BYTES: Final = _PREFIX.size
+#: Most chunks in one DATA frame (bounds the CPU time and memory one frame costs either side).
+MAX_FRAME_CHUNKS: Final = 2048
+#: Longest job or channel name on the wire.
+MAX_NAME_CHARS: Final = 1024
+_MAX_TEXT_CHARS: Final = 1 << 16  # longest other string field (a reason)
 
 
 class FrameKind(enum.IntEnum):
@@ -229,7 +234,7 @@ def decode_body(body: bytes | bytearray | memoryview) -> Frame:
             raw=False,
             max_str_len=limit,
             max_bin_len=0,
-            max_array_len=limit,
+            max_array_len=min(limit, MAX_FRAME_CHUNKS),  # DATA entries, the longest array
             max_map_len=0,
             max_ext_len=0,
         )
@@ -252,6 +257,10 @@ def decode_body(body: bytes | bytearray | memoryview) -> Frame:
         raise _bad(f"{kind.name} fields {fields!r:.120}")
     if any(_is(v, int) and v < 0 for v in fields):
         raise _bad(f"{kind.name} with a negative field {fields!r:.120}")
+    if any(isinstance(v, str) and len(v) > _MAX_TEXT_CHARS for v in fields) or (
+        kind in (FrameKind.CREDIT, FrameKind.JOB_ABORT) and len(fields[0]) > MAX_NAME_CHARS
+    ):
+        raise _bad(f"{kind.name} with an overlong string field {fields!r:.120}")
     return cls(*fields)
 
 
@@ -270,7 +279,9 @@ def _decode_data(header: list[Any], tail: memoryview) -> Data:
             job, channel, msg, offset, total, length = e
         except (TypeError, ValueError):
             raise _bad(f"DATA entry {e!r:.80}") from None
-        if type(job) is not str or type(channel) is not str:
+        if type(job) is not str or type(channel) is not str or (
+            len(job) > MAX_NAME_CHARS or len(channel) > MAX_NAME_CHARS
+        ):
             raise _bad(f"DATA entry address {job!r:.40}/{channel!r:.40}")
         if type(msg) is not int or type(offset) is not int or type(total) is not int or (
             type(length) is not int

@@ -13,8 +13,13 @@ message never waits behind more than one chunk of someone else's bulk, and every
 one scheduler step leaves in one frame when it fits the budget.
 
 **Flow control.** Per job, the receiver grants a cumulative byte ``limit`` (CREDIT frames,
-idempotent, re-sent after a reconnect); the sender never lets a job's sent bytes exceed it. The
-initial limit is the receiver's ``job_window`` (told in HELLO). The receiver moves the limit to
+idempotent, re-sent after a reconnect); the sender never lets a job's charged bytes exceed it.
+Both sides charge the same bytes: a message that fits the window is charged its whole ``total``
+when it starts (the receiver allocates it then), so its first chunk needs credit for all of it
+and the rest of its chunks are free; a message larger than the window, which the receiver
+allocates without touching its pages, is charged chunk by chunk as it fills. A chunk that starts
+a message must carry at least one byte. The initial limit is the receiver's ``job_window`` (told
+in HELLO). The receiver moves the limit to
 ``taken + window``, where ``taken`` counts bytes the application has received, so a job whose
 application does not read stalls itself only: the reader task never blocks, data waits in that
 job's inbox, bounded by its window. While the application waits on a channel that has no complete
@@ -22,9 +27,19 @@ message (a message larger than the window, or messages read in another order tha
 receiver grants a window beyond what it buffers, so such a job still progresses; the sender's own
 backpressure (``send`` waits while the job's queue exceeds a window) bounds what it can push.
 
+**Limits per peer.** A peer may use at most ``max_channels_per_job`` channels in a job, have at
+most ``max_jobs_per_peer`` live jobs here, and make us hold at most ``max_unopened_bytes`` for
+jobs the application has not opened yet. Exceeding any of them, an empty chunk that starts a
+message or a window overrun is a :class:`~mpcactors.ProtocolError` that fails the whole link.
+
 **Unopened jobs.** Data for a job the application has not opened yet is buffered under the same
-window. ``expire_unopened`` drops jobs that stayed unopened for too long and returns JOB_ABORT
-frames, so the sender's job fails with a clear error instead of waiting forever.
+window (and the per-peer unopened budget). ``expire_unopened`` aborts jobs that stayed unopened
+for too long (JOB_ABORT), so the sender's job fails with a clear error instead of waiting forever.
+
+**Forgetting.** Ended jobs (closed, aborted, expired, failed) are remembered for the last
+``_ENDED_MEMORY`` of them, so late data is dropped quietly and a late ``open_job`` sees the
+error; older ones are forgotten. A JOB_ABORT we originated is re-sent after every reconnect
+until a PONG answers a PING sent after it on the same connection (the peer processed it).
 
 **Failure.** A job fails by a local or remote abort (``JobAborted``: pending and future receives
 raise at once) or with its link (``PeerLost``: buffered messages are still delivered, then it
@@ -40,13 +55,12 @@ from typing import Any, Final
 import numpy as np
 
 from .._errors import JobAborted, MpcError, ProtocolError
-from ._frames import Chunk, Credit, Data, JobAbort
+from ._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, Chunk, Credit, Data, JobAbort
 
 __all__ = ["JobCounters", "Mux"]
 
 _ENTRY_OVERHEAD: Final = 16  # msgpack bytes of an entry besides its job and channel names
-_CLOSED_MEMORY: Final = 4096  # closed job ids remembered, to drop their late data quietly
-MAX_FRAME_CHUNKS: Final = 2048  # bounds the CPU time one frame costs either side (~20 ms)
+_ENDED_MEMORY: Final = 4096  # ended job ids remembered, to drop their late data quietly
 
 
 @dataclasses.dataclass(slots=True)
@@ -107,16 +121,16 @@ class _Job:
         self.name = name
         self.opened = False
         self.first_seen = 0.0
-        self.error: MpcError | None = None
+        self.error: MpcError | None = None  # set once the job ended (None: live)
         self.drain_first = False  # deliver buffered messages before raising error
         self.closed = False  # closed locally; kept only until its queued sends are packed
         self.out: dict[str, _OutChannel] = {}
-        self.sent = 0  # cumulative chunk bytes packed
+        self.sent = 0  # cumulative bytes charged for what we packed (see the module doc)
         self.limit = -1  # cumulative credit from the peer; -1: the peer's initial window
         self.backlog = 0  # bytes queued, not yet packed
         self.inb: dict[str, _InChannel] = {}
-        self.received = 0  # cumulative chunk bytes received
-        self.taken = 0  # cumulative bytes received and released (read, dropped)
+        self.received = 0  # cumulative bytes charged for what the peer sent
+        self.taken = 0  # cumulative charged bytes released (read, dropped)
         self.granted = window  # cumulative limit granted to the peer
         self.starved: set[str] = set()  # channels with a blocked receiver and no message
         self.counters = JobCounters()
@@ -132,6 +146,10 @@ class Mux:
         chunk_bytes: largest chunk of one message in a frame.
         frame_budget: payload bytes packed into one DATA frame at most.
         max_message_bytes: largest message accepted in either direction.
+        max_channels_per_job: channels the peer may use in one job.
+        max_jobs_per_peer: live jobs (not closed, aborted or failed) with the peer at a time; a
+            job the peer starts beyond it is a ProtocolError.
+        max_unopened_bytes: bytes we hold at most for the peer's jobs not opened here yet.
     """
 
     def __init__(
@@ -143,6 +161,9 @@ class Mux:
         chunk_bytes: int,
         frame_budget: int,
         max_message_bytes: int,
+        max_channels_per_job: int,
+        max_jobs_per_peer: int,
+        max_unopened_bytes: int,
     ) -> None:
         self.party = party
         self.peer = peer
@@ -150,12 +171,18 @@ class Mux:
         self.chunk_bytes = chunk_bytes
         self.frame_budget = frame_budget
         self.max_message_bytes = max_message_bytes
+        self.max_channels = max_channels_per_job
+        self.max_jobs = max_jobs_per_peer
+        self.max_unopened_bytes = max_unopened_bytes
         self.peer_window = 0  # learned from the peer's HELLO
         self._jobs: dict[str, _Job] = {}
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._live = 0  # jobs whose error is None
+        self._unopened_held = 0  # bytes charged to live jobs not opened here
+        self._ended: OrderedDict[str, None] = OrderedDict()  # ended jobs, oldest first
         self._active: OrderedDict[tuple[str, str], _OutChannel] = OrderedDict()
         self._credits: dict[str, int] = {}  # CREDIT frames due: job -> limit
         self._aborts: dict[str, JobAbort] = {}  # JOB_ABORTs we originated (re-sent on resume)
+        self._abort_sent: dict[str, float] = {}  # when each was last handed to the session
         self._aborts_due: list[JobAbort] = []
         self._new_job_error: MpcError | None = None  # set while the link is lost
         self.messages_sent = 0
@@ -167,9 +194,44 @@ class Mux:
         job = self._jobs.get(name)
         if job is None:
             job = self._jobs[name] = _Job(name, self.window)
+            self._live += 1
             if self._new_job_error is not None:
-                job.error, job.drain_first = self._new_job_error, True
+                self._end(job, self._new_job_error, drain_first=True)
         return job
+
+    def _unopened(self, job: _Job) -> bool:
+        """True while data of the job waits for the application to open it."""
+        return not job.opened and not job.closed and (job.error is None or job.drain_first)
+
+    def _held(self, job: _Job) -> int:
+        """Bytes ``job`` counts against the peer's unopened budget."""
+        return job.received - job.taken if self._unopened(job) else 0
+
+    def _open(self, job: _Job) -> None:
+        if not job.opened:
+            self._unopened_held -= self._held(job)
+            job.opened = True
+
+    def _end(self, job: _Job, error: MpcError, *, drain_first: bool) -> None:
+        """The job ends with ``error`` (it must be live); remember it for a while.
+
+        With ``drain_first`` its buffered messages stay readable (and, if it was never opened,
+        in the unopened budget until they expire); the caller drops them otherwise.
+        """
+        before = self._held(job)
+        job.error, job.drain_first = error, drain_first
+        self._live -= 1
+        self._unopened_held += self._held(job) - before
+        self._ended[job.name] = None
+        if len(self._ended) > _ENDED_MEMORY:
+            old, _ = self._ended.popitem(last=False)
+            victim = self._jobs.get(old)
+            if victim is not None and victim.backlog:
+                self._ended[old] = None  # its queued sends still go; forget it later
+            else:
+                self._jobs.pop(old, None)
+                self._aborts.pop(old, None)
+                self._abort_sent.pop(old, None)
 
     def open_job(self, name: str) -> None:
         """The application opened the job: its data is expected (no unopened timeout).
@@ -177,15 +239,25 @@ class Mux:
         A job id is used once: a job closed here stays closed (its channels raise JobAborted)
         until it is forgotten, so late or reused traffic can never be mixed into a new job.
         """
-        self._job(name).opened = True
+        self._open(self._job(name))
 
     def job_error(self, name: str) -> MpcError | None:
         job = self._jobs.get(name)
         return job.error if job is not None else None
 
     def jobs(self) -> dict[str, JobCounters]:
-        """Counters of every job (closed ones too, until forgotten)."""
+        """Counters of every job (ended ones too, until forgotten)."""
         return {name: job.counters for name, job in self._jobs.items()}
+
+    @property
+    def live_jobs(self) -> int:
+        """Jobs with the peer that have not ended."""
+        return self._live
+
+    @property
+    def unopened_bytes(self) -> int:
+        """Bytes held for the peer's jobs not opened here."""
+        return self._unopened_held
 
     def job_backlog(self, name: str) -> int:
         job = self._jobs.get(name)
@@ -198,41 +270,40 @@ class Mux:
     def close_job(self, name: str) -> None:
         """Free the job's inbound buffers; its queued outbound data is still sent.
 
-        Later data for the job is dropped and credited back. The last few thousand closed jobs
+        Later data for the job is dropped and credited back. The last few thousand ended jobs
         are remembered (with their counters); older ones are forgotten.
         """
         job = self._jobs.get(name)
         if job is None:
             return
-        job.closed = True
         if job.error is None:
-            job.error = JobAborted(name, self.party, "the job was closed")
-        job.inb.clear()
+            self._end(job, JobAborted(name, self.party, "the job was closed"), drain_first=False)
+        self._drop_inbound(job)
+        job.closed = True
         job.starved.clear()
-        job.taken = job.received
         self._grant(job)
-        self._closed[name] = None
-        while len(self._closed) > _CLOSED_MEMORY:
-            old, _ = self._closed.popitem(last=False)
-            victim = self._jobs.get(old)
-            if victim is not None and victim.closed and not victim.backlog:
-                del self._jobs[old]
+
+    def _drop_inbound(self, job: _Job) -> None:
+        """Free everything received for the job (which has ended) and credit it back."""
+        before = self._held(job)
+        job.drain_first = False
+        for inch in job.inb.values():
+            inch.messages.clear()
+            inch.partial = None
+        job.taken = job.received
+        self._unopened_held += self._held(job) - before
 
     def _fail_job(self, job: _Job, error: MpcError, *, drain_first: bool) -> None:
         if job.error is not None:
             return
-        job.error = error
-        job.drain_first = drain_first
+        self._end(job, error, drain_first=drain_first)
         for ch in job.out.values():
             self._active.pop((job.name, ch.name), None)
             ch.queue.clear()
             ch.offset = 0
         job.backlog = 0
         if not drain_first:
-            for inch in job.inb.values():
-                inch.messages.clear()
-                inch.partial = None
-            job.taken = job.received
+            self._drop_inbound(job)
 
     def abort_job(self, name: str, reason: str) -> None:
         """Abort a job locally and queue a JOB_ABORT for the peer."""
@@ -243,28 +314,49 @@ class Mux:
     def _queue_abort(self, name: str, reason: str) -> None:
         frame = JobAbort(name, self.party, reason)
         self._aborts[name] = frame
+        self._abort_sent.pop(name, None)
         self._aborts_due.append(frame)
 
-    def on_job_abort(self, frame: JobAbort) -> None:
-        """The peer aborted a job (or refused data for it)."""
-        self._closed.pop(frame.job, None)
+    def on_job_abort(self, frame: JobAbort) -> JobAbort:
+        """The peer aborted a job (or refused data for it).
+
+        Only the peer itself can abort a job on this link: a frame naming another party is
+        attributed to the peer (the claim is kept in the reason).
+
+        Returns:
+            The abort as applied: ``party`` is always the peer.
+        """
+        if frame.party != self.peer:
+            frame = JobAbort(
+                frame.job, self.peer, f"{frame.reason} (the JOB_ABORT claimed party {frame.party!r})"
+            )
         job = self._job(frame.job)
         self._fail_job(job, JobAborted(frame.job, frame.party, frame.reason), drain_first=False)
+        return frame
 
     def fail_all(self, error: MpcError) -> None:
-        """The link failed for good: every job fails (buffered messages are still delivered)."""
-        for job in self._jobs.values():
+        """The link failed for good: every job fails (buffered messages are still delivered;
+        those of jobs not opened here count against the unopened budget until they expire)."""
+        for job in list(self._jobs.values()):
             self._fail_job(job, error, drain_first=True)
         self._new_job_error = error
         self._credits.clear()
         self._aborts.clear()
+        self._abort_sent.clear()
         self._aborts_due.clear()
 
     def expire_unopened(self, now: float, timeout: float) -> list[str]:
-        """Abort jobs whose data waited unopened longer than ``timeout``; returns their names."""
+        """Abort jobs whose data waited unopened longer than ``timeout``; returns their names.
+
+        Data that a failed link left for jobs never opened is dropped then too.
+        """
         expired = []
         for job in list(self._jobs.values()):
-            if not job.opened and job.error is None and now - job.first_seen > timeout:
+            if not self._unopened(job) or now - job.first_seen <= timeout:
+                continue
+            if job.error is not None:
+                self._drop_inbound(job)
+            else:
                 self.abort_job(
                     job.name,
                     f"job {job.name!r} was not opened at party {self.party!r} within "
@@ -280,17 +372,22 @@ class Mux:
 
         Raises:
             JobAborted, PeerLost: the job failed.
-            ValueError: the payload exceeds max_message_bytes.
+            ValueError: the payload is empty or exceeds max_message_bytes, or a name is too long.
         """
+        if len(name) > MAX_NAME_CHARS or len(channel) > MAX_NAME_CHARS:
+            raise ValueError(
+                f"job {name!r:.60} channel {channel!r:.60}: names are at most {MAX_NAME_CHARS} "
+                "characters"
+            )
         job = self._job(name)
         if job.error is not None:
             raise job.error
-        if len(payload) > self.max_message_bytes:
+        if not 0 < len(payload) <= self.max_message_bytes:
             raise ValueError(
-                f"message of {len(payload)} bytes on job {name!r} channel {channel!r} exceeds "
-                f"max_message_bytes={self.max_message_bytes}"
+                f"message of {len(payload)} bytes on job {name!r} channel {channel!r}: must be "
+                f"1..max_message_bytes={self.max_message_bytes} bytes"
             )
-        job.opened = True
+        self._open(job)
         ch = job.out.get(channel)
         if ch is None:
             ch = job.out[channel] = _OutChannel(job, channel)
@@ -310,12 +407,29 @@ class Mux:
     def has_sendable(self) -> bool:
         """True if some queued message has credit to go now (what a closing node waits for)."""
         return self.peer_window > 0 and any(
-            self._credit_of(ch.job) > 0 for ch in self._active.values()
+            self._next_chunk(ch) is not None for ch in self._active.values()
         )
 
-    def _credit_of(self, job: _Job) -> int:
+    def _next_chunk(self, ch: _OutChannel) -> tuple[int, int] | None:
+        """(bytes, charge) of the channel's next chunk, or None while credit is short.
+
+        The same rule as the receiver's (see :meth:`_charge`): a message that fits the window
+        starts when its whole total fits the credit (plus a quarter window of slack, so a job
+        whose peer has read everything never waits for a grant below the peer's threshold) and
+        its later chunks are free; a larger message is charged chunk by chunk.
+        """
+        job = ch.job
         limit = job.limit if job.limit >= 0 else self.peer_window
-        return limit - job.sent
+        credit = limit - job.sent
+        total = len(ch.queue[0][1])
+        start = ch.offset
+        if total > self.peer_window:
+            n = min(self.chunk_bytes, total - start, credit)
+            return (n, n) if n > 0 else None
+        n = min(self.chunk_bytes, total - start)
+        if start:
+            return n, 0
+        return (n, total) if total <= credit + self.peer_window // 4 else None
 
     def pack(self) -> tuple[Chunk, ...]:
         """Take the chunks of one DATA frame (round-robin over channels, within credit)."""
@@ -331,16 +445,16 @@ class Mux:
             for key in list(active):
                 ch = active[key]
                 job = ch.job
-                credit = self._credit_of(job)
-                if credit <= 0:
+                step = self._next_chunk(ch)
+                if step is None:
                     continue
+                n, charge = step
                 msg, payload = ch.queue[0]
                 total = len(payload)
                 start = ch.offset
-                n = min(self.chunk_bytes, total - start, credit)
                 chunks.append(Chunk(job.name, ch.name, msg, start, total, payload[start : start + n]))
                 touched.add(job)
-                job.sent += n
+                job.sent += charge
                 job.backlog -= n
                 job.counters.bytes_sent += n
                 budget -= n + _ENTRY_OVERHEAD + len(job.name) + len(ch.name)
@@ -376,24 +490,70 @@ class Mux:
         """True if CREDIT or JOB_ABORT frames wait to be sent."""
         return bool(self._credits or self._aborts_due)
 
-    def control_due(self) -> list[Credit | JobAbort]:
-        """CREDIT and JOB_ABORT frames to send now (each returned once)."""
+    def control_due(self, now: float) -> list[Credit | JobAbort]:
+        """CREDIT and JOB_ABORT frames to send now (each returned once).
+
+        ``now`` stamps the aborts: a PONG to a PING sent later (:meth:`on_pong`) confirms them.
+        """
         out: list[Credit | JobAbort] = [Credit(j, limit) for j, limit in self._credits.items()]
-        out.extend(self._aborts_due)
+        for frame in self._aborts_due:
+            if self._aborts.get(frame.job) is frame:
+                self._abort_sent[frame.job] = now
+            out.append(frame)
         self._credits.clear()
         self._aborts_due.clear()
         return out
 
+    def on_pong(self, t: float) -> None:
+        """The peer answered a PING sent at ``t``: it processed every abort sent before it,
+        so those need not be re-sent after a reconnect."""
+        for name, sent in list(self._abort_sent.items()):
+            if sent < t:
+                del self._abort_sent[name]
+                self._aborts.pop(name, None)
+
     def on_established(self, peer_window: int) -> None:
-        """A connection (re)opened: re-send every explicit grant and every abort of ours."""
+        """A connection (re)opened: re-send every explicit grant and every unconfirmed abort."""
         self.peer_window = peer_window
         self._new_job_error = None
         for job in self._jobs.values():
             if job.granted > self.window and job.error is None:
                 self._credits[job.name] = job.granted
         self._aborts_due = list(self._aborts.values())
+        self._abort_sent.clear()
 
     # ---- receiving ---------------------------------------------------------------------------
+
+    def _limit_error(self, what: str) -> ProtocolError:
+        return ProtocolError(f"peer {self.peer!r} {what}", peer=self.peer)
+
+    def _charge(self, job: _Job, c: Chunk) -> int:
+        """Check one chunk against the job's window; return the bytes it is charged.
+
+        Raises:
+            ProtocolError: an empty chunk starts a message, or the window is overrun.
+        """
+        n = len(c.data)
+        if c.total > self.window:  # larger than a window: charged as it fills
+            if job.received + n > job.granted:
+                raise self._limit_error(
+                    f"overran the window of job {c.job!r}: {job.received + n} bytes > limit "
+                    f"{job.granted}"
+                )
+            return n
+        if c.offset:
+            return 0  # paid for when the message started
+        if n == 0:
+            raise self._limit_error(
+                f"started message {c.msg} of {c.total} bytes on job {c.job!r} channel "
+                f"{c.channel!r} with an empty chunk"
+            )
+        if job.received + c.total > job.granted + self.window // 4:
+            raise self._limit_error(
+                f"overran the window of job {c.job!r}: a message of {c.total} bytes after "
+                f"{job.received} > limit {job.granted}"
+            )
+        return c.total
 
     def on_data(self, frame: Data, now: float) -> set[tuple[str, str]]:
         """Sort the chunks of a DATA frame into inboxes.
@@ -402,28 +562,41 @@ class Mux:
             The (job, channel) pairs that got a complete message or whose state changed.
 
         Raises:
-            ProtocolError: the peer overran a window, broke message order or sizes.
+            ProtocolError: the peer overran a window, started a message with an empty chunk or
+                exceeded a per-peer limit (the link fails). A peer that breaks one job's message
+                order or sizes fails that job only.
         """
         woken: set[tuple[str, str]] = set()
         seen: set[_Job] = set()
         for c in frame.chunks:
             job = self._jobs.get(c.job)
             if job is None:
+                if self._live >= self.max_jobs:
+                    raise self._limit_error(
+                        f"exceeded link.max_jobs_per_peer={self.max_jobs}: job {c.job!r} would "
+                        f"be one more live job"
+                    )
                 job = self._job(c.job)
                 job.first_seen = now
-                job.closed = c.job in self._closed
-            n = len(c.data)
-            if job.received + n > job.granted:
-                raise ProtocolError(
-                    f"peer {self.peer!r} overran the window of job {c.job!r}: "
-                    f"{job.received + n} bytes > limit {job.granted}"
-                )
-            job.received += n
-            job.counters.bytes_received += n
+            charge = self._charge(job, c)
+            job.received += charge
+            job.counters.bytes_received += len(c.data)
             seen.add(job)
             if job.closed or (job.error is not None and not job.drain_first):
-                job.taken += n  # dropped: credit it back
+                job.taken += charge  # dropped: credit it back
                 continue
+            if self._unopened(job):
+                self._unopened_held += charge
+                if self._unopened_held > self.max_unopened_bytes:
+                    raise self._limit_error(
+                        f"exceeded link.max_unopened_bytes={self.max_unopened_bytes}: "
+                        f"{self._unopened_held} bytes for jobs not opened at {self.party!r}"
+                    )
+            if c.channel not in job.inb and len(job.inb) >= self.max_channels:
+                raise self._limit_error(
+                    f"exceeded link.max_channels_per_job={self.max_channels} in job {c.job!r} "
+                    f"(channel {c.channel!r})"
+                )
             try:
                 self._add_chunk(job, c, woken)
             except ProtocolError as exc:
@@ -492,6 +665,7 @@ class Mux:
             raise job.error
         ch = job.inb.get(channel)
         if ch is not None and ch.messages:
+            self._open(job)  # whoever reads a job has opened it
             msg = ch.messages.popleft()
             job.taken += len(msg)
             self._grant(job)

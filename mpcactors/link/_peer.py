@@ -114,6 +114,9 @@ class PeerLink:
             chunk_bytes=opts.chunk_bytes,
             frame_budget=min(opts.max_frame_bytes // 2, 4 * opts.chunk_bytes),
             max_message_bytes=opts.max_message_bytes,
+            max_channels_per_job=opts.max_channels_per_job,
+            max_jobs_per_peer=opts.max_jobs_per_peer,
+            max_unopened_bytes=opts.max_unopened_bytes,
         )
         self.session = self._new_session()
         self.failure: LinkError | None = None
@@ -486,7 +489,12 @@ class PeerLink:
                 break
             if isinstance(event, Data):
                 chunks += len(event.chunks)
-                for key in self.mux.on_data(event, self.last_heard):
+                try:
+                    woken = self.mux.on_data(event, self.last_heard)
+                except ProtocolError as exc:  # a window or a per-peer limit: the link fails
+                    session.fail(exc)
+                    raise
+                for key in woken:
                     self._wake(key)
                 if self._space:
                     self._wake_space()  # a job failed by bad data must not leave senders waiting
@@ -494,11 +502,17 @@ class PeerLink:
                 self.mux.on_credit(event)
                 wake_writer = True
             elif isinstance(event, JobAbort):
-                self.mux.on_job_abort(event)
+                applied = self.mux.on_job_abort(event)
+                if applied.party != event.party:
+                    self._log.warning(
+                        "JOB_ABORT names another party; attributed to the peer that sent it",
+                        job=event.job, claimed=event.party,
+                    )  # fmt: skip
                 self._wake_job(event.job)
-                self._log.info("job aborted by peer", job=event.job, reason=event.reason)
-                self._on_job_abort(event.job, event.party, event.reason)
+                self._log.info("job aborted by peer", job=event.job, reason=applied.reason)
+                self._on_job_abort(applied.job, applied.party, applied.reason)
             elif isinstance(event, Pong):
+                self.mux.on_pong(event.t)
                 sample = max(0.0, anyio.current_time() - event.t)
                 self.rtt_s = sample if self.rtt_s is None else (
                     (1 - _RTT_GAIN) * self.rtt_s + _RTT_GAIN * sample
@@ -513,7 +527,7 @@ class PeerLink:
     def _collect(self) -> list[bytes | memoryview]:
         session = self.session
         if session.is_open:
-            for frame in self.mux.control_due():
+            for frame in self.mux.control_due(anyio.current_time()):
                 session.send_control(frame)
             chunks = self.mux.pack()
             if chunks:

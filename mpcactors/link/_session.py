@@ -221,6 +221,15 @@ class Session:
         )
         self._queue(hello)
 
+    def fail(self, exc: LinkError) -> None:
+        """The shell found a violation above the session (a window or a per-peer limit):
+        poison the session and queue CLOSE telling the peer why."""
+        if exc.peer is None:
+            exc.peer = self.peer
+        if self.state in (State.OPEN, State.CLOSING):
+            self._queue(Close(str(exc)[:4096]))
+        self._poison(exc)
+
     def connection_lost(self) -> None:
         """The connection dropped. Unacked DATA stays for replay; unsent output is discarded."""
         self._fire(Trigger.LOST)

@@ -8,6 +8,7 @@ from typing import Any
 
 from mpcactors._certs import generate_certs
 from mpcactors._config import ClusterConfig, LinkOptions, PartyConfig, TlsConfig
+from mpcactors._errors import ProtocolError
 from mpcactors.link._frames import NEED_DATA
 from mpcactors.link._mux import Mux
 from mpcactors.link._session import Established, Session
@@ -66,22 +67,26 @@ class Side:
 
     def __init__(self, party: str, peer: str, *, window: int = 1 << 16, chunk: int = 1 << 12,
                  budget: int = 1 << 14, cluster: str = "c", session_id: str | None = None,
-                 version: int = 1) -> None:
+                 version: int = 1, max_channels: int = 64, max_jobs: int = 1024,
+                 max_unopened: int = 1 << 24) -> None:
         self.party, self.peer = party, peer
         self.session = Session(
             party=party, peer=peer, cluster=cluster, session_id=session_id or f"{party}-1",
             job_window=window, max_frame_bytes=1 << 20, version=version,
         )
         self.mux = Mux(party=party, peer=peer, job_window=window, chunk_bytes=chunk,
-                       frame_budget=budget, max_message_bytes=1 << 24)
+                       frame_budget=budget, max_message_bytes=1 << 24,
+                       max_channels_per_job=max_channels, max_jobs_per_peer=max_jobs,
+                       max_unopened_bytes=max_unopened)
         self.events: list[Any] = []
         self.wire_frames = 0
+        self.now = 0.0  # the clock the sans-IO cores are given
 
     def flush(self) -> bytes:
         """What the writer would send now (control frames, one DATA frame, an ACK)."""
         s = self.session
         if s.is_open:
-            for f in self.mux.control_due():
+            for f in self.mux.control_due(self.now):
                 s.send_control(f)
             chunks = self.mux.pack()
             if chunks:
@@ -96,11 +101,17 @@ class Side:
             if isinstance(ev, Established):
                 self.mux.on_established(ev.peer_job_window)
             elif type(ev).__name__ == "Data":
-                self.mux.on_data(ev, now)
+                try:
+                    self.mux.on_data(ev, now)
+                except ProtocolError as exc:  # what PeerLink does: the link fails
+                    self.session.fail(exc)
+                    raise
             elif type(ev).__name__ == "Credit":
                 self.mux.on_credit(ev)
             elif type(ev).__name__ == "JobAbort":
                 self.mux.on_job_abort(ev)
+            elif type(ev).__name__ == "Pong":
+                self.mux.on_pong(ev.t)
 
 
 class LinkPair:

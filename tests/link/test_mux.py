@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mpcactors import JobAborted, PeerLost, ProtocolError
-from mpcactors.link._frames import Chunk, Data, frame_bytes
+from mpcactors.link._frames import Chunk, Data, JobAbort, Ping, frame_bytes
+from mpcactors.link._mux import _ENDED_MEMORY
+from mpcactors.link._session import State
 
 from ._helpers import LinkPair
 
@@ -66,7 +68,7 @@ def test_window_limits_a_job_that_is_not_read_and_others_continue() -> None:
     for i in range(20):
         lp.a.mux.enqueue("stalled", "c", b"s" * 2000)
     lp.pump()
-    assert lp.b.mux.job_buffered("stalled") <= window
+    assert lp.b.mux.job_buffered("stalled") <= window + window // 4  # a quarter window of slack
     assert lp.a.mux.job_backlog("stalled") > 0  # the rest waits at the sender
     for i in range(50):
         lp.a.mux.enqueue("busy", "c", b"%d" % i)
@@ -213,3 +215,140 @@ def test_replayed_frames_keep_flow_control_consistent() -> None:
         if len(got) == len(msgs):
             break
     assert got == msgs
+
+
+# ---- limits an authenticated peer cannot exceed (issue 10) -----------------------------------
+
+
+def _send_raw(lp: LinkPair, *chunks: Chunk) -> bytes:
+    """What a hostile alice writes: a DATA frame with exactly these chunks."""
+    lp.a.session.send_data(chunks)
+    return b"".join(lp.a.session.data_to_send())
+
+
+def test_an_empty_chunk_that_starts_a_message_fails_the_link() -> None:
+    lp = LinkPair()
+    lp.connect()
+    with pytest.raises(ProtocolError, match="peer 'alice' started message 0 of 65535 bytes .* empty chunk"):
+        lp.b.feed(_send_raw(lp, Chunk("j", "c", 0, 0, 65535, b"")))
+    assert lp.b.session.state is State.FAILED
+    assert b"empty chunk" in lp.b.session.data_to_send()[0]  # a CLOSE tells alice why
+    with pytest.raises(ValueError, match="1..max_message_bytes"):
+        lp.a.mux.enqueue("j", "c", b"")  # an honest sender never makes one
+
+
+def test_a_message_is_charged_its_total_when_it_starts() -> None:
+    window = 100_000
+    lp = LinkPair(window=window)
+    lp.connect()
+    # One byte each, announcing 65,535: charged 65,535 each, so the second overruns the window
+    # (plus its quarter of slack) although only 2 bytes arrived.
+    first = Chunk("j", "a", 0, 0, 65535, b"x")
+    lp.b.feed(_send_raw(lp, first))
+    assert lp.b.mux.job_buffered("j") == 65535
+    with pytest.raises(ProtocolError, match="peer 'alice' overran the window of job 'j'"):
+        lp.b.feed(_send_raw(lp, Chunk("j", "b", 0, 0, 65535, b"y")))
+
+
+def test_honest_senders_charge_the_same_and_never_overrun() -> None:
+    window, chunk = 1 << 13, 1 << 10
+    lp = LinkPair(window=window, chunk=chunk, budget=1 << 12)
+    lp.connect()
+    lp.b.mux.open_job("j")
+    for i in range(10):  # small reads leave the grant just below the credit-frame threshold
+        lp.a.mux.enqueue("j", "c", b"%03d" % i)
+        lp.pump()
+        assert drain(lp.b, "j", "c") == [b"%03d" % i]
+    lp.a.mux.enqueue("j", "c", b"w" * window)  # exactly a window: needs all of it at once
+    lp.a.mux.enqueue("j", "c", b"v" * (window // 2))
+    lp.a.mux.enqueue("j", "d", b"u" * (3 * window))  # larger than a window: chunk by chunk
+    got: dict[str, list[bytes]] = {"c": [], "d": []}
+    for _ in range(100):
+        lp.pump()
+        for ch in got:
+            got[ch] += drain(lp.b, "j", ch)
+        if not lp.a.mux.has_queued and len(got["d"]) == 1:
+            break
+        lp.b.mux.set_waiting("j", "d", +1)  # the application waits for the big one
+        lp.b.mux.set_waiting("j", "d", -1)
+    assert got == {"c": [b"w" * window, b"v" * (window // 2)], "d": [b"u" * (3 * window)]}
+
+
+def test_channels_per_job_are_capped() -> None:
+    lp = LinkPair(max_channels=4)
+    lp.connect()
+    lp.b.feed(_send_raw(lp, *(Chunk("j", f"c{i}", 0, 0, 1, b"x") for i in range(4))))
+    with pytest.raises(ProtocolError, match=r"peer 'alice' exceeded link.max_channels_per_job=4 in job 'j'"):
+        lp.b.feed(_send_raw(lp, Chunk("j", "c4", 0, 0, 1, b"x")))
+
+
+def test_live_jobs_per_peer_are_capped_and_ended_jobs_do_not_count() -> None:
+    lp = LinkPair(max_jobs=3)
+    lp.connect()
+    lp.b.mux.open_job("mine")  # jobs opened here count too
+    lp.b.feed(_send_raw(lp, Chunk("j1", "c", 0, 0, 1, b"x"), Chunk("j2", "c", 0, 0, 1, b"x")))
+    assert lp.b.mux.live_jobs == 3
+    lp.b.mux.close_job("mine")
+    lp.b.feed(_send_raw(lp, Chunk("j3", "c", 0, 0, 1, b"x")))
+    with pytest.raises(ProtocolError, match=r"peer 'alice' exceeded link.max_jobs_per_peer=3: job 'j4'"):
+        lp.b.feed(_send_raw(lp, Chunk("j4", "c", 0, 0, 1, b"x")))
+
+
+def test_bytes_held_for_unopened_jobs_are_capped_per_peer() -> None:
+    lp = LinkPair(window=8192, max_unopened=10_000)
+    lp.connect()
+    lp.b.mux.open_job("open")
+    lp.b.feed(_send_raw(lp, Chunk("open", "c", 0, 0, 8000, b"o" * 8000)))  # opened: not counted
+    lp.b.feed(_send_raw(lp, *(Chunk(f"u{i}", "c", 0, 0, 3000, b"u" * 3000) for i in range(3))))
+    assert lp.b.mux.unopened_bytes == 9000
+    lp.b.mux.open_job("u0")  # opening a job takes its bytes off the budget
+    assert lp.b.mux.unopened_bytes == 6000
+    lp.b.feed(_send_raw(lp, Chunk("u3", "c", 0, 0, 3000, b"u" * 3000)))
+    with pytest.raises(ProtocolError, match=r"peer 'alice' exceeded link.max_unopened_bytes=10000"):
+        lp.b.feed(_send_raw(lp, Chunk("u4", "c", 0, 0, 2000, b"u" * 1)))
+
+
+def test_a_failed_link_keeps_unopened_data_in_the_budget_until_it_expires() -> None:
+    lp = LinkPair()
+    lp.connect()
+    lp.a.mux.enqueue("late", "c", b"last words")
+    lp.pump()
+    lp.b.mux.fail_all(PeerLost("gone"))
+    assert lp.b.mux.unopened_bytes == len(b"last words")  # still readable if opened soon
+    assert lp.b.mux.expire_unopened(now=31.0, timeout=30.0) == []  # the link already failed
+    assert lp.b.mux.unopened_bytes == 0
+    with pytest.raises(PeerLost):
+        lp.b.mux.take("late", "c")
+
+
+def test_expired_unopened_jobs_are_forgotten_and_confirmed_aborts_not_resent() -> None:
+    lp = LinkPair(max_jobs=10_000)
+    lp.connect()
+    n = _ENDED_MEMORY + 500
+    for i in range(n):
+        lp.a.mux.enqueue(f"ghost{i}", "c", b"?")
+    lp.pump()
+    assert len(lp.b.mux.expire_unopened(now=31.0, timeout=30.0)) == n
+    assert len(lp.b.mux.jobs()) <= _ENDED_MEMORY  # before: every expired job stayed forever
+    lp.pump()  # the aborts reach alice
+    lp.b.now = 31.0
+    lp.b.session.send_control(Ping(32.0))  # a PING after them; its PONG confirms them
+    lp.pump()
+    lp.disconnect()
+    before = len(lp.a.events)
+    lp.connect()
+    resent = [e for e in lp.a.events[before:] if isinstance(e, JobAbort)]
+    assert resent == []  # before: all of them again, after every reconnect
+
+
+def test_a_job_abort_naming_a_third_party_is_attributed_to_the_sender() -> None:
+    lp = LinkPair()
+    lp.connect()
+    lp.a.session.send_control(JobAbort("j", "carol", "carol cheated"))
+    lp.b.feed(b"".join(lp.a.session.data_to_send()))
+    with pytest.raises(JobAborted) as info:
+        lp.b.mux.take("j", "c")
+    assert info.value.party == "alice"
+    assert "claimed party 'carol'" in info.value.cause
+    applied = lp.b.mux.on_job_abort(JobAbort("k", "carol", "again"))
+    assert applied.party == "alice"
