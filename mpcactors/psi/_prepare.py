@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..ops._prg import Prg, stream_key
+from ._checkpoint import private_open
 from ._ecdh import POINT_BYTES, bucket_of, hash_encoded, seal_digests
 from ._source import SourceSpec
 
@@ -84,15 +85,15 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     """
     header = spec.check()
     d = Path(workdir)
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
     n_buckets = int(min(MAX_BUCKETS, max(1, -(-spec.estimate_rows() // BUCKET_TARGET))))
     bucket_key = stream_key(seed, b"psi/bucket")
     seal_key = stream_key(seed, b"psi/at-rest")
     # unbuffered: each write is a whole batch's slice anyway, and L buffers would cost L x 8 KB
-    files = [open(d / f"bucket{i:03d}.bin", "wb", buffering=0) for i in range(n_buckets)]  # noqa: SIM115
+    files = [private_open(d / f"bucket{i:03d}.bin", buffering=0) for i in range(n_buckets)]
     n_rows = 0
     try:
-        with open(d / "offsets.bin", "wb") as offs_f:
+        with private_open(d / "offsets.bin") as offs_f:
             for batch in spec.batches(BATCH_ROWS):
                 n = len(batch.keys)
                 if batch.offsets is not None:
@@ -117,9 +118,9 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     row_pos = _create(d / "row_pos.bin", n_rows)
     base = 0
     with (
-        open(d / "own_h.bin", "wb") as h_f,
-        open(d / "pos_rows.bin", "wb") as rows_f,
-        open(d / "pos_count.bin", "wb") as cnt_f,
+        private_open(d / "own_h.bin") as h_f,
+        private_open(d / "pos_rows.bin") as rows_f,
+        private_open(d / "pos_count.bin") as cnt_f,
     ):
         for i in range(n_buckets):
             path = d / f"bucket{i:03d}.bin"
@@ -151,8 +152,9 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
 
 
 def _create(path: Path, n: int) -> np.ndarray:
+    with private_open(path):  # created 0600 (memmap's "w+" keeps the file's mode)
+        pass
     if n == 0:
-        path.write_bytes(b"")
         return np.empty(0, dtype="<i8")
     return np.memmap(path, dtype="<i8", mode="w+", shape=(n,))
 
@@ -161,7 +163,7 @@ def _cumsum_file(src: Path, dst: Path, n: int, step: int) -> None:
     """dst = [0, c0, c0+c1, ...] (n+1 int64) from the n counts in src, a slice at a time."""
     counts = _map(src)
     carry = 0
-    with open(dst, "wb") as f:
+    with private_open(dst) as f:
         np.zeros(1, dtype="<i8").tofile(f)
         for s in range(0, n, step):
             part = np.cumsum(counts[s : s + step], dtype=np.int64) + carry
