@@ -95,7 +95,7 @@ def fxp_matmul(ctx: OpContext, proto: Protocol, x: Share, y: Share) -> Step[Shar
 def mul_many(
     ctx: OpContext, proto: Protocol, pairs: Sequence[tuple[Share, Share]], trunc: int | None = None
 ) -> Step[list[Share]]:
-    """Independent products in one round (then one truncation round if ``trunc`` is given).
+    """Independent products in one round (fixed-point products, ``trunc`` given: 2 rounds).
 
     ``trunc=None``: raw ring products (use when one side is an integer share); ``trunc=f``:
     fixed-point products.
@@ -112,7 +112,7 @@ def mul_many(
 def truncate_many(
     ctx: OpContext, proto: Protocol, xs: Sequence[Share], bits: int
 ) -> Step[list[Share]]:
-    """Independent truncations by ``bits`` in one round (none for 2-party semi2k)."""
+    """Independent truncations by ``bits`` in the rounds of one (semi2k 1, rep3 2)."""
     return (yield from gather(proto.truncate(ctx.child(i), x, bits) for i, x in enumerate(xs)))
 
 
@@ -204,8 +204,8 @@ def chebyshev(
         extra_bits: the results carry f + extra_bits fractional bits (coefficients encoded and
             sums rounded that finely), for callers that scale them up afterwards.
 
-    Rounds: products ceil(log2(d + 1)) levels, each 1 + trunc, + one truncation (rep3: d <= 7
-    7 rounds, d <= 15 9 rounds; semi2k 3 or 4).
+    Rounds: ceil(log2(d + 1)) product levels of 2 rounds each (fused fixed-point products),
+    + one truncation (d <= 7: semi2k 7, rep3 8).
     """
     f = proto.fxp_bits
     degree = max(len(c) for c in series) - 1

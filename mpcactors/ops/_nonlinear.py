@@ -22,12 +22,12 @@ range reduction costs the rounds of one comparison whatever the range.
   in parallel with the comparisons x < -10, x > 10 that saturate it (the select multiplies the
   out-of-range garbage by an exact integer 0). tanh(x) = 2 sigmoid(2x) - 1.
 
-Values outside a function's documented range saturate as documented (never wrap around), as
-long as the truncations in the path do not fail: truncations here see magnitudes <= 2^41 inside
-the documented ranges (failure probability <= 2^-22 per element and truncation, see ``_fxp``).
+Values outside a function's documented range saturate as documented (never wrap around):
+truncation is faithful (``_trunc.py``), so no truncation in the path fails.
 
-Round counts (semi2k with 2 holders: comparison 7, truncation 0; rep3: comparison 8,
-truncation 1) are listed per function; docs/NONLINEAR.md has the measured errors.
+Round counts (semi2k with 2 holders: comparison 7, truncation 1, fixed-point product 2; rep3:
+comparison 8, truncation 2, fixed-point product 2) are listed per function, as measured by
+tests/ops/test_nonlinear.py; docs/NONLINEAR.md has the measured errors.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def reciprocal(
     (|x| < 2^lo, including 0; and |x| >= 2^hi, where |1/x| <= 2^-hi). ``positive=True`` skips
     the negative thresholds (half the comparison work) and gives 0 for x <= 0.
 
-    Rounds: semi2k 7 + 1 + 4 + 1 = 13; rep3 8 + 2 + 9 + 2 = 21.
+    Rounds: semi2k 20, rep3 24.
     """
     t, onehot, info = yield from _recip_setup(ctx, proto, x, lo, hi, positive)
     series = [_series("recip")]
@@ -218,8 +218,8 @@ def division(
     factor (a product by a selected power of two, magnitude |x / y|) runs in parallel with the
     series of 1/u, so the quotient keeps full fixed-point precision however small 1/y is.
     Accuracy: |error| < 2e-5 + 3e-5 |x / y|. The last truncation sees |x / y| 2^(2f+1): keep
-    |x / y| < 2^5 for a failure probability < 2^-21 per element.
-    Rounds: those of :func:`reciprocal` (semi2k 13, rep3 21).
+    |x / y| < 2^25 (faithful up to |x / y| 2^(2f+1) < 2^62).
+    Rounds: semi2k 20, rep3 23 (the last product is a fused fixed-point product).
     """
     t, onehot, info = yield from _recip_setup(ctx, proto, y, lo, hi, positive)
     w = info.weights(lambda b: info.f - b - 1)
@@ -238,7 +238,7 @@ def log(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int = 1
     Method: ln x = ln u + (i + 1 - f) ln 2 with u = x 2^(f-i-1) in [0.5, 1); degree-7 Chebyshev.
     Accuracy: absolute error < 1e-4. Saturates to lo ln 2 below the range (x <= 0 included) and
     hi ln 2 above.
-    Rounds: semi2k 7 + 1 + 3 = 11; rep3 8 + 2 + 7 = 17.
+    Rounds: semi2k 16, rep3 19.
     """
     onehot, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, False)
     t = yield from _normalised(ctx.child("norm"), proto, x, onehot, info)
@@ -280,7 +280,7 @@ def sqrt(ctx: OpContext, proto: Protocol, x: Share, *, hi: int = 14) -> Step[Sha
 
     Method: sqrt x = sqrt(u) 2^((i+1-f)/2) over every bit of x (down to 1 ulp), degree-7
     Chebyshev. Accuracy: absolute error < 1e-4 + 2e-6 sqrt(x). 0 for x <= 0; 2^(hi/2) above.
-    Rounds: semi2k 7 + 1 + 3 + 1 = 12; rep3 8 + 2 + 7 + 2 = 19.
+    Rounds: semi2k 18, rep3 22.
     """
     return (yield from _root(ctx, proto, x, "sqrt", 0.5, -proto.fxp_bits, hi))
 
@@ -290,7 +290,7 @@ def rsqrt(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int =
 
     Method as :func:`sqrt` with the series of u^-1/2 (degree 9). Accuracy: relative error < 2e-5.
     Saturates to 2^(-lo/2) below the range (x <= 0 included) and 2^(-hi/2) above.
-    Rounds: as :func:`sqrt` plus one series level (semi2k 13, rep3 21).
+    Rounds: semi2k 20, rep3 24.
     """
     return (yield from _root(ctx, proto, x, "rsqrt", -0.5, lo, hi))
 
@@ -306,7 +306,7 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     comparisons; the first truncation sees |x| 2^37.5).
     The thresholds on k are 16-bit comparisons (k is a small integer): 4 lanes a word, 4 AND
     rounds.
-    Rounds: semi2k 0 + max(5, 3) + 1 = 6; rep3 1 + max(6, 7) + 2 = 10.
+    Rounds: semi2k 10, rep3 13.
     """
     f = proto.fxp_bits
     raw = proto.mul_public(x, fxp_const(proto, 1.0 / _LN2))
@@ -340,7 +340,7 @@ def sigmoid(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     Method: odd Chebyshev fit of degree 31 on [-10, 10] (``0.5 + u r(2u^2 - 1)``, u = x/10) in
     parallel with the saturation comparisons; outside [-10, 10] exactly 0 or 1.
     Accuracy: absolute error < 1e-4 everywhere (fit 3.2e-5, saturation 4.6e-5, rounding).
-    Rounds: semi2k max(7, 6) + 1 = 8; rep3 max(8, 14) + 1 = 15.
+    Rounds: semi2k 15, rep3 18.
     """
     f = proto.fxp_bits
     tt = _SIGMOID_T
