@@ -4,6 +4,10 @@ Keys are EC P-256 (fast, and what TLS 1.3 in Python's ssl takes everywhere). Eac
 certificate names the party as subject CN and as its only DNS subjectAltName -- that is the
 identity the link layer checks -- and may serve as TLS server and client. Private keys are
 written with mode 0600 (created so, never widened, never through a symlink).
+
+:class:`PartyCredentials` lets protocols sign application messages with the same certified key
+(ECDSA P-256 / SHA-256) and check a peer's signature against the cluster CA and the party name,
+so a relay (e.g. a secure-aggregation server) cannot substitute what a party said.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -23,7 +28,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ._config import ClusterConfig
 from ._errors import ConfigError
 
-__all__ = ["CertificateAuthority", "generate_certs", "issue_party_cert", "make_ca", "write_key"]
+__all__ = [
+    "CertificateAuthority",
+    "PartyCredentials",
+    "generate_certs",
+    "issue_party_cert",
+    "make_ca",
+    "write_key",
+]
 
 DEFAULT_VALID_DAYS = 3650
 
@@ -182,3 +194,91 @@ def generate_certs(config: ClusterConfig, out_dir: Path | None = None) -> list[P
         write_key(key_path, key)
         written += [cert_path, key_path]
     return written
+
+
+@dataclasses.dataclass(frozen=True)
+class PartyCredentials:
+    """A party's certified key (to sign) and the cluster CA (to check other parties' signatures).
+
+    Attributes:
+        party: this party's name (its certificate's CN and DNS subjectAltName).
+        key: the party's private key (EC P-256).
+        cert: the party's certificate, issued by ``ca``.
+        ca: the cluster CA certificate.
+    """
+
+    party: str
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    ca: x509.Certificate
+
+    @classmethod
+    def load(cls, config: ClusterConfig, party: str) -> PartyCredentials | None:
+        """The credentials the config's TLS paths name for ``party``; None without ``[tls]``.
+
+        Raises:
+            ConfigError: the files are missing or unreadable, or not an EC key and certificates.
+        """
+        if config.tls is None:
+            return None
+        where = str(config.path) if config.path else None
+        entry = next((p for p in config.parties if p.name == party), None)
+        if entry is None or entry.cert is None or entry.key is None:
+            raise ConfigError("missing cert/key path", file=where, key=f"parties.{party}")
+        try:
+            key = serialization.load_pem_private_key(entry.key.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(entry.cert.read_bytes())
+            ca = x509.load_pem_x509_certificate(config.tls.ca_cert.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load the TLS files of {party!r}: {exc}", file=where,
+                              key=f"parties.{party}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"the key of {party!r} is not an EC key", file=where,
+                              key=f"parties.{party}.key")
+        return cls(party, key, cert, ca)
+
+    def sign(self, data: bytes) -> tuple[bytes, bytes]:
+        """``(certificate DER, ECDSA-SHA256 signature of data)``: what a receiver checks."""
+        return (
+            self.cert.public_bytes(serialization.Encoding.DER),
+            self.key.sign(data, ec.ECDSA(hashes.SHA256())),
+        )
+
+    def verify(self, party: str, cert_der: bytes, signature: bytes, data: bytes) -> None:
+        """Check that ``party`` signed ``data``: its certificate is issued by the cluster CA,
+        valid now, names exactly ``party``, and its key made ``signature``.
+
+        Raises:
+            ValueError: any check fails (the message says which).
+        """
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+        except ValueError as exc:
+            raise ValueError(f"not a certificate: {exc}") from None
+        try:
+            cert.verify_directly_issued_by(self.ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise ValueError(
+                f"the certificate is not issued by the cluster CA ({self.ca.subject.rfc4514_string()})"
+            ) from None
+        now = _now()
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ValueError(
+                f"the certificate is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d} "
+                f"to {cert.not_valid_after_utc:%Y-%m-%d})"
+            )
+        cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        try:
+            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            sans = ext.value.get_values_for_type(x509.DNSName)
+        except x509.ExtensionNotFound:
+            sans = []
+        if cns != [party] or sans != [party]:
+            raise ValueError(f"the certificate names CN={cns!r} SAN={sans!r}, not {party!r}")
+        public = cert.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise ValueError("the certificate's key is not an EC key")  # noqa: TRY004 - one error type for callers
+        try:
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, TypeError):
+            raise ValueError("the signature does not verify with the certificate's key") from None

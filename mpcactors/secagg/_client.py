@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from .._certs import PartyCredentials
 from .._errors import AggregationError
 from ._masking import expand_mask, label, pair_seed, seal, self_mask_key, unseal
 from ._protocol import ABORT, SecAggParams, Stage, check_names, field, ring_neighbours
@@ -72,6 +73,14 @@ def _raw_private(key: X25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
+def advertised_keys_message(
+    params: SecAggParams, party: str, c_pk: bytes, s_pk: bytes, sig_pk: bytes | None
+) -> bytes:
+    """What a client signs with its certified key at ADVERTISE_KEYS: job, tag, its name and its
+    public keys (fixed 32-byte fields, so the encoding is unambiguous)."""
+    return label("advertised-keys", params.job, params.tag, party) + c_pk + s_pk + (sig_pk or b"")
+
+
 def consistency_message(params: SecAggParams, survivors: frozenset[str]) -> bytes:
     """What every client signs in CONSISTENCY_CHECK: the job, the tag and the sorted U3."""
     return label("consistency", params.job, params.tag, *sorted(survivors))
@@ -84,6 +93,8 @@ class SecAggClient:
         params: the agreed parameters.
         party: this client's name.
         vector: this client's 1-D input (quantised at once; the float copy is not kept).
+        credentials: this party's certified key and the cluster CA; required when
+            ``params.signed_keys`` (sign our keys, check everyone else's).
 
     Attributes:
         state: the current :class:`ClientState`.
@@ -91,7 +102,19 @@ class SecAggClient:
         revealed: after UNMASKING, ``(b-share owners, s^SK-share owners)``: what this client gave.
     """
 
-    def __init__(self, params: SecAggParams, party: str, vector: Any) -> None:
+    def __init__(
+        self,
+        params: SecAggParams,
+        party: str,
+        vector: Any,
+        credentials: PartyCredentials | None = None,
+    ) -> None:
+        if params.signed_keys and (credentials is None or credentials.party != party):
+            raise AggregationError(
+                f"client {party!r}: signed keys need this party's certified key and the "
+                "cluster CA (the config's [tls] paths)"
+            )
+        self._credentials = credentials if params.signed_keys else None
         arr = np.asarray(vector)
         if arr.ndim != 1:
             raise AggregationError(
@@ -122,14 +145,20 @@ class SecAggClient:
         if self.state is not ClientState.IDLE:
             self._refuse("start", "start() may be called once")
         self.state = ClientState.ADVERTISED
-        return {
+        c_pk, s_pk = _raw_public(self._c_key), _raw_public(self._s_key)
+        sig_pk = _raw_public(self._sig_key) if self._sig_key else None
+        msg: dict[str, Any] = {
             "stage": Stage.ADVERTISE_KEYS.value,
-            "c_pk": _raw_public(self._c_key),
-            "s_pk": _raw_public(self._s_key),
-            "sig_pk": _raw_public(self._sig_key) if self._sig_key else None,
+            "c_pk": c_pk,
+            "s_pk": s_pk,
+            "sig_pk": sig_pk,
             "length": int(self._q.shape[0]),
             "params": self.params.wire(),
         }
+        if self._credentials is not None:
+            text = advertised_keys_message(self.params, self.party, c_pk, s_pk, sig_pk)
+            msg["cert"], msg["key_sig"] = self._credentials.sign(text)
+        return msg
 
     def receive(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Handle one server message; return the reply to send to the server.
@@ -193,6 +222,10 @@ class SecAggClient:
             if set(sig_keys) != set(u1) or not all(isinstance(k, bytes) for k in sig_keys.values()):
                 raise AggregationError("the roster's signature keys do not match its clients")
             self._sig_pub = dict(sig_keys)
+        if self._credentials is not None:
+            # Every key we will use: our neighbours' (and, with the consistency check, every
+            # signer's) must be what that party signed with its certificate.
+            self._check_attested(msg, keys, u1 if p.consistency_check else self._neighbours)
         xs = {v: self._x(v) for v in self._neighbours | {me}}
         sk_int = int.from_bytes(_raw_private(self._s_key), "big")
         b_int = int.from_bytes(self._b_seed, "big")
@@ -289,6 +322,38 @@ class SecAggClient:
                 Ed25519PublicKey.from_public_bytes(self._sig_pub[v]).verify(sig, text)
             except (InvalidSignature, ValueError, KeyError):
                 raise AggregationError(f"the signature of U3 by {v!r} does not verify") from None
+
+    def _check_attested(
+        self, msg: Mapping[str, Any], keys: Mapping[str, Any], parties: frozenset[str]
+    ) -> None:
+        """Each party's relayed keys carry its signature under a cluster-CA certificate.
+
+        Raises:
+            AggregationError: names the party whose keys fail (substituted by the server, or
+                signed by a certificate that is not that party's from the cluster CA).
+        """
+        credentials = self._credentials
+        if credentials is None:
+            return
+        attest = field(msg, "attest", dict, "server")
+        for v in sorted(parties - {self.party}):
+            pair, att = keys.get(v), attest.get(v)
+            try:
+                if not (isinstance(pair, list) and len(pair) == 2
+                        and all(isinstance(k, bytes) for k in pair)):
+                    raise ValueError("the roster lacks its public keys")
+                if not (isinstance(att, list) and len(att) == 2
+                        and all(isinstance(a, bytes) for a in att)):
+                    raise ValueError("the roster lacks its certificate and signature")
+                sig_pk = self._sig_pub.get(v) if self.params.consistency_check else None
+                text = advertised_keys_message(self.params, v, pair[0], pair[1], sig_pk)
+                credentials.verify(v, att[0], att[1], text)
+            except ValueError as exc:
+                raise AggregationError(
+                    f"client {self.party!r}: the public keys the server relayed for {v!r} are not "
+                    f"signed by {v!r}'s cluster certificate ({exc}): the server may have "
+                    "substituted them; refusing to continue"
+                ) from None
 
     def _require(self, ok: bool, what: str) -> None:
         if not ok:

@@ -74,7 +74,10 @@ class SecAggParams:
         threshold: t, the fewest clients every stage needs and the shares that rebuild a secret.
         quantizer: clip range, fractional bits and ring size.
         neighbours: SecAgg+ graph degree k (even); None for the complete graph (SecAgg).
-        consistency_check: run the signed CONSISTENCY_CHECK stage.
+        consistency_check: run the signed CONSISTENCY_CHECK stage (needs threshold > n/2).
+        signed_keys: every client signs its advertised public keys with its certified party
+            key, and every client checks the keys the server relays against the cluster CA
+            (on whenever the cluster has a PKI, i.e. a ``[tls]`` section).
     """
 
     job: str
@@ -83,6 +86,7 @@ class SecAggParams:
     quantizer: Quantizer
     neighbours: int | None = None
     consistency_check: bool = False
+    signed_keys: bool = False
 
     def __post_init__(self) -> None:
         t = self.threshold
@@ -122,19 +126,26 @@ class SecAggParams:
             "ring_bits": q.ring_bits,
             "neighbours": self.neighbours,
             "consistency_check": self.consistency_check,
+            "signed_keys": self.signed_keys,
         }
 
     def check_clients(self, clients: Sequence[str]) -> None:
         """Validate the client list against the threshold.
 
         Raises:
-            ConfigError: repeated names, or fewer clients than the threshold.
+            ConfigError: repeated names, fewer clients than the threshold, or (with the
+                consistency check) a threshold of at most half the clients.
         """
         if len(set(clients)) != len(clients):
             raise ConfigError(f"client names repeat: {list(clients)!r}", key="clients")
-        if len(clients) < self.threshold:
+        n, t = len(clients), self.threshold
+        if n < t:
+            raise ConfigError(f"threshold {t} exceeds the number of clients {n}", key="threshold")
+        if self.consistency_check and 2 * t <= n:
             raise ConfigError(
-                f"threshold {self.threshold} exceeds the number of clients {len(clients)}",
+                f"threshold {t} with {n} clients: the consistency check needs threshold > n/2 "
+                f"(at least {n // 2 + 1}), else a server could run two disjoint halves of the "
+                "clients as two aggregations with different survivor sets",
                 key="threshold",
             )
 

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from .._certs import PartyCredentials
 from .._errors import AggregationError, ConfigError, LinkError
 from .._log import get_logger
 from ._client import ClientState, SecAggClient
@@ -153,9 +154,12 @@ async def secure_aggregate(
     dropout_after: str | None = None,
 ) -> AggregationReport:
     """:func:`secure_sum` returning an :class:`AggregationReport` (survivors, timings)."""
+    config = getattr(node, "config", None)
+    credentials = PartyCredentials.load(config, node.party) if config is not None else None
     params = SecAggParams(
         job=job, tag=tag, threshold=threshold, quantizer=Quantizer(clip, frac_bits, ring_bits),
         neighbours=neighbours, consistency_check=consistency_check,
+        signed_keys=credentials is not None,
     )  # fmt: skip
     role = _check_roles(node, server, clients, stage_timeout_s)
     params.check_clients(clients)
@@ -173,7 +177,7 @@ async def secure_aggregate(
         if vector is None:
             raise AggregationError(f"client {node.party!r} passed no vector")
         report = await _participate(
-            node, params, server, vector, stage_timeout_s, dropout_after, log
+            node, params, server, vector, stage_timeout_s, dropout_after, log, credentials
         )
     return dataclasses.replace(report, seconds=time.perf_counter() - started)
 
@@ -296,8 +300,9 @@ async def _participate(
     timeout: float,
     dropout_after: str | None,
     log: Any,
+    credentials: PartyCredentials | None,
 ) -> AggregationReport:
-    machine = SecAggClient(params, node.party, vector)
+    machine = SecAggClient(params, node.party, vector, credentials)
     if machine.clipped:
         log.warning("input clipped", elements=machine.clipped, clip=params.quantizer.clip)
     channel = node.channel(server, params.job, params.tag)

@@ -164,6 +164,9 @@ class SecAggServer:
             check_public_key(msg[name], name, client)
         if self.params.consistency_check and len(field(msg, "sig_pk", bytes, client)) != 32:
             raise AggregationError(f"sig_pk from {client!r} is not a 32-byte Ed25519 key")
+        if self.params.signed_keys:  # (the clients check the signature; the server relays it)
+            field(msg, "cert", bytes, client)
+            field(msg, "key_sig", bytes, client)
         if field(msg, "length", int, client) < 0:
             raise AggregationError(f"length from {client!r} is negative")
         if msg.get("params") != self.params.wire():
@@ -224,15 +227,19 @@ class SecAggServer:
         self._order = tuple(order)
         self._graph = ring_neighbours(self._order, self.params.neighbours)
         out = {}
+        signed, check = self.params.signed_keys, self.params.consistency_check
         for u in order:
-            near = sorted(self._graph[u] | {u})
+            # with signed keys and the check, a client verifies every signer's keys: send all
+            shown = order if signed and check else sorted(self._graph[u] | {u})
             msg: dict[str, Any] = {
                 "stage": Stage.SHARE_KEYS.value,
                 "order": list(order),
-                "keys": {v: [self._keys[v]["c_pk"], self._keys[v]["s_pk"]] for v in near},
+                "keys": {v: [self._keys[v]["c_pk"], self._keys[v]["s_pk"]] for v in shown},
             }
-            if self.params.consistency_check:
+            if check:
                 msg["sig_keys"] = {v: self._keys[v]["sig_pk"] for v in order}
+            if signed:
+                msg["attest"] = {v: [self._keys[v]["cert"], self._keys[v]["key_sig"]] for v in shown}
             out[u] = msg
         return out
 

@@ -13,9 +13,11 @@ from mpcactors.link import MemoryNetwork, open_node
 SERVER = "server"
 
 
-async def run_cluster(parties: list[str], fn: Callable[[Any], Awaitable[Any]]) -> dict[str, Any]:
+async def run_cluster(
+    parties: list[str], fn: Callable[[Any], Awaitable[Any]], cfg: ClusterConfig | None = None
+) -> dict[str, Any]:
     """Run ``fn(node)`` at every party on in-memory nodes; MpcErrors become results."""
-    net, cfg = MemoryNetwork(), ClusterConfig.local(parties)
+    net, cfg = MemoryNetwork(), cfg or ClusterConfig.local(parties)
     out: dict[str, Any] = {}
 
     async def one(party: str) -> None:

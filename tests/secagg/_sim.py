@@ -25,6 +25,7 @@ def simulate(
     *,
     dropout_after: Mapping[str, str] | None = None,
     own: np.ndarray | None = None,
+    credentials: Mapping[str, Any] | None = None,
 ) -> tuple[SecAggServer, dict[str, SecAggClient], dict[tuple[str, str], Any]]:
     """Run one aggregation; ``dropout_after[c]`` = the last stage client c answers.
 
@@ -33,7 +34,8 @@ def simulate(
     """
     drops = dict(dropout_after or {})
     server = SecAggServer(params, list(vectors), own)
-    clients = {c: SecAggClient(params, c, v) for c, v in vectors.items()}
+    creds = credentials or {}
+    clients = {c: SecAggClient(params, c, v, creds.get(c)) for c, v in vectors.items()}
     log: dict[tuple[str, str], Any] = {}
     gone = {c for c, s in drops.items() if s == START}
 
