@@ -50,14 +50,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
 from .._errors import JobAborted, MpcError, ProtocolError
 from ._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, Chunk, Credit, Data, JobAbort
 
-__all__ = ["JobCounters", "Mux"]
+__all__ = ["JobCounters", "Mux", "detached"]
 
 _ENTRY_OVERHEAD: Final = 16  # msgpack bytes of an entry besides its job and channel names
 _ENDED_MEMORY: Final = 4096  # ended job ids remembered, to drop their late data quietly
@@ -73,6 +73,24 @@ class JobCounters:
     messages_received: int = 0
     frames_sent: int = 0
     frames_received: int = 0
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def detached(error: _E) -> _E:
+    """``error`` without the frames it was raised through (and those of its causes).
+
+    A remembered error must not keep the received frame that caused it alive: its traceback
+    holds the reader's locals, a chunk and the buffer of a whole frame.
+    """
+    e: BaseException | None = error
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return error
 
 
 class _OutChannel:
@@ -219,7 +237,7 @@ class Mux:
         in the unopened budget until they expire); the caller drops them otherwise.
         """
         before = self._held(job)
-        job.error, job.drain_first = error, drain_first
+        job.error, job.drain_first = detached(error), drain_first
         self._live -= 1
         self._unopened_held += self._held(job) - before
         self._ended[job.name] = None

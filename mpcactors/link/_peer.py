@@ -44,7 +44,7 @@ from .._config import ClusterConfig, WanProfile
 from .._errors import AuthenticationError, LinkError, PeerLost, PeerUnavailable, ProtocolError
 from .._log import get_logger
 from ._frames import NEED_DATA, Credit, Data, JobAbort, Ping, Pong
-from ._mux import Mux
+from ._mux import Mux, detached
 from ._session import Established, PeerClosed, Session
 from ._stats import JobLinkStatistics, LinkStatistics
 from ._transport import (
@@ -258,7 +258,7 @@ class PeerLink:
                 self._log.info("link closed by peer", reason=str(error))
             else:
                 self._log.warning("link failed", error=str(error))
-        self.failure = error
+        self.failure = error = detached(error)
         self.mux.fail_all(error)
         self._retire_session()
         self._wake_all()

@@ -10,7 +10,7 @@ import trio
 
 from mpcactors import JobAborted, ProtocolError
 from mpcactors.link import MemoryNetwork, open_node
-from mpcactors.link._frames import NEED_DATA
+from mpcactors.link._frames import NEED_DATA, JobAbort
 from mpcactors.link._session import Session
 
 from ._helpers import memory_cluster
@@ -106,3 +106,22 @@ async def test_messages_for_a_job_never_opened_abort_the_senders_job(
             await ch.receive()
         assert info.value.party == "bob"
         assert 3.0 <= trio.current_time() - t0 <= 4.5
+
+
+@pytest.mark.trio
+async def test_a_job_abort_blaming_a_third_party_is_attributed_to_the_sender(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    cfg = memory_cluster(("alice", "bob", "carol"))
+    net = MemoryNetwork()
+    seen: list[tuple[str, str, str]] = []
+    async with open_node(cfg, "bob", network=net, wait_connected=False,
+                         on_job_abort=lambda *a: seen.append(a)) as bob:  # fmt: skip
+        ch = bob.channel("alice", "j", "c")
+        stream, session = await _handshake_as(net, "alice", "bob")
+        session.send_control(JobAbort("j", "carol", "carol cheated"))
+        await stream.send(b"".join(session.data_to_send()))
+        with anyio.fail_after(5), pytest.raises(JobAborted) as info:
+            await ch.receive()
+        assert info.value.party == "alice"
+        assert seen == [("j", "alice", "carol cheated (the JOB_ABORT claimed party 'carol')")]
