@@ -41,6 +41,8 @@ from ._graph import Graph, OpNode, OpState
 __all__ = ["Executor", "JobState", "JobStatistics", "PeerJobStatistics"]
 
 CHANNEL = "mpc"
+MAX_OPS_AHEAD = 1 << 20  # a peer's messages may address ops this far beyond our graph
+MAX_ROUNDS_AHEAD = 1 << 12  # ... and rounds this far beyond the op's current round
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,6 +163,20 @@ class Executor:
                 self.fail_job(job, ProtocolError(f"malformed executor entry from {peer!r}", peer=peer))
                 return
             op_id, rnd, depth, payload = item
+            # Bound the mailbox: an entry must be for an op not finished, at a round it has not
+            # taken yet, and not absurdly far ahead of our graph or of the op's round.
+            node = nodes[op_id] if 0 <= op_id < len(nodes) else None
+            current = node.round if node is not None else 0
+            stale = node is not None and node.state in (OpState.DONE, OpState.FAILED)
+            if min(op_id, rnd, depth) < 0 or op_id >= len(nodes) + MAX_OPS_AHEAD or stale or not (
+                current <= rnd < current + MAX_ROUNDS_AHEAD
+            ):
+                self.fail_job(job, ProtocolError(
+                    f"message for op {op_id} round {rnd} from {peer!r} in job {job.id!r}: the "
+                    f"graph has {len(nodes)} ops" + (f", that op is {node.state.value} at round "
+                    f"{node.round}" if node is not None else "") + f" (at most {MAX_OPS_AHEAD} "
+                    f"ops and {MAX_ROUNDS_AHEAD} rounds ahead)", peer=peer))  # fmt: skip
+                return
             box = job.mailbox[(op_id, rnd)]
             if peer in box:
                 self.fail_job(job, ProtocolError(f"duplicate message {op_id}/{rnd} from {peer!r}", peer=peer))
