@@ -352,3 +352,15 @@ def test_a_job_abort_naming_a_third_party_is_attributed_to_the_sender() -> None:
     assert "claimed party 'carol'" in info.value.cause
     applied = lp.b.mux.on_job_abort(JobAbort("k", "carol", "again"))
     assert applied.party == "alice"
+
+
+def test_a_frame_header_cannot_cost_more_than_its_bounded_decode() -> None:
+    from mpcactors.link._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, FrameDecoder
+
+    too_many = Data(1, 0, tuple(Chunk("j", "c", i, 0, 1, b"x") for i in range(MAX_FRAME_CHUNKS + 1)))
+    long_name = Data(1, 0, (Chunk("j" * (MAX_NAME_CHARS + 1), "c", 0, 0, 1, b"x"),))
+    for frame in (too_many, long_name, JobAbort("j" * (MAX_NAME_CHARS + 1), "alice", "x")):
+        decoder = FrameDecoder(1 << 26)
+        decoder.receive_data(frame_bytes(frame))
+        with pytest.raises(ProtocolError, match="malformed frame"):
+            decoder.next_frame()
