@@ -75,6 +75,7 @@ class ExtReceiver:
         self._g1 = ColumnPrg(k1)
         self.rows_done = 0
         self._sc = _Scratch()
+        self.hash = RowHash(b"iknp/rot")
 
     def rows(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(U, T)`` for the next ``len(codes)`` rows (at most :data:`MAX_ROWS`).
@@ -112,6 +113,7 @@ class ExtSender:
         self._g = ColumnPrg(keys)
         self.rows_done = 0
         self._sc = _Scratch()
+        self.hash = RowHash(b"iknp/rot")
 
     def rows(self, u: np.ndarray) -> np.ndarray:
         """``Q`` for the next ``len(u)`` rows: ``Q_j = T_j ^ (c_j & delta)`` (a new array)."""
@@ -174,15 +176,6 @@ def _shape(x: object) -> str:
     return f"an array {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
 
 
-_ROT_HASH: list[RowHash] = []
-
-
-def _rot_hash() -> RowHash:
-    if not _ROT_HASH:
-        _ROT_HASH.append(RowHash(b"iknp/rot"))
-    return _ROT_HASH[0]
-
-
 def _choice_codes(choices: np.ndarray, width: int) -> np.ndarray:
     r = np.asarray(choices).astype(bool).reshape(-1)
     return np.where(r[:, None], np.uint8(0xFF), np.uint8(0)).astype(np.uint8).repeat(width // 8, axis=1)
@@ -193,19 +186,19 @@ def rot_receive(peer: str, rcv: ExtReceiver, choices: np.ndarray, nbytes: int = 
     first = rcv.rows_done
     codes = _choice_codes(choices, rcv.width)
     t = yield from extend_receive(peer, rcv, codes)
-    return _hash(t, first, nbytes)
+    return _hash(rcv.hash, t, first, nbytes)
 
 
 def rot_send(peer: str, snd: ExtSender, m: int, nbytes: int = 16) -> Step[tuple[np.ndarray, np.ndarray]]:
     """Random OT, sender: ``(x0, x1)``, each ``(m, nbytes)`` uint8."""
     first = snd.rows_done
     q = yield from extend_send(peer, snd, m)
-    return _hash(q, first, nbytes), _hash(q ^ snd.delta, first, nbytes)
+    return _hash(snd.hash, q, first, nbytes), _hash(snd.hash, q ^ snd.delta, first, nbytes)
 
 
-def _hash(rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
+def _hash(h: RowHash, rows: np.ndarray, first: int, nbytes: int) -> np.ndarray:
     idx = np.arange(first, first + rows.shape[0], dtype=np.uint64)
-    return _rot_hash()(rows, idx, -(-nbytes // 16))[:, :nbytes]
+    return h(rows, idx, -(-nbytes // 16))[:, :nbytes]
 
 
 def ot_send(peer: str, snd: ExtSender, m0: np.ndarray, m1: np.ndarray) -> Step[None]:

@@ -22,7 +22,9 @@ OT, ``w`` of them) and *used* by rows (one row per extended OT). Three kernels d
   the code word's blocks), with Guo et al.'s tweak added. All AES runs as ECB ``update_into`` over
   whole chunks.
 
-Buffers are allocated once per object and reused while the chunk size does not grow.
+Buffers are allocated once per object and reused while the chunk size does not grow. No state
+is shared between objects: concurrent jobs in worker threads each own their ciphers and buffers
+(an OpenSSL cipher context used from two threads at once fails with "Already borrowed").
 """
 
 from __future__ import annotations
@@ -54,9 +56,6 @@ class _Scratch:
         return buf[:n]
 
 
-_TRANSPOSE_SCRATCH = _Scratch()
-
-
 def transpose_bits(mat: np.ndarray, out: np.ndarray | None = None,
                    scratch: _Scratch | None = None) -> np.ndarray:
     """Transpose an ``(r, c/8)`` uint8 bit matrix (rows of ``c`` bits) into ``(c, r/8)``.
@@ -65,7 +64,7 @@ def transpose_bits(mat: np.ndarray, out: np.ndarray | None = None,
         mat: ``r`` rows of ``c`` bits, LSB-first packed; ``r`` and ``c`` multiples of 8. May be a
             view with a row stride (e.g. the columns of a :class:`ColumnPrg` buffer).
         out: a ``(c, r/8)`` uint8 array to write into (allocated when None).
-        scratch: reusable buffers (a module-wide one when None; pass your own per thread).
+        scratch: reusable buffers (fresh ones when None); never share one between threads.
 
     Returns:
         ``out``: bit ``j`` of row ``i`` of ``out`` is bit ``i`` of row ``j`` of ``mat``.
@@ -73,7 +72,7 @@ def transpose_bits(mat: np.ndarray, out: np.ndarray | None = None,
     r, cb = mat.shape
     if r % 8:
         raise ValueError(f"transpose_bits needs a multiple of 8 rows, not {r}")
-    sc = scratch or _TRANSPOSE_SCRATCH
+    sc = scratch or _Scratch()
     rb = r // 8
     if out is None:
         out = np.empty((cb * 8, rb), dtype=np.uint8)

@@ -75,21 +75,13 @@ class PseudoRandomCode:
         return out.reshape(n, 16 * _BLOCKS)
 
 
-_HASH: list[RowHash] = []
-
-
-def _prf_hash() -> RowHash:
-    if not _HASH:
-        _HASH.append(RowHash(b"kkrt/oprf"))
-    return _HASH[0]
-
-
 class KkrtReceiver:
     """The OPRF receiver: encodes its inputs row by row; its output for row j is ``H(j, T_j)``."""
 
     def __init__(self, ext: ExtReceiver, code: PseudoRandomCode) -> None:
         self.ext = ext
         self.code = code
+        self.hash = RowHash(b"kkrt/oprf")
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For the next ``len(x)`` rows (<= 2^16): ``(U, outputs)``; ``U`` goes to the sender.
@@ -103,7 +95,7 @@ class KkrtReceiver:
         first = self.ext.rows_done
         u, t = self.ext.rows(self.code(x))
         idx = np.arange(first, first + x.shape[0], dtype=np.uint64)
-        return u, _prf_hash()(t, idx)
+        return u, self.hash(t, idx)
 
 
 class KkrtSender:
@@ -112,6 +104,7 @@ class KkrtSender:
     def __init__(self, ext: ExtSender, code: PseudoRandomCode) -> None:
         self.ext = ext
         self.code = code
+        self.hash = RowHash(b"kkrt/oprf")
 
     def absorb(self, u: np.ndarray) -> tuple[int, np.ndarray]:
         """``(first row index, Q rows)`` for the next ``len(u)`` rows of the receiver."""
@@ -130,7 +123,7 @@ class KkrtSender:
         v = self.code(y)
         v &= self.ext.delta
         v ^= q[rows]
-        return _prf_hash()(v, np.asarray(rows, dtype=np.uint64) + np.uint64(first))
+        return self.hash(v, np.asarray(rows, dtype=np.uint64) + np.uint64(first))
 
 
 def coin_toss(peer: str, nbytes: int = 16) -> Step[bytes]:
