@@ -48,8 +48,8 @@ async def drive(step: Step[Any], channel: Any, peer: str,
             raise PsiError(f"a KKRT step addressed parties other than {peer!r}")
         got: dict[str, Any] = {}
 
-        async def receive() -> None:
-            got[peer] = await channel.receive()
+        async def receive(into: dict[str, Any] = got) -> None:
+            into[peer] = await channel.receive()
 
         async with anyio.create_task_group() as tg:
             if ex.recv:
