@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 
 from ._config import ClusterConfig, WanProfile
-from ._errors import ConfigError, JobAborted, JobTimeout, MpcError, PeerLost
+from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
 from .link import open_node as open_link
 from .ops._registry import make_protocol
-from .scheduler._executor import CHANNEL, Executor, JobState
+from .scheduler._executor import Executor, JobState
 from .scheduler._job import Job, JobSettings
 from .scheduler._tensor import SecretTensor
 
@@ -128,7 +128,7 @@ class Node:
             async with anyio.create_task_group() as tg:
                 scope = tg.cancel_scope
                 for peer in state.peers:
-                    tg.start_soon(self._receive, state, peer)
+                    tg.start_soon(self._executor.receive, state, peer)
 
                 async def main() -> None:
                     nonlocal result
@@ -177,19 +177,6 @@ class Node:
                 )
                 self._executor.fail_job(state, JobTimeout(state.id, idle_timeout, self.party, detail))
 
-    async def _receive(self, state: JobState, peer: str) -> None:
-        ch = self.link.channel(peer, state.id, CHANNEL)
-        while True:
-            try:
-                message = await ch.receive()
-            except PeerLost as exc:  # fails only the ops that still wait for this peer
-                self._executor.peer_gone(state, peer, exc)
-                return
-            except MpcError as exc:
-                self._executor.fail_job(state, exc)
-                return
-            self._executor.deliver(state.id, peer, message)
-
     async def psi(self, **kwargs: Any) -> Any:
         """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``."""
         from .psi import run_psi
@@ -214,7 +201,8 @@ async def open_node(
     *,
     network: Any = None,
     wan: WanProfile | None = None,
-    tick_budget_s: float = 0.05,
+    tick_budget_s: float = 0.005,
+    compute_threads: int | anyio.CapacityLimiter | None = None,
     **link_options: Any,
 ) -> AsyncIterator[Node]:
     """Start a party's runtime node; connect to every peer.
@@ -225,6 +213,9 @@ async def open_node(
         network: None for TCP+TLS from the config; a ``mpcactors.link.MemoryNetwork`` shared by
             all nodes of one process for in-memory simulation.
         wan: WAN emulation profile (one-way latency, bandwidth, jitter) for every link.
+        tick_budget_s: the executor yields to the event loop after this much inline work.
+        compute_threads: worker threads for big op steps (default: the config's
+            ``[runtime] compute_threads``, or the CPU count).
 
     Raises:
         ConfigError: ``party`` is not in the config.
@@ -233,7 +224,14 @@ async def open_node(
     if party not in config.party_names:
         raise ConfigError(f"party {party!r} is not in the cluster {list(config.party_names)}", key="parties")
     async with open_link(config, party, network=network, wan=wan, **link_options) as link:
-        executor = Executor(link, party, tick_budget_s=tick_budget_s)
+        threads = compute_threads or config.runtime.compute_threads or None
+        executor = Executor(
+            link,
+            party,
+            tick_budget_s=tick_budget_s,
+            compute_threads=threads,
+            mailbox_bytes=config.link.job_window_bytes,
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(executor.serve)
             try:

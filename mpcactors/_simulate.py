@@ -9,6 +9,7 @@ minus TCP and TLS.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -39,7 +40,9 @@ def simulate(
         **options: ``fxp_bits`` (default 18), ``dealer`` (semi2k: a party name or
             "trusted-first-party"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
-            for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program.
+            for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
+            ``compute_threads`` (worker threads for big op steps, shared by all parties of the
+            simulation; default: the CPU count).
 
     Raises:
         ConfigError: unknown protocol or option, missing dealer.
@@ -63,6 +66,7 @@ async def simulate_async(
     job: str = "sim",
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
+    compute_threads: int | None = None,
 ) -> dict[str, Any]:
     """:func:`simulate` inside a running event loop (trio or asyncio)."""
     from .link import MemoryNetwork
@@ -77,12 +81,18 @@ async def simulate_async(
     wan = WanProfile(latency_ms, bandwidth_mbps, jitter_ms)
     config = ClusterConfig.local(names, cluster_id="simulation", protocol=protocol, fxp_bits=fxp_bits, dealer=dealer, wan=wan)
     network = MemoryNetwork()
+    threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)
+    if threads < 1:
+        raise ConfigError(f"compute_threads must be at least 1, not {compute_threads!r}", key="compute_threads")
+    limiter = anyio.CapacityLimiter(threads)  # one pool for every party: they share the cores
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
 
     async def party(name: str) -> None:
         try:
-            async with open_node(config, name, network=network, wan=wan if wan.enabled else None) as node:
+            async with open_node(
+                config, name, network=network, wan=wan if wan.enabled else None, compute_threads=limiter
+            ) as node:
                 results[name] = await node.run(
                     program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout, **(kwargs or {})
                 )

@@ -23,6 +23,7 @@ A failing step fails its job only: the job's waiters wake with the error, its pe
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import types
 from collections import defaultdict
@@ -30,8 +31,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import numpy as np
 
-from .._errors import JobAborted, JobError, MpcError, ProtocolError
+from .._errors import JobAborted, JobError, MpcError, PeerLost, ProtocolError
 from .._log import get_logger
 from ..ops._comm import Exchange
 from ..ops._context import OpContext
@@ -99,6 +103,8 @@ class JobState:
         self.last_progress = anyio.current_time()  # a message arrived or an op finished
         self.idle = anyio.Event()
         self.idle.set()
+        self.held: dict[str, int] = defaultdict(int)  # mailbox bytes per peer, not yet taken
+        self.mailbox_moved = anyio.Event()  # set when the mailbox shrinks or an op blocks
 
     def context(self, node: OpNode) -> OpContext:
         seeds = self.seeds if self.seeds is not None else {}
@@ -111,17 +117,40 @@ class Executor:
     Args:
         link: a link node (``mpcactors.link``) providing ``channel(peer, job, name)``.
         party: this party's name.
-        tick_budget_s: when one tick computes longer than this, messages produced so far are
-            flushed early so peers can start on the critical path.
+        tick_budget_s: inline stepping longer than this flushes the messages produced so far
+            and yields to the event loop, so no tick holds the loop for long.
+        compute_threads: worker threads for big op steps, node-wide (default: the CPU count),
+            or a CapacityLimiter shared with other nodes of the process.
+        thread_min_elements: an op whose local work touches at least this many elements
+            (``OpNode.cost``) steps in a worker thread; smaller ones run inline.
     """
 
-    def __init__(self, link: Any, party: str, *, tick_budget_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        link: Any,
+        party: str,
+        *,
+        tick_budget_s: float = 0.005,
+        compute_threads: int | anyio.CapacityLimiter | None = None,
+        thread_min_elements: int = 1 << 14,
+        mailbox_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self._link = link
         self.party = party
         self._ready: list[OpNode] = []
         self._wake = anyio.Event()
         self._jobs: dict[str, JobState] = {}
         self._tick_budget = tick_budget_s
+        if isinstance(compute_threads, anyio.CapacityLimiter):
+            self._limiter = compute_threads  # shared (simulate: every party of the process)
+        else:
+            threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)
+            if threads < 1:
+                raise ValueError(f"compute_threads must be at least 1, not {compute_threads!r}")
+            self._limiter = anyio.CapacityLimiter(threads)
+        self._thread_min = thread_min_elements
+        self._mailbox_bytes = mailbox_bytes
+        self._threads: Any = None  # the serve() task group that owns the worker-thread steps
         self._log = get_logger(party=party)
         self.ticks = 0
 
@@ -187,6 +216,46 @@ class Executor:
                 if node.state is OpState.BLOCKED and node.round == rnd and node.expect <= box.keys():
                     self._make_ready(node)
 
+    async def receive(self, job: JobState, peer: str) -> None:
+        """Read ``job``'s executor channel from ``peer`` into its mailbox until the job ends.
+
+        Backpressure: while the messages of ``peer`` that the job has not consumed yet exceed
+        ``mailbox_bytes``, reading stops, so the link's credit window pushes back on the peer
+        (a flood costs at most one window in the mailbox and one in the link). Reading goes on
+        past that only while an op of the job waits for a message of ``peer`` that is not here
+        (it may be behind the held ones in the stream); past ``8 * mailbox_bytes`` the job
+        fails with a ProtocolError naming the peer instead of growing without bound.
+        """
+        ch = self._link.channel(peer, job.id, CHANNEL)
+        while job.failure is None:
+            while job.held[peer] > self._mailbox_bytes and not self._needs(job, peer):
+                moved = job.mailbox_moved = anyio.Event()
+                await moved.wait()
+            if job.held[peer] > 8 * self._mailbox_bytes:
+                self.fail_job(job, ProtocolError(
+                    f"{peer!r} sent more than {8 * self._mailbox_bytes} bytes of messages that job "
+                    f"{job.id!r} has not consumed", peer=peer))  # fmt: skip
+                return
+            try:
+                message = await ch.receive()
+            except PeerLost as exc:  # fails only the ops that still wait for this peer
+                self.peer_gone(job, peer, exc)
+                return
+            except MpcError as exc:
+                self.fail_job(job, exc)
+                return
+            job.held[peer] += _payload_bytes(message)
+            self.deliver(job.id, peer, message)
+
+    def _needs(self, job: JobState, peer: str) -> bool:
+        """Some op of ``job`` waits for a message of ``peer`` that is not in the mailbox."""
+        return any(
+            node.state is OpState.BLOCKED
+            and peer in node.expect
+            and peer not in job.mailbox.get((node.op_id, node.round), {})
+            for node in job.graph.nodes
+        )
+
     def peer_gone(self, job: JobState, peer: str, error: BaseException) -> None:
         """``peer``'s link ended after its last message: ops still waiting on it fail.
 
@@ -216,18 +285,27 @@ class Executor:
 
     # ---- the loop ----------------------------------------------------------------------------
     async def serve(self) -> None:
-        """Run ticks forever (until cancelled with the node)."""
-        while True:
-            await self._wake.wait()
-            # one scheduling pass for every task woken with us (programs of other jobs building
-            # their next ops) so that their ops join this tick and share its frames
-            await anyio.lowlevel.checkpoint()
-            self._wake = anyio.Event()
-            self._tick()
+        """Run ticks forever (until cancelled with the node); big steps go to worker threads."""
+        async with anyio.create_task_group() as tg:
+            self._threads = tg
+            while True:
+                await self._wake.wait()
+                # one scheduling pass for every task woken with us (programs of other jobs
+                # building their next ops) so that their ops join this tick and share its frames
+                await anyio.lowlevel.checkpoint()
+                self._wake = anyio.Event()
+                await self._tick()
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
+        """Step every ready op; small steps inline, big ones in worker threads.
+
+        Inline steps run in critical-path order and their messages leave together (one link
+        message per peer and job, so one frame per peer). After ``tick_budget_s`` of inline work
+        the messages so far are flushed and the loop yields, so no tick holds the event loop
+        for long whatever the number of ops.
+        """
         self.ticks += 1
-        outbox: dict[str, dict[str, list[list[Any]]]] = defaultdict(lambda: defaultdict(list))
+        outbox: Outbox = defaultdict(lambda: defaultdict(list))
         start = time.perf_counter()
         while self._ready:
             batch = self._ready
@@ -240,74 +318,121 @@ class Executor:
                     nodes[0].graph.update_heights(nodes)
                 batch.sort(key=lambda n: -n.height)
             for node in batch:
+                if node.state is not OpState.READY:  # failed meanwhile, or already running
+                    continue
+                if node.cost >= self._thread_min and self._threads is not None:
+                    node.state = OpState.RUNNING
+                    self._threads.start_soon(self._step_in_thread, node)
+                    continue
                 self._step(node, outbox)
-                if outbox and time.perf_counter() - start > self._tick_budget:
+                if time.perf_counter() - start > self._tick_budget:
                     self._flush(outbox)
                     outbox = defaultdict(lambda: defaultdict(list))
+                    await anyio.lowlevel.checkpoint()
                     start = time.perf_counter()
         self._flush(outbox)
 
-    def _step(self, node: OpNode, outbox: dict[str, dict[str, list[list[Any]]]]) -> None:
-        job = self._jobs.get(node.graph.job)
-        if job is None or job.graph is not node.graph:  # the job ended (failed) meanwhile
-            return
-        if job.failure is not None or node.state in (OpState.DONE, OpState.FAILED):
+    def _step(self, node: OpNode, outbox: Outbox) -> None:
+        """Drive ``node`` inline until it finishes or waits for messages not here yet."""
+        job = self._live_job(node)
+        if job is None:
             return
         try:
-            if node.gen is None:
-                inputs = [i.result for i in node.inputs]
-                made = node.factory(job.context(node), inputs)
-                if not isinstance(made, types.GeneratorType):
-                    self._finish(job, node, result=made)
-                    return
-                node.gen = made
-                node.depth = max((i.depth for i in node.inputs), default=0)
-                reply: Any = None
-            else:
-                reply = self._take(job, node)
+            reply = self._reply(job, node)
             while True:
-                try:
-                    ex: Exchange = node.gen.send(reply) if reply is not None else next(node.gen)
-                except StopIteration as stop:
-                    self._finish(job, node, result=stop.value)
+                outcome = _advance(node, job, reply)
+                reply = self._after(job, node, outcome, outbox)
+                if reply is None:
                     return
-                if ex.empty:
-                    reply = {}
-                    continue
-                node.depth += 1
-                for peer, payload in ex.send.items():
-                    if peer not in job.peers:
-                        raise ProtocolError(f"op {node.name!r} sends to {peer!r}, not a peer of the job")
-                    outbox[peer][job.id].append([node.op_id, node.round, node.depth, payload])
-                node.expect = ex.recv
-                box = job.mailbox.get((node.op_id, node.round))
-                if node.expect and (box is None or not node.expect <= box.keys()):
-                    node.state = OpState.BLOCKED
-                    if job.gone and self._missing_from_gone(job, node):
-                        lost = next(p for p in node.expect if p in job.gone)
-                        self.fail_job(job, job.gone[lost])
+        except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, not the node
+            self._failed(job, node, exc)
+
+    async def _step_in_thread(self, node: OpNode) -> None:
+        """Drive ``node`` one exchange at a time in a worker thread (its local work is big).
+
+        Only the generator's own computation runs in the thread; the mailbox, the outbox and
+        the graph are touched on the event loop, so results, message addresses and PRG streams
+        do not depend on thread timing. The step's messages are flushed as soon as they exist.
+        """
+        job = self._live_job(node)
+        if job is None:
+            return
+        try:
+            reply = self._reply(job, node)
+            while True:
+                outcome = await anyio.to_thread.run_sync(_advance, node, job, reply, limiter=self._limiter)
+                if node.state is OpState.FAILED or job.failure is not None:
+                    _close(node)
                     return
-                reply = self._take(job, node)
-        except MpcError as exc:
-            self.fail_job(job, exc)
-        except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, the node does not
+                outbox: Outbox = defaultdict(lambda: defaultdict(list))
+                reply = self._after(job, node, outcome, outbox)
+                self._flush(outbox)
+                if reply is None:
+                    return
+        except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, not the node
+            self._failed(job, node, exc)
+
+    def _live_job(self, node: OpNode) -> JobState | None:
+        job = self._jobs.get(node.graph.job)
+        if job is None or job.graph is not node.graph:  # the job ended (failed) meanwhile
+            return None
+        if job.failure is not None or node.state in (OpState.DONE, OpState.FAILED):
+            return None
+        return job
+
+    def _reply(self, job: JobState, node: OpNode) -> Any:
+        """The messages a resumed step receives (None for a step not started yet)."""
+        if node.gen is None:
+            node.depth = max((i.depth for i in node.inputs), default=0)
+            return None
+        return self._take(job, node)
+
+    def _after(self, job: JobState, node: OpNode, outcome: _Outcome, outbox: Outbox) -> Any:
+        """File a step's outcome on the event loop; return the next reply if it can go on now."""
+        if outcome.done:
+            self._finish(job, node, result=outcome.value)
+            return None
+        ex: Exchange = outcome.value
+        node.depth += 1
+        for peer, payload in ex.send.items():
+            if peer not in job.peers:
+                raise ProtocolError(f"op {node.name!r} sends to {peer!r}, not a peer of the job")
+            outbox[peer][job.id].append([node.op_id, node.round, node.depth, payload])
+        node.expect = ex.recv
+        box = job.mailbox.get((node.op_id, node.round))
+        if node.expect and (box is None or not node.expect <= box.keys()):
+            node.state = OpState.BLOCKED
+            job.mailbox_moved.set()  # a receive loop held back by backpressure may be needed now
+            if job.gone and self._missing_from_gone(job, node):
+                lost = next(p for p in node.expect if p in job.gone)
+                self.fail_job(job, job.gone[lost])
+            return None
+        return self._take(job, node)
+
+    def _failed(self, job: JobState, node: OpNode, exc: Exception) -> None:
+        if not isinstance(exc, MpcError):
             self._log.warning("op failed", job=job.id, op=node.name, op_id=node.op_id, error=repr(exc))
-            self.fail_job(job, exc)
+        self.fail_job(job, exc)
 
     def _take(self, job: JobState, node: OpNode) -> dict[str, Any]:
         box = job.mailbox.pop((node.op_id, node.round), {}) if node.expect else {}
+        if box:
+            for peer, (_, payload) in box.items():
+                job.held[peer] -= _payload_bytes([payload])
+            job.mailbox_moved.set()
         extra = box.keys() - node.expect
         if extra:
             raise ProtocolError(f"op {node.name!r} round {node.round}: unexpected messages from {sorted(extra)}")
         node.round += 1
-        node.state = OpState.READY
+        if node.state is not OpState.RUNNING:
+            node.state = OpState.READY
         # Lamport-style: a value that waited for a message is at least one round deeper than
         # the sender was when it sent (so depth is the causal critical path at every party)
         for depth, _ in box.values():
             node.depth = max(node.depth, depth)
         return {peer: payload for peer, (_, payload) in box.items()}
 
-    def _flush(self, outbox: dict[str, dict[str, list[list[Any]]]]) -> None:
+    def _flush(self, outbox: Outbox) -> None:
         for peer, jobs in outbox.items():
             for job_id, items in jobs.items():
                 job = self._jobs.get(job_id)
@@ -341,10 +466,13 @@ class Executor:
         self, job: JobState, node: OpNode, *, result: Any = None, error: BaseException | None = None
     ) -> None:
         if error is not None:
+            running = node.state is OpState.RUNNING
             node.state = OpState.FAILED
             node.error = error
-            if node.gen is not None:
-                node.gen.close()
+            if running:  # its worker thread closes the generator when it returns
+                self._unfinished_done(job, node)
+                return
+            _close(node)
         else:
             node.state = OpState.DONE
             node.result = result
@@ -355,6 +483,9 @@ class Executor:
                 if c.input_done() and c.state is OpState.WAITING and job.failure is None:
                     self._make_ready(c)
         node.gen = None
+        self._unfinished_done(job, node)
+
+    def _unfinished_done(self, job: JobState, node: OpNode) -> None:
         job.last_progress = anyio.current_time()
         for w in node.waiters:
             w.set()
@@ -383,3 +514,52 @@ class Executor:
         if err is None or isinstance(err, JobAborted):
             return err
         return JobAborted(job.id, self.party, f"{type(err).__name__}: {err}")
+
+
+Outbox = dict[str, dict[str, list[list[Any]]]]  # peer -> job -> [[op_id, round, depth, payload]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Outcome:
+    done: bool  # the step returned ``value``; else ``value`` is the Exchange it yielded
+    value: Any
+
+
+def _advance(node: OpNode, job: JobState, reply: Any) -> _Outcome:
+    """Run ``node``'s step until it returns or yields a non-empty Exchange.
+
+    Pure computation on the op's own state (its generator, its inputs' results): safe in a
+    worker thread while the event loop serves other ops. ``reply`` is None to start the step.
+    """
+    if node.gen is None:
+        made = node.factory(job.context(node), [i.result for i in node.inputs])
+        if not isinstance(made, types.GeneratorType):
+            return _Outcome(True, made)
+        node.gen = made
+    while True:
+        try:
+            ex: Exchange = node.gen.send(reply) if reply is not None else next(node.gen)
+        except StopIteration as stop:
+            return _Outcome(True, stop.value)
+        if not ex.empty:
+            return _Outcome(False, ex)
+        reply = {}
+
+
+def _close(node: OpNode) -> None:
+    if node.gen is not None:
+        node.gen.close()
+        node.gen = None
+
+
+def _payload_bytes(obj: Any) -> int:
+    """Bytes of the arrays, bytes and strings inside a received message (its memory weight)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (bytes, bytearray, memoryview, str)):
+        return len(obj)
+    if isinstance(obj, (list, tuple)):
+        return sum(_payload_bytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_payload_bytes(k) + _payload_bytes(v) for k, v in obj.items())
+    return 0

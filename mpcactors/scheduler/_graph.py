@@ -30,6 +30,7 @@ StepFactory = Callable[[Any, list[Any]], Any]
 class OpState(enum.Enum):
     WAITING = "waiting"  # some input is not done yet
     READY = "ready"  # inputs done; step not started or resumable
+    RUNNING = "running"  # a step is computing in a worker thread (not to be stepped again)
     BLOCKED = "blocked"  # step yielded an Exchange; waiting for peers' messages
     DONE = "done"  # step returned; ``result`` holds its value
     FAILED = "failed"  # step raised; the job is aborting
@@ -41,6 +42,7 @@ class OpNode:
     __slots__ = (
         "_pending_inputs",
         "consumers",
+        "cost",
         "depth",
         "error",
         "expect",
@@ -58,9 +60,16 @@ class OpNode:
     )
 
     def __init__(
-        self, graph: Graph, op_id: int, name: str, inputs: Sequence[OpNode], factory: StepFactory
+        self,
+        graph: Graph,
+        op_id: int,
+        name: str,
+        inputs: Sequence[OpNode],
+        factory: StepFactory,
+        cost: int = 0,
     ) -> None:
         self.graph = graph
+        self.cost = cost  # elements the op's local work touches (estimate; decides inline vs thread)
         self.op_id = op_id
         self.name = name
         self.inputs = tuple(inputs)
@@ -103,8 +112,8 @@ class Graph:
         self.job = job
         self.nodes: list[OpNode] = []
 
-    def add(self, name: str, inputs: Sequence[OpNode], factory: StepFactory) -> OpNode:
-        node = OpNode(self, len(self.nodes), name, inputs, factory)
+    def add(self, name: str, inputs: Sequence[OpNode], factory: StepFactory, cost: int = 0) -> OpNode:
+        node = OpNode(self, len(self.nodes), name, inputs, factory, cost)
         self.nodes.append(node)
         return node
 

@@ -15,6 +15,7 @@ X25519. Every other op depends on it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -145,7 +146,7 @@ class Job:
     ) -> SecretTensor:
         """Add an op over ``inputs`` (secret tensors of this job); used by the op builders."""
         nodes = [t.node for t in inputs] or [self._setup]
-        node = self._state.graph.add(name, nodes, factory)
+        node = self._state.graph.add(name, nodes, factory, _cost(shape, inputs))
         self._executor.submit(node)
         return SecretTensor(self, node, shape, fxp)
 
@@ -204,7 +205,10 @@ class Job:
             known: tuple[int, ...] | None = np.shape(value)
         else:
             known = declared
-        return self.op(f"input[{owner}]", [], step, known, fxp)
+        tensor = self.op(f"input[{owner}]", [], step, known, fxp)
+        if is_owner and callable(value):
+            tensor.node.cost = LOADER_COST  # user code (a file parse): always off the event loop
+        return tensor
 
     def constant(self, value: Any, *, fxp: bool | None = None) -> SecretTensor:
         """A public value as a (trivially shared) secret tensor."""
@@ -242,7 +246,7 @@ class Job:
             ring = yield from proto.reveal(ctx, ins[0], to)
             return None if ring is None else decode(ring, f)
 
-        node = self._state.graph.add("reveal", [x.node], step)
+        node = self._state.graph.add("reveal", [x.node], step, _cost(x.known_shape, [x]))
         return self._executor.submit(node)
 
     async def drain(self) -> None:
@@ -334,3 +338,21 @@ def _unflatten(template: Any, values: Any) -> Any:
     if isinstance(template, dict):
         return {k: _unflatten(v, values) for k, v in template.items()}
     return template
+
+
+# An op whose cost is at least this many elements steps in a worker thread (see Executor).
+LOADER_COST = 1 << 62
+
+
+def _cost(shape: tuple[int, ...] | None, inputs: Sequence[SecretTensor]) -> int:
+    """Elements an op's local work touches: its output plus its inputs (shapes known so far).
+
+    An estimate for the executor's inline-or-thread choice only; a matmul's inputs make a big
+    product costly even when its output is small.
+    """
+    total = math.prod(shape) if shape is not None else 0
+    for t in inputs:
+        known = t.known_shape
+        if known is not None:
+            total += math.prod(known)
+    return total

@@ -61,12 +61,12 @@ def test_a_ready_op_of_a_job_that_ended_is_dropped_not_fatal():
         node = state.graph.add("local", [], lambda ctx, ins: 42)
         ex.submit(node)
         ex.close_job(state)
-        ex._tick()  # must not raise
+        await ex._tick()  # must not raise
         other = JobState("alive", "alice", proto)
         ex.open_job(other)
         n2 = other.graph.add("local", [], lambda ctx, ins: 7)
         ex.submit(n2)
-        ex._tick()
+        await ex._tick()
         return n2.result, node.state
 
     result, state = trio.run(main)
