@@ -227,8 +227,13 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
 
     dealer = raw.get("dealer")
     names = [p.name for p in parties]
-    if dealer is not None and dealer not in names:
-        raise err("dealer", f"dealer {dealer!r} is not a party; parties are {names}")
+    # semi2k: a party that deals, "none" (two holders make correlations by OT; also the default
+    # with two parties), or "trusted-first-party" (insecure, warns)
+    if dealer is not None and dealer not in names and dealer not in ("none", "trusted-first-party"):
+        raise err(
+            "dealer",
+            f"dealer {dealer!r} is not a party, 'none' or 'trusted-first-party'; parties are {names}",
+        )
     if protocol == "rep3" and len(parties) != 3:
         raise err("protocol", f"rep3 needs exactly 3 parties, the file has {len(parties)}")
 

@@ -22,12 +22,14 @@ from typing import Any
 import anyio
 import numpy as np
 
-from .._errors import JobError, ShapeError
+from .._errors import JobError
+from .._pytree import flatten, unflatten
 from ..ops._comm import Exchange, Step, gather
 from ..ops._protocol import Protocol, Share
-from ..ops._ring import decode, encode
+from ..ops._ring import decode
 from ._executor import Executor, JobState, JobStatistics, PeerJobStatistics
 from ._graph import OpNode
+from ._input import InputTree, SecretInput, bare_step, encode_input, is_bare
 from ._tensor import SecretTensor, encode_public
 
 __all__ = ["Job", "JobSettings"]
@@ -124,12 +126,14 @@ class Job:
         settings = self._settings
 
         def setup(ctx: Any, ins: list[Any]) -> Any:
-            _, seeds = yield from gather(
-                [
-                    _check_settings(state.party, state.peers, settings),
-                    agree_seeds(state.party, state.parties, state.id.encode()),
-                ]
-            )
+            steps = [
+                _check_settings(state.party, state.peers, settings),
+                agree_seeds(state.party, state.parties, state.id.encode()),
+            ]
+            extra = state.protocol.job_setup(ctx, state.id.encode())  # e.g. semi2k's base OTs
+            if extra is not None:
+                steps.append(extra)
+            _, seeds, *_ = yield from gather(steps)
             state.seeds = seeds
             return None
 
@@ -157,58 +161,68 @@ class Job:
         *,
         dtype: Any = None,
         shape: Sequence[int] | None = None,
-    ) -> SecretTensor:
-        """Secret-share a value that only ``owner`` knows.
+    ) -> SecretInput:
+        """Secret-share a value that only ``owner`` knows: an array, or a pytree of them.
 
         Args:
             owner: the party whose value it is.
-            value: an array-like, or a callable returning one; a callable runs only at the owner
-                (e.g. ``lambda: np.load("x.npy")``). Ignored at other parties.
-            dtype: ``float`` (default: a fixed-point real) or ``int`` (an integer; products
-                with it are not truncated). Every party must pass the same.
-            shape: optional; lets other parties use ``x.shape`` before the value arrives and
-                is checked at the owner.
+            value: an array-like or number, or a pytree of them (nested dicts, lists, tuples),
+                or a callable returning one; a callable runs only at the owner (e.g. ``lambda:
+                np.load("x.npy")``). Ignored at other parties.
+            dtype: ``float`` (a fixed-point real) or ``int`` (an integer; products with it are
+                not truncated), for every leaf; every party must pass the same. Default: a bare
+                array is fixed point; in a pytree, integer and bool leaves are integers and
+                float leaves fixed point (the owner's kinds travel with the structure).
+            shape: optional, for a bare array: lets other parties use ``x.shape`` before the
+                value arrives, and is checked at the owner.
 
         Returns:
-            A SecretTensor. Its shape is known at other parties once the input op ran: ``x =
-            await job.input(...)`` waits for that.
+            A :class:`SecretInput`: a SecretTensor usable at once when the value is a bare
+            array. ``await`` it for the value's pytree of SecretTensors (the SecretTensor
+            itself for a bare array) with every leaf's shape known at every party: the owner
+            sends the structure and all leaf shapes once, in the round that shares the values.
 
         Raises:
             ValueError: ``owner`` is not a party of the job.
+            TypeError (at the owner, aborting the job): a leaf is not numeric; the error names
+                its path, e.g. ``[0]["name"]``.
         """
         if owner not in self.parties:
             raise ValueError(f"input owner {owner!r} is not a party of job {self.id!r}: {list(self.parties)}")
-        fxp = not (dtype is not None and np.dtype(dtype).kind in "biu")
+        declared_kind = None if dtype is None else ("i" if np.dtype(dtype).kind in "biu" else "f")
+        fxp = declared_kind != "i"
         declared = tuple(int(s) for s in shape) if shape is not None else None
         proto = self.protocol
-        f = self.fxp_bits if fxp else 0
+        bits = self.fxp_bits
         is_owner = self.party == owner
+        others = [p for p in self.parties if p != owner]
+
+        def send_spec(spec: dict[str, Any]) -> Step[None]:
+            yield Exchange(send={p: spec for p in others})
+
+        def recv_spec() -> Step[Any]:
+            got = yield Exchange(recv=frozenset({owner}))
+            return got[owner]
 
         def step(ctx: Any, ins: list[Any]) -> Any:
             ring = None
             if is_owner:
                 raw = value() if callable(value) else value
-                arr = np.asarray(raw)
-                if arr.dtype == object or arr.dtype.kind not in "biuf":
-                    raise TypeError(f"input at {owner!r} must be numeric, not {arr.dtype}")
-                if not fxp and arr.dtype.kind == "f":
-                    raise TypeError(f"input at {owner!r} declared int but holds floats")
-                if declared is not None and arr.shape != declared:
-                    raise ShapeError(f"input at {owner!r} has shape {arr.shape}, declared {declared}")
-                ring = encode(arr, f)
-            share = yield from proto.share(ctx, owner, ring, ring.shape if ring is not None else declared)
-            if declared is not None and share.shape != declared:
-                raise ShapeError(f"input from {owner!r} has shape {share.shape}, declared {declared}")
-            return share
+                spec, ring = encode_input(owner, raw, declared_kind, declared, bits)
+                _, share = yield from gather([send_spec(spec), proto.share(ctx, owner, ring, ring.shape)])
+            else:
+                spec, share = yield from gather([recv_spec(), proto.share(ctx, owner, None, None)])
+            return InputTree.decode(owner, spec, share, declared, declared_kind)
 
-        if is_owner and not callable(value):
+        raw_node = self.op(f"input[{owner}]", [], step, None, fxp)
+        if is_owner and callable(value):
+            raw_node.node.cost = LOADER_COST  # user code (a file parse): always off the event loop
+        if is_owner and not callable(value) and is_bare(value):
             known: tuple[int, ...] | None = np.shape(value)
         else:
             known = declared
-        tensor = self.op(f"input[{owner}]", [], step, known, fxp)
-        if is_owner and callable(value):
-            tensor.node.cost = LOADER_COST  # user code (a file parse): always off the event loop
-        return tensor
+        bare = self.op(f"input[{owner}]", [raw_node], bare_step, known, fxp)
+        return SecretInput(self, bare.node, known, fxp, raw_node, owner)
 
     def constant(self, value: Any, *, fxp: bool | None = None) -> SecretTensor:
         """A public value as a (trivially shared) secret tensor."""
@@ -224,19 +238,22 @@ class Job:
         return await self._executor.wait(node)
 
     async def reveal(self, x: Any, to: str | None = None) -> Any:
-        """Open secret tensors (a tensor, or a list/tuple/dict of them) to all or to ``to``.
+        """Open the secret tensors of a pytree ``x`` (a tensor, or nested dicts, lists and
+        tuples of them) to all parties or to ``to``.
 
-        All tensors passed at once are opened concurrently (one round). Returns numpy arrays
-        (float64 for fixed point, int64 for integers) where revealed, None elsewhere; public
-        values pass through unchanged.
+        All tensors passed at once are opened concurrently (one round). Returns the same
+        structure with numpy arrays (float64 for fixed point, int64 for integers) where revealed,
+        None at parties that get nothing; other leaves (public values) pass through unchanged.
+        A pytree input not yet awaited is opened whole.
         """
         if to is not None and to not in self.parties:
             raise ValueError(f"reveal to {to!r}: not a party of job {self.id!r}")
-        flat: list[SecretTensor] = []
-        template = _flatten(x, flat)
-        nodes = [self._reveal_op(t, to) for t in flat]
-        values = [await self._executor.wait(n) for n in nodes]
-        return _unflatten(template, iter(values))
+        leaves, treedef = flatten(x)
+        if any(isinstance(v, SecretInput) for v in leaves):
+            leaves, treedef = flatten(unflatten(treedef, [await v if isinstance(v, SecretInput) else v for v in leaves]))
+        nodes = [self._reveal_op(v, to) if isinstance(v, SecretTensor) else None for v in leaves]
+        values = [v if n is None else await self._executor.wait(n) for v, n in zip(leaves, nodes, strict=True)]
+        return unflatten(treedef, values)
 
     def _reveal_op(self, x: SecretTensor, to: str | None) -> OpNode:
         proto = self.protocol
@@ -313,31 +330,6 @@ def _job_link_stats(stats: Any, peer: str, job: str) -> Any:
     if jobs is None:
         return None
     return jobs.get((peer, job))
-
-
-def _flatten(x: Any, out: list[SecretTensor]) -> Any:
-    if isinstance(x, SecretTensor):
-        out.append(x)
-        return _Slot
-    if isinstance(x, (list, tuple)):
-        return type(x)(_flatten(v, out) for v in x)
-    if isinstance(x, dict):
-        return {k: _flatten(v, out) for k, v in x.items()}
-    return x
-
-
-class _Slot:
-    pass
-
-
-def _unflatten(template: Any, values: Any) -> Any:
-    if template is _Slot:
-        return next(values)
-    if isinstance(template, (list, tuple)):
-        return type(template)(_unflatten(v, values) for v in template)
-    if isinstance(template, dict):
-        return {k: _unflatten(v, values) for k, v in template.items()}
-    return template
 
 
 # An op whose cost is at least this many elements steps in a worker thread (see Executor).
