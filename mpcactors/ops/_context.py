@@ -59,6 +59,10 @@ class OpContext:
         """A context for sub-step ``index`` (e.g. inside :func:`~mpcactors.ops._comm.gather`)."""
         return OpContext(self.party, self.parties, self.seeds, self.path + (index,))
 
+    def label(self, *extra: object) -> bytes:
+        """A byte string naming this op's address plus ``extra`` (session labels, e.g. OT)."""
+        return _label(self.path + extra, 0, frozenset())
+
     def prg(self, *parties: str) -> Prg:
         """A fresh PRG stream shared with ``parties`` (this party is always included).
 

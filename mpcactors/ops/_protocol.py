@@ -237,5 +237,11 @@ class Protocol(abc.ABC):
     def zeros(self, shape: tuple[int, ...], kind: Kind = "arith") -> Share:
         return self.public(np.zeros(shape, dtype=np.uint64), kind)
 
+    def job_setup(self, ctx: OpContext, job: bytes) -> Step[None] | None:
+        """A step the protocol runs once per job in the set-up op (op 0), or None.
+
+        semi2k without a dealer runs its base OTs here."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"protocol": self.name, "parties": list(self.parties), "dealer": self.dealer}

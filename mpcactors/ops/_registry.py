@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from .._errors import ConfigError
 from ._protocol import Protocol
 from ._rep3 import Rep3
-from ._semi2k import TRUSTED_FIRST_PARTY, Semi2k
+from ._semi2k import NO_DEALER, TRUSTED_FIRST_PARTY, Semi2k
 
 __all__ = ["PROTOCOLS", "make_protocol"]
 
@@ -29,15 +29,16 @@ def make_protocol(
         party: this party's name.
         parties: every party of the job, in the job's order (a semi2k dealer included).
         fxp_bits: fixed-point fractional bits (0..62).
-        dealer: semi2k only: the dealing party, or ``"trusted-first-party"`` (insecure).
+        dealer: semi2k only: the dealing party, ``"trusted-first-party"`` (insecure), or None /
+            ``"none"``: no dealer, two holders make their correlations by OT.
 
     Returns:
         The protocol instance.
 
     Raises:
         ConfigError: unknown protocol (the message names the known ones), rep3 with other than
-            3 parties or with a dealer, semi2k without a dealer or with a dealer that is not a
-            party, a party not among ``parties``, repeated names, bad ``fxp_bits``.
+            3 parties or with a dealer, semi2k without a dealer and other than 2 parties, or with
+            a dealer that is not a party, a party not among ``parties``, repeated names, bad ``fxp_bits``.
     """
     cls = PROTOCOLS.get(name)
     if cls is None:
@@ -46,7 +47,7 @@ def make_protocol(
     if not isinstance(fxp_bits, int) or isinstance(fxp_bits, bool) or not 0 <= fxp_bits <= 62:
         raise ConfigError(f"fxp_bits must be an integer in 0..62, not {fxp_bits!r}", key="fxp_bits")
     parties = tuple(parties)
-    if name == "semi2k" and dealer not in (None, TRUSTED_FIRST_PARTY) and dealer not in parties:
+    if name == "semi2k" and dealer not in (None, NO_DEALER, TRUSTED_FIRST_PARTY) and dealer not in parties:
         raise ConfigError(
             f"semi2k dealer {dealer!r} is not a party of the job {list(parties)!r}", key="dealer"
         )

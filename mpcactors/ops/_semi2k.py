@@ -40,6 +40,7 @@ import numpy as np
 
 from .._errors import ConfigError, ShapeError
 from .._log import get_logger
+from ..ot._base import OtError
 from ._checks import (
     ROUND_MARKER,
     U64,
@@ -57,17 +58,18 @@ from ._checks import (
     recv_shape,
     same_shape,
 )
-from ._comm import Exchange, Step
+from ._comm import Exchange, Step, gather
 from ._context import OpContext
 from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
+from ._ot_triples import Made, OtPair, OtSource, ot_setup
 from ._protocol import Kind, Protocol, Share
 from ._trunc import masked_share, truncated_share, tuple_specs, tuple_values
 
-__all__ = ["TRUSTED_FIRST_PARTY", "Semi2k"]
+__all__ = ["NO_DEALER", "TRUSTED_FIRST_PARTY", "Semi2k"]
 
 TRUSTED_FIRST_PARTY = "trusted-first-party"
-_NO_DEALER = "semi2k needs a dealer: set dealer = <party> or 'trusted-first-party'"
+NO_DEALER = "none"
 
 
 class Semi2k(Protocol):
@@ -77,12 +79,13 @@ class Semi2k(Protocol):
         party: this party.
         parties: every party of the job, the dealer included.
         fxp_bits: fixed-point fractional bits.
-        dealer: a party of the job that deals and holds no shares, or ``"trusted-first-party"``
-            (insecure: the first holder deals).
+        dealer: a party of the job that deals and holds no shares, ``"trusted-first-party"``
+            (insecure: the first holder deals), or None / ``"none"``: no dealer, the two holders
+            make their correlations by oblivious transfer (``_ot_triples.py``).
 
     Raises:
-        ConfigError: no dealer, a dealer that is not a party, fewer than 2 holders, or a bad
-            party list.
+        ConfigError: a dealer that is not a party, fewer than 2 holders, more than 2 holders
+            without a dealer, or a bad party list.
     """
 
     name = "semi2k"
@@ -97,9 +100,17 @@ class Semi2k(Protocol):
             raise ConfigError(
                 f"party {party!r} is not one of {list(self.parties)!r}", key="parties"
             )
-        if dealer is None:
-            raise ConfigError(_NO_DEALER, key="dealer")
-        if dealer == TRUSTED_FIRST_PARTY:
+        self._ot: dict[str, OtPair] | None = None
+        if dealer is None or dealer == NO_DEALER:
+            holders = self.parties
+            dealing = None
+            if len(holders) != 2:
+                raise ConfigError(
+                    f"semi2k without a dealer needs exactly 2 parties (OT between the two), got "
+                    f"{list(holders)!r}; name a dealer for more",
+                    key="dealer",
+                )
+        elif dealer == TRUSTED_FIRST_PARTY:
             holders = self.parties
             dealing = holders[0]
             get_logger(party=party, protocol="semi2k").warning(
@@ -122,13 +133,37 @@ class Semi2k(Protocol):
                 key="parties",
             )
         self._holders = holders
-        self._dealing = Dealing(party, holders, dealing)
+        self._dealing = Dealing(party, holders, dealing) if dealing is not None else None
         self._first = holders[0]
         self._last = holders[-1]
 
     @property
     def holders(self) -> tuple[str, ...]:
         return self._holders
+
+    @property
+    def dealerless(self) -> bool:
+        """True when the holders make their own correlations by OT (no dealer)."""
+        return self._dealing is None
+
+    def job_setup(self, ctx: OpContext, job: bytes) -> Step[None] | None:
+        """Without a dealer: base OTs with the other holder, run in the job's set-up op."""
+        if self._dealing is not None:
+            return None
+        return self._setup_ot(job)
+
+    def _setup_ot(self, job: bytes) -> Step[None]:
+        peers = [h for h in self._holders if h != self.party]
+        self._ot = yield from ot_setup(self.party, peers, job)
+
+    def _source(self, ctx: OpContext) -> OtSource:
+        if self._ot is None:
+            raise OtError(
+                f"semi2k at {self.party!r}: no base OTs with the other holder (the job's set-up "
+                "op did not run them)"
+            )
+        (pair,) = self._ot.values()
+        return OtSource(ctx, self.party, self._holders, pair)
 
     @property
     def insecure(self) -> bool:
@@ -303,15 +338,19 @@ class Semi2k(Protocol):
         specs: Sequence[Dealt],
         finish: Finish,
         opening: Callable[[list[Any]], Any],
+        make: Callable[[OtSource], Made],
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
         """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
-        may use only the free arrays) to every other holder.
+        may use only the free arrays) to every other holder. Without a dealer ``make`` makes the
+        object by OT (:meth:`_ot_round`).
 
         Returns:
             ``(own, mine, theirs)``: this holder's dealt arrays with the corrections filled in,
             its own opening and ``{holder: opening}`` of the others; ``(None, None, {})`` at a
             non-holder dealer.
         """
+        if self._dealing is None:
+            return (yield from self._ot_round(ctx, specs, opening, make))
         own, corrections = self._dealing.deal(ctx, specs, finish)
         dealing = self._dealing.dealing
         peers = [h for h in self._holders if h != self.party]
@@ -336,6 +375,27 @@ class Semi2k(Protocol):
             )
             own = [next(dealt) if a is None else a for a in own]
         return own, mine, {h: field(got[h], "o", h) for h in peers}  # type: ignore[return-value]
+
+    def _ot_round(
+        self,
+        ctx: OpContext,
+        specs: Sequence[Dealt],
+        opening: Callable[[list[Any]], Any],
+        make: Callable[[OtSource], Made],
+    ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
+        """The object made by OT with the other holder (``_ot_triples.py``), the opening sent in
+        the OT's first round when the free arrays are drawn locally (triples, random bits: one
+        extra round in all), after the OT otherwise (truncation tuples: two extra rounds)."""
+        early, step = make(self._source(ctx))
+        (peer,) = (h for h in self._holders if h != self.party)
+        if all(e is not None for e, s in zip(early, specs) if not s.corrected):
+            mine = opening(early)
+            own, got = yield from gather([step, _open(peer, mine)])
+        else:
+            own = yield from step
+            mine = opening(own)
+            got = yield from _open(peer, mine)
+        return own, mine, {peer: got}
 
     # ---- Beaver products ---------------------------------------------------------------------------
     def _beaver(
@@ -369,11 +429,19 @@ class Semi2k(Protocol):
                 return [ring_matmul(totals[0], totals[1])]
             return [np.asarray(mul(totals[0], totals[1], out=totals[0]))]  # totals are ours
 
+        def make(src: OtSource) -> Made:
+            if boolean:
+                return src.and_triple(x.shape)
+            if matrix:
+                return src.matrix_triple(x.shape, y.shape)
+            return src.triple(x.shape)
+
         own, mine, theirs = yield from self._dealt_round(
             ctx,
             specs,
             finish,
             lambda own: (fresh(minus, x.parts[0], own[0]), fresh(minus, y.parts[0], own[1])),
+            make,
         )
         if own is None:
             return Share((), out_shape, x.kind)
@@ -432,6 +500,7 @@ class Semi2k(Protocol):
             tuple_specs(shape),
             lambda totals: tuple_values(bits, totals),
             lambda own: masked_share(x.parts[0], own[0], first),
+            lambda src: src.trunc_tuple(shape, bits),
         )
         if own is None:
             return Share((), shape, "arith")
@@ -455,6 +524,7 @@ class Semi2k(Protocol):
             specs,
             lambda totals: [np.array(totals[0], dtype=U64)],
             lambda own: pack_bits(np.asarray((b.parts[0] & U64(1)) ^ own[0])),
+            lambda src: src.bit_pair(shape),
         )
         if own is None:
             return Share((), shape, "arith")
@@ -466,3 +536,9 @@ class Semi2k(Protocol):
         if self.party == self._first:
             z += c
         return Share((z,), shape, "arith")
+
+
+def _open(peer: str, mine: Any) -> Step[Any]:
+    """Send this holder's opening to the other holder and receive its opening (one round)."""
+    got = yield Exchange(send={peer: mine}, recv=frozenset({peer}))
+    return got[peer]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes, hmac
 
 from ..ops._comm import Exchange, Step
 from ._base import OtError, base_ot_receive, base_ot_send
@@ -47,6 +48,7 @@ __all__ = [
     "ExtSender",
     "cot_receive",
     "cot_send",
+    "derive_keys",
     "ext_receiver_setup",
     "ext_sender_setup",
     "extend_receive",
@@ -69,13 +71,21 @@ def mask_rows(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> np.ndarray:
 class ExtReceiver:
     """The OT-extension receiver's state: both keys' column PRGs and the row counter."""
 
-    def __init__(self, k0: np.ndarray, k1: np.ndarray, width: int) -> None:
+    def __init__(self, k0: np.ndarray, k1: np.ndarray, width: int, *, session: bytes = b"") -> None:
         self.width = width
+        self._keys = (np.array(k0, dtype=np.uint8), np.array(k1, dtype=np.uint8))
         self._g0 = ColumnPrg(k0)
         self._g1 = ColumnPrg(k1)
         self.rows_done = 0
         self._sc = _Scratch()
-        self.hash = RowHash(b"iknp/rot")
+        self.hash = RowHash(b"iknp/rot" + session)
+
+    def derive(self, session: bytes) -> ExtReceiver:
+        """An independent extension instance for ``session`` (see :func:`derive_keys`): fresh
+        column PRGs and row counter, and a hash domain of its own, so instances made for
+        different sessions may extend rows in any order relative to each other."""
+        k0, k1 = self._keys
+        return ExtReceiver(derive_keys(k0, session), derive_keys(k1, session), self.width, session=session)
 
     def rows(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(U, T)`` for the next ``len(codes)`` rows (at most :data:`MAX_ROWS`).
@@ -107,13 +117,19 @@ class ExtReceiver:
 class ExtSender:
     """The OT-extension sender's state: ``s`` (``delta``), its keys' PRGs, the row counter."""
 
-    def __init__(self, s_bits: np.ndarray, keys: np.ndarray, width: int) -> None:
+    def __init__(self, s_bits: np.ndarray, keys: np.ndarray, width: int, *, session: bytes = b"") -> None:
         self.width = width
-        self.delta = np.packbits(np.asarray(s_bits, dtype=np.uint8), bitorder="little")
+        self._s_bits = np.array(s_bits, dtype=np.uint8)
+        self._keys = np.array(keys, dtype=np.uint8)
+        self.delta = np.packbits(self._s_bits, bitorder="little")
         self._g = ColumnPrg(keys)
         self.rows_done = 0
         self._sc = _Scratch()
-        self.hash = RowHash(b"iknp/rot")
+        self.hash = RowHash(b"iknp/rot" + session)
+
+    def derive(self, session: bytes) -> ExtSender:
+        """The sender's half of :meth:`ExtReceiver.derive` (same ``s``, derived keys)."""
+        return ExtSender(self._s_bits, derive_keys(self._keys, session), self.width, session=session)
 
     def rows(self, u: np.ndarray) -> np.ndarray:
         """``Q`` for the next ``len(u)`` rows: ``Q_j = T_j ^ (c_j & delta)`` (a new array)."""
@@ -127,6 +143,26 @@ class ExtSender:
         q ^= u & self.delta
         self.rows_done += b
         return q
+
+
+def derive_keys(keys: np.ndarray, session: bytes) -> np.ndarray:
+    """Per-session base-OT keys: ``k' = HMAC-SHA256(k, "mpcactors/ot/session" || session)[:16]``.
+
+    Deriving every key of a base OT with a PRF keeps the OT correlation (the sender's derived
+    ``k_i^{s_i}`` is the receiver's derived key of the same index and choice) and makes the
+    column streams of different sessions independent, so one set of base OTs per job serves any
+    number of extension sessions that run in any order (the session label comes from graph
+    position, e.g. an op's address). The hash domain also includes the session, so row-hash
+    tweaks never repeat across sessions under the one ``s``.
+    """
+    keys = np.ascontiguousarray(keys, dtype=np.uint8).reshape(-1, 16)
+    out = np.empty_like(keys)
+    msg = b"mpcactors/ot/session\0" + session
+    for i in range(keys.shape[0]):
+        h = hmac.HMAC(keys[i].tobytes(), hashes.SHA256())
+        h.update(msg)
+        out[i] = np.frombuffer(h.finalize()[:16], dtype=np.uint8)
+    return out
 
 
 def ext_receiver_setup(peer: str, width: int = 128, *, label: bytes = b"") -> Step[ExtReceiver]:

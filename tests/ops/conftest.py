@@ -25,6 +25,7 @@ CONFIGS = {
     "semi2k-3+dealer": ("semi2k", ("alice", "bob", "carol", "dave"), "dave"),
     "semi2k-4+dealer": ("semi2k", ("alice", "bob", "carol", "dave", "erin"), "erin"),
     "semi2k-tfp-2": ("semi2k", ("alice", "bob"), "trusted-first-party"),
+    "semi2k-2-ot": ("semi2k", ("alice", "bob"), "none"),
     "semi2k-tfp-3": ("semi2k", ("alice", "bob", "carol"), "trusted-first-party"),
     "rep3": ("rep3", ("alice", "bob", "carol"), None),
 }
@@ -90,6 +91,10 @@ class Cluster:
         self._seeds = {p: {k: v for k, v in shared.items() if p in k} for p in self.parties}
         self._ops = itertools.count()
         self.sent: dict[str, list[tuple[str, int]]] = {}
+        setup_ctxs = self.contexts()
+        steps = {p: pr.job_setup(setup_ctxs[p], b"test-job") for p, pr in self.protos.items()}
+        if any(s is not None for s in steps.values()):  # semi2k without a dealer: base OTs
+            run_local({p: s for p, s in steps.items() if s is not None})
 
     def contexts(self) -> dict[str, OpContext]:
         op = next(self._ops)
