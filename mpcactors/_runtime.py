@@ -141,6 +141,7 @@ class Node:
                                     "return `await job.reveal(x)` (or reveal to one party) instead"
                                 )
                             await handle.drain()
+                            await handle.finish()
                     except TimeoutError:
                         self._executor.fail_job(state, JobTimeout(job, timeout or 0.0, self.party))
                     except Exception as exc:  # noqa: BLE001 - the program raised: abort the job everywhere
@@ -148,6 +149,7 @@ class Node:
                     scope.cancel()
 
                 tg.start_soon(main)
+                tg.start_soon(self._probe, state)
                 if idle_timeout is not None:
                     tg.start_soon(self._watchdog, state, idle_timeout)
         finally:
@@ -176,6 +178,14 @@ class Node:
                     f"wait for {waiting}"
                 )
                 self._executor.fail_job(state, JobTimeout(state.id, idle_timeout, self.party, detail))
+
+    async def _probe(self, state: JobState, after: float = 1.0) -> None:
+        """While the job's ops wait and nothing moves, tell the peers which ops we wait in
+        (fingerprints; see ``scheduler/_fingerprint.py``), so diverged programs abort."""
+        while state.failure is None:
+            await anyio.sleep(after)
+            if anyio.current_time() - state.last_progress >= after:
+                self._executor.probe(state)
 
     async def psi(self, **kwargs: Any) -> Any:
         """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``."""

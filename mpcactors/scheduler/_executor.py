@@ -40,6 +40,7 @@ from .._log import get_logger
 from ..ops._comm import Exchange
 from ..ops._context import OpContext
 from ..ops._protocol import Protocol
+from ._fingerprint import MAX_FINGERPRINT_CHARS, PROBE_ROUND, diverged, fingerprint
 from ._graph import Graph, OpNode, OpState
 
 __all__ = ["Executor", "JobState", "JobStatistics", "PeerJobStatistics"]
@@ -105,6 +106,7 @@ class JobState:
         self.idle.set()
         self.held: dict[str, int] = defaultdict(int)  # mailbox bytes per peer, not yet taken
         self.mailbox_moved = anyio.Event()  # set when the mailbox shrinks or an op blocks
+        self.claims: dict[int, dict[str, str]] = {}  # peers' fingerprints of ops not started here
 
     def context(self, node: OpNode) -> OpContext:
         seeds = self.seeds if self.seeds is not None else {}
@@ -178,7 +180,8 @@ class Executor:
         return node
 
     def deliver(self, job_id: str, peer: str, message: Any) -> None:
-        """File one link message ``[[op_id, round, depth, payload], ...]`` from ``peer``."""
+        """File one link message ``[[op_id, round, depth, payload(, fingerprint)], ...]`` from
+        ``peer`` (an op's first entry to a peer carries its fingerprint; see ``_fingerprint``)."""
         job = self._jobs.get(job_id)
         if job is None or job.failure is not None:
             return
@@ -188,10 +191,17 @@ class Executor:
             return
         nodes = job.graph.nodes
         for item in message:
-            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], int) and isinstance(item[1], int) and isinstance(item[2], int)):
+            if not (isinstance(item, list) and len(item) in (4, 5) and isinstance(item[0], int) and isinstance(item[1], int) and isinstance(item[2], int)) or (
+                len(item) == 5 and not (isinstance(item[4], str) and len(item[4]) <= MAX_FINGERPRINT_CHARS)
+            ):
                 self.fail_job(job, ProtocolError(f"malformed executor entry from {peer!r}", peer=peer))
                 return
-            op_id, rnd, depth, payload = item
+            op_id, rnd, depth, payload = item[:4]
+            if len(item) == 5 and 0 <= op_id < len(nodes) + MAX_OPS_AHEAD:
+                if not self._claim(job, peer, op_id, item[4]):
+                    return
+                if rnd == PROBE_ROUND and payload is None:
+                    continue
             # Bound the mailbox: an entry must be for an op not finished, at a round it has not
             # taken yet, and not absurdly far ahead of our graph or of the op's round.
             node = nodes[op_id] if 0 <= op_id < len(nodes) else None
@@ -215,6 +225,35 @@ class Executor:
                 node = nodes[op_id]
                 if node.state is OpState.BLOCKED and node.round == rnd and node.expect <= box.keys():
                     self._make_ready(node)
+
+    def _claim(self, job: JobState, peer: str, op_id: int, theirs: str) -> bool:
+        """Check ``peer``'s fingerprint of op ``op_id`` now, or keep it for when the op starts."""
+        nodes = job.graph.nodes
+        node = nodes[op_id] if op_id < len(nodes) else None
+        if node is not None and node.fingerprint is not None:
+            error = diverged(job.id, self.party, peer, op_id, node.fingerprint, theirs)
+            if error is not None:
+                self.fail_job(job, error)
+                return False
+            return True
+        claims = job.claims.setdefault(op_id, {})
+        job.held[peer] += len(theirs) - len(claims.get(peer, ""))
+        claims[peer] = theirs
+        return True
+
+    def probe(self, job: JobState) -> None:
+        """Send every peer that a blocked op waits for the op's fingerprint, if not sent yet.
+
+        Called when the job has not moved for a while: two parties whose programs diverged can
+        each wait on an op that sends nothing to the other, and so never compare fingerprints.
+        """
+        outbox: Outbox = defaultdict(lambda: defaultdict(list))
+        for node in self.blocked_ops(job):
+            box = job.mailbox.get((node.op_id, node.round), {})
+            for peer in sorted(node.expect - node.told - box.keys()):
+                outbox[peer][job.id].append([node.op_id, PROBE_ROUND, node.depth, None, node.fingerprint or node.name])
+            node.told |= node.expect
+        self._flush(outbox)
 
     async def receive(self, job: JobState, peer: str) -> None:
         """Read ``job``'s executor channel from ``peer`` into its mailbox until the job ends.
@@ -384,6 +423,13 @@ class Executor:
         """The messages a resumed step receives (None for a step not started yet)."""
         if node.gen is None:
             node.depth = max((i.depth for i in node.inputs), default=0)
+            if node.fingerprint is None:
+                node.fingerprint = fingerprint(node)
+            for peer, theirs in job.claims.pop(node.op_id, {}).items():
+                job.held[peer] -= len(theirs)
+                error = diverged(job.id, self.party, peer, node.op_id, node.fingerprint, theirs)
+                if error is not None:
+                    raise error
             return None
         return self._take(job, node)
 
@@ -397,7 +443,11 @@ class Executor:
         for peer, payload in ex.send.items():
             if peer not in job.peers:
                 raise ProtocolError(f"op {node.name!r} sends to {peer!r}, not a peer of the job")
-            outbox[peer][job.id].append([node.op_id, node.round, node.depth, payload])
+            entry = [node.op_id, node.round, node.depth, payload]
+            if peer not in node.told:  # the op's first message to this peer: who we think it is
+                entry.append(node.fingerprint or node.name)
+                node.told |= {peer}
+            outbox[peer][job.id].append(entry)
         node.expect = ex.recv
         box = job.mailbox.get((node.op_id, node.round))
         if node.expect and (box is None or not node.expect <= box.keys()):

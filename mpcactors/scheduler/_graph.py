@@ -44,9 +44,11 @@ class OpNode:
         "consumers",
         "cost",
         "depth",
+        "detail",
         "error",
         "expect",
         "factory",
+        "fingerprint",
         "gen",
         "graph",
         "height",
@@ -56,6 +58,7 @@ class OpNode:
         "result",
         "round",
         "state",
+        "told",
         "waiters",
     )
 
@@ -85,6 +88,9 @@ class OpNode:
         self._pending_inputs = sum(1 for i in self.inputs if i.state is not OpState.DONE)
         self.height = 0  # longest path to a sink, for critical-path priority
         self.depth = 0  # communication rounds on the longest path from the job's start to here
+        self.detail = ""  # attributes that tell the op apart (axis=1, fxp, to=alice), for fingerprints
+        self.fingerprint: str | None = None  # set when the step starts (see executor: divergence)
+        self.told: frozenset[str] = frozenset()  # peers sent our fingerprint of this op
         for i in self.inputs:
             i.consumers.append(self)
 

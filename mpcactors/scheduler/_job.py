@@ -28,6 +28,7 @@ from ..ops._comm import Exchange, Step, gather
 from ..ops._protocol import Protocol, Share
 from ..ops._ring import decode
 from ._executor import Executor, JobState, JobStatistics, PeerJobStatistics
+from ._fingerprint import end_fingerprint
 from ._graph import OpNode
 from ._input import InputTree, SecretInput, bare_step, encode_input, is_bare
 from ._tensor import SecretTensor, encode_public
@@ -151,6 +152,7 @@ class Job:
         """Add an op over ``inputs`` (secret tensors of this job); used by the op builders."""
         nodes = [t.node for t in inputs] or [self._setup]
         node = self._state.graph.add(name, nodes, factory, _cost(shape, inputs))
+        node.detail = "fxp" if fxp else "int"
         self._executor.submit(node)
         return SecretTensor(self, node, shape, fxp)
 
@@ -264,6 +266,7 @@ class Job:
             return None if ring is None else decode(ring, f)
 
         node = self._state.graph.add("reveal", [x.node], step, _cost(x.known_shape, [x]))
+        node.detail = f"to {to}" if to is not None else "to all"
         return self._executor.submit(node)
 
     async def drain(self) -> None:
@@ -271,6 +274,25 @@ class Job:
         while self._state.unfinished:
             await self._state.idle.wait()
             await anyio.lowlevel.checkpoint()
+
+    async def finish(self) -> None:
+        """The job's last round: every party ran as many ops as we did, and the same ones.
+
+        Its fingerprint carries the op count and a digest of every op's fingerprint, so a party
+        with an extra op (or one fewer) aborts the job everywhere before anyone returns.
+        """
+        state = self._state
+        if not state.peers:
+            return
+        peers = frozenset(state.peers)
+
+        def end(ctx: Any, ins: list[Any]) -> Step[None]:
+            yield Exchange(send={p: None for p in peers}, recv=peers)
+
+        nodes = list(state.graph.nodes)
+        node = state.graph.add("end", [], end)
+        node.fingerprint = end_fingerprint(nodes)
+        await self._executor.wait(self._executor.submit(node))
 
     def statistics(self) -> JobStatistics:
         """Rounds, frames and bytes this job has sent so far, in total and per peer."""
