@@ -1,4 +1,4 @@
-"""``run_psi``: one ECDH-PSI job between this node and one peer, from input to result.
+"""``run_psi``: one PSI job (KKRT or ECDH) between this node and one peer, from input to result.
 
 Theory of operation
 -------------------
@@ -6,8 +6,12 @@ A job is a sequence of phases (``_progress.PHASES``), each a function of the pre
 files, which is what makes it resumable::
 
     check input -> hello (settings + checkpoint offer) -> prepare (or reuse) -> ready
-      -> exchange chunk streams (skipping chunks the checkpoint holds) -> match / align / write
+      -> exchange: ECDH chunk streams (skipping chunks the checkpoint holds), or KKRT shards
+         (skipped when the matcher's checkpoint holds the pairs) -> match / align / write
       -> fin -> rename output into place, delete checkpoint
+
+Both protocols share everything but the exchange: preparation, the ``ready`` sizes, the
+matching groups ``(own positions, peer positions)``, alignment, joins and output.
 
 Any number of jobs run at once on one node: a job touches only its own channels (addressed by
 its job id), its own folder and the shared worker pool, so jobs never read each other's messages
@@ -28,6 +32,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import numpy as np
 from cryptography.hazmat.primitives import hashes
 
 from .._errors import JobAborted, MpcError, PeerLost, PsiError
@@ -35,10 +40,19 @@ from .._log import get_logger
 from ._checkpoint import Workspace, resume_agreed
 from ._csvjoin import OutputSink, matcher_result, other_result
 from ._ecdh import new_secret
-from ._match import match_group, n_groups, partition
+from ._kkrt_job import (
+    MAX_SHARDS,
+    SHARD_MIN_ITEMS,
+    has_pairs,
+    kkrt_exchange,
+    load_pairs,
+    shard_count,
+)
+from ._match import GROUP_TARGET, match_group, n_groups, partition
 from ._prepare import Prepared, PreparedFiles, prepare
 from ._progress import ProgressReporter, PsiProgress
-from ._protocol import JOINS, EcPool, PsiSettings, StreamPlan, Wire, exchange
+from ._protocol import JOINS, PROTOCOLS, EcPool, PsiSettings, StreamPlan, Wire, exchange
+from ._shards import ProcessShards, ShardRunner, ThreadShards
 from ._source import CsvSpec, open_source
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "PsiResult", "run_psi"]
@@ -61,8 +75,13 @@ class PsiResult:
         output: the CSV written, or None.
         resumed: True when the job continued from a checkpoint.
         ec_ops: X25519 operations this run performed (fewer than own_keys + peer_keys when
-            resumed).
+            resumed; 0 with KKRT).
         seconds: wall time of the job at this party.
+        protocol: "kkrt" or "ecdh".
+        oprf_rows: KKRT OPRF rows (cuckoo bins) this run computed (0 with ECDH, or when a
+            resumed job's checkpoint held the exchange's result).
+        shards: KKRT shards the exchange ran in (0 with ECDH or when skipped).
+        bytes_sent: payload bytes of the exchange this party sent (KKRT; 0 with ECDH).
     """
 
     job: str
@@ -80,6 +99,10 @@ class PsiResult:
     resumed: bool
     ec_ops: int
     seconds: float
+    protocol: str = PROTOCOLS[0]
+    oprf_rows: int = 0
+    shards: int = 0
+    bytes_sent: int = 0
 
 
 async def run_psi(
@@ -99,8 +122,9 @@ async def run_psi(
     workers: int | None = None,
     left: str | None = None,
     start_timeout: float = 60.0,
+    protocol: str = PROTOCOLS[0],
 ) -> PsiResult:
-    """Run one ECDH-PSI job with ``peer`` (both parties call this with the same job id).
+    """Run one PSI job with ``peer`` (both parties call this with the same job id).
 
     Args:
         node: an open node (``mpcactors.link.open_node``).
@@ -113,10 +137,13 @@ async def run_psi(
         join: inner, left, right, full or difference (see docs/PSI.md for each party's output).
         progress: called with :class:`PsiProgress` events (in the event loop; must not block).
         checkpoint_dir: keep resumable state here; rerun with the same job id after a crash.
-        chunk_size: ids per streamed chunk (memory and progress granularity).
-        workers: EC worker processes: None shares one per CPU with all jobs; 0 runs in threads.
+        chunk_size: ECDH: ids per streamed chunk (memory and progress granularity).
+        workers: worker processes: None uses one per CPU (ECDH: shared with all jobs; KKRT: a
+            large job runs that many shards in worker processes); 0 runs in threads.
         left: the party whose table is the left one (default: the name that sorts first).
         start_timeout: seconds to wait for the peer to start the same job.
+        protocol: "kkrt" (default: OT-extension PSI, Kolesnikov et al. CCS 2016) or "ecdh"
+            (X25519 Diffie-Hellman PSI); both parties must choose the same.
 
     Returns:
         A :class:`PsiResult`.
@@ -142,6 +169,8 @@ async def run_psi(
         raise PsiError(f"chunk_size must be an int in [1, {MAX_CHUNK_SIZE}], not {chunk_size!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 0):
         raise PsiError(f"workers must be None or an int >= 0, not {workers!r}")
+    if protocol not in PROTOCOLS:
+        raise PsiError(f"protocol must be one of {list(PROTOCOLS)}, not {protocol!r}")
     spec = open_source(ids, input, keys)
     out_path = Path(output) if output is not None else None
     if out_path is not None and not out_path.parent.is_dir():
@@ -149,11 +178,20 @@ async def run_psi(
     if out_path is not None and isinstance(spec, CsvSpec) and out_path.resolve() == Path(spec.path).resolve():
         raise PsiError(f"output {str(out_path)!r} would overwrite the input")
     settings = PsiSettings(
-        keys=spec.n_keys, join=join, receiver=receiver, left=left or min(me, peer)
+        keys=spec.n_keys, join=join, receiver=receiver, left=left or min(me, peer),
+        protocol=protocol,
     )
     job_ctx = _Job(node, me, peer, job, spec, settings, out_path, progress, checkpoint_dir,
                    chunk_size, workers, start_timeout)
     return await job_ctx.run()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ready:
+    """KKRT's part of the agreed ``ready``: the matcher holds the pairs; the shard count."""
+
+    pairs: bool
+    shards: int
 
 
 class _Job:
@@ -190,14 +228,30 @@ class _Job:
             if tuple(prepared.header) != tuple(header):
                 raise PsiError(f"the header of {self.spec.path!r} changed since the checkpoint")
             mine = StreamPlan(prepared.n_unique, int(manifest["chunk_size"]))
-            theirs, need_m, need_o = await self._ready(wire, ws, manifest, mine, resumed)
+            kkrt = self.settings.protocol == "kkrt"
+            prefer = shard_count(mine.n, pool.size) if kkrt and not pool.threads else 1
+            theirs, need_m, need_o, ready = await self._ready(wire, ws, manifest, mine, resumed, prefer)
             plan_m, plan_o = (mine, theirs) if self.matcher else (theirs, mine)
             total = mine.n + theirs.n
-            done = total - plan_m.items(need_m) - plan_o.items(need_o)
-            self.reporter.start("exchange", total=total, done=done)
-            ec_ops = await exchange(wire, ws, files, pool, bytes.fromhex(manifest["secret"]),
-                                    matcher=self.matcher, mine=mine, theirs=theirs,
-                                    need_m=need_m, need_o=need_o, reporter=self.reporter)
+            ec_ops = oprf_rows = shards = sent = 0
+            if kkrt:
+                # An empty side has an empty intersection: no exchange at all.
+                skip = ready.pairs or mine.n == 0 or theirs.n == 0
+                self.reporter.start("exchange", total=total, done=total if skip else 0)
+                if not skip:
+                    shards = ready.shards
+                    outcome = await kkrt_exchange(
+                        self.node, ws, files, self._runner(pool, mine.n, theirs.n), peer=self.peer,
+                        job=self.job, session=manifest["session"], shards=shards,
+                        matcher=self.matcher, n_own=mine.n, n_peer=theirs.n, reporter=self.reporter,
+                    )
+                    oprf_rows, sent = outcome.oprf_rows, outcome.bytes_sent
+            else:
+                done = total - plan_m.items(need_m) - plan_o.items(need_o)
+                self.reporter.start("exchange", total=total, done=done)
+                ec_ops = await exchange(wire, ws, files, pool, bytes.fromhex(manifest["secret"]),
+                                        matcher=self.matcher, mine=mine, theirs=theirs,
+                                        need_m=need_m, need_o=need_o, reporter=self.reporter)
             if self.gets_result:  # (without an output path a CSV job only counts its rows)
                 sink = OutputSink(self.spec, files, self.out_path, header)
             inter: int | None = None
@@ -205,7 +259,8 @@ class _Job:
             both = self.settings.receiver is None
             if self.matcher:
                 self.reporter.start("match")
-                inter = await matcher_result(wire, files, sink, self._groups(ws, mine, theirs),
+                groups = self._pairs(ws) if kkrt else self._groups(ws, mine, theirs)
+                inter = await matcher_result(wire, files, sink, groups,
                                              both=both, join=self.settings.join, left=left)
             elif both and sink is not None:  # (result to both: this party has a sink)
                 self.reporter.start("output")
@@ -227,10 +282,12 @@ class _Job:
                 peer_keys=theirs.n, intersection=inter if self.gets_result else None,
                 rows=sink.rows if sink is not None else None,
                 ids=sink.ids if sink is not None else None, output=output, resumed=resumed,
-                ec_ops=ec_ops, seconds=time.monotonic() - t0,
+                ec_ops=ec_ops, seconds=time.monotonic() - t0, protocol=self.settings.protocol,
+                oprf_rows=oprf_rows, shards=shards, bytes_sent=sent,
             )
             self.log.info("psi.done", intersection=result.intersection, rows=result.rows,
-                          resumed=resumed, ec_ops=ec_ops, seconds=round(result.seconds, 3))
+                          resumed=resumed, ec_ops=ec_ops, protocol=self.settings.protocol,
+                          oprf_rows=oprf_rows, shards=shards, seconds=round(result.seconds, 3))
             return result
         except BaseException as exc:
             if sink is not None:
@@ -313,18 +370,28 @@ class _Job:
         return prepared
 
     async def _ready(self, wire: Wire, ws: Workspace, manifest: dict[str, Any], mine: StreamPlan,
-                     resumed: bool) -> tuple[StreamPlan, list[int], list[int]]:
-        """Exchange stream sizes (and, from the matcher, the chunks it holds)."""
+                     resumed: bool, prefer: int) -> tuple[StreamPlan, list[int], list[int], _Ready]:
+        """Exchange stream sizes (and, from the matcher, the chunks it holds; with KKRT whether
+        it holds the exchange's pairs, and each party's preferred shard count)."""
         have_m: Any = []
         have_o: Any = []
+        pairs = False
         if self.matcher and resumed:
             have_m = sorted(ws.chunks_present("d_own"))
             have_o = sorted(ws.chunks_present("d_peer"))
-        await wire.send("ready", n=mine.n, cs=mine.cs, have_m=have_m, have_o=have_o)
+            pairs = has_pairs(ws)
+        await wire.send("ready", n=mine.n, cs=mine.cs, have_m=have_m, have_o=have_o,
+                        pairs=pairs, shards=prefer)
         msg = await wire.recv("ready")
         n, cs = msg.get("n"), msg.get("cs")
         if not isinstance(n, int) or n < 0 or not isinstance(cs, int) or not 1 <= cs <= MAX_CHUNK_SIZE:
             raise wire.bad(f"ready with n={n!r}, cs={cs!r}")
+        their_pairs, their_shards = msg.get("pairs", False), msg.get("shards", 1)
+        if not isinstance(their_pairs, bool) or (their_pairs and self.matcher):
+            raise wire.bad(f"ready.pairs={their_pairs!r}")
+        if not isinstance(their_shards, int) or isinstance(their_shards, bool) or not 1 <= their_shards <= MAX_SHARDS:
+            raise wire.bad(f"ready.shards={their_shards!r} is not in [1, {MAX_SHARDS}]")
+        ready = _Ready(pairs or their_pairs, max(prefer, their_shards))
         theirs = StreamPlan(n, cs)
         stored = manifest.get("peer_plan")
         if resumed and stored is not None and stored != [n, cs]:
@@ -343,7 +410,24 @@ class _Job:
                 raise wire.bad(f"ready.{name} is not a list of chunk indices")
         need_m = sorted(set(range(plan_m.chunks)) - set(have_m))
         need_o = sorted(set(range(plan_o.chunks)) - set(have_o))
-        return theirs, need_m, need_o
+        return theirs, need_m, need_o, ready
+
+    def _runner(self, pool: EcPool, n_own: int, n_peer: int) -> ShardRunner:
+        """Threads for small jobs and ``workers=0``; worker processes otherwise."""
+        if pool.threads or max(n_own, n_peer) < SHARD_MIN_ITEMS:
+            return ThreadShards()
+        return ProcessShards()
+
+    async def _pairs(self, ws: Workspace) -> AsyncIterator[Any]:
+        """KKRT: the stored pairs as ``(own_pos, peer_pos, last)`` groups (at least one)."""
+        if has_pairs(ws):
+            own, peer = await anyio.to_thread.run_sync(load_pairs, ws)
+        else:  # an empty side: nothing in common
+            own = peer = np.empty(0, dtype=np.int64)
+        self.reporter.start("output")
+        n = len(own)
+        for s in range(0, max(n, 1), GROUP_TARGET):
+            yield own[s : s + GROUP_TARGET], peer[s : s + GROUP_TARGET], s + GROUP_TARGET >= n
 
     async def _groups(self, ws: Workspace, mine: StreamPlan, theirs: StreamPlan) -> AsyncIterator[Any]:
         """Yield ``(own_pos, peer_pos, last)`` per group (files work in a thread)."""

@@ -24,7 +24,7 @@ from .._errors import ConfigError, MpcError
 from .._log import configure_logging
 from ._api import DEFAULT_CHUNK_SIZE, PsiResult, run_psi
 from ._progress import RichPsiProgress
-from ._protocol import JOINS
+from ._protocol import JOINS, PROTOCOLS
 
 __all__ = ["build_parser", "psi_cli"]
 
@@ -32,8 +32,8 @@ __all__ = ["build_parser", "psi_cli"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mpcactors psi",
-        description="ECDH private set intersection with a peer; every --input/--output pair is a "
-        "concurrent job over one link.",
+        description="Private set intersection with a peer (KKRT OT-extension PSI by default, or "
+        "ECDH); every --input/--output pair is a concurrent job over one link.",
     )
     p.add_argument("--config", required=True, help="cluster TOML file")
     p.add_argument("--party", required=True, help="this party's name in the config")
@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="job id: once (a prefix when there are several inputs) or once per input")
     p.add_argument("--checkpoint-dir", default=None, help="keep resumable state here")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
-    p.add_argument("--workers", type=int, default=None, help="EC worker processes (default: CPUs)")
+    p.add_argument("--protocol", default=PROTOCOLS[0], choices=PROTOCOLS,
+                   help="kkrt: OT-extension PSI (KKRT16, the default; much faster); ecdh: X25519 "
+                   "Diffie-Hellman PSI. Both parties must give the same")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: CPUs; ECDH curve work, KKRT shards); 0: threads")
     p.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds to wait for the peer to start each job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -144,7 +148,7 @@ async def _run(config: Any, args: argparse.Namespace, peer: str,
                         output=spec.output, receiver=args.receiver, join=args.join,
                         progress=bar.callback, checkpoint_dir=args.checkpoint_dir,
                         chunk_size=args.chunk_size, workers=args.workers, left=args.left,
-                        start_timeout=args.start_timeout,
+                        start_timeout=args.start_timeout, protocol=args.protocol,
                     )
                 except MpcError as exc:
                     results[spec.job] = exc

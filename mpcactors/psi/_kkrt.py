@@ -256,13 +256,16 @@ def _inputs(items: np.ndarray, k: np.ndarray) -> np.ndarray:
     return x
 
 
-def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS) -> Step[KkrtReceiverResult]:
+def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS,
+                peer_limit: int | None = None) -> Step[KkrtReceiverResult]:
     """KKRT PSI, receiver side (learns the intersection); see the module doc.
 
     Args:
         peer: the sender's party name.
         items: ``(n, 16)`` uint8 hashes of this party's distinct keys.
         chunk: bins per streamed chunk (<= 2^16).
+        peer_limit: the sender reports positions below this (default: its item count; a shard
+            of a larger input reports positions in the whole input, see ``psi_send``).
 
     Returns:
         A :class:`KkrtReceiverResult`.
@@ -319,8 +322,9 @@ def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS
             if not isinstance(v, np.ndarray) or v.dtype != np.uint8 or v.shape != (cap, p.tag_bytes + _POS_BYTES):
                 raise PsiError(f"KKRT PSI: chunk {c - 1} from {peer!r} is not ({cap}, {p.tag_bytes + _POS_BYTES}) uint8")
             own, pos, key = _match(pending, v, p.tag_bytes)
-            if pos.size and int(pos.max()) >= n_peer:
-                raise PsiError(f"KKRT PSI: {peer!r} sent a position beyond its {n_peer} items")
+            limit = n_peer if peer_limit is None else peer_limit
+            if pos.size and int(pos.max()) >= limit:
+                raise PsiError(f"KKRT PSI: {peer!r} sent a position beyond its {limit} items")
             own_parts.append(own)
             peer_parts.append(pos)
             key_parts.append(key)
@@ -364,13 +368,15 @@ def _match(own: tuple[np.ndarray, ...], v: np.ndarray, tag_bytes: int) -> tuple[
     return item_s[j].astype(np.int64), pos, np.stack([hi[hit], lo[hit]], axis=1)
 
 
-def psi_send(peer: str, items: np.ndarray) -> Step[KkrtSenderResult]:
+def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = None) -> Step[KkrtSenderResult]:
     """KKRT PSI, sender side (learns only the receiver's size); see the module doc.
 
     Args:
         peer: the receiver's party name.
         items: ``(n, 16)`` uint8 hashes of this party's distinct keys; a common key's index
-            here is the position the receiver learns.
+            here is the position the receiver learns, unless:
+        positions: ``(n,)`` uint32: the position to report for each item instead (a shard
+            reports positions in the whole input).
 
     Raises:
         PsiError: a malformed message from the receiver, or a chunk overflow (< 2^-40).
@@ -378,6 +384,8 @@ def psi_send(peer: str, items: np.ndarray) -> Step[KkrtSenderResult]:
     clock = _Clock()
     items = _check_items(items)
     n = items.shape[0]
+    if positions is not None and positions.shape != (n,):
+        raise ValueError(f"positions must be ({n},), not {positions.shape}")
     hello, snd = yield from gather([_hello(peer, {"n": n}), kkrt_sender_setup(peer)])
     clock.skip()
     n_peer, cs, hkey = hello.get("n"), hello.get("cs"), hello.get("hk")
@@ -425,7 +433,8 @@ def psi_send(peer: str, items: np.ndarray) -> Step[KkrtSenderResult]:
         msg = np.empty((cap, width), dtype=np.uint8)
         msg[: item.size, : p.tag_bytes] = vals[:, : p.tag_bytes]
         pad = np.ascontiguousarray(vals[:, p.tag_bytes : width]).view("<u4").reshape(-1)
-        msg[: item.size, p.tag_bytes :] = (pad ^ item.astype("<u4")).view(np.uint8).reshape(-1, _POS_BYTES)
+        report = item.astype("<u4") if positions is None else positions[item].astype("<u4")
+        msg[: item.size, p.tag_bytes :] = (pad ^ report).view(np.uint8).reshape(-1, _POS_BYTES)
         dummies = cap - item.size
         if dummies:
             rnd = prg.random_u64(-(-dummies * width // 8)).view(np.uint8)

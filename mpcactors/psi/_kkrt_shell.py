@@ -23,24 +23,46 @@ from .._errors import PsiError
 from ..ops._comm import Exchange, Step
 from ._kkrt import KkrtReceiverResult, KkrtSenderResult, psi_receive, psi_send
 
-__all__ = ["CHANNEL", "drive", "kkrt_psi"]
+__all__ = ["CHANNEL", "Advance", "drive", "drive_rounds", "kkrt_psi", "local_advance"]
 
 CHANNEL = "kkrt"
+
+
+# Advances a step by one round: given the previous round's reply (None first), returns
+# (False, the next Exchange) or (True, the step's result). Blocking; runs in a worker thread.
+Advance = Callable[[Any], tuple[bool, Any]]
+
+
+def local_advance(step: Step[Any]) -> Advance:
+    """An :data:`Advance` over a step generator of this process."""
+    started = [False]
+
+    def advance(reply: Any) -> tuple[bool, Any]:
+        try:
+            if not started[0]:
+                started[0] = True
+                return False, next(step)
+            return False, step.send(reply)
+        except StopIteration as stop:
+            return True, stop.value
+
+    return advance
 
 
 async def drive(step: Step[Any], channel: Any, peer: str,
                 on_round: Callable[[], None] | None = None) -> Any:
     """Run ``step`` to completion against ``peer`` over ``channel``; returns its result."""
+    return await drive_rounds(local_advance(step), channel, peer, on_round)
+
+
+async def drive_rounds(advance: Advance, channel: Any, peer: str,
+                       on_round: Callable[[], None] | None = None, *,
+                       abandon_on_cancel: bool = False) -> Any:
+    """Relay the rounds of ``advance`` (a local step or a worker's) over ``channel``."""
     reply: dict[str, Any] | None = None
-
-    def advance() -> tuple[bool, Any]:
-        try:
-            return False, (step.send(reply) if reply is not None else next(step))
-        except StopIteration as stop:
-            return True, stop.value
-
     while True:
-        done, value = await anyio.to_thread.run_sync(advance)
+        done, value = await anyio.to_thread.run_sync(advance, reply,
+                                                     abandon_on_cancel=abandon_on_cancel)
         if done:
             return value
         ex: Exchange = value

@@ -52,10 +52,11 @@ from ._match import D_BYTES
 from ._prepare import PreparedFiles
 from ._progress import ProgressReporter
 
-__all__ = ["JOINS", "VERSION", "EcPool", "PsiSettings", "StreamPlan", "Wire", "exchange"]
+__all__ = ["JOINS", "PROTOCOLS", "VERSION", "EcPool", "PsiSettings", "StreamPlan", "Wire", "exchange"]
 
 VERSION = 2  # 2: ids hashed to the prime-order group (v1: digest read as a u-coordinate)
 JOINS = ("inner", "left", "right", "full", "difference")
+PROTOCOLS = ("kkrt", "ecdh")  # the first is the default (docs/PSI.md compares them)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class PsiSettings:
     join: str
     receiver: str | None
     left: str  # the party whose table is the left one of the join
+    protocol: str = PROTOCOLS[0]  # kkrt (OT extension, _kkrt_job) or ecdh (this module)
     version: int = VERSION
 
     def to_msg(self) -> dict[str, Any]:

@@ -33,3 +33,9 @@ async def memory_nodes(*parties: str, network: MemoryNetwork | None = None,
         for node in nodes.values():
             await node.wait_connected()
         yield nodes
+
+
+@pytest.fixture(params=["kkrt", "ecdh"])
+def protocol(request: Any) -> str:
+    """Both PSI protocols run the same job tests (KKRT is the default)."""
+    return str(request.param)

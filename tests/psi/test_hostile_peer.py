@@ -17,7 +17,7 @@ from .conftest import memory_nodes
 async def _hostile_bob(node: Any, job: str, point: bytes) -> None:
     """Speak PSI as bob up to the first chunk, then send ``point`` as bob's blinded id."""
     ctl, s = node.channel("alice", job, "ctl"), node.channel("alice", job, "s")
-    settings = PsiSettings(keys=1, join="inner", receiver=None, left="alice").to_msg()
+    settings = PsiSettings(keys=1, join="inner", receiver=None, left="alice", protocol="ecdh").to_msg()
     assert (await ctl.receive())["t"] == "hello"
     await ctl.send({"t": "hello", "party": "bob", "job": job, "settings": settings,
                     "session": None, "nonce": "00" * 16})
@@ -38,4 +38,4 @@ async def test_low_order_point_from_the_peer_is_a_psi_error_naming_it(point: byt
                 tg.start_soon(_hostile_bob, nodes["bob"], "hostile", point)
                 with pytest.raises(PsiError, match=r"from 'bob'.*low-order"):
                     await run_psi(nodes["alice"], peer="bob", job="hostile",
-                                  ids=["a", "b"], workers=0)
+                                  ids=["a", "b"], workers=0, protocol="ecdh")

@@ -134,3 +134,44 @@ def test_malformed_sender_chunk_is_a_psi_error() -> None:
     with pytest.raises(PsiError, match="chunk 0 from 's'"):
         run_local({"r": psi_receive("s", item_hashes(ids(10)), chunk=8),
                    "s": tamper(psi_send("r", item_hashes(ids(10))))})
+
+
+def test_ids_colliding_in_cuckoo_bins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids whose bins collide: 60 pairs of ids with all three bins equal (ids 2i and 2i+1 for
+    i < 60, common ones among them), a few more with h_1 = h_2. Both parties hash alike, so
+    cuckoo hashing must place both ids of a pair through the same three bins, and the sender's
+    simple hashing puts several values in one bin."""
+    real = kkrt.hash_bins
+    odd, even = item_hashes(ids(120, 180)[1::2]), item_hashes(ids(120, 180)[0::2])
+    partner = {bytes(o): e for o, e in zip(odd, even)}  # by content: both parties agree
+
+    def colliding(key: bytes, items: np.ndarray, m: int) -> np.ndarray:
+        canon = items.copy()
+        for i, x in enumerate(items):
+            e = partner.get(bytes(x))
+            if e is not None:
+                canon[i] = e
+        b = real(key, canon, m).copy()
+        few = (items[:, 0] < 4) & (items[:, 1] < 128)
+        b[few, 2] = b[few, 1]
+        return b
+
+    monkeypatch.setattr(kkrt, "hash_bins", colliding)
+    a = ids(400)
+    b = ids(300, 200) + ["日本語", "x" * 5000]
+    got, _, _ = run(a + ["日本語"], b, chunk=64)
+    assert got == (set(a) & set(b)) | {"日本語"}
+
+
+def test_sender_reports_given_positions() -> None:
+    """A shard reports positions in the whole input (``positions=``), checked by ``peer_limit``."""
+    a, b = ids(50), ids(40, 30)
+    pos = np.arange(1000, 1040, dtype=np.uint32)
+    res, _ = run_local({"r": psi_receive("s", item_hashes(a), peer_limit=1040),
+                        "s": psi_send("r", item_hashes(b), positions=pos)})
+    r = res["r"]
+    assert sorted(int(p) for p in r.peer) == list(range(1000, 1020))
+    assert [a[i] for i in r.own] == [b[int(p) - 1000] for p in r.peer]
+    with pytest.raises(PsiError, match="beyond its 1019 items"):
+        run_local({"r": psi_receive("s", item_hashes(a), peer_limit=1019),
+                   "s": psi_send("r", item_hashes(b), positions=pos)})

@@ -30,15 +30,18 @@ CASES = {
     "identical": ([f"id{i}" for i in range(700)], [f"id{i}" for i in range(700)]),
     "unicode_long": (["ü", "日本語", LONG, LONG + "y", "", "e\u0301"], ["日本語", LONG, "é", "", "z"]),
     "str_vs_bytes": (["abc", "déf", "g"], [b"abc", "déf".encode(), b"h"]),
+    "one_id_common": (["solo"], ["solo"]),
+    "one_id_each_disjoint": (["solo"], ["other"]),
+    "one_common_among_many": ([f"a{i}" for i in range(500)] + ["both"], ["both"] + [f"b{i}" for i in range(400)]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.trio
-async def test_ids_intersection_equals_python(case: str) -> None:
+async def test_ids_intersection_equals_python(case: str, protocol: str) -> None:
     a, b = CASES[case]
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, f"job-{case}", {"ids": a, "workers": 0, "chunk_size": 64}, {"ids": b, "workers": 0, "chunk_size": 50})
+        res = await run_pair(nodes, f"job-{case}", {"ids": a, "workers": 0, "protocol": protocol, "chunk_size": 64}, {"ids": b, "workers": 0, "protocol": protocol, "chunk_size": 50})
     ra, rb = res["alice"], res["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), res
     common = {norm(x) for x in a} & {norm(x) for x in b}
@@ -71,14 +74,14 @@ def tables(tmp: Path) -> tuple[str, str, list, list]:
 
 @pytest.mark.parametrize("join", JOINS)
 @pytest.mark.trio
-async def test_csv_joins_equal_sql(tmp_path: Path, join: str) -> None:
+async def test_csv_joins_equal_sql(tmp_path: Path, join: str, protocol: str) -> None:
     lp, rp, left, right = tables(tmp_path)
     la, ob = tmp_path / "out_alice.csv", tmp_path / "out_bob.csv"
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, f"csv-{join}",
-            {"input": lp, "keys": "country,id", "output": la, "join": join, "workers": 0, "chunk_size": 3},
-            {"input": rp, "keys": ["cc", "uid"], "output": ob, "join": join, "workers": 0},
+            {"input": lp, "keys": "country,id", "output": la, "join": join, "workers": 0, "protocol": protocol, "chunk_size": 3},
+            {"input": rp, "keys": ["cc", "uid"], "output": ob, "join": join, "workers": 0, "protocol": protocol},
         )
     assert all(isinstance(r, PsiResult) for r in res.values()), res
     ha, rows_a = read_csv(la)
@@ -100,14 +103,14 @@ async def test_csv_joins_equal_sql(tmp_path: Path, join: str) -> None:
 
 
 @pytest.mark.trio
-async def test_left_names_the_left_table(tmp_path: Path) -> None:
+async def test_left_names_the_left_table(tmp_path: Path, protocol: str) -> None:
     lp, rp, left, right = tables(tmp_path)
     la, ob = tmp_path / "a.csv", tmp_path / "b.csv"
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "left-bob",
-            {"input": lp, "keys": "country,id", "output": la, "join": "left", "left": "bob", "workers": 0},
-            {"input": rp, "keys": "cc,uid", "output": ob, "join": "left", "left": "bob", "workers": 0},
+            {"input": lp, "keys": "country,id", "output": la, "join": "left", "left": "bob", "workers": 0, "protocol": protocol},
+            {"input": rp, "keys": "cc,uid", "output": ob, "join": "left", "left": "bob", "workers": 0, "protocol": protocol},
         )
     assert all(isinstance(r, PsiResult) for r in res.values()), res
     # bob's table is the left one: every bob row appears, alice pads
@@ -117,14 +120,14 @@ async def test_left_names_the_left_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("join", ["inner", "difference"])
 @pytest.mark.trio
-async def test_receiver_only_semi_join(tmp_path: Path, join: str) -> None:
+async def test_receiver_only_semi_join(tmp_path: Path, join: str, protocol: str) -> None:
     lp, rp, left, right = tables(tmp_path)
     la, ob = tmp_path / "a.csv", tmp_path / "b.csv"
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "recv",
-            {"input": lp, "keys": "country,id", "output": la, "receiver": "bob", "join": join, "workers": 0},
-            {"input": rp, "keys": "cc,uid", "output": ob, "receiver": "bob", "join": join, "workers": 0},
+            {"input": lp, "keys": "country,id", "output": la, "receiver": "bob", "join": join, "workers": 0, "protocol": protocol},
+            {"input": rp, "keys": "cc,uid", "output": ob, "receiver": "bob", "join": join, "workers": 0, "protocol": protocol},
         )
     ra, rb = res["alice"], res["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), res
@@ -154,14 +157,25 @@ async def test_settings_mismatch_names_both_sides(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
-async def test_missing_key_column_aborts_both_without_output(tmp_path: Path) -> None:
+async def test_protocol_mismatch_is_a_psi_error_naming_both() -> None:
+    async with memory_nodes("alice", "bob") as nodes:
+        res = await run_pair(nodes, "proto", {"ids": ["a"], "workers": 0, "protocol": "kkrt"},
+                             {"ids": ["a"], "workers": 0, "protocol": "ecdh"})
+    for party in ("alice", "bob"):
+        err = res[party]
+        assert isinstance(err, (PsiError, JobAborted)), err
+        assert "protocol: " in str(err) and "has 'kkrt'" in str(err) and "has 'ecdh'" in str(err), err
+
+
+@pytest.mark.trio
+async def test_missing_key_column_aborts_both_without_output(tmp_path: Path, protocol: str) -> None:
     lp, rp, _, _ = tables(tmp_path)
     la, ob = tmp_path / "a.csv", tmp_path / "b.csv"
     async with memory_nodes("alice", "bob") as nodes:
         res = await run_pair(
             nodes, "badkey",
-            {"input": lp, "keys": "country,nope", "output": la, "workers": 0},
-            {"input": rp, "keys": "cc,uid", "output": ob, "workers": 0},
+            {"input": lp, "keys": "country,nope", "output": la, "workers": 0, "protocol": protocol},
+            {"input": rp, "keys": "cc,uid", "output": ob, "workers": 0, "protocol": protocol},
         )
     assert isinstance(res["alice"], PsiError) and "'nope' is not in the header" in str(res["alice"])
     assert isinstance(res["bob"], JobAborted) and "'nope'" in str(res["bob"])
@@ -200,6 +214,7 @@ async def test_bad_arguments_fail_before_any_message(tmp_path: Path) -> None:
             ({"workers": -1}, "workers must be"),
             ({"output": tmp_path / "nodir" / "o.csv"}, "does not exist"),
             ({"left": "carol"}, "left must be"),
+            ({"protocol": "rr22"}, "protocol must be one of"),
         ]
         for kw, match in cases:
             args: dict[str, Any] = {"peer": "bob", "job": "args", "ids": ["a"]}

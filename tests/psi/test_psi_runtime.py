@@ -29,7 +29,7 @@ def make_sets(seed: int, n_a: int, n_b: int, common: int) -> tuple[list[str], li
 
 
 @pytest.mark.anyio
-async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str) -> None:
+async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str, protocol: str) -> None:
     """secretflow#1818: concurrent jobs over one link each get their own, correct result."""
     sets = [make_sets(j, 150 + 7 * j, 120 + 5 * j, 40 + j) for j in range(16)]
     results: dict[tuple[str, int], Any] = {}
@@ -38,7 +38,7 @@ async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str) -> None:
         async def one(party: str, peer: str, j: int) -> None:
             ids = sets[j][0] if party == "alice" else sets[j][1]
             results[party, j] = await run_psi(nodes[party], peer=peer, job=f"many-{j}", ids=ids,
-                                              workers=0, chunk_size=32)
+                                              workers=0, chunk_size=32, protocol=protocol)
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:
@@ -52,18 +52,19 @@ async def test_sixteen_concurrent_jobs_on_one_link(anyio_backend: str) -> None:
 
 
 @pytest.mark.trio
-async def test_progress_events_cover_the_phases() -> None:
+async def test_progress_events_cover_the_phases(protocol: str) -> None:
     a, b, _common = make_sets(1, 600, 500, 100)
     events: list[PsiProgress] = []
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, "prog", {"ids": a, "workers": 0, "chunk_size": 100, "progress": events.append},
-                             {"ids": b, "workers": 0})
+        res = await run_pair(nodes, "prog", {"ids": a, "workers": 0, "chunk_size": 100, "progress": events.append,
+                                             "protocol": protocol},
+                             {"ids": b, "workers": 0, "protocol": protocol})
     assert isinstance(res["alice"], PsiResult)
     phases = [e.phase for e in events]
     order = [PHASES.index(p) for p in phases]
     assert order == sorted(order) and phases[0] == "handshake" and phases[-1] == "done"
     ex = [e for e in events if e.phase == "exchange"]
-    assert ex[-1].done == ex[-1].total == 1100  # own 600 + peer 500 EC operations
+    assert ex[-1].done == ex[-1].total == 1100  # own 600 + peer 500 ids (EC operations for ECDH)
     assert [e.done for e in ex] == sorted(e.done for e in ex)
     assert all(e.job == "prog" and e.party == "alice" for e in events)
 
@@ -85,8 +86,10 @@ def crash_at(fraction: float) -> Any:
 async def test_checkpoint_resume_gives_the_same_result(tmp_path: Path, crashing: str) -> None:
     a, b, common = make_sets(2, 2000, 1500, 600)
     ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
-    kw_a: dict[str, Any] = {"ids": a, "checkpoint_dir": ck_a, "chunk_size": 100, "workers": 0}
-    kw_b: dict[str, Any] = {"ids": b, "checkpoint_dir": ck_b, "chunk_size": 100, "workers": 0}
+    kw_a: dict[str, Any] = {"ids": a, "checkpoint_dir": ck_a, "chunk_size": 100, "workers": 0,
+                            "protocol": "ecdh"}
+    kw_b: dict[str, Any] = {"ids": b, "checkpoint_dir": ck_b, "chunk_size": 100, "workers": 0,
+                            "protocol": "ecdh"}
     crash = {"progress": crash_at(0.4)}
     async with memory_nodes("alice", "bob") as nodes:
         first = await run_pair(nodes, "resumable", {**kw_a, **(crash if crashing == "alice" else {})},
@@ -107,48 +110,95 @@ async def test_checkpoint_resume_gives_the_same_result(tmp_path: Path, crashing:
     assert list(ck_a.iterdir()) == [] and list(ck_b.iterdir()) == []  # removed after success
 
 
+def crash_in(phase: str) -> Any:
+    def callback(ev: PsiProgress) -> None:
+        if ev.phase == phase:
+            raise Crash(f"simulated crash in {phase}")
+
+    return callback
+
+
+@pytest.mark.parametrize("crashing", ["alice", "bob"])
+@pytest.mark.parametrize("phase", ["exchange", "output"])
 @pytest.mark.trio
-async def test_one_sided_checkpoint_restarts_fresh(tmp_path: Path) -> None:
+async def test_kkrt_checkpoint_resume(tmp_path: Path, crashing: str, phase: str) -> None:
+    """KKRT resumes at exchange granularity: a crash during the exchange redoes it (the prepared
+    streams are reused); after it, the matcher's stored pairs are reused and no OT is redone."""
+    a, b, common = make_sets(12, 2000, 1500, 600)
+    ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
+    kw_a: dict[str, Any] = {"ids": a, "checkpoint_dir": ck_a, "workers": 0, "protocol": "kkrt"}
+    kw_b: dict[str, Any] = {"ids": b, "checkpoint_dir": ck_b, "workers": 0, "protocol": "kkrt"}
+    crash = {"progress": crash_in(phase)}
+    async with memory_nodes("alice", "bob") as nodes:
+        first = await run_pair(nodes, "kresume", {**kw_a, **(crash if crashing == "alice" else {})},
+                               {**kw_b, **(crash if crashing == "bob" else {})})
+    other = "bob" if crashing == "alice" else "alice"
+    assert isinstance(first[crashing], Crash), first
+    assert isinstance(first[other], (JobAborted, PsiResult)), first
+    pairs = list(ck_a.glob("kresume-*.alice/chunks/kkrt/*.bin"))
+    assert len(pairs) == (2 if phase == "output" else 0), pairs
+    async with memory_nodes("alice", "bob") as nodes:
+        second = await run_pair(nodes, "kresume", kw_a, kw_b)
+    ra, rb = second["alice"], second["bob"]
+    assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), second
+    assert ra.resumed and rb.resumed
+    assert set(ra.ids) == set(rb.ids) == common and len(ra.ids) == len(common)
+    assert ra.ids == rb.ids
+    if phase == "output":
+        assert ra.oprf_rows == rb.oprf_rows == 0  # the exchange is not redone
+    else:
+        assert ra.oprf_rows > 0 and rb.oprf_rows > 0
+    assert list(ck_a.iterdir()) == [] and list(ck_b.iterdir()) == []
+
+
+@pytest.mark.trio
+async def test_one_sided_checkpoint_restarts_fresh(tmp_path: Path, protocol: str) -> None:
     a, b, common = make_sets(3, 800, 900, 300)
     ck_a, ck_b = tmp_path / "ck_a", tmp_path / "ck_b"
     async with memory_nodes("alice", "bob") as nodes:
         first = await run_pair(nodes, "onesided", {"ids": a, "checkpoint_dir": ck_a, "chunk_size": 50,
-                                                       "workers": 0, "progress": crash_at(0.5)},
-                               {"ids": b, "checkpoint_dir": ck_b, "workers": 0})
+                                                       "workers": 0, "progress": crash_at(0.5),
+                                                       "protocol": protocol},
+                               {"ids": b, "checkpoint_dir": ck_b, "workers": 0, "protocol": protocol})
     assert isinstance(first["alice"], Crash)
     import shutil
 
     shutil.rmtree(ck_b)  # bob lost his state: both must start over, and still agree
     async with memory_nodes("alice", "bob") as nodes:
-        second = await run_pair(nodes, "onesided", {"ids": a, "checkpoint_dir": ck_a, "workers": 0},
-                                {"ids": b, "checkpoint_dir": ck_b, "workers": 0})
+        second = await run_pair(nodes, "onesided", {"ids": a, "checkpoint_dir": ck_a, "workers": 0,
+                                                    "protocol": protocol},
+                                {"ids": b, "checkpoint_dir": ck_b, "workers": 0, "protocol": protocol})
     ra, rb = second["alice"], second["bob"]
     assert isinstance(ra, PsiResult) and isinstance(rb, PsiResult), second
     assert not ra.resumed and not rb.resumed
-    assert set(ra.ids) == common and ra.ec_ops == 1700
+    assert set(ra.ids) == common
+    assert ra.ec_ops == (1700 if protocol == "ecdh" else 0)
 
 
 @pytest.mark.trio
-async def test_changed_input_is_not_resumed(tmp_path: Path) -> None:
+async def test_changed_input_is_not_resumed(tmp_path: Path, protocol: str) -> None:
     a, b, common = make_sets(4, 500, 500, 100)
     ck = tmp_path / "ck"
     async with memory_nodes("alice", "bob") as nodes:
         first = await run_pair(nodes, "changed", {"ids": a, "checkpoint_dir": ck, "chunk_size": 50,
-                                                      "workers": 0, "progress": crash_at(0.5)},
-                               {"ids": b, "checkpoint_dir": ck, "workers": 0})
+                                                      "workers": 0, "progress": crash_at(0.5),
+                                                      "protocol": protocol},
+                               {"ids": b, "checkpoint_dir": ck, "workers": 0, "protocol": protocol})
     assert isinstance(first["alice"], Crash)
     a2 = a + ["c4-extra"]
     async with memory_nodes("alice", "bob") as nodes:
-        second = await run_pair(nodes, "changed", {"ids": a2, "checkpoint_dir": ck, "workers": 0},
-                                {"ids": b, "checkpoint_dir": ck, "workers": 0})
+        second = await run_pair(nodes, "changed", {"ids": a2, "checkpoint_dir": ck, "workers": 0,
+                                                   "protocol": protocol},
+                                {"ids": b, "checkpoint_dir": ck, "workers": 0, "protocol": protocol})
     assert not second["alice"].resumed
     assert set(second["alice"].ids) == common
 
 
 @pytest.mark.trio
-async def test_dropped_connections_do_not_change_results() -> None:
-    """Cuts at fixed points of one job's progress (its 2nd, 5th and 9th progress events at bob),
-    each on a live connection, while three PSI jobs stream: no result changes."""
+async def test_dropped_connections_do_not_change_results(protocol: str) -> None:
+    """Cuts at fixed points of one job's progress (ECDH: its 2nd, 5th and 9th progress events at
+    bob; KKRT, which has fewer rounds: 2nd, 3rd, 5th), each on a live connection, while three
+    PSI jobs stream: no result changes."""
     sets = [make_sets(10 + j, 1500, 1200, 400) for j in range(3)]
     results: dict[tuple[str, int], Any] = {}
     events: list[Any] = []
@@ -170,11 +220,11 @@ async def test_dropped_connections_do_not_change_results() -> None:
             ids = sets[j][0] if party == "alice" else sets[j][1]
             extra = {"progress": on_progress} if (party, j) == ("bob", 0) else {}
             results[party, j] = await run_psi(nodes[party], peer=peer, job=f"drop-{j}", ids=ids,
-                                              workers=0, chunk_size=64, **extra)
+                                              workers=0, chunk_size=64, protocol=protocol, **extra)
 
         async def cutter() -> None:
             nonlocal drops
-            for at in (2, 5, 9):
+            for at in (2, 5, 9) if protocol == "ecdh" else (2, 3, 5):
                 while len(events) < at:
                     await progressed.wait()
                 await until(connected, what="reconnected")
@@ -193,39 +243,53 @@ async def test_dropped_connections_do_not_change_results() -> None:
 
 
 @pytest.mark.trio
-async def test_csv_job_with_worker_processes(tmp_path: Path) -> None:
-    """The default EC path: anyio worker processes (preparation of a CSV runs there too)."""
+async def test_csv_job_with_worker_processes(tmp_path: Path, protocol: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default path: worker processes (preparation of a CSV runs there too; ECDH's curve
+    work, KKRT's shards -- made small here so this small job runs 2 shards in processes)."""
+    from mpcactors.psi import _api, _kkrt_job
+
+    monkeypatch.setattr(_kkrt_job, "SHARD_MIN_ITEMS", 64)
+    monkeypatch.setattr(_api, "SHARD_MIN_ITEMS", 64)
     a, b, common = make_sets(5, 400, 300, 120)
     pa = write_csv(tmp_path / "a.csv", ["id", "v"], [[x, i] for i, x in enumerate(a)])
     pb = write_csv(tmp_path / "b.csv", ["key"], [[x] for x in b])
     async with memory_nodes("alice", "bob") as nodes:
-        res = await run_pair(nodes, "procs", {"input": pa, "keys": "id", "output": tmp_path / "oa.csv", "workers": 2},
-                             {"input": pb, "keys": "key", "output": tmp_path / "ob.csv"})
+        res = await run_pair(nodes, "procs", {"input": pa, "keys": "id", "output": tmp_path / "oa.csv", "workers": 2,
+                                              "protocol": protocol},
+                             {"input": pb, "keys": "key", "output": tmp_path / "ob.csv", "protocol": protocol})
     assert all(isinstance(r, PsiResult) for r in res.values()), res
+    if protocol == "kkrt":
+        assert res["alice"].shards == 2 and res["alice"].oprf_rows > 0
     rows = read_csv(tmp_path / "oa.csv")[1]
     assert {r[0] for r in rows} == common and len(rows) == len(common)
     assert all(a[int(r[1])] == r[0] for r in rows)  # the other columns travel with the key
 
 
 @pytest.mark.trio
-async def test_cancelled_job_aborts_the_peer_and_leaves_no_output(tmp_path: Path) -> None:
+async def test_cancelled_job_aborts_the_peer_and_leaves_no_output(tmp_path: Path, protocol: str) -> None:
     a, b, _ = make_sets(6, 3000, 3000, 100)
     caught: dict[str, BaseException] = {}
+    scope = anyio.CancelScope()
+
+    def give_up(ev: PsiProgress) -> None:  # the user gives up on the job mid-exchange
+        if ev.phase == "exchange":
+            scope.cancel()
     async with memory_nodes("alice", "bob") as nodes:
 
         async def bob() -> None:
             try:
                 await run_psi(nodes["bob"], peer="alice", job="cancel", ids=b, workers=0,
-                              output=tmp_path / "b.csv")
+                              output=tmp_path / "b.csv", protocol=protocol)
             except JobAborted as exc:
                 caught["bob"] = exc
 
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(bob)
-                with anyio.move_on_after(0.3) as scope:  # the user gives up on the job
+                with scope:
                     await run_psi(nodes["alice"], peer="bob", job="cancel", ids=a, workers=0,
-                                  output=tmp_path / "a.csv")
+                                  output=tmp_path / "a.csv", protocol=protocol, progress=give_up)
     assert scope.cancelled_caught
     assert "aborted by party 'alice'" in str(caught["bob"]) and "Cancelled" in str(caught["bob"])
     assert list(tmp_path.iterdir()) == []  # no output, no temp file at either party
