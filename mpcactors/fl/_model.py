@@ -477,6 +477,30 @@ def _metric_part(fl: FLModel, val: tuple[Any, Any] | None, max_samples: int) -> 
     return [m * np.array([metrics[k] for k in fl.model.metric_names], dtype=np.float64), np.array([m])]
 
 
+def update_vector(model: ModelAdapter, data: tuple[Any, Any], w: np.ndarray, *, epochs: int,
+                  batch_size: int | None, seed: int, proximal_mu: float, clip_norm: float,
+                  max_samples: int, log: Any) -> np.ndarray:  # fmt: skip
+    """A client's round contribution ``[n d, n, n loss]`` from the global weights ``w`` (loaded).
+
+    d = w_k - w is scaled to L2 norm <= ``clip_norm``; n = min(rows, ``max_samples``).
+    """
+    loss = model.fit(*data, epochs=epochs, batch_size=batch_size, seed=seed, proximal_mu=proximal_mu)
+    delta = flatten(model.get_weights()) - w
+    if len(delta) != len(w):
+        raise ShapeError(f"local training changed the weight count from {len(w)} to {len(delta)}")
+    if not np.all(np.isfinite(delta)) or not np.isfinite(loss):
+        raise AggregationError(f"local training diverged (loss {loss!r}): a non-finite update")
+    norm = float(np.linalg.norm(delta))
+    if norm > clip_norm:
+        log.warning("update clipped", norm=norm, clip_norm=clip_norm)
+        delta *= clip_norm / norm
+    n = float(len(data[0]))
+    if n > max_samples:
+        log.warning("sample weight capped", rows=n, max_samples=max_samples)
+        n = float(max_samples)
+    return np.concatenate([n * delta, [n, n * float(loss)]])
+
+
 async def _client_loop(fl: FLModel, tag: str, data: tuple[Any, Any], val: tuple[Any, Any] | None,
                        local_epochs: int, batch_size: int | None, seed: int,
                        dropouts: Mapping[int, Mapping[str, str]]) -> History:  # fmt: skip
@@ -493,21 +517,11 @@ async def _client_loop(fl: FLModel, tag: str, data: tuple[Any, Any], val: tuple[
         w = _load(fl, msg)
         parts = _metric_part(fl, val, agg.max_samples)
         if msg["kind"] == "train":
-            loss = fl.model.fit(*data, epochs=local_epochs, batch_size=batch_size,
-                                seed=client_seed(seed, r, fl.party),
-                                proximal_mu=fl.strategy.proximal_mu)  # fmt: skip
-            delta = flatten(fl.model.get_weights()) - w
-            if len(delta) != len(w):
-                raise ShapeError(f"client {fl.party!r}: local training changed the weight count")
-            norm = float(np.linalg.norm(delta))
-            if norm > agg.clip_norm:
-                log.warning("update clipped", round=r, norm=norm, clip_norm=agg.clip_norm)
-                delta *= agg.clip_norm / norm
-            n = float(len(data[0]))
-            if n > agg.max_samples:
-                log.warning("sample weight capped", rows=n, max_samples=agg.max_samples)
-                n = float(agg.max_samples)
-            parts = [n * delta, np.array([n, n * loss]), *parts]
+            update = update_vector(fl.model, data, w, epochs=local_epochs, batch_size=batch_size,
+                                   seed=client_seed(seed, r, fl.party),
+                                   proximal_mu=fl.strategy.proximal_mu, clip_norm=agg.clip_norm,
+                                   max_samples=agg.max_samples, log=log.bind(round=r))  # fmt: skip
+            parts = [update, *parts]
         vector = np.concatenate(parts)
         await agg.aggregate(fl.link, job=fl.job_id, vector=vector, server=fl.server,
                             clients=list(msg["participants"]), tag=f"{tag}/round-{r}",
