@@ -18,6 +18,11 @@ from tests.psi._ref import read_csv, sql_join, write_csv, zipped
 pytestmark = pytest.mark.timeout(180)
 
 
+@pytest.fixture(params=["kkrt", "ecdh"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def job_sets(j: int, n: int) -> tuple[list[str], list[str], set[str]]:
     rng = random.Random(j)
     common = [f"c{j}-{i}" for i in range(n // 3 + j)]
@@ -28,7 +33,7 @@ def job_sets(j: int, n: int) -> tuple[list[str], list[str], set[str]]:
     return a, b, set(common)
 
 
-def test_sixteen_concurrent_jobs_over_one_tls_link(tmp_path: Path) -> None:
+def test_sixteen_concurrent_jobs_over_one_tls_link(tmp_path: Path, protocol: str) -> None:
     """secretflow#1818 fixed: 16 PSI jobs at once, from threads at alice and tasks at bob."""
     cfg = make_cluster(tmp_path)
     sets = [job_sets(j, 2000) for j in range(16)]
@@ -38,9 +43,9 @@ def test_sixteen_concurrent_jobs_over_one_tls_link(tmp_path: Path) -> None:
         )
     procs = {
         "alice": start(["api", "--config", str(cfg), "--party", "alice", "--jobs-file",
-                        str(tmp_path / "alice.json"), "--mode", "threads"]),
+                        str(tmp_path / "alice.json"), "--mode", "threads", "--protocol", protocol]),
         "bob": start(["api", "--config", str(cfg), "--party", "bob", "--jobs-file",
-                      str(tmp_path / "bob.json"), "--mode", "tasks"]),
+                      str(tmp_path / "bob.json"), "--mode", "tasks", "--protocol", protocol]),
     }
     out = finish(procs, timeout=150)
     for party, (rc, stdout, stderr) in out.items():
@@ -55,7 +60,7 @@ def test_sixteen_concurrent_jobs_over_one_tls_link(tmp_path: Path) -> None:
         assert stats["jobs"] >= 16  # all of them on the one link with the peer
 
 
-def test_connection_cut_mid_psi_changes_nothing(tmp_path: Path) -> None:
+def test_connection_cut_mid_psi_changes_nothing(tmp_path: Path, protocol: str) -> None:
     cfg = make_cluster(tmp_path, peer_timeout_s=3)
     sets = [job_sets(100 + j, 1500) for j in range(3)]
     for party, side in (("alice", 0), ("bob", 1)):
@@ -64,9 +69,9 @@ def test_connection_cut_mid_psi_changes_nothing(tmp_path: Path) -> None:
         )
     procs = {
         "alice": start(["api", "--config", str(cfg), "--party", "alice", "--jobs-file",
-                        str(tmp_path / "alice.json")]),
+                        str(tmp_path / "alice.json"), "--protocol", protocol]),
         "bob": start(["api", "--config", str(cfg), "--party", "bob", "--jobs-file",
-                      str(tmp_path / "bob.json"), "--drop-every", "0.1"]),
+                      str(tmp_path / "bob.json"), "--drop-every", "0.1", "--protocol", protocol]),
     }
     out = finish(procs, timeout=150)
     for party, (rc, stdout, stderr) in out.items():
@@ -89,14 +94,15 @@ def csv_pair(tmp: Path, n: int, seed: int) -> tuple[str, str, list, list]:
     return pa, pb, left, right
 
 
-def test_cli_concurrent_pairs_full_join(tmp_path: Path) -> None:
+def test_cli_concurrent_pairs_full_join(tmp_path: Path, protocol: str) -> None:
     cfg = make_cluster(tmp_path)
     pairs = [csv_pair(tmp_path, 600, s) for s in (1, 2, 3)]
     args = {"alice": [], "bob": []}
     for i, (pa, pb, _, _) in enumerate(pairs):
         args["alice"] += ["--input", pa, "--output", str(tmp_path / f"out_alice_{i}.csv")]
         args["bob"] += ["--input", pb, "--output", str(tmp_path / f"out_bob_{i}.csv")]
-    common = ["--config", str(cfg), "--join", "full", "--job", "cli", "--no-progress", "--summary-json"]
+    common = ["--config", str(cfg), "--join", "full", "--job", "cli", "--no-progress", "--summary-json",
+              "--protocol", protocol]
     procs = {
         "alice": start(["cli", *common, "--party", "alice", "--key", "id,grp", *args["alice"]]),
         "bob": start(["cli", *common, "--party", "bob", "--key", "uid,g", *args["bob"]]),
@@ -105,27 +111,34 @@ def test_cli_concurrent_pairs_full_join(tmp_path: Path) -> None:
     for party, (rc, stdout, stderr) in out.items():
         assert rc == 0, (party, stderr[-3000:])
         assert [d["job"] for d in json_lines(stdout)] == ["cli.0", "cli.1", "cli.2"]
+        assert {d["protocol"] for d in json_lines(stdout)} == {protocol}
     for i, (_, _, left, right) in enumerate(pairs):
         ra = read_csv(tmp_path / f"out_alice_{i}.csv")[1]
         rb = read_csv(tmp_path / f"out_bob_{i}.csv")[1]
         assert zipped(ra, rb) == sql_join(left, [0, 1], right, [1, 2], "full")
 
 
-def test_party_killed_mid_psi_resumes_from_checkpoint(tmp_path: Path) -> None:
+def test_party_killed_mid_psi_resumes_from_checkpoint(tmp_path: Path, protocol: str) -> None:
+    """ECDH: killed once the matcher holds 4 chunks, which the resumed run does not redo. KKRT:
+    killed during the exchange (the shard files exist), which the resumed run redoes over the
+    prepared streams it kept."""
     cfg = make_cluster(tmp_path, peer_timeout_s=2)
-    pa, pb, left, right = csv_pair(tmp_path, 3000, 7)
+    pa, pb, left, right = csv_pair(tmp_path, 3000 if protocol == "ecdh" else 30000, 7)
     outs = {p: tmp_path / f"out_{p}.csv" for p in ("alice", "bob")}
     ck = {p: tmp_path / f"ck_{p}" for p in ("alice", "bob")}
 
     def run(party: str, inp: str, key: str) -> object:
         return start(["cli", "--config", str(cfg), "--party", party, "--input", inp, "--key", key,
                       "--output", str(outs[party]), "--job", "resume-me", "--checkpoint-dir",
-                      str(ck[party]), "--chunk-size", "128", "--no-progress", "--summary-json"])
+                      str(ck[party]), "--chunk-size", "128", "--no-progress", "--summary-json",
+                      "--protocol", protocol])
 
     procs = {"alice": run("alice", pa, "id"), "bob": run("bob", pb, "uid")}
     deadline = time.monotonic() + 120
 
     def held_chunks() -> int:
+        if protocol == "kkrt":  # mid-exchange: the shard files exist
+            return 4 * len(list(ck["alice"].glob("resume-me-*.alice/kkrt-shards/0.pos")))
         return len(list(ck["alice"].glob("resume-me-*.alice/chunks/*/*.bin")))
 
     try:
@@ -151,7 +164,10 @@ def test_party_killed_mid_psi_resumes_from_checkpoint(tmp_path: Path) -> None:
         assert rc == 0, (party, stderr[-3000:])
         summary = json_lines(stdout)[0]
         assert summary["resumed"] is True
-        assert summary["ec_ops"] < n_keys  # chunks held by the checkpoint were not redone
+        if protocol == "ecdh":
+            assert summary["ec_ops"] < n_keys  # chunks held by the checkpoint were not redone
+        else:
+            assert summary["oprf_rows"] > 0  # the exchange was redone, the preparation kept
     ra, rb = read_csv(outs["alice"])[1], read_csv(outs["bob"])[1]
     assert zipped(ra, rb) == sql_join(left, [0], right, [1], "inner")
     assert list(ck["alice"].iterdir()) == [] and list(ck["bob"].iterdir()) == []

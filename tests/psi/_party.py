@@ -2,6 +2,7 @@
 
     _party.py cli ARGS...                   -> mpcactors psi ARGS (psi_cli)
     _party.py api --config C --party P --jobs-file F [--mode tasks|threads] [--drop-every S]
+        [--protocol kkrt|ecdh]
         runs every job of F (JSON: [{"job", "ids"}...]) concurrently over one node, as a user
         would: anyio tasks, or plain threads calling anyio.from_thread.run; prints one JSON line
         per job result and one with the node's link statistics.
@@ -32,6 +33,7 @@ def api(argv: list[str]) -> int:
     p.add_argument("--jobs-file", required=True)
     p.add_argument("--mode", default="tasks", choices=["tasks", "threads"])
     p.add_argument("--drop-every", type=float, default=0.0)
+    p.add_argument("--protocol", default="kkrt")
     a = p.parse_args(argv)
     config = load_config(a.config)
     peer = next(x for x in config.party_names if x != a.party)
@@ -42,7 +44,7 @@ def api(argv: list[str]) -> int:
         results: dict[str, Any] = {}
         drops = 0
         async with open_node(config, a.party) as node:
-            run = partial(run_psi, node, peer=peer, chunk_size=256)
+            run = partial(run_psi, node, peer=peer, chunk_size=256, protocol=a.protocol)
 
             async def one(job: dict[str, Any]) -> None:
                 results[job["job"]] = await run(job=job["job"], ids=job["ids"])
