@@ -51,6 +51,7 @@ from ._functions import (
     where,
     zeros,
 )
+from ._jit import jit
 from ._runtime import Node, open_node
 from ._simulate import simulate, simulate_async
 from .scheduler import Job, JobStatistics, SecretTensor
@@ -85,6 +86,7 @@ __all__ = [
     "exp",
     "greater",
     "greater_equal",
+    "jit",
     "less",
     "less_equal",
     "load_config",

@@ -132,6 +132,11 @@ class ShapeError(MpcError, ValueError):
     """Raised when operand shapes do not fit (broadcasting, matmul, reshape, inputs)."""
 
 
+class UnsupportedOperation(MpcError, NotImplementedError):
+    """Raised by ``mpcactors.jit`` for a JAX primitive (or a form of one) with no secure rule;
+    names the primitive and the line of user code it came from."""
+
+
 class PsiError(MpcError):
     """Raised by PSI jobs for bad input (missing key column, unreadable file, mismatched key
     counts between parties) and protocol failures."""

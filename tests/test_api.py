@@ -14,7 +14,7 @@ TOP_LEVEL = {
     "JobError", "JobStatistics", "JobTimeout", "LinkError", "LinkOptions", "MpcError", "Node",
     "PeerLost", "PeerUnavailable", "ProtocolError", "PsiError", "SecretTensor", "ShapeError",
     "WanProfile", "absolute", "argmax", "concatenate", "equal", "exp", "greater", "greater_equal",
-    "less", "less_equal", "load_config", "log", "max", "maximum", "mean", "min", "minimum", "ones",
+    "jit", "less", "less_equal", "load_config", "log", "max", "maximum", "mean", "min", "minimum", "ones",
     "open_node", "reciprocal", "relu", "rsqrt", "sigmoid", "sign", "simulate", "simulate_async",
     "sqrt", "stack", "sum", "tanh", "where", "zeros",
 }
