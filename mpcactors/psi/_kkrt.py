@@ -71,6 +71,7 @@ __all__ = [
 DEFAULT_CHUNK_BINS = 1 << 16
 MAX_CHUNK_BINS = 1 << 16
 STAT_BITS = 40
+HASH_SLICE = 1 << 16  # items hashed to bins at a time
 _POS_BYTES = 4
 MAX_ITEMS = (1 << 32) - 1
 
@@ -136,17 +137,27 @@ def item_hashes(ids: Iterable[str | bytes]) -> np.ndarray:
 
 
 def hash_bins(key: bytes, items: np.ndarray, m: int) -> np.ndarray:
-    """``(n, 3)`` int64: ``h_k(x) = AES_key(x ^ e) mod m`` (4 words from 2 blocks, 3 used)."""
+    """``(n, 3)`` int64: ``h_k(x) = AES_key(x ^ e) mod m`` (4 words from 2 blocks, 3 used).
+
+    Computed ``HASH_SLICE`` items at a time through two buffers allocated once (the AES input
+    and output of a slice), so the only allocation that grows with ``n`` is the result.
+    """
     n = items.shape[0]
-    blocks = np.empty((n, 2, 16), dtype=np.uint8)
-    blocks[:, 0] = items
-    blocks[:, 1] = items
-    blocks[:, 1, 15] ^= 0x80
-    out = np.empty(32 * n + 16, dtype=np.uint8)
-    if n:
-        _into(aes_ecb(key), blocks.reshape(-1), out)
-    words = out[: 32 * n].view(np.uint64).reshape(n, 4)[:, :3]
-    return (words % np.uint64(m)).astype(np.int64)
+    out3 = np.empty((n, 3), dtype=np.int64)
+    enc = aes_ecb(key)
+    step = max(1, min(n, HASH_SLICE))
+    blocks = np.empty((step, 2, 16), dtype=np.uint8)
+    out = np.empty(32 * step + 16, dtype=np.uint8)
+    mod = np.uint64(m)
+    for s in range(0, n, step):
+        k = min(step, n - s)
+        blocks[:k, 0] = items[s : s + k]
+        blocks[:k, 1] = items[s : s + k]
+        blocks[:k, 1, 15] ^= 0x80
+        _into(enc, blocks[:k].reshape(-1), out[: 32 * k + 16])
+        words = out[: 32 * k].view(np.uint64).reshape(k, 4)[:, :3]
+        out3[s : s + k] = words % mod
+    return out3
 
 
 def cuckoo_insert(bins3: np.ndarray, m: int, *, max_rounds: int = 4000) -> tuple[np.ndarray, np.ndarray] | None:
