@@ -49,6 +49,7 @@ class LinkOptions:
     max_channels_per_job: int = 64  # channels a peer may use in one job
     max_jobs_per_peer: int = 4096  # live jobs with one peer (opened or not) at a time
     max_unopened_bytes: int = 128 * 1024 * 1024  # bytes held per peer for jobs not opened yet
+    io_thread: bool = True  # TCP+TLS socket I/O and keepalives on a thread of its own (section 9)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -286,6 +287,11 @@ def _dataclass_from(cls: Any, table: Any, section: str, err: Any) -> Any:
         if k not in fields:
             raise err(key, f"unknown key; expected one of {sorted(fields)}")
         default = fields[k].default
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise err(key, f"must be true or false, not {v!r}")
+            values[k] = v
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise err(key, f"must be a number, not {v!r}")
         if isinstance(default, int) and not isinstance(v, int):

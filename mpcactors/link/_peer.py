@@ -45,8 +45,10 @@ from .._errors import AuthenticationError, LinkError, PeerLost, PeerUnavailable,
 from .._log import get_logger
 from ._frames import NEED_DATA, Credit, Data, JobAbort, Ping, Pong
 from ._mux import Mux, detached
+from ._pump import KEEPALIVE_T, PumpStream
 from ._session import Established, PeerClosed, Session
 from ._stats import JobLinkStatistics, LinkStatistics
+from ._tls import TlsSocketStream
 from ._transport import (
     BACKOFF_CAP_S,
     HANDSHAKE_TIMEOUT_S,
@@ -141,6 +143,7 @@ class PeerLink:
         self.rejected = 0  # incoming connections refused at the handshake
         self.rtt_s: float | None = None
         self._old = [0, 0, 0, 0, 0]  # frame counters of retired sessions
+        self._pump: PumpStream | None = None  # the live connection's I/O thread, if any
 
     def _new_session(self) -> Session:
         return Session(
@@ -412,6 +415,12 @@ class PeerLink:
                     stream = await stack.enter_async_context(
                         WanStream(stream, self.wan, rng=random.Random(self._rng.random()))
                     )
+                elif self.opts.io_thread and isinstance(stream, TlsSocketStream):
+                    stream = self._pump = PumpStream.start(
+                        stream, keepalive_s=self.opts.heartbeat_interval_s,
+                        name=f"{self.party}-{self.peer}",
+                    )  # fmt: skip
+                    stack.push_async_callback(stream.aclose)
                 with anyio.CancelScope() as scope:
                     self._conn_scope = scope
                     async with anyio.create_task_group() as tg:
@@ -426,6 +435,7 @@ class PeerLink:
                                 raise
         finally:
             self._conn_scope = None
+            self._pump = None
             self.connected = False
         self._after_connection(self._conn_error)
 
@@ -512,6 +522,8 @@ class PeerLink:
                 self._log.info("job aborted by peer", job=event.job, reason=applied.reason)
                 self._on_job_abort(applied.job, applied.party, applied.reason)
             elif isinstance(event, Pong):
+                if event.t == KEEPALIVE_T:
+                    continue  # the answer to our I/O thread's keepalive: no timestamp
                 self.mux.on_pong(event.t)
                 sample = max(0.0, anyio.current_time() - event.t)
                 self.rtt_s = sample if self.rtt_s is None else (
@@ -554,6 +566,10 @@ class PeerLink:
         batch: list[bytes | memoryview] = []
         size = 0
         async with self._send_lock:
+            if isinstance(stream, PumpStream):  # whole frames as one unit to the I/O thread
+                await stream.send_frames(out)
+                self.bytes_sent += sum(len(buf) for buf in out)
+                return
             for buf in out:
                 if len(buf) >= _COALESCE_BYTES:
                     if batch:
@@ -576,6 +592,9 @@ class PeerLink:
         while True:
             await anyio.sleep(opts.heartbeat_interval_s)
             now = anyio.current_time()
+            pump = self._pump
+            if pump is not None:  # heard by the I/O thread while this loop was busy
+                self.last_heard = max(self.last_heard, pump.last_received())
             if self.connected and self.session.is_open:
                 self.session.send_control(Ping(now))
                 self._force_ack = True  # delayed ACKs leave at the latest now

@@ -233,6 +233,11 @@ class TlsSocketStream(ByteStream):
     async def send_eof(self) -> None:
         raise NotImplementedError("TLS streams do not support half-close")
 
+    def detach(self) -> ssl.SSLSocket:
+        """Hand the socket over (to the link's I/O thread); this stream is closed without it."""
+        self._closed = True
+        return self._sock
+
     def _close_now(self) -> None:
         if not self._closed:
             self._closed = True
