@@ -24,6 +24,7 @@ from ._adapter import batches, check_weights
 __all__ = ["JaxModel"]
 
 _EVAL_CHUNK = 512
+_CACHE_SIZE = 16  # compiled (apply_fn, loss, optimiser) combinations kept, oldest dropped first
 _COMPILED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
@@ -68,6 +69,8 @@ def _compile(apply_fn: Any, loss: Any, optimizer: Any) -> tuple[Any, Any]:
         return out, loss_fn(out, y, mask)
 
     compiled = (jax.jit(step), jax.jit(forward))
+    if len(_COMPILED) >= _CACHE_SIZE:
+        del _COMPILED[next(iter(_COMPILED))]
     _COMPILED[key] = compiled
     return compiled
 
