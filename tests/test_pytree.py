@@ -161,3 +161,30 @@ def test_a_secret_anywhere_in_a_result_is_refused():
 
     with pytest.raises(mpc.JobAborted, match="returned a secret tensor"):
         mpc.simulate(main)
+
+
+def test_secure_sum_takes_a_pytree_and_the_server_gets_the_clients_structure():
+    def update(party):
+        k = {"bob": 1.0, "carol": 2.0, "dave": 3.0}[party]
+        return {"w": np.full((2, 3), k), "b": [np.float64(-k), np.array([k, 2 * k])]}
+
+    async def main(job):
+        if job.party == "alice":
+            return await job.secure_sum(None, server="alice")
+        return await job.secure_sum(update(job.party), server="alice")
+
+    got = mpc.simulate(main, parties=["alice", "bob", "carol", "dave"], protocol="semi2k", dealer="trusted-first-party")
+    assert got["bob"] is None and got["carol"] is None
+    total = got["alice"]
+    np.testing.assert_allclose(total["w"], np.full((2, 3), 6.0), atol=1e-4)
+    assert np.shape(total["b"][0]) == () and abs(total["b"][0] + 6.0) < 1e-4
+    np.testing.assert_allclose(total["b"][1], [6.0, 12.0], atol=1e-4)
+
+
+def test_secure_sum_names_a_non_numeric_leaf():
+    async def main(job):
+        vec = None if job.party == "alice" else {"w": np.ones(2), "note": "hi"}
+        return await job.secure_sum(vec, server="alice")
+
+    with pytest.raises(mpc.JobAborted, match=r'leaf \["note"\] is str'):
+        mpc.simulate(main, parties=["alice", "bob", "carol"], protocol="semi2k", dealer="trusted-first-party")

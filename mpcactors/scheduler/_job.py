@@ -321,7 +321,8 @@ class Job:
         nothing.
 
         Args:
-            vector: this client's 1-D float vector (None at the server).
+            vector: this client's float vector, or a pytree of them (every client the same
+                structure); None at the server, which gets the sum in that structure.
             server: the aggregating party.
             threshold: survivors needed (default: a majority of the clients, at least 2).
             **options: clip, frac_bits, ring_bits, neighbours, consistency_check,

@@ -33,12 +33,13 @@ import anyio
 import numpy as np
 
 from .._certs import PartyCredentials
-from .._errors import AggregationError, ConfigError, LinkError
+from .._errors import AggregationError, ConfigError, JobError, LinkError
 from .._log import get_logger
 from ._client import ClientState, SecAggClient
 from ._masking import Quantizer
 from ._protocol import SecAggParams, Stage
 from ._server import SecAggServer, ServerState
+from ._tree import flatten_vector, unflatten_sum
 
 __all__ = ["DROPOUT_POINTS", "AggregationReport", "plain_sum", "secure_aggregate", "secure_sum"]
 
@@ -94,7 +95,7 @@ async def secure_sum(
     stage_timeout_s: float = 30.0,
     tag: str = "secagg",
     dropout_after: str | None = None,
-) -> np.ndarray | None:
+) -> Any:
     """Securely sum the clients' vectors at the server (Bonawitz et al. 2017; SecAgg+).
 
     Called by every party of the aggregation with the same arguments except ``vector``. The
@@ -104,7 +105,8 @@ async def secure_sum(
     Args:
         node: this party's link node (``mpcactors.link.open_node``).
         job: the job id (every party the same).
-        vector: a 1-D float array at a client; None or the server's own vector at the server.
+        vector: at a client, a float array or a pytree of them (nested dicts, lists, tuples;
+            every client the same structure); at the server None, or its own vector.
         server: the party that aggregates.
         clients: the parties whose vectors are summed (the server not among them).
         threshold: t >= 2: every stage needs t clients, and t shares rebuild a client's secret.
@@ -119,21 +121,63 @@ async def secure_sum(
         dropout_after: test hook at a client, one of :data:`DROPOUT_POINTS`.
 
     Returns:
-        The float64 sum at the server (quantised: within ``n * 2^-(frac_bits+1)`` of the exact
-        sum of the clipped inputs); None at the clients.
+        The float64 sum at the server in the clients' structure (quantised: within ``n *
+        2^-(frac_bits+1)`` of the exact sum of the clipped inputs); None at the clients.
 
     Raises:
         AggregationError: too few clients, a bad vector, the server aborted or went silent.
         ConfigError: bad parameters (names the option).
         JobAborted: the job was aborted.
     """
-    report = await secure_aggregate(
-        node, job=job, vector=vector, server=server, clients=clients, threshold=threshold,
-        clip=clip, frac_bits=frac_bits, ring_bits=ring_bits, neighbours=neighbours,
-        consistency_check=consistency_check, stage_timeout_s=stage_timeout_s, tag=tag,
-        dropout_after=dropout_after,
-    )  # fmt: skip
-    return report.result
+    options: dict[str, Any] = {
+        "server": server, "clients": clients, "threshold": threshold, "clip": clip,
+        "frac_bits": frac_bits, "ring_bits": ring_bits, "neighbours": neighbours,
+        "consistency_check": consistency_check, "stage_timeout_s": stage_timeout_s, "tag": tag,
+        "dropout_after": dropout_after,
+    }  # fmt: skip
+    tree_channel = f"{tag}/tree"  # each client's vector structure, sent before the masked stages
+    _check_roles(node, server, clients, stage_timeout_s)  # before any message
+    if node.party != server:
+        flat = None
+        if vector is not None and node.party in clients:
+            flat, structure = flatten_vector(vector, f"client {node.party!r}'s vector")
+            if dropout_after != "start":
+                await node.channel(server, job, tree_channel).send(structure)
+        return (await secure_aggregate(node, job=job, vector=flat, **options)).result
+    own = None if vector is None else flatten_vector(vector, "the server's vector")[0]
+    structures: dict[str, Any] = {}
+    arrived = anyio.Event()
+    outcome: dict[str, Any] = {}
+
+    async def structure_from(client: str) -> None:
+        try:
+            structures[client] = await node.channel(client, job, tree_channel).receive()
+        except (LinkError, JobError):
+            return  # that client dropped out (or the job ended): the aggregation decides
+        arrived.set()
+
+    async def aggregate(scope: anyio.CancelScope) -> None:
+        try:
+            outcome["report"] = await secure_aggregate(node, job=job, vector=own, **options)
+            with anyio.move_on_after(stage_timeout_s):
+                await arrived.wait()  # sent before the client's masked input, so already here
+        except Exception as exc:  # noqa: BLE001 - re-raised below as it is, not in a group
+            outcome["error"] = exc
+        finally:
+            scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(structure_from, client)
+        tg.start_soon(aggregate, tg.cancel_scope)
+    if "error" in outcome:
+        raise outcome["error"]
+    report = outcome["report"]
+    if report.result is None:
+        return None
+    if not structures:
+        raise AggregationError(f"aggregation {tag!r}: no client sent its vector's structure")
+    return unflatten_sum(report.result, structures)
 
 
 async def secure_aggregate(
