@@ -1,9 +1,10 @@
-"""One SecretFlow SPU ECDH-PSI party (run with a Python that has ``spu==0.9.5``).
+"""One SecretFlow SPU PSI party (run with a Python that has ``spu==0.9.5``).
 
     python _spu_psi_party.py --rank 0|1 --p0 PORT --p1 PORT --input IN.csv --output OUT.csv
+        [--protocol PROTOCOL_ECDH|PROTOCOL_RR22]
 
-Both ranks run ``spu.psi.psi_execute`` (PROTOCOL_ECDH, CURVE_25519, result to both, receiver
-rank 0, inner join on column ``id``) over a brpc link on 127.0.0.1, like the SPU harness in our
+Both ranks run ``spu.psi.psi_execute`` (PROTOCOL_ECDH on CURVE_25519, or PROTOCOL_RR22 with
+SPU's defaults; result to both, receiver rank 0, inner join on column ``id``) over a brpc link on 127.0.0.1, like the SPU harness in our
 peers' notes. Prints one JSON line: link set-up and psi_execute seconds, intersection count.
 """
 
@@ -23,6 +24,7 @@ def main() -> int:
     ap.add_argument("--p1", type=int, required=True)
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
+    ap.add_argument("--protocol", default="PROTOCOL_ECDH", choices=["PROTOCOL_ECDH", "PROTOCOL_RR22"])
     a = ap.parse_args()
     from spu import psi
     from spu.libspu import link
@@ -39,12 +41,13 @@ def main() -> int:
     t_link = time.perf_counter() - t0
 
     pc = psi.PsiProtocolConfig()
-    pc.protocol = psi.parse_protocol("PROTOCOL_ECDH")
+    pc.protocol = psi.parse_protocol(a.protocol)
     pc.receiver_rank = 0
     pc.broadcast_result = True
-    ep = psi.EcdhParams()
-    ep.curve = psi.parse_curve_type("CURVE_25519")
-    pc.ecdh_params = ep
+    if a.protocol == "PROTOCOL_ECDH":
+        ep = psi.EcdhParams()
+        ep.curve = psi.parse_curve_type("CURVE_25519")
+        pc.ecdh_params = ep
     ip = psi.InputParams()
     ip.type = psi.SourceType.SOURCE_TYPE_FILE_CSV
     ip.path = a.input

@@ -1,25 +1,29 @@
-"""PSI benchmark: mpcactors ECDH-PSI between two processes over TCP+TLS on 127.0.0.1, beside
-SecretFlow SPU's ECDH-PSI (CURVE_25519) on the same data in the same run when spu is installed.
+"""PSI benchmark: mpcactors PSI (KKRT OT-extension, the default, and ECDH) between two processes
+over TCP+TLS on 127.0.0.1, beside SecretFlow SPU's RR22 and ECDH-PSI (CURVE_25519) on the same
+data in the same run when spu is installed.
 
-    .venv/bin/python bench/psi_bench.py [--logn 16 18 [20]] [--jobs 1 4 16] [--conc-logn 11]
-        [--wan-logn 8] [--spu-python /path/to/venv/bin/python] [--spu-max-logn 18] [--skip-wan]
-        [--record]
+    .venv/bin/python bench/psi_bench.py [--logn 16 18 20] [--protocols kkrt ecdh]
+        [--spu-protocols RR22 ECDH] [--ecdh-max-logn 20] [--spu-max-logn 20] [--mem-logn 24]
+        [--jobs 1 4 16] [--conc-logn 11] [--wan-logn 12] [--spu-python PY] [--skip-wan] [--record]
 
 Parts:
 1. Size: 2^logn random 16-byte hex ids per side (half of them common), one job, result to both
    parties, inner join on column ``id``; the output is checked against the Python set
    intersection. Time = the slower party's ``run_psi`` (SPU: ``psi_execute``), from reading the
-   CSV to the output CSV written; link set-up is excluded on both sides. Where our time goes:
-   per-phase seconds (from progress events), X25519 operations per second achieved against
-   this machine's single-core OpenSSL rate measured first, wire bytes sent per party.
-2. Concurrency: k = 1, 4, 16 jobs of 2^conc-logn ids each between the same two processes over
+   CSV to the output CSV written; link set-up is excluded on both sides. Per system: ids/s per
+   side, wire bytes sent per party (ours: the link's counters; SPU: not reported), peak memory
+   per party: the largest sum over the party's process tree (worker processes included) of
+   proportional set sizes (PSS, /proc/PID/smaps_rollup, so pages shared by forked workers count
+   once), sampled every 50 ms.
+2. Memory: 2^mem-logn ids per side with KKRT, the same measurements (the 2 GB target).
+3. Concurrency: k = 1, 4, 16 jobs of 2^conc-logn ids each between the same two processes over
    one link: one after another vs all at once; on the loopback and with the in-process WAN
-   emulator (40 ms RTT, 100 Mbit/s), where concurrent jobs overlap their round trips.
+   emulator (40 ms RTT, 100 Mbit/s), with the model time ``bytes / bandwidth + rounds x RTT``
+   beside the measured one.
 
-Both parties share this machine's cores, as SPU's two processes do: every id costs two X25519
-operations at each party, and both parties' EC worker processes compete for the same cores.
-``--record`` appends the tables to bench/RESULTS.md under "## PSI". SPU: pass ``--spu-python``
-(a Python with ``spu==0.9.5``) or run with one; otherwise the table says "spu not installed".
+Both parties share this machine's cores, as SPU's two processes do. ``--record`` appends the
+tables to bench/RESULTS.md under "## PSI". SPU: pass ``--spu-python`` (a Python with
+``spu==0.9.5``) or run with one; otherwise the table says "spu not installed".
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from mpcactors._demo import free_ports
 
@@ -95,17 +100,83 @@ def calibrate() -> float:
     return best
 
 
+class TreeMemory:
+    """Peak total PSS of the process trees rooted at ``pids``, sampled in a thread."""
+
+    def __init__(self, pids: dict[str, int], period: float = 0.05) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.is_set():
+            children: dict[int, list[int]] = {}
+            for d in os.listdir("/proc"):
+                if d.isdigit():
+                    try:
+                        with open(f"/proc/{d}/stat") as f:
+                            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    except (OSError, ValueError, IndexError):
+                        continue
+                    children.setdefault(ppid, []).append(int(d))
+            for name, root in self.pids.items():
+                total, stack = 0, [root]
+                while stack:
+                    pid = stack.pop()
+                    stack += children.get(pid, [])
+                    total += _pss(pid)
+                self.peak[name] = max(self.peak[name], total)
+            self._stop.wait(period)
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def cpu_flags() -> str:
+    """The /proc/cpuinfo flags that matter here (AES-NI, AVX2, AVX-512, IFMA, SHA)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                want = ["aes", "pclmulqdq", "avx2", "avx512f", "avx512bw", "avx512ifma", "vaes",
+                        "vpclmulqdq", "sha_ni"]
+                return " ".join(f for f in want if f in have)
+    except OSError:
+        pass
+    return "unknown"
+
+
 # ---- our parties ---------------------------------------------------------------------------
 
 
 def run_ours(folder: Path, jobs: dict[str, list[dict[str, str]]], mode: str,
-             wan: tuple[float, float] | None, timeout: float = 3600) -> dict[str, Any]:
-    """Start alice and bob (this file in party mode); returns {party: report}."""
+             wan: tuple[float, float] | None, protocol: str = "kkrt",
+             timeout: float = 3600) -> dict[str, Any]:
+    """Start alice and bob (this file in party mode); returns {party: report} (with "peak":
+    the party's peak memory, worker processes included)."""
     cfg = make_cluster(folder)
     procs = {}
     for party in ("alice", "bob"):
         spec = {"config": str(cfg), "party": party, "peer": "bob" if party == "alice" else "alice",
-                "jobs": jobs[party], "mode": mode, "wan": wan}
+                "jobs": jobs[party], "mode": mode, "wan": wan, "protocol": protocol}
         spec_path = folder / f"spec_{party}.json"
         spec_path.write_text(json.dumps(spec))
         procs[party] = subprocess.Popen([sys.executable, str(Path(__file__)), "_party", str(spec_path)],
@@ -113,11 +184,14 @@ def run_ours(folder: Path, jobs: dict[str, list[dict[str, str]]], mode: str,
                                         cwd=ROOT)
     out = {}
     try:
-        for party, p in procs.items():
-            o, e = p.communicate(timeout=timeout)
-            if p.returncode != 0:
-                raise RuntimeError(f"{party} failed ({p.returncode}): {e[-3000:]}")
-            out[party] = json.loads(o.strip().splitlines()[-1])
+        with TreeMemory({party: p.pid for party, p in procs.items()}) as mem:
+            for party, p in procs.items():
+                o, e = p.communicate(timeout=timeout)
+                if p.returncode != 0:
+                    raise RuntimeError(f"{party} failed ({p.returncode}): {e[-3000:]}")
+                out[party] = json.loads(o.strip().splitlines()[-1])
+        for party, report in out.items():
+            report["peak"] = mem.peak[party]
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -138,6 +212,7 @@ def party_main(spec_path: str) -> int:
     config = load_config(spec["config"])
     wan = WanProfile(latency_ms=spec["wan"][0], bandwidth_mbps=spec["wan"][1]) if spec["wan"] else None
     peer = spec["peer"]
+    protocol = spec.get("protocol", "kkrt")
 
     async def one(node: Any, job: dict[str, str], prefix: str) -> dict[str, Any]:
         marks: dict[str, float] = {}
@@ -147,16 +222,21 @@ def party_main(spec_path: str) -> int:
 
         t = time.perf_counter()
         r = await run_psi(node, peer=peer, job=prefix + job["job"], input=job["input"], keys="id",
-                          output=f"{job['output']}.{prefix[0]}", progress=progress)
+                          output=f"{job['output']}.{prefix[0]}", progress=progress,
+                          protocol=protocol)
         return {"job": job["job"], "seconds": time.perf_counter() - t, "phases": marks,
-                "ec_ops": r.ec_ops, "rows": r.rows, "intersection": r.intersection}
+                "ec_ops": r.ec_ops, "rows": r.rows, "intersection": r.intersection,
+                "shards": r.shards}
 
     async def main() -> dict[str, Any]:
         report: dict[str, Any] = {"party": spec["party"], "runs": {}}
         async with open_node(config, spec["party"], wan=wan) as node:
-            # warm-up: start the EC worker processes before anything is timed
-            await run_psi(node, peer=peer, job="warm-up", ids=[f"w{i}" for i in range(64)],
-                          chunk_size=16)
+            # warm-up: start the worker processes (CSV preparation, EC) before anything is
+            # timed, as a long-running node has them (SPU's times exclude its link set-up)
+            warm = Path(spec_path).with_suffix(".warm.csv")
+            warm.write_text("id\n" + "".join(f"w{i}\n" for i in range(64)))
+            await run_psi(node, peer=peer, job="warm-up", input=warm, keys="id",
+                          chunk_size=16, protocol=protocol)
             modes = ["sequential", "concurrent"] if spec["mode"] == "both" else [spec["mode"]]
             for mode in modes:
                 before = node.statistics().peers[peer]
@@ -200,77 +280,123 @@ def spu_available(python: str) -> bool:
     return r.returncode == 0
 
 
-def run_spu(python: str, folder: Path, a: Path, b: Path, timeout: float = 1200) -> dict[str, Any]:
+def run_spu(python: str, folder: Path, a: Path, b: Path, protocol: str = "ECDH",
+            timeout: float = 1200) -> dict[str, Any]:
     p0, p1 = free_ports(2)
     procs = []
     for rank, inp in ((0, a), (1, b)):
         procs.append(subprocess.Popen(
             [python, str(HERE / "_spu_psi_party.py"), "--rank", str(rank), "--p0", str(p0),
-             "--p1", str(p1), "--input", str(inp), "--output", str(folder / f"spu_out_{rank}.csv")],
+             "--p1", str(p1), "--input", str(inp), "--output", str(folder / f"spu_out_{rank}.csv"),
+             "--protocol", f"PROTOCOL_{protocol}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     res = []
     try:
-        for p in procs:
-            o, e = p.communicate(timeout=timeout)
-            lines = [ln for ln in o.splitlines() if ln.startswith("{")]
-            if not lines:
-                raise RuntimeError(f"SPU party failed ({p.returncode}): {e[-2000:]}")
-            res.append(json.loads(lines[-1]))
+        with TreeMemory({str(r): p.pid for r, p in enumerate(procs)}) as mem:
+            for p in procs:
+                o, e = p.communicate(timeout=timeout)
+                lines = [ln for ln in o.splitlines() if ln.startswith("{")]
+                if not lines:
+                    raise RuntimeError(f"SPU party failed ({p.returncode}): {e[-2000:]}")
+                res.append(json.loads(lines[-1]))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     return {"psi_s": max(r["psi_s"] for r in res), "intersection": res[0]["intersection"],
-            "out": str(folder / "spu_out_0.csv")}
+            "out": str(folder / "spu_out_0.csv"), "peak": max(mem.peak.values())}
 
 
 # ---- the parts -----------------------------------------------------------------------------
 
 
-def size_part(args: argparse.Namespace, rate: float, spu_python: str | None) -> list[str]:
-    rows = [("| ids per side | mpcactors s | SPU ECDH-25519 s | ratio (ours / SPU) | ours ids/s per side | "
-             "phases s (prepare / exchange / match+output) | X25519 ops/s both parties (x of 1 core) | "
-             "MB sent per party | correct (ours / SPU) |"),
-            "|---|---|---|---|---|---|---|---|---|"]
-    for logn in args.logn:
+SIZE_HEAD = [("| ids per side | system | s | ids/s per side | x SPU RR22 time | MB sent per party "
+             "(max) | peak memory per party MB (max, workers incl.) | shards | correct |"),
+             "|---|---|---|---|---|---|---|---|---|"]
+
+
+def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], protocol: str) -> dict[str, Any]:
+    jobs = {"alice": [{"job": "size", "input": str(a), "output": str(folder / "out_alice.csv")}],
+            "bob": [{"job": "size", "input": str(b), "output": str(folder / "out_bob.csv")}]}
+    rep = run_ours(folder, jobs, "sequential", None, protocol)
+    ja, jb = (rep[p]["runs"]["sequential"]["jobs"][0] for p in ("alice", "bob"))
+    ok = read_ids(str(folder / "out_alice.csv.s")) == expected and ja["rows"] == len(expected)
+    ok = ok and read_ids(str(folder / "out_bob.csv.s")) == expected
+    return {"s": max(ja["seconds"], jb["seconds"]), "ok": ok,
+            "mb": max(rep[p]["runs"]["sequential"]["bytes_sent"] for p in ("alice", "bob")) / 1e6,
+            "peak": max(rep[p]["peak"] for p in ("alice", "bob")) / 1e6, "shards": ja["shards"],
+            "phases": ja["phases"]}
+
+
+def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]) -> list[str]:
+    rows = list(SIZE_HEAD)
+    for logn in sizes:
         n = 1 << logn
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
             folder = Path(tmp)
             a, b, expected = gen_data(folder, logn, f"n{logn}")
-            jobs = {"alice": [{"job": "size", "input": str(a), "output": str(folder / "out_alice.csv")}],
-                    "bob": [{"job": "size", "input": str(b), "output": str(folder / "out_bob.csv")}]}
-            rep = run_ours(folder, jobs, "sequential", None)
-            ja, jb = (rep[p]["runs"]["sequential"]["jobs"][0] for p in ("alice", "bob"))
-            ours_s = max(ja["seconds"], jb["seconds"])
-            ok = read_ids(str(folder / "out_alice.csv.s")) == expected and ja["rows"] == len(expected)
-            ph = ja["phases"]
-            prep = ph.get("exchange", 0) - ph.get("prepare", ph.get("exchange", 0))
-            exch = ph.get("match", ph.get("output", ja["seconds"])) - ph.get("exchange", 0)
-            rest = ja["seconds"] - ph.get("match", ph.get("output", ja["seconds"]))
-            ops = (ja["ec_ops"] + jb["ec_ops"]) / max(exch, 1e-9)
-            mb = max(rep[p]["runs"]["sequential"]["bytes_sent"] for p in ("alice", "bob")) / 1e6
-            if spu_python and logn > args.spu_max_logn:
-                spu_cell, ratio, spu_okc = f"not run (> 2^{args.spu_max_logn})", "-", "-"
-            elif spu_python:
-                s = run_spu(spu_python, folder, a, b)
-                spu_ok = s["intersection"] == len(expected) and read_ids(s["out"]) == expected
-                spu_cell, ratio = f"{s['psi_s']:.2f}", f"{ours_s / s['psi_s']:.2f}"
-                spu_okc = "yes" if spu_ok else "NO"
-            else:
-                spu_cell, ratio, spu_okc = "spu not installed", "-", "-"
-            line = (f"| 2^{logn} | {ours_s:.2f} | {spu_cell} | {ratio} | {n / ours_s:,.0f} | "
-                    f"{prep:.2f} / {exch:.2f} / {rest:.2f} | {ops:,.0f} ({ops / rate:.2f}) | "
-                    f"{mb:.1f} | {'yes' if ok else 'NO'} / {spu_okc} |")
-            print(line, flush=True)
-            rows.append(line)
+            got: list[tuple[str, dict[str, Any] | str]] = []
+            for proto in args.spu_protocols:
+                name = f"SPU {proto}" + ("-25519" if proto == "ECDH" else "")
+                if not spu_python:
+                    got.append((name, "spu not installed"))
+                elif logn > args.spu_max_logn:
+                    got.append((name, f"not run (> 2^{args.spu_max_logn})"))
+                else:
+                    r = run_spu(spu_python, folder, a, b, proto)
+                    ok = r["intersection"] == len(expected) and read_ids(r["out"]) == expected
+                    got.append((name, {"s": r["psi_s"], "ok": ok, "mb": None,
+                                       "peak": r["peak"] / 1e6, "shards": None}))
+            for proto in args.protocols:
+                name = f"mpcactors {proto}"
+                if proto == "ecdh" and logn > args.ecdh_max_logn:
+                    got.append((name, f"not run (> 2^{args.ecdh_max_logn})"))
+                    continue
+                got.append((name, ours_once(folder, logn, a, b, expected, proto)))
+            rr22 = next((r["s"] for nm, r in got if nm == "SPU RR22" and isinstance(r, dict)), None)
+            for name, r in got:
+                if isinstance(r, str):
+                    line = f"| 2^{logn} | {name} | {r} | | | | | | |"
+                else:
+                    ratio = f"{r['s'] / rr22:.2f}" if rr22 else "-"
+                    mb = f"{r['mb']:.1f}" if r["mb"] is not None else "n/a"
+                    line = (f"| 2^{logn} | {name} | {r['s']:.2f} | {n / r['s']:,.0f} | {ratio} | {mb} | "
+                            f"{r['peak']:,.0f} | {r['shards'] if r['shards'] is not None else '-'} | "
+                            f"{'yes' if r['ok'] else 'NO'} |")
+                print(line, flush=True)
+                rows.append(line)
     return rows
 
 
-def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) -> list[str]:
+def kkrt_rounds(n_recv: int, n_send: int) -> int:
+    """Communication rounds of one KKRT exchange (counted on an in-process run)."""
+    from mpcactors.ops._comm import run_local
+    from mpcactors.psi._kkrt import item_hashes, psi_receive, psi_send
+
+    counts = {"r": 0, "s": 0}
+
+    def counted(name: str, step: Any) -> Any:
+        got = None
+        try:
+            ex = next(step)
+            while True:
+                counts[name] += 1
+                got = yield ex
+                ex = step.send(got)
+        except StopIteration as stop:
+            return stop.value
+
+    run_local({"r": counted("r", psi_receive("s", item_hashes([f"r{i}" for i in range(n_recv)]))),
+               "s": counted("s", psi_send("r", item_hashes([f"s{i}" for i in range(n_send)])))})
+    return max(counts.values())
+
+
+def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, protocol: str) -> list[str]:
     where = "loopback" if wan is None else f"WAN {2 * wan[0]:g} ms RTT, {wan[1]:g} Mbit/s"
     logn = args.conc_logn if wan is None else args.wan_logn
-    rows = ["| link | jobs x ids per side | one after another s | all at once s | speed-up | all correct |",
-            "|---|---|---|---|---|---|"]
+    rows = [("| protocol | link | jobs x ids per side | one after another s | all at once s | speed-up | "
+            "MB sent per party (all at once) | model s (MB/bandwidth + rounds x RTT) | measured / model | all correct |"),
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for k in args.jobs:
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
             folder = Path(tmp)
@@ -281,13 +407,20 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None) 
                 expected.append(exp)
                 jobs["alice"].append({"job": f"j{j}", "input": str(a), "output": str(folder / f"o_a_{j}.csv")})
                 jobs["bob"].append({"job": f"j{j}", "input": str(b), "output": str(folder / f"o_b_{j}.csv")})
-            rep = run_ours(folder, jobs, "both", wan)
+            rep = run_ours(folder, jobs, "both", wan, protocol)
             seq = max(rep[p]["runs"]["sequential"]["wall"] for p in ("alice", "bob"))
             con = max(rep[p]["runs"]["concurrent"]["wall"] for p in ("alice", "bob"))
+            sent = max(rep[p]["runs"]["concurrent"]["bytes_sent"] for p in ("alice", "bob"))
             ok = all(read_ids(str(folder / f"o_a_{j}.csv.{m}")) == expected[j]
                      for j in range(k) for m in ("s", "c"))
-            line = (f"| {where} | {k} x 2^{logn} | {seq:.2f} | {con:.2f} | "
-                    f"{seq / con:.2f} | {'yes' if ok else 'NO'} |")
+            model = ratio = "-"
+            if wan is not None and protocol == "kkrt":
+                # hello, ready, align, fin + the KKRT exchange's rounds, all jobs overlapping
+                rounds = 4 + kkrt_rounds(1 << logn, 1 << logn)
+                t_model = sent * 8 / (wan[1] * 1e6) + rounds * 2 * wan[0] / 1000
+                model, ratio = f"{t_model:.2f} ({rounds} rounds)", f"{con / t_model:.2f}"
+            line = (f"| {protocol} | {where} | {k} x 2^{logn} | {seq:.2f} | {con:.2f} | "
+                    f"{seq / con:.2f} | {sent / 1e6:.1f} | {model} | {ratio} | {'yes' if ok else 'NO'} |")
             print(line, flush=True)
             rows.append(line)
     return rows
@@ -297,11 +430,16 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_party":
         return party_main(sys.argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--logn", type=int, nargs="*", default=[16, 18])
-    ap.add_argument("--jobs", type=int, nargs="*", default=[1, 4, 16])
-    ap.add_argument("--conc-logn", type=int, default=11, help="ids per job, loopback part")
-    ap.add_argument("--wan-logn", type=int, default=8, help="ids per job, WAN part (latency-bound)")
-    ap.add_argument("--spu-max-logn", type=int, default=18, help="run SPU up to this size")
+    ap.add_argument("--logn", type=int, nargs="*", default=[16, 18, 20])
+    ap.add_argument("--protocols", nargs="*", default=["kkrt", "ecdh"], choices=["kkrt", "ecdh"])
+    ap.add_argument("--spu-protocols", nargs="*", default=["RR22", "ECDH"], choices=["RR22", "ECDH"])
+    ap.add_argument("--ecdh-max-logn", type=int, default=20, help="run our ECDH up to this size")
+    ap.add_argument("--spu-max-logn", type=int, default=20, help="run SPU up to this size")
+    ap.add_argument("--mem-logn", type=int, nargs="*", default=[], help="KKRT only (memory part)")
+    ap.add_argument("--jobs", type=int, nargs="*", default=[1, 16])
+    ap.add_argument("--conc-protocols", nargs="*", default=["kkrt"], choices=["kkrt", "ecdh"])
+    ap.add_argument("--conc-logn", type=int, default=14, help="ids per job, loopback part")
+    ap.add_argument("--wan-logn", type=int, default=14, help="ids per job, WAN part")
     ap.add_argument("--spu-python", default=sys.executable)
     ap.add_argument("--skip-wan", action="store_true")
     ap.add_argument("--record", action="store_true", help="append to bench/RESULTS.md (## PSI)")
@@ -310,15 +448,21 @@ def main() -> int:
     rate = calibrate()
     spu_python = args.spu_python if spu_available(args.spu_python) else None
     cpu = _cpu()
-    print(f"machine: {cpu}; X25519 via cryptography: {rate:,.0f} ops/s on one core"
+    flags = cpu_flags()
+    print(f"machine: {cpu}; flags: {flags}; X25519 via cryptography: {rate:,.0f} ops/s on one core"
           f"; SPU: {'spu==0.9.5 at ' + spu_python if spu_python else 'spu not installed'}", flush=True)
-    blocks = [f"Single-core X25519 (OpenSSL through `cryptography`): {rate:,.0f} ops/s.", ""]
+    blocks = [(f"CPU flags: `{flags}`; single-core X25519 (OpenSSL through `cryptography`): "
+              f"{rate:,.0f} ops/s."), ""]
     if args.logn:
-        blocks += size_part(args, rate, spu_python) + [""]
-    if args.jobs:
-        blocks += concurrency_part(args, None)
+        blocks += size_part(args, spu_python, args.logn) + [""]
+    if args.mem_logn:
+        mem_args = argparse.Namespace(**{**vars(args), "protocols": ["kkrt"], "spu_protocols": []})
+        blocks += size_part(mem_args, None, args.mem_logn) + [""]
+    for protocol in args.conc_protocols if args.jobs else []:
+        blocks += concurrency_part(args, None, protocol)
         if not args.skip_wan:
-            blocks += concurrency_part(args, (20.0, 100.0))[2:]
+            blocks += concurrency_part(args, (20.0, 100.0), protocol)[2:]
+        blocks += [""]
     if args.record:
         record(blocks, cpu, spu_python)
     return 0
