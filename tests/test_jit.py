@@ -78,6 +78,9 @@ CASES = {
         jnp.array_split(x.reshape(-1), 3)[1],
         jnp.cumsum(x, axis=1),
         jnp.broadcast_to(x[0], (3, N)),
+        jax.lax.pad(x, 0.0, ((1, -1, 1), (0, 2, 0))),
+        jax.lax.dynamic_slice(x, (1, 0), (1, 2)),
+        jax.grad(lambda a: jnp.sum(a[1:, ::2] * a[:1, ::2]))(x),
     ),
     "select_and_compare": lambda x, y, w, b, i: (
         jnp.where(x > 0, x, y),
