@@ -10,6 +10,7 @@ Relative TLS paths resolve against the folder of the config file, so ``mpcactors
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -262,8 +263,28 @@ def _parse_address(value: Any, err: Any, key: str) -> tuple[str, int]:
     except ValueError:
         raise err(key, f"port must be an integer, not {port_s!r}") from None
     if not host or not 0 <= port <= 65535:
-        raise err(key, f"must be 'host:port' with a port in [0, 65535], not {value!r}")
+        raise err(key, f"must be 'host:port' with a port in [1, 65535], not {value!r}")
+    if port == 0:
+        raise err(key, f"port 0 in {value!r}: the peers must know where to dial, so give a fixed free port")
+    _check_host(host, value, err, key)
     return host, port
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _check_host(host: str, value: str, err: Any, key: str) -> None:
+    """An IP address, or a syntactically valid host name (resolution happens at bind/dial)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if ":" in host or re.fullmatch(r"[0-9.]+", host):
+        raise err(key, f"{host!r} in {value!r} is not a valid IP address")
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise err(key, f"{host!r} in {value!r} is not a valid host name or IP address")
 
 
 def _path(value: Any, base: Path, err: Any, key: str, *, required: bool) -> Path | None:

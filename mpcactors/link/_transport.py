@@ -22,6 +22,7 @@ same certificate.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import random
 import socket
 import ssl
@@ -32,7 +33,7 @@ import anyio
 from anyio.abc import ByteStream, TaskStatus
 
 from .._config import ClusterConfig
-from .._errors import AuthenticationError, PeerUnavailable, describe_attempts
+from .._errors import AuthenticationError, LinkError, PeerUnavailable, describe_attempts
 from .._log import get_logger
 from ._tls import (
     TlsSocketStream,
@@ -167,6 +168,19 @@ def is_disconnect(exc: BaseException) -> bool:
     )
 
 
+def bind_problem(exc: OSError) -> str:
+    """What a failed bind means, for a person."""
+    if isinstance(exc, socket.gaierror):
+        return f"the host does not resolve ({exc.strerror or exc})"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use (another process, or another cluster on this host: pick a free port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "no network interface of this host has that address"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
 def auth_error_from_ssl(exc: ssl.SSLError, peer: str, address: str) -> AuthenticationError:
     """Translate a TLS failure (bad certificate, alert from the peer) into AuthenticationError."""
     what = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
@@ -213,7 +227,13 @@ class TcpTlsTransport:
 
     async def serve(self, handler: Handler, *, task_status: TaskStatus[Any]) -> None:
         pc = self.config.party(self.party)
-        listener = listen_tcp_socket(pc.host, pc.port)
+        try:
+            listener = listen_tcp_socket(pc.host, pc.port)
+        except OSError as exc:
+            raise LinkError(
+                f"party {self.party!r} cannot listen on {pc.address} ([parties.{self.party}] address in "
+                f"{self.config.path or 'the config'}): {bind_problem(exc)}"
+            ) from exc
         try:
             self.listen_port = int(listener.getsockname()[1])
             task_status.started(self.listen_port)
