@@ -8,6 +8,7 @@ with status 2 (usage/config) or 1 (run-time failure), never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -141,11 +142,20 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.party(args.party)
     program = load_program(args.program, args.function)
+    timeout = args.timeout
+    if timeout is not None:
+        if not timeout > 0:
+            raise ConfigError(f"--timeout must be a positive number of seconds, not {timeout!r}")
+        # --timeout bounds everything, connecting to the peers included
+        link = dataclasses.replace(config.link, connect_timeout_s=min(config.link.connect_timeout_s, timeout))
+        config = dataclasses.replace(config, link=link)
 
     async def go() -> Any:
+        start = trio.current_time()
         async with open_node(config, args.party) as node:
+            left = None if timeout is None else max(timeout - (trio.current_time() - start), 0.001)
             return await node.run(
-                program, job=args.job, timeout=args.timeout, idle_timeout=args.idle_timeout, protocol=args.protocol
+                program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol
             )
 
     result = trio.run(go)

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,3 +84,12 @@ def test_an_own_host_that_does_not_resolve_is_one_line_at_bind(cluster, tmp_path
     out = mpcactors("run", PROG, "--config", str(cfg), "--party", "carol", "--timeout", "30")
     assert_one_clear_line(out, 1, "'carol'", f"no-such-host.invalid:{port}", "does not resolve")
 
+
+def test_timeout_bounds_connecting_to_a_peer_that_is_down(cluster):
+    # was: --timeout 5 with the peers down still waited connect_timeout_s (58 s)
+    start = time.monotonic()
+    out = mpcactors("run", PROG, "--config", str(cluster), "--party", "alice", "--timeout", "3", timeout=50)
+    took = time.monotonic() - start
+    last = assert_one_clear_line(out, 1, "PeerUnavailable")
+    assert "'bob'" in last or "'carol'" in last, last
+    assert took < 30, took  # generous: 3 s plus start-up on a busy machine; the config says 60 s
