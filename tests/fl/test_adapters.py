@@ -91,7 +91,7 @@ def mlp() -> JaxModel:
     import optax
 
     if not _SGD:
-        _SGD.append(optax.sgd(0.1))
+        _SGD.append(optax.sgd(0.2))
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     params = {"h": {"w": jax.random.normal(k1, (64, 32)) * 0.15, "b": jnp.zeros(32)},
               "o": {"w": jax.random.normal(k2, (32, 10)) * 0.15, "b": jnp.zeros(10)}}  # fmt: skip
@@ -101,12 +101,12 @@ def mlp() -> JaxModel:
 @pytest.mark.parametrize("strategy", [None, FedProx(mu=0.01)], ids=["fedavg", "fedprox"])
 def test_jax_mlp_on_non_iid_digits(strategy: Any) -> None:
     xs, ys, xt, yt = digits_split()
-    out = federate(mlp, xs, ys, epochs=20, local_epochs=3, batch_size=32, strategy=strategy)
+    out = federate(mlp, xs, ys, epochs=10, local_epochs=3, batch_size=64, strategy=strategy)
     fed = mlp()
     fed.set_weights(out[SERVER].weights)
     central = mlp()
-    central.fit(np.concatenate(list(xs.values())), np.concatenate(list(ys.values())), epochs=20,
-                batch_size=32, seed=0, proximal_mu=0.0)  # fmt: skip
+    central.fit(np.concatenate(list(xs.values())), np.concatenate(list(ys.values())), epochs=10,
+                batch_size=64, seed=0, proximal_mu=0.0)  # fmt: skip
     acc_f, acc_c = fed.evaluate(xt, yt)["accuracy"], central.evaluate(xt, yt)["accuracy"]
     print("digits MLP accuracy: federated", acc_f, "centralised", acc_c)
     assert acc_c > 0.9 and abs(acc_f - acc_c) <= TOL, (acc_f, acc_c)
