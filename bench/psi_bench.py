@@ -311,8 +311,8 @@ def run_spu(python: str, folder: Path, a: Path, b: Path, protocol: str = "ECDH",
 
 
 SIZE_HEAD = [("| ids per side | system | s | ids/s per side | x SPU RR22 time | MB sent per party "
-             "(max) | peak memory per party MB (max, workers incl.) | shards | correct |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+             "(max) | peak memory per party MB (max, workers incl.) | shards | correct | load avg |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], protocol: str) -> dict[str, Any]:
@@ -325,7 +325,7 @@ def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], pro
     return {"s": max(ja["seconds"], jb["seconds"]), "ok": ok,
             "mb": max(rep[p]["runs"]["sequential"]["bytes_sent"] for p in ("alice", "bob")) / 1e6,
             "peak": max(rep[p]["peak"] for p in ("alice", "bob")) / 1e6, "shards": ja["shards"],
-            "phases": ja["phases"]}
+            "phases": ja["phases"], "load": os.getloadavg()[0]}
 
 
 def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]) -> list[str]:
@@ -346,7 +346,8 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
                     r = run_spu(spu_python, folder, a, b, proto)
                     ok = r["intersection"] == len(expected) and read_ids(r["out"]) == expected
                     got.append((name, {"s": r["psi_s"], "ok": ok, "mb": None,
-                                       "peak": r["peak"] / 1e6, "shards": None}))
+                                       "peak": r["peak"] / 1e6, "shards": None,
+                                       "load": os.getloadavg()[0]}))
             for proto in args.protocols:
                 name = f"mpcactors {proto}"
                 if proto == "ecdh" and logn > args.ecdh_max_logn:
@@ -356,13 +357,13 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
             rr22 = next((r["s"] for nm, r in got if nm == "SPU RR22" and isinstance(r, dict)), None)
             for name, r in got:
                 if isinstance(r, str):
-                    line = f"| 2^{logn} | {name} | {r} | | | | | | |"
+                    line = f"| 2^{logn} | {name} | {r} | | | | | | | |"
                 else:
                     ratio = f"{r['s'] / rr22:.2f}" if rr22 else "-"
                     mb = f"{r['mb']:.1f}" if r["mb"] is not None else "n/a"
                     line = (f"| 2^{logn} | {name} | {r['s']:.2f} | {n / r['s']:,.0f} | {ratio} | {mb} | "
                             f"{r['peak']:,.0f} | {r['shards'] if r['shards'] is not None else '-'} | "
-                            f"{'yes' if r['ok'] else 'NO'} |")
+                            f"{'yes' if r['ok'] else 'NO'} | {r['load']:.1f} |")
                 print(line, flush=True)
                 rows.append(line)
     return rows

@@ -406,12 +406,14 @@ def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = Non
     p = params(n_peer, n, cs)
     # Simple hashing: pair 3i + k is item i under hash k; group the pairs by chunk (radix sort)
     # and keep, in that order, the pair (uint32) and its bin's row within the chunk (uint16).
-    bins = hash_bins(hkey, items, p.bins).reshape(-1)
-    chunk_of = (bins // cs).astype(np.uint16 if p.chunks <= 1 << 16 else np.uint32)
+    word = np.dtype(np.uint32 if p.bins <= 1 << 32 else np.uint64)  # (uint32: half of int64)
+    bins: np.ndarray = hash_bins(hkey, items, p.bins).reshape(-1).astype(word)
+    cs_w = np.array(cs, dtype=word)
+    chunk_of = (bins // cs_w).astype(np.uint16 if p.chunks <= 1 << 16 else np.uint32)
     order = np.argsort(chunk_of, kind="stable")
     starts = np.searchsorted(chunk_of[order], np.arange(p.chunks + 1))
     del chunk_of
-    row_of = (bins[order] % cs).astype(np.uint16)
+    row_of = (bins[order] % cs_w).astype(np.uint16)
     del bins
     order = order.astype(np.uint32)
     prg = Prg(os.urandom(32))  # the padding values
