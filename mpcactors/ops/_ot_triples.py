@@ -52,10 +52,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .._errors import ShapeError
 from ..ot._base import OtError
 from ..ot._extension import (
-    MAX_ROWS,
     ExtReceiver,
     ExtSender,
     ext_receiver_setup,
@@ -124,26 +122,6 @@ def _hash_words(h: Callable[..., np.ndarray], rows: np.ndarray, first: int, word
     return out.view(U64)[:, :words]
 
 
-def _extend_u(rcv: ExtReceiver, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IKNP rows for a chunk of choice bits: (U to send, T kept)."""
-    n = choices.shape[0]
-    codes = np.where(choices[:, None], np.uint8(0xFF), np.uint8(0)).astype(np.uint8)
-    codes = np.repeat(codes, rcv.width // 8, axis=1)
-    us, ts = [], []
-    for s in range(0, n, MAX_ROWS):
-        u, t = rcv.rows(codes[s : s + MAX_ROWS])
-        us.append(u)
-        ts.append(t)
-    if len(us) == 1:
-        return us[0], ts[0]
-    return np.concatenate(us), np.concatenate(ts)
-
-
-def _q_rows(snd: ExtSender, u: np.ndarray) -> np.ndarray:
-    qs = [snd.rows(u[s : s + MAX_ROWS]) for s in range(0, u.shape[0], MAX_ROWS)]
-    return qs[0] if len(qs) == 1 else np.concatenate(qs)
-
-
 # Callbacks of _cot_pair: deltas(a, b) -> (b - a, L) uint64 for the sender's rows a..b;
 # on_send(a, b, x) with the sender's (b - a, L) outputs; choices(a, b) -> (b - a,) bool for the
 # receiver's rows; on_recv(a, b, y) with the receiver's outputs x + r delta.
@@ -179,7 +157,11 @@ def _cot_pair(
     """
     sc = _chunks(send.rows, send.width)
     rc = _chunks(recv.rows, recv.width)
-    rounds = max(len(sc), len(rc)) + 1 if (sc or rc) else 0
+    if not sc and not rc:  # empty arrays: keep the round structure of every other shape
+        for _ in range(2):
+            yield Exchange(send={peer: {}}, recv=frozenset({peer}))
+        return
+    rounds = max(len(sc), len(rc)) + 1
     tau_out: np.ndarray | None = None
     kept: np.ndarray | None = None  # receiver: H(T) of the chunk whose tau arrives next
     kept_r: np.ndarray | None = None
@@ -192,7 +174,7 @@ def _cot_pair(
             a, b = rc[t]
             r = np.asarray(choices(a, b), dtype=bool)
             first = rcv.rows_done
-            u, tt = _extend_u(rcv, r)
+            u, tt = rcv.choice_columns(r)
             new_kept = _hash_words(rcv.hash, tt, first, recv.width)
             new_r = r
             msg["u"] = u
@@ -211,10 +193,10 @@ def _cot_pair(
                 raise OtError("correlated OT: sender side without its state")
             a, b = sc[t]
             u_in = body.get("u") if body else None
-            if not isinstance(u_in, np.ndarray) or u_in.shape != (b - a, snd.width // 8) or u_in.dtype != np.uint8:
+            if not isinstance(u_in, np.ndarray):
                 raise OtError(f"correlated OT: expected {b - a} IKNP rows from {peer!r} in round {t}")
             first = snd.rows_done
-            q = _q_rows(snd, u_in)
+            q = snd.rows_from_columns(u_in, b - a)
             x0 = _hash_words(snd.hash, q, first, send.width)
             np.bitwise_xor(q, snd.delta, out=q)
             x1 = _hash_words(snd.hash, q, first, send.width)
@@ -237,6 +219,21 @@ def _cot_pair(
         kept, kept_r = new_kept, new_r
 
 
+def ot_rounds(width: int, rows: int) -> int:
+    """Rounds of :func:`_cot_pair` for ``rows`` correlated OTs of ``width`` words each way."""
+    return max(len(_chunks(rows, width)), 1) + 1
+
+
+def matmul_ot_rounds(ashape: tuple[int, ...], bshape: tuple[int, ...]) -> int:
+    """Rounds of a 2-d matrix triple by OT (:meth:`OtSource.matrix_triple`)."""
+    m = 1 if len(ashape) == 1 else ashape[-2]
+    k = ashape[-1]
+    n = 1 if len(bshape) == 1 else bshape[-1]
+    if k * n > m * k:
+        m, n = n, m
+    return ot_rounds(m, 64 * k * n)
+
+
 # ---- correlations ------------------------------------------------------------------------------
 
 
@@ -249,9 +246,7 @@ def _bits_of(x: np.ndarray) -> np.ndarray:
 def _weighted(v: np.ndarray, width: int) -> np.ndarray:
     """(64 n, L) -> (n, L): sum_l 2^l v[64 j + l]."""
     v3 = v.reshape(-1, 64, width)
-    out = np.zeros((v3.shape[0], width), dtype=U64)
-    for lbit in range(64):
-        out += v3[:, lbit, :] << U64(lbit)
+    out = np.einsum("nlw,l->nw", v3, _POW2)  # wraps mod 2^64 like the ring
     return out
 
 
@@ -276,6 +271,8 @@ class OtSource:
         self.party = party
         self.peer = pair.peer
         self.first = party == holders[0]
+        self._holders = tuple(holders)
+        self._pair = pair
         session = ctx.label(b"semi2k-ot")
         self.snd = pair.sender.derive(session)
         self.rcv = pair.receiver.derive(session)
@@ -345,13 +342,35 @@ class OtSource:
         return [a, b, None], step()
 
     def matrix_triple(self, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> Made:
-        """A matrix triple (A_i, B_i, C_i), C = A @ B, for 1- or 2-d operands; A_i, B_i early."""
-        if len(ashape) > 2 or len(bshape) > 2:
-            raise ShapeError(f"semi2k without a dealer: matmul of stacks {ashape} @ {bshape} is not supported")
+        """A matrix triple (A_i, B_i, C_i), C = A @ B, under numpy's matmul rules; A_i, B_i
+        early. Stacks are one 2-d triple per matrix of the broadcast stack, run together."""
         g = self.ctx.prg()
         a_full = g.random_u64(ashape)
         b_full = g.random_u64(bshape)
-        return [a_full, b_full, None], self._matrix(a_full, b_full, ashape, bshape)
+        if len(ashape) <= 2 and len(bshape) <= 2:
+            return [a_full, b_full, None], self._matrix(a_full, b_full, ashape, bshape)
+        return [a_full, b_full, None], self._stack(a_full, b_full, ashape, bshape)
+
+    def _stack(
+        self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...]
+    ) -> Step[list[np.ndarray]]:
+        out = matmul_shape(ashape, bshape)
+        a2 = a_full.reshape((1,) + ashape) if len(ashape) == 1 else a_full
+        b2 = b_full.reshape(bshape + (1,)) if len(bshape) == 1 else b_full
+        batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+        ab = np.broadcast_to(a2, batch + a2.shape[-2:])
+        bb = np.broadcast_to(b2, batch + b2.shape[-2:])
+        n = int(np.prod(batch, dtype=np.int64))
+        ab = ab.reshape((n,) + a2.shape[-2:])
+        bb = bb.reshape((n,) + b2.shape[-2:])
+        # One independent extension instance per matrix (its own session), so gather may
+        # interleave them; products of broadcast copies share A_i or B_i but not the OTs.
+        subs = [OtSource(self.ctx.child(f"stack{i}"), self.party, self._holders, self._pair) for i in range(n)]
+        res = yield from gather(
+            [sub._matrix(ab[i], bb[i], ab[i].shape, bb[i].shape) for i, sub in enumerate(subs)]
+        )
+        cross = np.stack([r[2] for r in res]) if n else np.zeros((0,) + out[-2:], dtype=U64)
+        return [a_full, b_full, cross.reshape(out)]
 
     def _matrix(
         self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...]
@@ -438,12 +457,8 @@ class OtSource:
             arith = rbits.copy()
             yield from self._random_bits(rbits, arith)
             w = arith.reshape(n, 64)
-            r = np.zeros(n, dtype=U64)
-            r_mid = np.zeros(n, dtype=U64)
-            for k in range(64):
-                r += w[:, k] << U64(k)
-                if bits <= k <= 62:
-                    r_mid += w[:, k] << U64(k - bits)
+            r = w @ _POW2  # sum_k 2^k r_k, mod 2^64
+            r_mid = w[:, bits:63] @ _POW2[: 63 - bits]  # bits d..62 of r
             r_msb = np.ascontiguousarray(w[:, 63])
             return [r.reshape(shape), r_mid.reshape(shape), r_msb.reshape(shape)]
 

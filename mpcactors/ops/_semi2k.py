@@ -509,6 +509,40 @@ class Semi2k(Protocol):
             np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
         return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
 
+    def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """The fixed-point product. Without a dealer the truncation tuple is made by OT in the
+        product's rounds (it needs only the shape), so the truncation adds only its opening."""
+        if self._dealing is None and 0 < bits <= 62:
+            need_kind("mul", "arith", x, y)
+            return (yield from self._ot_product_trunc(ctx, self.mul, x, y, same_shape("mul", x, y), bits))
+        return (yield from super().mul_trunc(ctx, x, y, bits))
+
+    def matmul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+        """:meth:`mul_trunc` for matmul."""
+        if self._dealing is None and 0 < bits <= 62:
+            need_kind("matmul", "arith", x, y)
+            return (yield from self._ot_product_trunc(ctx, self.matmul, x, y, matmul_shape(x.shape, y.shape), bits))
+        return (yield from super().matmul_trunc(ctx, x, y, bits))
+
+    def _ot_product_trunc(
+        self,
+        ctx: OpContext,
+        product: Callable[[OpContext, Share, Share], Step[Share]],
+        x: Share,
+        y: Share,
+        shape: tuple[int, ...],
+        bits: int,
+    ) -> Step[Share]:
+        tctx = ctx.child("trunc")
+        _, tuple_step = self._source(tctx).trunc_tuple(shape, bits)
+        z, own = yield from gather([product(ctx.child("mul"), x, y), tuple_step])
+        first = self.party == self._first
+        (peer,) = (h for h in self._holders if h != self.party)
+        c_i = masked_share(z.parts[0], own[0], first)
+        c = fresh(np.add, c_i, 0)
+        np.add(c, recv_array((yield from _open(peer, c_i)), shape, peer, "masked value"), out=c)
+        return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
+
     # ---- boolean -> arithmetic ---------------------------------------------------------------------
     def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:
         """[b]^B -> [b]^A for bits, one round, with a dealt random bit r shared both ways.

@@ -113,6 +113,33 @@ class ExtReceiver:
         self.rows_done += b
         return u, t[:b]
 
+    def choice_columns(self, choices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """IKNP rows for plain choice bits, ``U`` in column layout: ``(U_cols, T)``.
+
+        With ``c_j = r_j * 1^w`` every column of ``U`` is ``G(k_i^0) ^ G(k_i^1) ^ r`` (``r``
+        packed), so no row transpose of ``U`` is needed: one transpose (of ``T``) instead of
+        two. Any number of rows; the sender takes ``U_cols`` with
+        :meth:`ExtSender.rows_from_columns`.
+
+        Returns:
+            ``U_cols`` ``(w, ceil(B/8))`` uint8 (to send) and ``T`` ``(B, w/8)`` uint8 (kept).
+        """
+        r = np.asarray(choices, dtype=bool).reshape(-1)
+        b = r.size
+        nb = -(-b // 8)
+        packed = np.packbits(r, bitorder="little")
+        u = np.empty((self.width, nb), dtype=np.uint8)
+        t = np.empty((8 * nb, self.width // 8), dtype=np.uint8)
+        step = MAX_ROWS // 8  # transpose in cache-sized blocks (the streams do not care)
+        for lo in range(0, nb, step):
+            hi = min(nb, lo + step)
+            g0 = self._g0.expand(hi - lo)
+            transpose_bits(g0, out=t[8 * lo : 8 * hi], scratch=self._sc)
+            np.bitwise_xor(g0, self._g1.expand(hi - lo), out=u[:, lo:hi])
+        u ^= packed[None, :]
+        self.rows_done += b
+        return u, t[:b]
+
 
 class ExtSender:
     """The OT-extension sender's state: ``s`` (``delta``), its keys' PRGs, the row counter."""
@@ -143,6 +170,25 @@ class ExtSender:
         q ^= u & self.delta
         self.rows_done += b
         return q
+
+    def rows_from_columns(self, u_cols: np.ndarray, b: int) -> np.ndarray:
+        """``Q`` for the next ``b`` rows from ``U`` in column layout
+        (:meth:`ExtReceiver.choice_columns`): ``Q = transpose(G(k_i^{s_i}) ^ s_i U_i)``."""
+        nb = -(-b // 8)
+        if u_cols.shape != (self.width, nb) or u_cols.dtype != np.uint8:
+            raise OtError(
+                f"OT extension: columns of shape {u_cols.shape} {u_cols.dtype}, expected ({self.width}, {nb}) uint8"
+            )
+        sel = self._s_bits.astype(bool)
+        q = np.empty((8 * nb, self.width // 8), dtype=np.uint8)
+        step = MAX_ROWS // 8
+        for lo in range(0, nb, step):
+            hi = min(nb, lo + step)
+            g = self._g.expand(hi - lo)  # a view of a reused buffer: ours until the next expand
+            g[sel] ^= u_cols[sel, lo:hi]
+            transpose_bits(g, out=q[8 * lo : 8 * hi], scratch=self._sc)
+        self.rows_done += b
+        return q[:b]
 
 
 def derive_keys(keys: np.ndarray, session: bytes) -> np.ndarray:

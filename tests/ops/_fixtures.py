@@ -1,7 +1,7 @@
 """A sans-IO harness for the comparison / non-linear tests: every party of one protocol in-process.
 
-``Harness("semi2k")`` is alice and bob with dealer carol; ``Harness("rep3")`` is alice, bob and
-carol; ``Harness("reference", parties=...)`` is the test-only plaintext reference protocol.
+``Harness("semi2k")`` is alice and bob with dealer carol; ``Harness("semi2k-ot")`` is alice and
+bob with no dealer (correlations by OT); ``Harness("rep3")`` is alice, bob and carol; ``Harness("reference", parties=...)`` is the test-only plaintext reference protocol.
 Steps run through :func:`~mpcactors.ops._comm.run_local` with real Exchanges, so round counts are
 the protocol's. Each :meth:`Harness.run` gets a fresh context path, like a new op.
 """
@@ -22,14 +22,26 @@ from mpcactors.ops._ring import decode, encode, to_ring
 
 from ._reference import Reference
 
-__all__ = ["CMP_ROUNDS", "MSB_ROUNDS", "PROTOCOLS", "TRUNC_ROUNDS", "Harness"]
+__all__ = [
+    "CMP_ROUNDS",
+    "MSB_ROUNDS",
+    "MUL_ROUNDS",
+    "MUL_TRUNC_ROUNDS",
+    "PROTOCOLS",
+    "TRUNC_ROUNDS",
+    "Harness",
+]
 
-PROTOCOLS = ("semi2k", "rep3")
+PROTOCOLS = ("semi2k", "semi2k-ot", "rep3")
 # Rounds of the MSB circuit (2 A2B summands in 2-party semi2k, 3 in rep3), of a comparison
-# (+1 bit_to_arith), and of one truncation.
-MSB_ROUNDS = {"semi2k": 6, "rep3": 7}
-CMP_ROUNDS = {"semi2k": 7, "rep3": 8}
-TRUNC_ROUNDS = {"semi2k": 1, "rep3": 2}
+# (+1 bit_to_arith), of one truncation, of one product and of a fixed-point product. Without a
+# dealer (semi2k-ot) every product and B2A bit takes one more round (its triple's OT runs with
+# the opening) and a truncation two more (its tuple is made first; one more with a product).
+MSB_ROUNDS = {"semi2k": 6, "semi2k-ot": 12, "rep3": 7}
+CMP_ROUNDS = {"semi2k": 7, "semi2k-ot": 14, "rep3": 8}
+TRUNC_ROUNDS = {"semi2k": 1, "semi2k-ot": 3, "rep3": 2}
+MUL_ROUNDS = {"semi2k": 1, "semi2k-ot": 2, "rep3": 1}
+MUL_TRUNC_ROUNDS = {"semi2k": 2, "semi2k-ot": 3, "rep3": 2}
 
 Values = dict[str, Share]
 
@@ -70,17 +82,23 @@ class Harness:
         fxp_bits: int = 18,
         seed: str = "mpcactors-tests",
     ) -> None:
+        self.name = protocol
+        if protocol == "semi2k-ot":
+            protocol, dealer = "semi2k", "none"
+            parties = parties or ("alice", "bob")
         if parties is None:
             parties = ("alice", "bob", "carol") if protocol != "reference" else ("alice", "bob")
             if protocol == "semi2k" and dealer is None:
                 dealer = "carol"
-        self.name = protocol
         self.parties = tuple(parties)
         self.fxp_bits = fxp_bits
         self.protos = {p: _make(protocol, p, self.parties, fxp_bits, dealer) for p in self.parties}
         self.ctxs = _contexts(self.parties, seed)
         self._ops = itertools.count()
         self.owner = self.protos[self.parties[0]].holders[0]
+        setup = {p: pr.job_setup(self._ctx(p, -1), b"harness") for p, pr in self.protos.items()}
+        if any(st is not None for st in setup.values()):  # semi2k without a dealer: base OTs
+            run_local({p: st for p, st in setup.items() if st is not None})
 
     def _ctx(self, p: str, op: int) -> OpContext:
         return self.ctxs[p].child(op)

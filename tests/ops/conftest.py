@@ -83,6 +83,9 @@ class Cluster:
             for p in self.parties
         }
         self.holders = self.protos[self.parties[0]].holders
+        # semi2k without a dealer makes its correlations by OT inside the op: +1 round for a
+        # product or a B2A bit (the opening travels in the OT's first round), +2 for truncation
+        self.ot = protocol == "semi2k" and dealer == "none"
         rng = np.random.default_rng(seed)
         shared = {}
         for r in (1, 2, len(self.parties)):
@@ -95,6 +98,14 @@ class Cluster:
         steps = {p: pr.job_setup(setup_ctxs[p], b"test-job") for p, pr in self.protos.items()}
         if any(s is not None for s in steps.values()):  # semi2k without a dealer: base OTs
             run_local({p: s for p, s in steps.items() if s is not None})
+
+    def rounds(self, kernel: str) -> int:
+        """Rounds of one kernel op ("mul", "and", "b2a", "trunc") in this configuration."""
+        if self.name == "rep3":
+            return {"trunc": 2}.get(kernel, 1)
+        if self.ot:
+            return {"trunc": 3}.get(kernel, 2)
+        return 1
 
     def contexts(self) -> dict[str, OpContext]:
         op = next(self._ops)

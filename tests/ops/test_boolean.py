@@ -8,7 +8,7 @@ import pytest
 from mpcactors.ops import _boolean as B
 from mpcactors.ops._ring import to_ring
 
-from ._fixtures import MSB_ROUNDS, PROTOCOLS, Harness
+from ._fixtures import MSB_ROUNDS, MUL_ROUNDS, PROTOCOLS, Harness
 
 EDGES = np.array(
     [
@@ -90,14 +90,14 @@ def test_msb_wrong_result_would_be_seen(h: Harness) -> None:
 def test_a2b_exact(h: Harness) -> None:
     x = _values(3000, 1).reshape(30, 100)
     res, rounds = h.run(B.a2b, h.share_ring(to_ring(x)))
-    assert rounds == MSB_ROUNDS[h.name] + 1
+    assert rounds == MSB_ROUNDS[h.name] + MUL_ROUNDS[h.name]
     assert np.array_equal(h.open_ring(res), to_ring(x))
 
 
 def test_b2a_exact(h: Harness) -> None:
     x = to_ring(_values(2000, 2))
     res, rounds = h.run(B.b2a, h.share_ring(x, kind="bool"))
-    assert rounds == 1
+    assert rounds == MUL_ROUNDS[h.name]
     assert res[h.owner].kind == "arith"
     assert np.array_equal(h.open_ring(res), x)
     low, _ = h.run(lambda c, p, s: B.b2a(c, p, s, nbits=12), h.share_ring(x, kind="bool"))
@@ -145,7 +145,8 @@ def test_short_msb_exact_in_range(h: Harness, bits: int) -> None:
     x = np.random.default_rng(bits).integers(-lim, lim, size=(300, 7))
     x[0, :4] = [0, -1, lim - 1, -lim]
     res, rounds = h.run(lambda c, p, s: B.msb(c, p, s, bits=bits), h.share_ring(to_ring(x)))
-    assert rounds == B.carry63_rounds(2 if h.name == "semi2k" else 3, bits)
+    holders = 3 if h.name == "rep3" else 2
+    assert rounds == MUL_ROUNDS[h.name] * B.carry63_rounds(holders, bits)  # every round ANDs
     assert np.array_equal(h.open_ring(res), (x < 0).astype(np.uint64))
 
 

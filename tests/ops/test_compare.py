@@ -10,7 +10,7 @@ from mpcactors.ops._comm import gather
 from mpcactors.ops._fxp import int_to_fxp
 from mpcactors.ops._ring import encode, to_ring
 
-from ._fixtures import CMP_ROUNDS, PROTOCOLS, Harness
+from ._fixtures import CMP_ROUNDS, MUL_ROUNDS, PROTOCOLS, Harness
 
 PAIRS = {
     "less": (C.less, np.less),
@@ -122,10 +122,10 @@ def test_sign_abs_relu(h: Harness) -> None:
     assert rounds == CMP_ROUNDS[h.name]
     assert np.array_equal(h.open_int(res), np.sign(ex))
     res, rounds = h.run(C.abs_, sx)
-    assert rounds == CMP_ROUNDS[h.name] + 1
+    assert rounds == CMP_ROUNDS[h.name] + MUL_ROUNDS[h.name]
     assert np.array_equal(h.open_int(res), np.abs(ex))
     res, rounds = h.run(C.relu, sx)
-    assert rounds == CMP_ROUNDS[h.name] + 1
+    assert rounds == CMP_ROUNDS[h.name] + MUL_ROUNDS[h.name]
     assert np.array_equal(h.open_int(res), np.maximum(ex, 0))
 
 
@@ -134,7 +134,7 @@ def test_maximum_minimum(h: Harness) -> None:
     ex, ey = encode(x, 18).view(np.int64), encode(y, 18).view(np.int64)
     sx, sy = h.share_fxp(x), h.share_fxp(y)
     res, rounds = h.run(C.maximum, sx, sy)
-    assert rounds == CMP_ROUNDS[h.name] + 1
+    assert rounds == CMP_ROUNDS[h.name] + MUL_ROUNDS[h.name]
     assert np.array_equal(h.open_int(res), np.maximum(ex, ey))
     res, _ = h.run(C.minimum, sx, sy)
     assert np.array_equal(h.open_int(res), np.minimum(ex, ey))
@@ -151,7 +151,7 @@ def test_where(h: Harness) -> None:
     cond = x > y
     c, _ = h.run(C.greater, sx, sy)
     res, rounds = h.run(C.where, c, sx, sy)
-    assert rounds == 1
+    assert rounds == MUL_ROUNDS[h.name]
     assert np.array_equal(h.open_int(res), np.where(cond, ex, ey))
     res, _ = h.run(C.where, c, sx, -1.5)
     assert np.array_equal(h.open_int(res), np.where(cond, ex, -3 * 2**17))
@@ -175,7 +175,7 @@ def test_max_min_argmax_argmin(h: Harness, shape: tuple[int, ...], axis: int | N
     length = int(np.prod(shape)) if axis is None else shape[axis]
     levels = int(np.ceil(np.log2(length))) if length > 1 else 0
     res, rounds = h.run(lambda c, p, s: C.max_(c, p, s, axis=axis), sx)
-    assert rounds == levels * (CMP_ROUNDS[h.name] + 1)
+    assert rounds == levels * (CMP_ROUNDS[h.name] + MUL_ROUNDS[h.name])
     assert np.array_equal(h.open_int(res), np.max(ex, axis=axis))
     res, _ = h.run(lambda c, p, s: C.min_(c, p, s, axis=axis, keepdims=True), sx)
     assert np.array_equal(h.open_int(res), np.min(ex, axis=axis, keepdims=True))

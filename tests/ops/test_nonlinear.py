@@ -20,7 +20,7 @@ from mpcactors.ops._comm import Step, gather
 from mpcactors.ops._protocol import Share
 from mpcactors.ops._ring import decode, encode
 
-from ._fixtures import PROTOCOLS, TRUNC_ROUNDS, Harness
+from ._fixtures import MUL_TRUNC_ROUNDS, PROTOCOLS, TRUNC_ROUNDS, Harness
 
 F_BITS = 18
 
@@ -45,7 +45,7 @@ class Case:
     inputs: Callable[[np.random.Generator], np.ndarray]
     abs_tol: float
     rel_tol: float
-    rounds: dict[str, int]
+    rounds: dict[str, int]  # semi2k-ot: at the test's sizes (OT chunks add rounds for big arrays)
 
 
 CASES = {
@@ -55,7 +55,7 @@ CASES = {
         lambda g: np.concatenate([g.uniform(-10, 10, 2000), [0.0, 1e-5, -1e-5, 9.99, -9.99]]),
         1e-4,
         0.0,
-        {"semi2k": 15, "rep3": 18},
+        {"semi2k": 15, "semi2k-ot": 28, "rep3": 18},
     ),
     "tanh": Case(
         N.tanh,
@@ -63,7 +63,7 @@ CASES = {
         lambda g: np.concatenate([g.uniform(-5, 5, 2000), [0.0, 4.99, -4.99, 0.01]]),
         2e-4,
         0.0,
-        {"semi2k": 15, "rep3": 18},
+        {"semi2k": 15, "semi2k-ot": 28, "rep3": 18},
     ),
     "exp": Case(
         N.exp,
@@ -73,7 +73,7 @@ CASES = {
         ),
         1e-5,
         5e-5,
-        {"semi2k": 10, "rep3": 13},
+        {"semi2k": 10, "semi2k-ot": 20, "rep3": 13},
     ),
     "reciprocal": Case(
         N.reciprocal,
@@ -87,7 +87,7 @@ CASES = {
         ),
         2e-5,
         2e-6,
-        {"semi2k": 20, "rep3": 24},
+        {"semi2k": 20, "semi2k-ot": 46, "rep3": 24},
     ),
     "log": Case(
         N.log,
@@ -97,7 +97,7 @@ CASES = {
         ),
         1e-4,
         0.0,
-        {"semi2k": 16, "rep3": 19},
+        {"semi2k": 16, "semi2k-ot": 34, "rep3": 19},
     ),
     "sqrt": Case(
         N.sqrt,
@@ -107,7 +107,7 @@ CASES = {
         ),
         1e-4,
         1e-5,
-        {"semi2k": 18, "rep3": 22},
+        {"semi2k": 18, "semi2k-ot": 40, "rep3": 22},
     ),
     "rsqrt": Case(
         N.rsqrt,
@@ -115,7 +115,7 @@ CASES = {
         lambda g: np.concatenate([_logspace(g, 1e-3, 1.6e4, 2000), [1e-3, 1.0, 2.0, 0.5, 1e4]]),
         2e-5,
         2e-6,
-        {"semi2k": 20, "rep3": 24},
+        {"semi2k": 20, "semi2k-ot": 42, "rep3": 24},
     ),
 }
 
@@ -179,7 +179,8 @@ def test_reciprocal_positive_mode_and_wider_range(h: Harness) -> None:
     res, rounds = h.run(
         lambda c, p, s: N.reciprocal(c, p, s, lo=-4, hi=21, positive=True), h.share_fxp(x)
     )
-    assert rounds == CASES["reciprocal"].rounds[h.name]
+    # without a dealer the OT of big intermediates takes more rounds (chunks): 1000 values here
+    assert rounds == {"semi2k-ot": 40}.get(h.name, CASES["reciprocal"].rounds[h.name])
     _check(h.open_fxp(res), 1.0 / _q(x), 2e-5, 2e-6, x)
     res, _ = h.run(lambda c, p, s: N.reciprocal(c, p, s, positive=True), h.share_fxp(-x))
     assert np.all(h.open_fxp(res) == 0.0)  # x <= 0 is out of the positive range
@@ -192,7 +193,7 @@ def test_division(h: Harness) -> None:
     res, rounds = h.run(N.division, h.share_fxp(x), h.share_fxp(y))
     # reciprocal's rounds, but the last step is a fused fixed-point product (rep3: 2 rounds)
     # instead of reciprocal's integer product + a separate truncation (rep3: 1 + 2)
-    assert rounds == {"semi2k": 20, "rep3": 23}[h.name]
+    assert rounds == {"semi2k": 20, "semi2k-ot": 41, "rep3": 23}[h.name]
     _check(h.open_fxp(res), _q(x) / _q(y), 2e-5, 3e-5, x)
 
 
@@ -224,7 +225,7 @@ def test_fxp_mul_square_public(h: Harness) -> None:
     sx, sy = h.share_fxp(x), h.share_fxp(y)
     ulp = 2.0**-F_BITS
     res, rounds = h.run(F.fxp_mul, sx, sy)
-    assert rounds == 2  # the product, then the opening of the truncation mask (rep3: fused)
+    assert rounds == MUL_TRUNC_ROUNDS[h.name]  # the product, then the truncation's opening
     np.testing.assert_allclose(h.open_fxp(res), _q(x) * _q(y), rtol=0, atol=2 * ulp)
     res, _ = h.run(F.fxp_square, sx)
     np.testing.assert_allclose(h.open_fxp(res), _q(x) ** 2, rtol=0, atol=2 * ulp)
@@ -245,7 +246,7 @@ def test_chebyshev_series_and_onehot_scaling(h: Harness) -> None:
     t = g.uniform(-1, 1, 800)
     coeffs = [np.array([0.1, -0.5, 0.25, 0.0, 0.125, 0.3, -0.2]), np.array([1.0, 2.0])]
     res, rounds = h.run(lambda c, p, s: F.chebyshev(c, p, s, coeffs), h.share_fxp(t))
-    assert rounds == 3 * 2 + TRUNC_ROUNDS[h.name]  # 3 product levels, then the leaves
+    assert rounds == 3 * MUL_TRUNC_ROUNDS[h.name] + TRUNC_ROUNDS[h.name]  # 3 product levels, leaves
     for i, c in enumerate(coeffs):
         got = h.open_fxp({p: res[p][i] for p in h.parties})
         want = np.polynomial.chebyshev.chebval(_q(t), c)
