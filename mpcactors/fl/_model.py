@@ -71,6 +71,9 @@ class FLModel:
         aggregator: :class:`SecureAggregator` (default) or the INSECURE :class:`PlainAggregator`.
         strategy: :class:`FedAvg` (default), :class:`FedProx` or :class:`FedAdam`.
         name: names this model's channels inside the job (several FLModels need distinct ones).
+        broadcast_dtype: "float64" (default) or "float32": the dtype of the global weights sent
+            to the clients each round; float32 halves the download (the clients then train from
+            the weights rounded to float32; the server keeps float64).
 
     Raises:
         ConfigError: a party that is not in the job, the server among the clients, repeats.
@@ -86,7 +89,11 @@ class FLModel:
         aggregator: Aggregator | None = None,
         strategy: Strategy | None = None,
         name: str = "fl",
+        broadcast_dtype: str = "float64",
     ) -> None:
+        if broadcast_dtype not in ("float64", "float32"):
+            raise ConfigError(f"must be 'float64' or 'float32', not {broadcast_dtype!r}", key="broadcast_dtype")
+        self.broadcast_dtype = np.dtype(broadcast_dtype)
         parties = tuple(job.parties)
         clients = list(device_list)
         unknown = sorted({server, *clients} - set(parties))
@@ -349,8 +356,9 @@ async def _serve_fit(fl: FLModel, tag: str, epochs: int, fraction: float, minimu
             raise AggregationError(f"round {r}: only {len(sampled)} clients reachable {sampled}, "
                                    f"the threshold is {need}")  # fmt: skip
         kind = "train" if train else "eval"
+        sent = w.astype(fl.broadcast_dtype)
         msgs = {c: {"kind": kind, "round": r, "participants": sampled,
-                    "weights": w if c in sampled else None} for c in alive}  # fmt: skip
+                    "weights": sent if c in sampled else None} for c in alive}  # fmt: skip
         await _broadcast(fl, tag, alive, msgs)
         agg = await fl.aggregator.aggregate(fl.link, job=fl.job_id, vector=None, server=fl.party,
                                             clients=sampled, tag=f"{tag}/round-{r}")  # fmt: skip
@@ -454,7 +462,7 @@ async def _receive(fl: FLModel, tag: str) -> dict[str, Any]:
 
 def _load(fl: FLModel, msg: dict[str, Any]) -> np.ndarray:
     w = msg.get("weights")
-    if not isinstance(w, np.ndarray) or w.ndim != 1 or not np.all(np.isfinite(w)):
+    if not isinstance(w, np.ndarray) or w.ndim != 1 or w.dtype.kind != "f" or not np.all(np.isfinite(w)):
         raise AggregationError(f"client {fl.party!r}: malformed weights from server {fl.server!r}")
     if len(w) != fl.n_weights:
         raise ShapeError(

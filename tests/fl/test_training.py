@@ -29,7 +29,7 @@ N = {c: len(SHARDS[c][1]) for c in CLIENTS}
 
 def fit(model: Any = None, **kw: Any) -> dict[str, Any]:
     make = model or (lambda: logistic_regression(5, 3))
-    options = {k: kw.pop(k) for k in ("aggregator", "strategy") if k in kw}
+    options = {k: kw.pop(k) for k in ("aggregator", "strategy", "broadcast_dtype") if k in kw}
 
     async def main(job: Any) -> Any:
         fl = FLModel(job, server=SERVER, device_list=CLIENTS, model=make, **options)
@@ -179,3 +179,12 @@ def test_evaluate_and_predict() -> None:
         assert abs(out[p][0]["accuracy"] - want["accuracy"]) < 1e-6
         assert abs(out[p][0]["loss"] - want["loss"]) < 1e-6
     assert np.allclose(out["c2"][1], m.predict(X_TEST)) and out["c1"][1] is None
+
+
+def test_float32_broadcast_halves_the_model_download() -> None:
+    wide = lambda: logistic_regression(5, 3)  # noqa: E731
+    f64 = fit(wide, epochs=3, aggregator=PlainAggregator())[SERVER]
+    f32 = fit(wide, epochs=3, aggregator=PlainAggregator(), broadcast_dtype="float32")[SERVER]
+    # 18 weights: the payload of each model message shrinks by 18 * 4 bytes per client
+    assert [a.bytes_sent - b.bytes_sent for a, b in zip(f64.rounds, f32.rounds)] == [4 * 18 * 4] * 3
+    assert close(f32.weights, f64.weights, 1e-5) and not close(f32.weights, f64.weights, 1e-12)
