@@ -182,7 +182,7 @@ def test_evaluate_and_predict() -> None:
 
 
 def test_float32_broadcast_halves_the_model_download() -> None:
-    wide = lambda: logistic_regression(5, 3)  # noqa: E731
+    wide = lambda: logistic_regression(5, 3)
     f64 = fit(wide, epochs=3, aggregator=PlainAggregator())[SERVER]
     f32 = fit(wide, epochs=3, aggregator=PlainAggregator(), broadcast_dtype="float32")[SERVER]
     # 18 weights: the payload of each model message shrinks by 18 * 4 bytes per client
