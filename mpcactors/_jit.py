@@ -35,6 +35,7 @@ import numpy as np
 
 from ._errors import UnsupportedOperation
 from ._functions import maximum, minimum, where
+from ._log import get_logger
 from ._pytree import flatten, unflatten
 from .scheduler._input import SecretInput
 from .scheduler._opset import to_fxp
@@ -95,7 +96,11 @@ class Jitted:
             jax.ShapeDtypeStruct(leaves[i].shape, jnp.float32 if leaves[i].fxp else jnp.int32) for i in secrets
         ]
         closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*specs)
-        interp = _Interpreter(job, getattr(self.fn, "__qualname__", repr(self.fn)))
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        interp = _Interpreter(job, name)
+        get_logger(party=job.party, job=job.id, op="jit").debug(
+            "jit traced", function=name, equations=len(closed.jaxpr.eqns), secret_inputs=len(secrets)
+        )
         outs = interp.run_closed(closed, [leaves[i] for i in secrets])
         _, out_tree = jax.tree_util.tree_flatten(out_shape)
         return jax.tree_util.tree_unflatten(out_tree, outs)
