@@ -31,6 +31,7 @@ from ._errors import ConfigError
 __all__ = [
     "CertificateAuthority",
     "PartyCredentials",
+    "check_own_certificate",
     "generate_certs",
     "issue_party_cert",
     "make_ca",
@@ -282,3 +283,70 @@ class PartyCredentials:
             public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, TypeError):
             raise ValueError("the signature does not verify with the certificate's key") from None
+
+
+def check_own_certificate(config: ClusterConfig, party: str) -> None:
+    """Check ``party``'s own certificate before any peer sees it: issued by the cluster CA (a
+    certificate of the ``ca_cert`` file), naming ``party`` (CN and DNS SAN), valid now, and its
+    key file holds the certificate's key. A party whose certificate is wrong fails at start-up
+    saying what is wrong, instead of its peers refusing it for a minute.
+
+    Raises:
+        ConfigError: naming the file, the key of the config and the problem.
+    """
+    if config.tls is None:
+        return
+    where = str(config.path) if config.path else None
+    entry = next((p for p in config.parties if p.name == party), None)
+    if entry is None or entry.cert is None or entry.key is None:
+        raise ConfigError("missing cert/key path", file=where, key=f"parties.{party}")
+    fix = f" (make new ones with `mpcactors certs --config {where or 'FILE'}`)"
+    try:
+        cert = x509.load_pem_x509_certificate(entry.cert.read_bytes())
+        cas = x509.load_pem_x509_certificates(config.tls.ca_cert.read_bytes())
+        key = serialization.load_pem_private_key(entry.key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load the TLS files of {party!r}: {exc}", file=where, key=f"parties.{party}") from exc
+    cert_key = f"parties.{party}.cert"
+    if not any(_issued_by(cert, ca) for ca in cas):
+        raise ConfigError(
+            f"{party!r}'s certificate {entry.cert} is issued by {cert.issuer.rfc4514_string()!r}, not by the "
+            f"cluster CA in {config.tls.ca_cert} ({', '.join(ca.subject.rfc4514_string() for ca in cas)}){fix}",
+            file=where, key=cert_key,
+        )  # fmt: skip
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        sans = []
+    if cns != [party] or sans != [party]:
+        raise ConfigError(
+            f"{party!r}'s certificate {entry.cert} names CN={cns!r} SAN={sans!r}, not {party!r}{fix}",
+            file=where, key=cert_key,
+        )  # fmt: skip
+    now = _now()
+    if now < cert.not_valid_before_utc:
+        raise ConfigError(
+            f"{party!r}'s certificate {entry.cert} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            f"(is this host's clock right?)", file=where, key=cert_key,
+        )  # fmt: skip
+    if now > cert.not_valid_after_utc:
+        raise ConfigError(
+            f"{party!r}'s certificate {entry.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC{fix}",
+            file=where, key=cert_key,
+        )  # fmt: skip
+    if key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != (
+        cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ):
+        raise ConfigError(
+            f"{party!r}'s key {entry.key} is not the key of its certificate {entry.cert}{fix}",
+            file=where, key=f"parties.{party}.key",
+        )  # fmt: skip
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

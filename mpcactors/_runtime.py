@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from ._certs import check_own_certificate
 from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
@@ -233,6 +234,8 @@ async def open_node(
     """
     if party not in config.party_names:
         raise ConfigError(f"party {party!r} is not in the cluster {list(config.party_names)}", key="parties")
+    if network is None:  # TCP+TLS: our own certificate must be right before a peer sees it
+        check_own_certificate(config, party)
     async with open_link(config, party, network=network, wan=wan, **link_options) as link:
         threads = compute_threads or config.runtime.compute_threads or None
         executor = Executor(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import random
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -181,10 +182,34 @@ def bind_problem(exc: OSError) -> str:
     return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
+# TLS alerts that mean "your certificate is not acceptable to me"
+_CERT_ALERTS = frozenset({
+    "bad certificate", "unsupported certificate", "certificate revoked", "certificate expired",
+    "certificate unknown", "unknown ca", "certificate required", "access denied", "decrypt error",
+})  # fmt: skip
+
+
+def tls_problem(exc: ssl.SSLError) -> str:
+    """What a TLS failure means, from our side: "refused our certificate: unknown ca" when the
+    peer sent an alert about our certificate, "presented a certificate we refuse: ..." when we
+    refused theirs."""
+    verify = getattr(exc, "verify_message", None)
+    if verify:
+        return f"presented a certificate we refuse: {verify} (is it issued by this cluster's CA?)"
+    reason = getattr(exc, "reason", None) or ""
+    m = re.fullmatch(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_(\w+)", reason)
+    if m:
+        alert = m.group(1).replace("_", " ").lower()
+        if alert in _CERT_ALERTS:
+            return f"refused our certificate: {alert}"
+        return f"refused the TLS handshake: {alert}"
+    return f"TLS failed: {reason or exc}"
+
+
 def auth_error_from_ssl(exc: ssl.SSLError, peer: str, address: str) -> AuthenticationError:
-    """Translate a TLS failure (bad certificate, alert from the peer) into AuthenticationError."""
-    what = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
-    return AuthenticationError(f"TLS with {peer!r} at {address} failed: {what}", peer=peer)
+    """Translate a TLS failure (bad certificate, alert from the peer) into AuthenticationError
+    ("'bob' at 10.0.0.2:7001 refused our certificate: unknown ca")."""
+    return AuthenticationError(f"{peer!r} at {address} {tls_problem(exc)}", peer=peer)
 
 
 class TcpTlsTransport:
@@ -250,7 +275,8 @@ class TcpTlsTransport:
                 tls = await TlsSocketStream.handshake(sock, self._server_ctx, server_side=True)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.rejected += 1
-            self._log.warning("rejected connection", address=address, error=str(exc))
+            error = f"the dialer {tls_problem(exc)}" if isinstance(exc, ssl.SSLError) and not is_disconnect(exc) else str(exc)
+            self._log.warning("rejected connection", address=address, error=error)
             sock.close()
             return
         try:

@@ -132,10 +132,12 @@ async def _run(config: Any, args: argparse.Namespace, peer: str,
                plan: list[_JobSpec]) -> dict[str, PsiResult | MpcError]:
     from rich.console import Console
 
+    from .._certs import check_own_certificate
     from ..link import open_node
 
     results: dict[str, PsiResult | MpcError] = {}
     console = Console(stderr=True)
+    check_own_certificate(config, args.party)  # a wrong certificate of ours fails now, saying why
     async with open_node(config, args.party) as node:
         with RichPsiProgress(console, disable=args.no_progress) as bar:
             for spec in plan:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,6 +47,13 @@ def assert_one_clear_line(out: subprocess.CompletedProcess[str], code: int, *nee
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     return make_cluster(tmp_path_factory.mktemp("startup"))
+
+
+@pytest.fixture
+def own_cluster(cluster, tmp_path):
+    """A copy of the module's cluster (config and certificates) that a test may break."""
+    shutil.copytree(cluster.parent, tmp_path / "c")
+    return tmp_path / "c" / cluster.name
 
 
 def test_a_listening_port_in_use_is_one_line_naming_party_and_address(cluster):
@@ -93,3 +101,102 @@ def test_timeout_bounds_connecting_to_a_peer_that_is_down(cluster):
     last = assert_one_clear_line(out, 1, "PeerUnavailable")
     assert "'bob'" in last or "'carol'" in last, last
     assert took < 30, took  # generous: 3 s plus start-up on a busy machine; the config says 60 s
+
+
+# ---- our own certificate (issue 13 point 4) ----------------------------------------------------
+def _replace_tls(cfg, party: str, key, cert) -> None:
+    from mpcactors._certs import write_cert, write_key
+
+    folder = cfg.parent / "certs"
+    (folder / f"{party}.pem").unlink()
+    (folder / f"{party}.key").unlink()
+    write_cert(folder / f"{party}.pem", cert)
+    write_key(folder / f"{party}.key", key)
+
+
+def _expired_cert(ca, party: str):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(party)]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _cluster_ca(cfg):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from mpcactors._certs import CertificateAuthority
+
+    folder = cfg.parent / "certs"
+    return CertificateAuthority(
+        serialization.load_pem_private_key((folder / "ca.key").read_bytes(), password=None),
+        x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes()),
+    )
+
+
+@pytest.mark.parametrize("problem", ["another CA", "another party's name", "expired", "key does not match"])
+def test_a_wrong_own_certificate_fails_at_start_saying_what_is_wrong(own_cluster, problem):
+    from mpcactors._certs import issue_party_cert, make_ca
+
+    cfg = own_cluster
+    if problem == "another CA":
+        _replace_tls(cfg, "alice", *issue_party_cert(make_ca("rogue"), "alice"))
+        needle = "not by the cluster CA"
+    elif problem == "another party's name":
+        _replace_tls(cfg, "alice", *issue_party_cert(_cluster_ca(cfg), "bob"))
+        needle = "names CN=['bob']"
+    elif problem == "expired":
+        _replace_tls(cfg, "alice", *_expired_cert(_cluster_ca(cfg), "alice"))
+        needle = "expired on"
+    else:
+        key, _ = issue_party_cert(_cluster_ca(cfg), "alice")
+        from mpcactors._certs import write_key
+
+        (cfg.parent / "certs" / "alice.key").unlink()
+        write_key(cfg.parent / "certs" / "alice.key", key)
+        needle = "is not the key of its certificate"
+    start = time.monotonic()
+    out = mpcactors("run", PROG, "--config", str(cfg), "--party", "alice", "--timeout", "60")
+    assert_one_clear_line(out, 2, "config error", "'alice'", needle)
+    assert time.monotonic() - start < 30  # at once, not after the 60 s connect timeout
+
+
+def test_a_peer_refusing_our_certificate_is_named_with_its_alert(tmp_path):
+    """bob trusts only a CA of his own: alice (who trusts both) hears bob's TLS alert."""
+    from mpcactors._certs import generate_certs
+    from mpcactors._config import load_config
+
+    cfg = make_cluster(tmp_path, parties=("alice", "bob"), protocol="semi2k", dealer="trusted-first-party")
+    other = tmp_path / "bob"
+    other.mkdir()
+    bob_cfg = other / "cluster.toml"
+    bob_cfg.write_text(cfg.read_text())
+    generate_certs(load_config(bob_cfg))  # a new CA and certificates under bob/certs
+    bundle = cfg.parent / "certs" / "ca.pem"
+    bundle.write_text(bundle.read_text() + (other / "certs" / "ca.pem").read_text())  # alice trusts both CAs
+    bob = subprocess.Popen([sys.executable, "-m", "mpcactors", "run", PROG, "--config", str(bob_cfg), "--party", "bob", "--timeout", "40"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        out = mpcactors("run", PROG, "--config", str(cfg), "--party", "alice", "--timeout", "40")
+    finally:
+        bob.kill()
+        _, bob_err = bob.communicate()
+    assert_one_clear_line(out, 1, "AuthenticationError", "'bob'", "refused our certificate: unknown ca")
+    assert "the dialer presented a certificate we refuse" in bob_err, bob_err
