@@ -37,7 +37,8 @@ def simulate(
         program: ``async def program(job)``.
         parties: party names (default: alice, bob, carol for rep3; alice, bob for semi2k).
         protocol: "rep3" or "semi2k".
-        **options: ``fxp_bits`` (default 18), ``dealer`` (semi2k: a party name or
+        **options: ``fxp_bits`` (default 18), ``dealer`` (semi2k: a party name, "none" -- the
+            default with two parties, which make their own correlations by OT -- or the insecure
             "trusted-first-party"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
@@ -45,7 +46,7 @@ def simulate(
             simulation; default: the CPU count).
 
     Raises:
-        ConfigError: unknown protocol or option, missing dealer.
+        ConfigError: unknown protocol or option; semi2k with more than two parties and no dealer.
         JobAborted / JobTimeout: the job failed (the first party's error is raised).
     """
     return trio.run(functools.partial(simulate_async, program, parties, protocol, **options))
