@@ -249,11 +249,15 @@ class TlsSocketStream(ByteStream):
         await anyio.lowlevel.checkpoint()
 
 
-async def connect_tcp_socket(host: str, port: int) -> socket.socket:
-    """A connected non-blocking TCP socket (TCP_NODELAY on).
+async def connect_tcp_socket(host: str, port: int, *, source: tuple[str, int] | None = None) -> socket.socket:
+    """A connected non-blocking TCP socket (TCP_NODELAY on), from ``source`` if given.
+
+    A dial to a port of the ephemeral range where nobody listens can connect to itself (TCP
+    simultaneous open, when the kernel picks that very port as the source): that is refused
+    here like a failed connect, so the dialer retries.
 
     Raises:
-        OSError: resolution or connection failed.
+        OSError: resolution or connection failed, or the socket connected to itself.
     """
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
@@ -263,12 +267,18 @@ async def connect_tcp_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source is not None:
+            sock.bind(source)
         err = sock.connect_ex(addr)
         if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             await _wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             raise OSError(err, f"connect to {host}:{port}: {os.strerror(err)}")
+        if sock.getsockname() == sock.getpeername():
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"connect to {host}:{port}: connected to itself (nobody listens there)"
+            )
     except BaseException:
         _notify_closing(sock)
         sock.close()
