@@ -222,15 +222,14 @@ def test_bank_accounts_as_the_guide_writes_it(protocol, opts):
 
 
 @pytest.mark.parametrize(("protocol", "opts"), PROTOCOLS, ids=["rep3", "semi2k"])
-def test_logit_regression_as_the_guide_writes_it(protocol, opts, monkeypatch):
-    monkeypatch.setenv("LR_ROWS", "300")
+def test_logit_regression_as_the_guide_writes_it(protocol, opts):
     main = load_program(str(EXAMPLES / "jax_logistic_regression.py"), "main")
     mod = main.__globals__
-    x, y = mod["load_dataset"]()
+    x, y = mod["load_dataset"]()  # the guide's breast-cancer data (scikit-learn is in the test extra)
     w = mpc.simulate(main, parties=["alice", "bob", "carol"], protocol=protocol, **opts)["alice"]
     w_plain = np.asarray(mod["logit_regression"](x, y))
     np.testing.assert_allclose(w, w_plain, atol=2e-3)
-    assert mod["accuracy"](x, y, w) == mod["accuracy"](x, y, w_plain)
+    assert abs(mod["auc"](y, w, x) - mod["auc"](y, w_plain, x)) < 1e-3
 
 
 def test_mlp_gradient_equals_plain_jax():
