@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .scheduler._tensor import SecretTensor, apply
+from .scheduler._tensor import SecretTensor, apply, reduction
 
 __all__ = [
     "absolute",
@@ -121,16 +121,16 @@ def equal(a: Any, b: Any) -> Any:
     return apply("equal", a, b) if _secret(a, b) else np.equal(a, b)
 
 
-def max(x: Any, axis: Any = None) -> Any:
-    return apply("max", x, axis=axis) if _secret(x) else np.max(x, axis=axis)
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return reduction("max", x, axis, keepdims) if _secret(x) else np.max(x, axis=axis, keepdims=keepdims)
 
 
-def min(x: Any, axis: Any = None) -> Any:
-    return apply("min", x, axis=axis) if _secret(x) else np.min(x, axis=axis)
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return reduction("min", x, axis, keepdims) if _secret(x) else np.min(x, axis=axis, keepdims=keepdims)
 
 
-def argmax(x: Any, axis: Any = None) -> Any:
-    return apply("argmax", x, axis=axis) if _secret(x) else np.argmax(x, axis=axis)
+def argmax(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return reduction("argmax", x, axis, keepdims) if _secret(x) else np.argmax(x, axis=axis, keepdims=keepdims)
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:

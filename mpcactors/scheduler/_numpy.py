@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._opset import build, join
-from ._tensor import SecretTensor
+from ._tensor import SecretTensor, reduction
 
 __all__ = ["array_function", "array_ufunc"]
 
@@ -109,16 +109,16 @@ def _transpose(x: Any, axes: Any = None) -> Any:
     return x.transpose(axes) if axes is not None else x.transpose()
 
 
-def _max(x: Any, axis: Any = None, **_: Any) -> Any:
-    return build("max", [x], {"axis": axis})
+def _max(x: Any, axis: Any = None, keepdims: bool = False, **_: Any) -> Any:
+    return reduction("max", x, axis, keepdims)
 
 
-def _min(x: Any, axis: Any = None, **_: Any) -> Any:
-    return build("min", [x], {"axis": axis})
+def _min(x: Any, axis: Any = None, keepdims: bool = False, **_: Any) -> Any:
+    return reduction("min", x, axis, keepdims)
 
 
-def _argmax(x: Any, axis: Any = None, **_: Any) -> Any:
-    return build("argmax", [x], {"axis": axis})
+def _argmax(x: Any, axis: Any = None, keepdims: bool = False, **_: Any) -> Any:
+    return reduction("argmax", x, axis, keepdims)
 
 
 def _dot(a: Any, b: Any) -> Any:

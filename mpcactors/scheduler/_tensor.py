@@ -33,7 +33,7 @@ from ._graph import OpNode
 if TYPE_CHECKING:
     from ._job import Job
 
-__all__ = ["SecretTensor", "apply", "static_shape"]
+__all__ = ["SecretTensor", "apply", "reduction", "static_shape"]
 
 
 def static_shape(fn: Callable[..., np.ndarray], *shapes: tuple[int, ...] | None) -> tuple[int, ...] | None:
@@ -236,14 +236,14 @@ class SecretTensor:
     def mean(self, axis: Any = None, keepdims: bool = False) -> SecretTensor:
         return apply("mean", self, axis=axis, keepdims=keepdims)
 
-    def max(self, axis: Any = None) -> SecretTensor:
-        return apply("max", self, axis=axis)
+    def max(self, axis: Any = None, keepdims: bool = False) -> SecretTensor:
+        return reduction("max", self, axis, keepdims)
 
-    def min(self, axis: Any = None) -> SecretTensor:
-        return apply("min", self, axis=axis)
+    def min(self, axis: Any = None, keepdims: bool = False) -> SecretTensor:
+        return reduction("min", self, axis, keepdims)
 
-    def argmax(self, axis: Any = None) -> SecretTensor:
-        return apply("argmax", self, axis=axis)
+    def argmax(self, axis: Any = None, keepdims: bool = False) -> SecretTensor:
+        return reduction("argmax", self, axis, keepdims)
 
     def dot(self, other: Any) -> SecretTensor:
         return apply("matmul", self, other)
@@ -269,7 +269,35 @@ def apply(name: str, *operands: Any, **attrs: Any) -> SecretTensor:
     """Build the op ``name`` over ``operands`` (secret tensors, arrays, scalars)."""
     from ._opset import build
 
-    return build(name, operands, attrs)
+    out = build(name, operands, attrs)
+    if attrs and isinstance(out, SecretTensor):  # the attributes tell ops apart (fingerprints)
+        out.node.detail = " ".join([out.node.detail, *(f"{k}={_short(v)}" for k, v in attrs.items())]).strip()
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, np.ndarray) else f"array{value.shape}"
+    return text if len(text) <= 40 else f"{type(value).__name__}(...)"
+
+
+def reduction(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
+    """The reduction ``name`` (max, min, argmax) over ``axis``, keeping the reduced axes as
+    length-1 axes when ``keepdims`` (numpy's rule)."""
+    from ._opset import _structural
+
+    out = apply(name, x, axis=axis)
+    if not keepdims:
+        return out
+    if axis is None:
+        shape = x.known_shape
+        if shape is None:
+            raise ShapeError(
+                f"{name}(axis=None, keepdims=True) needs the shape of {x.node.name} at {x.job.party!r}: "
+                "await the tensor first (x = await job.input(...)) or pass shape= to job.input"
+            )
+        ones = (1,) * len(shape)
+        return _structural(x.job, out, "keepdims", lambda p: np.reshape(p, ones))
+    return _structural(x.job, out, "keepdims", lambda p: np.expand_dims(p, axis))
 
 
 def encode_public(value: Any, fxp: bool, fxp_bits: int) -> np.ndarray:
