@@ -549,7 +549,7 @@ def _reshape_any(x: Any, shape: tuple[int, ...]) -> Any:
 
 
 # ---- calls and loops -----------------------------------------------------------------------
-@rule("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat", "checkpoint")
+@rule("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat", "remat2", "checkpoint")
 def _call(it: _Interpreter, eqn: Any, *args: Any, **params: Any) -> Any:
     from jax.extend.core import ClosedJaxpr
 
