@@ -120,7 +120,12 @@ CASES = {
 }
 
 
-@pytest.fixture(params=PROTOCOLS, scope="module")
+# semi2k-ot makes every triple by OT inside the op: ~1-25 s a case here, so its cases are slow
+# (CI runs them; the protocol, boolean and comparison suites run it in the fast set)
+_PARAMS = [pytest.param(p, marks=pytest.mark.slow) if p == "semi2k-ot" else p for p in PROTOCOLS]
+
+
+@pytest.fixture(params=_PARAMS, scope="module")
 def h(request: pytest.FixtureRequest) -> Harness:
     return Harness(request.param, fxp_bits=F_BITS)
 
