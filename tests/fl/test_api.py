@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import structlog.testing
 
-import mpcactors.fl as fl
+from mpcactors import fl
 from mpcactors.fl import FLModel, PlainAggregator, logistic_regression
 
 from ._data import CLIENTS, SERVER, blobs, run
