@@ -43,7 +43,9 @@ def simulate(
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
-            simulation; default: the CPU count).
+            simulation; default: the CPU count), ``check_ranges`` (development: products of
+            secret values that would leave the fixed-point range abort naming the op; see
+            ``Node.run``).
 
     Raises:
         ConfigError: unknown protocol or option; semi2k with more than two parties and no dealer.
@@ -68,6 +70,7 @@ async def simulate_async(
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
     compute_threads: int | None = None,
+    check_ranges: bool = False,
 ) -> dict[str, Any]:
     """:func:`simulate` inside a running event loop (trio or asyncio)."""
     from .link import MemoryNetwork
@@ -95,7 +98,8 @@ async def simulate_async(
                 config, name, network=network, wan=wan if wan.enabled else None, compute_threads=limiter
             ) as node:
                 results[name] = await node.run(
-                    program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout, **(kwargs or {})
+                    program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout,
+                    check_ranges=check_ranges, **(kwargs or {}),
                 )
         except Exception as exc:  # noqa: BLE001 - collected: every party's outcome is known before raising
             errors[name] = exc

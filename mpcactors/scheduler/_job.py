@@ -74,6 +74,8 @@ def _check_settings(party: str, peers: Sequence[str], settings: JobSettings) -> 
 class Job:
     """What a program sees of its job (see module doc). Made by ``node.run`` / ``simulate``."""
 
+    check_ranges = False  # node.run(check_ranges=True): products are checked (development aid)
+
     def __init__(
         self,
         state: JobState,

@@ -272,7 +272,55 @@ def apply(name: str, *operands: Any, **attrs: Any) -> SecretTensor:
     out = build(name, operands, attrs)
     if attrs and isinstance(out, SecretTensor):  # the attributes tell ops apart (fingerprints)
         out.node.detail = " ".join([out.node.detail, *(f"{k}={_short(v)}" for k, v in attrs.items())]).strip()
+    if name in _RANGE_CHECKED and isinstance(out, SecretTensor) and out.job.check_ranges:
+        _check_range(out, name, operands)
     return out
+
+
+# Products whose exact value must stay inside the fixed-point range (check_ranges=True).
+_RANGE_CHECKED: dict[str, Callable[..., np.ndarray]] = {"mul": np.multiply, "matmul": np.matmul}
+
+
+def product_bound(scale_bits: int) -> float:
+    """The largest |product| a ring element holds at ``scale_bits`` fractional bits: Z_2^64 with
+    two bits of headroom for faithful truncation (|x| < 2^62 in the ring)."""
+    return float(2.0 ** (62 - scale_bits))
+
+
+def _check_range(out: SecretTensor, name: str, operands: Sequence[Any]) -> None:
+    """Add a development op that opens the operands of ``out`` and checks the exact product."""
+    from ..ops._comm import gather
+    from ..ops._ring import decode
+
+    job = out.job
+    f = job.fxp_bits
+    secrets = [o for o in operands if isinstance(o, SecretTensor)]
+    publics = [None if isinstance(o, SecretTensor) else np.asarray(o, dtype=np.float64) for o in operands]
+    scale = 0
+    for o, p in zip(operands, publics, strict=True):
+        if isinstance(o, SecretTensor):
+            scale += f if o.fxp else 0
+        elif p is not None and not (np.all(p == np.round(p)) and (p.size == 0 or np.max(np.abs(p)) < 2.0**40)):
+            scale += f
+    bound = product_bound(scale)
+    fn = _RANGE_CHECKED[name]
+    proto = job.protocol
+    label = f"op {out.node.op_id} ({name} of {', '.join(s.node.name for s in secrets)})"
+
+    def step(ctx: Any, ins: list[Any]) -> Any:
+        rings = yield from gather([proto.reveal(ctx, share, None) for share in ins])
+        opened = iter(decode(r, f if s.fxp else 0) for r, s in zip(rings, secrets, strict=True))
+        values = [next(opened) if p is None else p for p in publics]
+        exact = np.asarray(fn(*values), dtype=np.float64)
+        peak = float(np.max(np.abs(exact))) if exact.size else 0.0
+        if not peak < bound:
+            raise OverflowError(
+                f"check_ranges: {label} reaches |{peak:.4g}|, beyond the fixed-point product range "
+                f"+-{bound:.4g} (fxp_bits={f}): it would wrap around; scale the values down"
+            )
+        return None
+
+    job.op("range_check", secrets, step, None, True)
 
 
 def _short(value: Any) -> str:
