@@ -113,7 +113,31 @@ def _certs(args: argparse.Namespace) -> int:
     written = generate_certs(config, Path(args.out) if args.out else None)
     for path in written:
         print(path)
+    for party in config.parties:
+        problem = _port_taken(party.host, party.port)
+        if problem:
+            print(
+                f"mpcactors certs: warning: [parties.{party.name}] address {party.address} {problem}: "
+                "pick another port for this cluster (README: picking ports)",
+                file=sys.stderr,
+            )
     return 0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on here (None if it can, or is not this host's)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "is in use on this host (another cluster or program listens there)"
+    return None  # free, or an address of another host (not ours to check)
 
 
 def load_program(path: str, function: str) -> Any:

@@ -200,3 +200,20 @@ def test_a_peer_refusing_our_certificate_is_named_with_its_alert(tmp_path):
         _, bob_err = bob.communicate()
     assert_one_clear_line(out, 1, "AuthenticationError", "'bob'", "refused our certificate: unknown ca")
     assert "the dialer presented a certificate we refuse" in bob_err, bob_err
+
+
+def test_certs_reports_a_configured_port_that_is_taken(own_cluster):
+    # issue 13 point 12: clusters with fixed ports collide on a shared host
+    host, port = address_of(own_cluster, "bob")
+    squatter = socket.socket()
+    try:
+        squatter.bind((host, port))
+        squatter.listen()
+        out = mpcactors("certs", "--config", str(own_cluster))
+    finally:
+        squatter.close()
+    assert out.returncode == 0, out.stderr
+    warnings = [ln for ln in out.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1, out.stderr
+    assert f"[parties.bob] address {host}:{port} is in use" in warnings[0], warnings
+    assert "picking ports" in warnings[0]
