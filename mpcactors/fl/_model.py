@@ -26,6 +26,10 @@ sampling and local batch orders depend only on (seed, round, party), a resumed r
 the same weights as an uninterrupted one. At the end the server sends the final weights to every
 client still reachable, so ``fit`` returns them at every party (the history only at the server).
 
+A client's local evaluation and training run in a worker thread (``anyio.to_thread``), so its
+node's event loop keeps the links alive (heartbeats, other jobs) however long training takes;
+``stage_timeout_s`` must still cover it (the server's first aggregation stage waits for it).
+
 A client that fails during a round (crash, lost link, silent) is simply not in that round's
 sum; the round completes when at least ``threshold`` clients survive, otherwise it fails with
 AggregationError and nothing is revealed. A client the server cannot reach when sending the
@@ -523,14 +527,20 @@ async def _client_loop(fl: FLModel, tag: str, data: tuple[Any, Any], val: tuple[
             continue
         r = int(msg["round"])
         w = _load(fl, msg)
-        parts = _metric_part(fl, val, agg.max_samples)
-        if msg["kind"] == "train":
-            update = update_vector(fl.model, data, w, epochs=local_epochs, batch_size=batch_size,
-                                   seed=client_seed(seed, r, fl.party),
-                                   proximal_mu=fl.strategy.proximal_mu, clip_norm=agg.clip_norm,
-                                   max_samples=agg.max_samples, log=log.bind(round=r))  # fmt: skip
-            parts = [update, *parts]
-        vector = np.concatenate(parts)
+        train = msg["kind"] == "train"
+
+        def work(w: np.ndarray = w, r: int = r, train: bool = train) -> np.ndarray:
+            parts = _metric_part(fl, val, agg.max_samples)
+            if train:
+                update = update_vector(fl.model, data, w, epochs=local_epochs, batch_size=batch_size,
+                                       seed=client_seed(seed, r, fl.party),
+                                       proximal_mu=fl.strategy.proximal_mu, clip_norm=agg.clip_norm,
+                                       max_samples=agg.max_samples, log=log.bind(round=r))  # fmt: skip
+                parts = [update, *parts]
+            return np.concatenate(parts)
+
+        # local work in a worker thread: the node's event loop keeps the links alive meanwhile
+        vector = await anyio.to_thread.run_sync(work)
         await agg.aggregate(fl.link, job=fl.job_id, vector=vector, server=fl.server,
                             clients=list(msg["participants"]), tag=f"{tag}/round-{r}",
                             dropout_after=dropouts.get(r, {}).get(fl.party))  # fmt: skip
@@ -541,7 +551,9 @@ async def _client_evaluate(fl: FLModel, tag: str, data: tuple[Any, Any]) -> dict
     if msg["kind"] != "eval":
         raise AggregationError(f"client {fl.party!r}: expected an evaluation request, got {msg['kind']!r}")
     _load(fl, msg)
-    vector = np.concatenate(_metric_part(fl, data, fl.aggregator.max_samples))
+    vector = await anyio.to_thread.run_sync(
+        lambda: np.concatenate(_metric_part(fl, data, fl.aggregator.max_samples))
+    )
     await fl.aggregator.aggregate(fl.link, job=fl.job_id, vector=vector, server=fl.server,
                                   clients=list(msg["participants"]), tag=f"{tag}/round-0")  # fmt: skip
     result = await _receive(fl, tag)
