@@ -30,6 +30,9 @@ A client's local evaluation and training run in a worker thread (``anyio.to_thre
 node's event loop keeps the links alive (heartbeats, other jobs) however long training takes;
 ``stage_timeout_s`` must still cover it (the server's first aggregation stage waits for it).
 
+The server's loop lives in ``_server.py``, the client's in ``_client.py``; this module holds the
+god's-view object that dispatches to them.
+
 A client that fails during a round (crash, lost link, silent) is simply not in that round's
 sum; the round completes when at least ``threshold`` clients survive, otherwise it fails with
 AggregationError and nothing is revealed. A client the server cannot reach when sending the
@@ -39,21 +42,19 @@ model is left out of the following rounds.
 from __future__ import annotations
 
 import math
-import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
 
-from .._errors import AggregationError, ConfigError, LinkError, ShapeError
+from .._errors import ConfigError, ShapeError
 from .._log import get_logger
-from ._adapter import ModelAdapter, flatten, unflatten
+from ._adapter import ModelAdapter
 from ._aggregator import PlainAggregator, SecureAggregator
-from ._callbacks import Callback, History, RoundRecord
-from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ._callbacks import Callback, History
+from ._client import client_evaluate, client_loop
+from ._server import serve_evaluate, serve_fit
 from ._strategy import FedAvg, Strategy
 
 __all__ = ["FLModel"]
@@ -215,14 +216,14 @@ class FLModel:
         self._calls += 1
         tag = f"{self.name}/fit{self._calls}"
         if self.party == self.server:
-            return await _serve_fit(self, tag, epochs, fraction_fit, min_fit_clients, seed,
+            return await serve_fit(self, tag, epochs, fraction_fit, min_fit_clients, seed,
                                     validation_data is not None, list(callbacks),
                                     Path(checkpoint_dir) if checkpoint_dir is not None else None, resume)  # fmt: skip
         data = self._client_data(x, y, "")
         val = self._client_data(*validation_data, "validation_") if validation_data is not None else None
         if data is None:  # a party of the job that takes no part
             return History(self.model.get_weights())
-        return await _client_loop(self, tag, data, val, local_epochs, batch_size, seed, dropout_after or {})
+        return await client_loop(self, tag, data, val, local_epochs, batch_size, seed, dropout_after or {})
 
     async def evaluate(self, x: DataSpec, y: DataSpec) -> dict[str, float] | None:
         """Federated evaluation of the current global model on the clients' rows.
@@ -234,11 +235,11 @@ class FLModel:
         self._calls += 1
         tag = f"{self.name}/eval{self._calls}"
         if self.party == self.server:
-            return await _serve_evaluate(self, tag)
+            return await serve_evaluate(self, tag)
         data = self._client_data(x, y, "")
         if data is None:
             return None
-        return await _client_evaluate(self, tag, data)
+        return await client_evaluate(self, tag, data)
 
     def predict(self, x: Any, *, at: str | None = None) -> np.ndarray | None:
         """The model's predictions on this party's ``x`` (a loader runs here only).
@@ -274,290 +275,3 @@ class FLModel:
     def wait_s(self) -> float:
         """How long a client waits for the server's next message (a whole round)."""
         return 8 * self.aggregator.stage_timeout_s
-
-
-# ---- server -------------------------------------------------------------------------------------
-
-
-def sample_clients(alive: Sequence[str], round_: int, seed: int, fraction: float,
-                   minimum: int) -> list[str]:  # fmt: skip
-    """The round's clients: ``max(minimum, ceil(fraction * n))`` of ``alive``, seeded by round."""
-    k = min(len(alive), max(minimum, math.ceil(fraction * len(alive))))
-    if k >= len(alive):
-        return sorted(alive)
-    rng = np.random.default_rng([seed, round_])
-    return sorted(str(c) for c in rng.choice(sorted(alive), size=k, replace=False))
-
-
-def client_seed(seed: int, round_: int, party: str) -> int:
-    """The seed of ``party``'s local training in ``round_`` (independent of who else trains)."""
-    return int(np.random.SeedSequence([seed, round_, zlib.crc32(party.encode())]).generate_state(1)[0])
-
-
-async def _broadcast(fl: FLModel, tag: str, alive: list[str], messages: Mapping[str, Any]) -> None:
-    """Send each client its message concurrently; unreachable clients leave ``alive``."""
-    timeout = fl.aggregator.stage_timeout_s
-
-    async def one(c: str) -> None:
-        try:
-            with anyio.fail_after(timeout):
-                await fl.channel(c, tag).send(messages[c])
-        except (LinkError, TimeoutError) as exc:
-            fl._log.warning("client unreachable; left out from now on", client=c, error=repr(exc))
-            alive.remove(c)
-
-    async with anyio.create_task_group() as tg:
-        for c in sorted(messages):
-            tg.start_soon(one, c)
-
-
-def _traffic(fl: FLModel) -> tuple[int, int]:
-    stats = fl.link.statistics()
-    sent = received = 0
-    for c in fl.device_list:
-        js = stats.jobs.get((c, fl.job_id))
-        if js is not None:
-            sent += js.bytes_sent
-            received += js.bytes_received
-    return sent, received
-
-
-async def _serve_fit(fl: FLModel, tag: str, epochs: int, fraction: float, minimum: int, seed: int,
-                     validate: bool, callbacks: list[Callback], ckpt: Path | None,
-                     resume: bool) -> History:  # fmt: skip
-    log, strategy = fl._log.bind(tag=tag), fl.strategy
-    w = flatten(fl.model.get_weights())
-    n_w, names = len(w), [f"val_{m}" for m in fl.model.metric_names]
-    history: list[RoundRecord] = []
-    start, resumed_from = 0, None
-    if resume and ckpt is not None and (path := latest_checkpoint(ckpt)) is not None:
-        ck = load_checkpoint(path)
-        if [tuple(s) for s in ck.header["shapes"]] != fl.shapes:
-            raise ShapeError(f"server {fl.party!r}: checkpoint {str(path)!r} holds weights of shapes "
-                             f"{ck.header['shapes']}, the model has {fl.shapes}")  # fmt: skip
-        w = flatten(ck.weights)
-        strategy.load_state(ck.strategy_state)
-        history = [RoundRecord.from_dict(d) for d in ck.header["history"]]
-        start = resumed_from = ck.round + 1
-        log.info("resuming", round=start, checkpoint=str(path))
-    alive = list(fl.device_list)
-    stopped = False
-    final_w = w
-
-    def complete(record: RoundRecord, weights: np.ndarray) -> bool:
-        log.info("round done", round=record.round, samples=record.samples,
-                 train_loss=record.train_loss, survivors=len(record.survivors), **record.metrics)  # fmt: skip
-        stop = False
-        for cb in callbacks:
-            stop = bool(cb.on_round_end(record, unflatten(weights, fl.shapes))) or stop
-        return stop
-
-    async def round_(r: int, train: bool) -> tuple[np.ndarray, RoundRecord | None, dict[str, float]]:
-        t0, (s0, r0) = time.perf_counter(), _traffic(fl)
-        sampled = sample_clients(alive, r, seed, fraction, minimum)
-        need = fl.aggregator.threshold_for(len(sampled))
-        if len(sampled) < need:
-            raise AggregationError(f"round {r}: only {len(sampled)} clients reachable {sampled}, "
-                                   f"the threshold is {need}")  # fmt: skip
-        kind = "train" if train else "eval"
-        sent = w.astype(fl.broadcast_dtype)
-        msgs = {c: {"kind": kind, "round": r, "participants": sampled,
-                    "weights": sent if c in sampled else None} for c in alive}  # fmt: skip
-        await _broadcast(fl, tag, alive, msgs)
-        agg = await fl.aggregator.aggregate(fl.link, job=fl.job_id, vector=None, server=fl.party,
-                                            clients=sampled, tag=f"{tag}/round-{r}")  # fmt: skip
-        if agg is None:  # pragma: no cover - the server always gets the sum
-            raise AggregationError(f"round {r}: no aggregate at the server")
-        total = agg.total
-        width = (n_w + 2 if train else 0) + (len(names) + 1 if validate else 0)
-        if len(total) != width:
-            raise AggregationError(f"round {r}: the aggregate has {len(total)} values, expected {width}")
-        metrics: dict[str, float] = {}
-        if validate:
-            m = total[-1]
-            if m <= 0:
-                raise AggregationError(f"round {r}: no validation rows were aggregated")
-            metrics = {k: float(v / m) for k, v in zip(names, total[-1 - len(names) : -1], strict=True)}
-        if not train:
-            return w, None, metrics
-        n = total[n_w]
-        if n <= 0:
-            raise AggregationError(f"round {r}: no samples were aggregated")
-        new = strategy.apply(w, total[:n_w] / n)
-        s1, r1 = _traffic(fl)
-        record = RoundRecord(r, tuple(sampled), agg.survivors, float(n), float(total[n_w + 1] / n),
-                             {}, s1 - s0, r1 - r0, time.perf_counter() - t0, agg.clip, agg.step)  # fmt: skip
-        return new, record, metrics
-
-    for r in range(start, epochs):
-        new, record, metrics = await round_(r, train=True)
-        assert record is not None
-        if validate and history and not history[-1].metrics and history[-1].round == r - 1:
-            prev = history[-1] = _with_metrics(history[-1], metrics)
-            if complete(prev, w):
-                stopped, final_w = True, w
-                break
-        w = new
-        history.append(record)
-        if not validate and complete(record, w):
-            stopped, final_w = True, w
-            if ckpt is not None:
-                save_checkpoint(ckpt, r, unflatten(w, fl.shapes), strategy.state(),
-                                {"seed": seed, "history": [h.as_dict() for h in history]})  # fmt: skip
-            break
-        if ckpt is not None:
-            save_checkpoint(ckpt, r, unflatten(w, fl.shapes), strategy.state(),
-                            {"seed": seed, "history": [h.as_dict() for h in history]})  # fmt: skip
-        final_w = w
-    if validate and not stopped and history and not history[-1].metrics:
-        _, _, metrics = await round_(epochs, train=False)
-        history[-1] = _with_metrics(history[-1], metrics)
-        stopped = complete(history[-1], w)
-        final_w = w
-    for cb in callbacks:  # EarlyStopping(restore_best=True) ends with the best round's weights
-        best = getattr(cb, "best_weights", None)
-        if stopped and best is not None and getattr(cb, "restore_best", False):
-            final_w = flatten(best)
-    await _broadcast(fl, tag, alive, {c: {"kind": "final", "round": -1, "participants": [],
-                                          "weights": final_w} for c in alive})  # fmt: skip
-    fl.model.set_weights(unflatten(final_w, fl.shapes))
-    return History(unflatten(final_w, fl.shapes), tuple(history), stopped, resumed_from)
-
-
-def _with_metrics(record: RoundRecord, metrics: Mapping[str, float]) -> RoundRecord:
-    from dataclasses import replace
-
-    return replace(record, metrics=dict(metrics))
-
-
-async def _serve_evaluate(fl: FLModel, tag: str) -> dict[str, float]:
-    w = flatten(fl.model.get_weights())
-    alive = list(fl.device_list)
-    await _broadcast(fl, tag, alive, {c: {"kind": "eval", "round": 0, "participants": alive,
-                                          "weights": w} for c in alive})  # fmt: skip
-    names = list(fl.model.metric_names)
-    agg = await fl.aggregator.aggregate(fl.link, job=fl.job_id, vector=None, server=fl.party,
-                                        clients=list(alive), tag=f"{tag}/round-0")  # fmt: skip
-    if agg is None or len(agg.total) != len(names) + 1 or agg.total[-1] <= 0:
-        raise AggregationError(f"evaluation {tag!r}: no usable aggregate")
-    result = {k: float(v / agg.total[-1]) for k, v in zip(names, agg.total[:-1], strict=True)}
-    await _broadcast(fl, tag, alive, {c: {"kind": "result", "metrics": result} for c in alive})
-    return result
-
-
-# ---- client -------------------------------------------------------------------------------------
-
-
-async def _receive(fl: FLModel, tag: str) -> dict[str, Any]:
-    wait = fl.wait_s()
-    try:
-        with anyio.fail_after(wait):
-            msg = await fl.channel(fl.server, tag).receive()
-    except TimeoutError:
-        raise AggregationError(
-            f"client {fl.party!r}: no message from server {fl.server!r} within {wait:g} s"
-        ) from None
-    except LinkError as exc:
-        raise AggregationError(f"client {fl.party!r}: lost the server {fl.server!r}: {exc}") from exc
-    if not isinstance(msg, dict) or msg.get("kind") not in ("train", "eval", "final", "result"):
-        raise AggregationError(f"client {fl.party!r}: malformed message from server {fl.server!r}")
-    return msg
-
-
-def _load(fl: FLModel, msg: dict[str, Any]) -> np.ndarray:
-    w = msg.get("weights")
-    if not isinstance(w, np.ndarray) or w.ndim != 1 or w.dtype.kind != "f" or not np.all(np.isfinite(w)):
-        raise AggregationError(f"client {fl.party!r}: malformed weights from server {fl.server!r}")
-    if len(w) != fl.n_weights:
-        raise ShapeError(
-            f"client {fl.party!r}: the server {fl.server!r} sent {len(w)} weights, this party's "
-            f"model has {fl.n_weights} in shapes {fl.shapes}: the parties built different models"
-        )
-    w = np.asarray(w, dtype=np.float64)
-    fl.model.set_weights(unflatten(w, fl.shapes))
-    return w
-
-
-def _metric_part(fl: FLModel, val: tuple[Any, Any] | None, max_samples: int) -> list[np.ndarray]:
-    if val is None:
-        return []
-    metrics = fl.model.evaluate(*val)
-    missing = [k for k in fl.model.metric_names if k not in metrics]
-    if missing:
-        raise ConfigError(f"client {fl.party!r}: the model's evaluate() lacks {missing}", key="model")
-    m = float(min(len(val[0]), max_samples))
-    return [m * np.array([metrics[k] for k in fl.model.metric_names], dtype=np.float64), np.array([m])]
-
-
-def update_vector(model: ModelAdapter, data: tuple[Any, Any], w: np.ndarray, *, epochs: int,
-                  batch_size: int | None, seed: int, proximal_mu: float, clip_norm: float,
-                  max_samples: int, log: Any) -> np.ndarray:  # fmt: skip
-    """A client's round contribution ``[n d, n, n loss]`` from the global weights ``w`` (loaded).
-
-    d = w_k - w is scaled to L2 norm <= ``clip_norm``; n = min(rows, ``max_samples``).
-    """
-    loss = model.fit(*data, epochs=epochs, batch_size=batch_size, seed=seed, proximal_mu=proximal_mu)
-    delta = flatten(model.get_weights()) - w
-    if len(delta) != len(w):
-        raise ShapeError(f"local training changed the weight count from {len(w)} to {len(delta)}")
-    if not np.all(np.isfinite(delta)) or not np.isfinite(loss):
-        raise AggregationError(f"local training diverged (loss {loss!r}): a non-finite update")
-    norm = float(np.linalg.norm(delta))
-    if norm > clip_norm:
-        log.warning("update clipped", norm=norm, clip_norm=clip_norm)
-        delta *= clip_norm / norm
-    n = float(len(data[0]))
-    if n > max_samples:
-        log.warning("sample weight capped", rows=n, max_samples=max_samples)
-        n = float(max_samples)
-    return np.concatenate([n * delta, [n, n * float(loss)]])
-
-
-async def _client_loop(fl: FLModel, tag: str, data: tuple[Any, Any], val: tuple[Any, Any] | None,
-                       local_epochs: int, batch_size: int | None, seed: int,
-                       dropouts: Mapping[int, Mapping[str, str]]) -> History:  # fmt: skip
-    agg = fl.aggregator
-    log = fl._log.bind(tag=tag)
-    while True:
-        msg = await _receive(fl, tag)
-        if msg["kind"] == "final":
-            w = _load(fl, msg)
-            return History(unflatten(w, fl.shapes))
-        if fl.party not in msg.get("participants", ()):
-            continue
-        r = int(msg["round"])
-        w = _load(fl, msg)
-        train = msg["kind"] == "train"
-
-        def work(w: np.ndarray = w, r: int = r, train: bool = train) -> np.ndarray:
-            parts = _metric_part(fl, val, agg.max_samples)
-            if train:
-                update = update_vector(fl.model, data, w, epochs=local_epochs, batch_size=batch_size,
-                                       seed=client_seed(seed, r, fl.party),
-                                       proximal_mu=fl.strategy.proximal_mu, clip_norm=agg.clip_norm,
-                                       max_samples=agg.max_samples, log=log.bind(round=r))  # fmt: skip
-                parts = [update, *parts]
-            return np.concatenate(parts)
-
-        # local work in a worker thread: the node's event loop keeps the links alive meanwhile
-        vector = await anyio.to_thread.run_sync(work)
-        await agg.aggregate(fl.link, job=fl.job_id, vector=vector, server=fl.server,
-                            clients=list(msg["participants"]), tag=f"{tag}/round-{r}",
-                            dropout_after=dropouts.get(r, {}).get(fl.party))  # fmt: skip
-
-
-async def _client_evaluate(fl: FLModel, tag: str, data: tuple[Any, Any]) -> dict[str, float]:
-    msg = await _receive(fl, tag)
-    if msg["kind"] != "eval":
-        raise AggregationError(f"client {fl.party!r}: expected an evaluation request, got {msg['kind']!r}")
-    _load(fl, msg)
-    vector = await anyio.to_thread.run_sync(
-        lambda: np.concatenate(_metric_part(fl, data, fl.aggregator.max_samples))
-    )
-    await fl.aggregator.aggregate(fl.link, job=fl.job_id, vector=vector, server=fl.server,
-                                  clients=list(msg["participants"]), tag=f"{tag}/round-0")  # fmt: skip
-    result = await _receive(fl, tag)
-    metrics = result.get("metrics")
-    if result["kind"] != "result" or not isinstance(metrics, dict):
-        raise AggregationError(f"client {fl.party!r}: malformed evaluation result from {fl.server!r}")
-    return {str(k): float(v) for k, v in metrics.items()}

@@ -10,7 +10,7 @@ import structlog
 
 from mpcactors.fl import SecureAggregator, linear_regression
 from mpcactors.fl._adapter import flatten
-from mpcactors.fl._model import update_vector
+from mpcactors.fl._client import update_vector
 from mpcactors.secagg import Quantizer, SecAggParams, Stage
 
 from ..secagg._sim import simulate
