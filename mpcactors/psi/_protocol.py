@@ -46,6 +46,12 @@ import anyio.to_thread
 import numpy as np
 
 from .._errors import PsiError
+
+# Worker processes import the main module: unguarded top-level code runs again in each of them.
+WORKER_HINT = (
+    " (worker processes import your main module: if it starts mpcactors at import time, put that"
+    ' under `if __name__ == "__main__":`; or pass workers=0 to use threads)'
+)
 from ._checkpoint import Workspace
 from ._ecdh import POINT_BYTES, blind_batch, blind_own_batch
 from ._match import D_BYTES
@@ -107,7 +113,7 @@ class EcPool:
                 blind_batch, secret, points, limiter=self.limiter
             )
         except anyio.BrokenWorkerProcess as exc:
-            raise PsiError(f"an elliptic-curve worker process died: {exc}") from exc
+            raise PsiError(f"an elliptic-curve worker process died: {exc}{WORKER_HINT}") from exc
 
     async def blind_own(self, secret: bytes, key: bytes, sealed: bytes) -> bytes:
         """Open, hash to the group and blind our own sealed digests (:func:`blind_own_batch`)."""
@@ -120,7 +126,7 @@ class EcPool:
                 blind_own_batch, secret, key, sealed, limiter=self.limiter
             )
         except anyio.BrokenWorkerProcess as exc:
-            raise PsiError(f"an elliptic-curve worker process died: {exc}") from exc
+            raise PsiError(f"an elliptic-curve worker process died: {exc}{WORKER_HINT}") from exc
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """A long local function (preparation) in a worker process, or a thread."""
@@ -129,7 +135,7 @@ class EcPool:
         try:
             return await anyio.to_process.run_sync(fn, *args, cancellable=True)
         except anyio.BrokenWorkerProcess as exc:
-            raise PsiError(f"a PSI worker process died: {exc}") from exc
+            raise PsiError(f"a PSI worker process died: {exc}{WORKER_HINT}") from exc
 
 
 class Wire:
