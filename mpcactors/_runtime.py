@@ -70,7 +70,6 @@ class Node:
         protocol: str | None = None,
         fxp_bits: int | None = None,
         dealer: str | None = None,
-        check_ranges: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``await program(job, *args, **kwargs)`` as one secure job at this party.
@@ -87,10 +86,6 @@ class Node:
                 and none of its ops finishes (a peer stuck, or a program that diverged between
                 parties); then the job is aborted everywhere with JobTimeout. None disables it.
             protocol, fxp_bits, dealer: override the cluster config's values.
-            check_ranges: development aid: every product of secret values is also opened and
-                checked against the fixed-point range; one that would wrap aborts the job with
-                an OverflowError naming the op (README: fixed-point ranges). Reveals values
-                and costs a round per product: never in production.
 
         Returns:
             What the program returned at this party.
@@ -129,7 +124,6 @@ class Node:
         state = JobState(job, self.party, proto, on_fail=on_fail)
         self._executor.open_job(state)
         handle = Job(state, self._executor, self.link, settings)
-        handle.check_ranges = check_ranges
         log.info("job started", protocol=proto_name)
         try:
             async with anyio.create_task_group() as tg:
@@ -194,6 +188,19 @@ class Node:
             if anyio.current_time() - state.last_progress >= after:
                 self._executor.probe(state)
 
+    def stop(self, reason: str) -> None:
+        """Abort every job running at this node, telling every peer ``reason``.
+
+        Compute jobs fail here and at every peer with ``JobAborted(job, <this party>, reason)``;
+        so do PSI and other jobs on the link. The node stays open (close it by leaving its
+        ``async with`` block, which sends CLOSE); ``mpcactors run``, ``psi`` and ``node`` call
+        this on SIGTERM and SIGINT with "stopped by signal ...".
+        """
+        self._log.warning("stopping every job", reason=reason)
+        for state in self._executor.live_jobs():
+            self._executor.fail_job(state, JobAborted(state.id, self.party, reason))
+        self.link.abort_all(reason)
+
     async def psi(self, **kwargs: Any) -> Any:
         """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``."""
         from .psi import run_psi
@@ -253,8 +260,17 @@ async def open_node(
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(executor.serve)
+            node = Node(config, party, link, executor)
             try:
-                yield Node(config, party, link, executor)
+                yield node
+            except BaseException as exc:
+                # cancelled or failed: the jobs still running end now and the peers hear why
+                # (JOB_ABORT, then CLOSE as the link exits), instead of waiting for peer_timeout
+                reason = "the node was stopped" if isinstance(exc, anyio.get_cancelled_exc_class()) else (
+                    f"the node failed: {type(exc).__name__}: {exc}"
+                )  # fmt: skip
+                node.stop(reason)
+                raise
             finally:
                 tg.cancel_scope.cancel()
 

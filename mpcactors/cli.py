@@ -21,6 +21,7 @@ import trio
 from ._config import load_config
 from ._errors import ConfigError, MpcError
 from ._log import configure_logging
+from ._signals import stop_on_signals
 
 __all__ = ["main"]
 
@@ -176,18 +177,41 @@ def _run(args: argparse.Namespace) -> int:
 
     async def go() -> Any:
         start = trio.current_time()
-        async with open_node(config, args.party) as node:
-            left = None if timeout is None else max(timeout - (trio.current_time() - start), 0.001)
-            return await node.run(
-                program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol
-            )
+        async with stop_on_signals() as stopped:
+            box["stopped"] = stopped
+            async with open_node(config, args.party) as node:
+                stopped.stop = node.stop
+                left = None if timeout is None else max(timeout - (trio.current_time() - start), 0.001)
+                try:
+                    return await node.run(
+                        program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol
+                    )
+                except MpcError as exc:
+                    box["error"] = exc  # leave the node in order: JOB_ABORT and CLOSE reach the peers
+        return None
 
+    box: dict[str, Any] = {}
     result = trio.run(go)
+    if _stopped(box):
+        return int(box["stopped"].exit_code)
+    if "error" in box:
+        raise box["error"]
     if args.output:
         save_result(result, Path(args.output))
     else:
         print(format_result(result))
     return 0
+
+
+def _stopped(box: dict[str, Any]) -> bool:
+    """True (and say so) if a signal stopped the command."""
+    stopped = box.get("stopped")
+    if stopped is None or stopped.signal is None:
+        return False
+    error = box.get("error")
+    detail = f": {type(error).__name__}: {error}" if error is not None else ""
+    print(f"mpcactors: {stopped.reason}{detail}", file=sys.stderr)
+    return True
 
 
 def to_jsonable(value: Any) -> Any:
@@ -223,11 +247,24 @@ def _node(args: argparse.Namespace) -> int:
     config.party(args.party)
 
     async def go() -> Any:
-        async with open_node(config, args.party) as node:
-            await trio.sleep(args.duration)
-            return node.statistics()
+        async with stop_on_signals() as stopped:
+            box["stopped"] = stopped
+            async with open_node(config, args.party) as node:
+                with trio.CancelScope() as waiting:
 
+                    def stop(reason: str) -> None:
+                        node.stop(reason)
+                        waiting.cancel()
+
+                    stopped.stop = stop
+                    await trio.sleep(args.duration)
+                return node.statistics()
+        return None
+
+    box: dict[str, Any] = {}
     stats = trio.run(go)
+    if _stopped(box):
+        return int(box["stopped"].exit_code)
     from rich.console import Console
     from rich.table import Table
 

@@ -259,6 +259,10 @@ class Mux:
         """
         self._open(self._job(name))
 
+    def live_opened_jobs(self) -> list[str]:
+        """Jobs opened here that have not ended."""
+        return [name for name, job in self._jobs.items() if job.opened and job.error is None and not job.closed]
+
     def job_error(self, name: str) -> MpcError | None:
         job = self._jobs.get(name)
         return job.error if job is not None else None

@@ -168,6 +168,12 @@ class Node:
         for link in self._links.values():
             link.abort_job(job, reason)
 
+    def abort_all(self, reason: str) -> None:
+        """Abort every job opened here and not ended yet, with every peer (the node stops)."""
+        for link in self._links.values():
+            for job in link.mux.live_opened_jobs():
+                link.abort_job(job, reason)
+
     def close_job(self, job: str) -> None:
         """Free the job's buffers on every link; queued outgoing messages are still sent."""
         for link in self._links.values():
@@ -304,8 +310,9 @@ async def open_node(
                     await node.wait_connected()
                 yield node
             except BaseException:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                    await _close_links(node, 0.0)
+                # briefly deliver what is queued (JOB_ABORTs telling peers why), then CLOSE
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                    await _close_links(node, min(linger, 0.5))
                 raise
             else:
                 await _close_links(node, linger)

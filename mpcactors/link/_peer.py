@@ -618,7 +618,7 @@ class PeerLink:
             return False
         if self.session.state.value not in ("open", "disconnected", "handshaking"):
             return False
-        return bool(self.session.unacked_frames or self.mux.has_sendable)
+        return bool(self.session.unacked_frames or self.mux.has_sendable or self.mux.control_pending)
 
     async def close(self, linger_s: float) -> None:
         """Flush what can be delivered (bounded by ``linger_s``), say goodbye, fail local waiters.

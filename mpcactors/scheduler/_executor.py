@@ -162,6 +162,10 @@ class Executor:
             raise JobError(f"job {state.id!r} is already running at {self.party!r}", job=state.id)
         self._jobs[state.id] = state
 
+    def live_jobs(self) -> list[JobState]:
+        """The jobs open at this executor that have not failed."""
+        return [job for job in self._jobs.values() if job.failure is None]
+
     def close_job(self, state: JobState) -> None:
         if self._jobs.get(state.id) is state:
             del self._jobs[state.id]

@@ -131,7 +131,9 @@ def test_two_concurrent_jobs_share_frames():
     products_done = Barrier(2 * len(parties))
 
     async def node_main(name, network):
-        async with mpc.open_node(config, name, network=network) as node:
+        # no tick budget: a tick cut short by a slow machine (the executor yields and flushes
+        # after tick_budget_s of inline work) would send the two jobs' messages in two frames
+        async with mpc.open_node(config, name, network=network, tick_budget_s=3600.0) as node:
 
             async def job_main(tag):
                 async def prog(job):
