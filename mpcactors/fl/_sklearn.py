@@ -7,8 +7,9 @@ training is ``epochs`` passes of ``partial_fit`` over shuffled minibatches. FedP
 the proximal step of mu/2 |w - w0|^2 after every minibatch, w <- w0 + (w - w0) / (1 + eta mu),
 with eta the estimator's constant step (``eta0`` or ``learning_rate_init``): proximal SGD, the
 same fixed point as adding mu (w - w0) to the gradient. Loading weights also resets the
-estimator's step counter ``t_`` and optimiser state, so each round's training depends only on
-(weights, data, seed), which exact resume needs. Needs the ``fl`` extra (scikit-learn).
+estimator's step counter ``t_``, optimiser state and shuffling generator, so each round's
+training depends only on (weights, data, seed), which exact resume needs (give the estimator an
+integer ``random_state``). Needs the ``fl`` extra (scikit-learn).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class SklearnModel:
             estimator.coef_ = np.zeros_like(estimator.coef_, dtype=np.float64)
             estimator.intercept_ = np.zeros_like(estimator.intercept_, dtype=np.float64)
         self._t0 = getattr(estimator, "t_", None)
+        self.set_weights(self.get_weights())  # the same fresh state as every later round
         self.metric_names: tuple[str, ...] = ("loss", "accuracy") if self._classifier else ("mse",)
 
     def get_weights(self) -> list[np.ndarray]:
@@ -69,6 +71,12 @@ class SklearnModel:
             e.t_ = self._t0
         if hasattr(e, "_optimizer"):
             del e._optimizer
+        if hasattr(e, "_random_state"):  # MLPs shuffle with a generator that persists between calls
+            from sklearn.utils import check_random_state
+
+            e._random_state = check_random_state(e.random_state)
+        if hasattr(e, "loss_curve_"):
+            e.loss_curve_ = []
 
     def _eta(self) -> float:
         e = self.estimator
