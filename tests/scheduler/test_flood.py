@@ -35,40 +35,38 @@ def test_a_flooded_job_costs_bounded_memory_and_other_jobs_complete() -> None:
     async def honest_program(job):
         x = job.input("alice", np.arange(6.0))
         y = job.input("bob", np.full(6, 2.0))
-        await trio.sleep(0)
         return await job.reveal(x * y + 1.0)
 
     async def node_main(name: str, network: MemoryNetwork) -> None:
-        async with mpc.open_node(config, name, network=network) as node:
-            async with trio.open_nursery() as n:
-                if name == "alice":
+        async with mpc.open_node(config, name, network=network) as node, trio.open_nursery() as n:
+            if name == "alice":
 
-                    async def victim() -> None:
-                        try:
-                            await node.run(victim_program, job="victim", timeout=60)
-                        except (JobAborted, ProtocolError) as exc:
-                            out["victim"] = exc
+                async def victim() -> None:
+                    try:
+                        await node.run(victim_program, job="victim", timeout=60)
+                    except (JobAborted, ProtocolError) as exc:
+                        out["victim"] = exc
 
-                    n.start_soon(victim)
-                if name == "bob":
+                n.start_soon(victim)
+            if name == "bob":
 
-                    async def flood() -> None:
-                        ch = node.channel("alice", "victim", CHANNEL)
-                        payload = np.zeros(MIB // 8, dtype=np.uint64)
-                        sent = 0
-                        try:
-                            for i in range(FLOOD // MIB):  # well-formed entries for ops alice never reaches
-                                await ch.send([[100 + i, 0, 1, payload]])
-                                sent += MIB
-                        except JobAborted as exc:
-                            out["flood_stopped"] = exc
-                        out["flood_sent"] = sent
-                        flood_over.set()
+                async def flood() -> None:
+                    ch = node.channel("alice", "victim", CHANNEL)
+                    payload = np.zeros(MIB // 8, dtype=np.uint64)
+                    sent = 0
+                    try:
+                        for i in range(FLOOD // MIB):  # well-formed entries for ops alice never reaches
+                            await ch.send([[100 + i, 0, 1, payload]])
+                            sent += MIB
+                    except JobAborted as exc:
+                        out["flood_stopped"] = exc
+                    out["flood_sent"] = sent
+                    flood_over.set()
 
-                    n.start_soon(flood)
-                out[name] = await node.run(honest_program, job="honest", timeout=60)
-                with trio.fail_after(60):  # every node stays up until the flood is over
-                    await flood_over.wait()
+                n.start_soon(flood)
+            out[name] = await node.run(honest_program, job="honest", timeout=60)
+            with trio.fail_after(60):  # every node stays up until the flood is over
+                await flood_over.wait()
 
     async def main() -> None:
         network = MemoryNetwork()
