@@ -19,14 +19,24 @@ jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-RNG = np.random.default_rng(17)
-M, N, K = (int(d) for d in RNG.integers(2, 6, size=3))
-X = RNG.uniform(-2, 2, (M, N))
-Y = RNG.uniform(0.5, 3, (M, N))  # positive: divisors, logs, square roots
-W = RNG.uniform(-1, 1, (N, K))
-B3 = RNG.uniform(-1, 1, (2, M, N))
-I = RNG.integers(-3, 4, (M, N))
-PUBLIC = RNG.uniform(-1, 1, (N, K))
+
+
+def draw(seed: int) -> tuple[np.ndarray, ...]:
+    """Inputs of random shapes: x, y (m, n), w (n, k), b (2, m, n), integers i (m, n)."""
+    rng = np.random.default_rng(seed)
+    m, n, k = (int(d) for d in rng.integers(2, 6, size=3))
+    return (
+        rng.uniform(-2, 2, (m, n)),
+        rng.uniform(0.5, 3, (m, n)),  # positive: divisors, logs, square roots
+        rng.uniform(-1, 1, (n, k)),
+        rng.uniform(-1, 1, (2, m, n)),
+        rng.integers(-3, 4, (m, n)),
+    )
+
+
+X, Y, W, B3, I = draw(17)
+M, N, K = X.shape + W.shape[1:]
+PUBLIC = np.random.default_rng(18).uniform(-1, 1, (N, K))
 
 
 @jax.custom_vjp
@@ -56,7 +66,7 @@ CASES = {
         jnp.einsum("bmn,nk->bmk", b, w),
         jnp.einsum("bmn,bmn->b", b, b),
         jnp.tensordot(x, y, axes=2),
-        x @ PUBLIC,
+        x @ np.linspace(-1, 1, w.shape[0] * 2).reshape(-1, 2),
     ),
     "reductions": lambda x, y, w, b, i: (
         jnp.sum(x, axis=0),
@@ -77,7 +87,7 @@ CASES = {
         jnp.pad(x, ((0, 1), (1, 1)), constant_values=0.5),
         jnp.array_split(x.reshape(-1), 3)[1],
         jnp.cumsum(x, axis=1),
-        jnp.broadcast_to(x[0], (3, N)),
+        jnp.broadcast_to(x[0], (3, x.shape[1])),
         jax.lax.pad(x, 0.0, ((1, -1, 1), (0, 2, 0))),
         jax.lax.dynamic_slice(x, (1, 0), (1, 2)),
         jax.grad(lambda a: jnp.sum(a[1:, ::2] * a[:1, ::2]))(x),
@@ -164,19 +174,29 @@ def test_every_rule_has_a_case():
     assert set(RULES) - seen - UNREACHED == set()
 
 
-def _plain(fn):
-    out = fn(X.astype(np.float32), Y.astype(np.float32), W.astype(np.float32), B3.astype(np.float32), I.astype(np.int32))
+def _plain(fn, data):
+    x, y, w, b, i = data
+    out = fn(x.astype(np.float32), y.astype(np.float32), w.astype(np.float32), b.astype(np.float32), i.astype(np.int32))
     return [np.asarray(o) for o in out]
 
 
-async def _all_cases(job):
-    x = job.input("alice", lambda: X)
-    y = job.input("bob", lambda: Y)
-    w = job.input("carol", lambda: W)
-    b = job.input("alice", lambda: B3)
-    i = job.input("bob", lambda: I, dtype=int)
-    outs = {name: await mpc.jit(fn)(x, y, w, b, i) for name, fn in CASES.items()}
+async def _run_cases(job, data, names):
+    x = job.input("alice", lambda: data[0])
+    y = job.input("bob", lambda: data[1])
+    w = job.input("carol", lambda: data[2])
+    b = job.input("alice", lambda: data[3])
+    i = job.input("bob", lambda: data[4], dtype=int)
+    outs = {name: await mpc.jit(CASES[name])(x, y, w, b, i) for name in names}
     return await job.reveal(outs)
+
+
+def _check(got, data):
+    for name, secure_outs in got.items():
+        for k, (secure, plain) in enumerate(zip(secure_outs, _plain(CASES[name], data), strict=True)):
+            assert np.shape(secure) == plain.shape, (name, k)
+            np.testing.assert_allclose(
+                np.asarray(secure, dtype=np.float64), plain.astype(np.float64), atol=2e-3, rtol=2e-3, err_msg=f"{name}[{k}]"
+            )
 
 
 @pytest.mark.parametrize(
@@ -185,13 +205,17 @@ async def _all_cases(job):
     ids=["rep3", "semi2k"],
 )
 def test_every_supported_primitive_matches_plain_jax(protocol, parties, opts):
-    got = mpc.simulate(_all_cases, parties=parties, protocol=protocol, **opts)["alice"]
-    for name, fn in CASES.items():
-        for k, (secure, plain) in enumerate(zip(got[name], _plain(fn), strict=True)):
-            assert np.shape(secure) == plain.shape, (name, k)
-            np.testing.assert_allclose(
-                np.asarray(secure, dtype=np.float64), plain.astype(np.float64), atol=2e-3, rtol=2e-3, err_msg=f"{name}[{k}]"
-            )
+    data = (X, Y, W, B3, I)
+    got = mpc.simulate(_run_cases, parties=parties, protocol=protocol, args=(data, list(CASES)), **opts)["alice"]
+    _check(got, data)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_linear_and_structural_primitives_on_more_random_shapes(seed):
+    data = draw(seed)
+    names = ["broadcasting", "dot_general", "structure"]
+    got = mpc.simulate(_run_cases, protocol="semi2k", parties=["alice", "bob", "carol"], dealer="trusted-first-party", args=(data, names))
+    _check(got["bob"], data)
 
 
 def test_an_unsupported_primitive_names_itself_and_the_line():
