@@ -27,12 +27,16 @@ __all__ = ["main"]
 
 
 def _add_logging(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="structlog level on stderr (default warning)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="mpcactors", description="Secure multi-party computation runtime.")
+    parser.add_argument("--version", action="version", version=f"mpcactors {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,certs,run,psi,node}")
 
     p = sub.add_parser("demo", help="run a local 3-party TLS cluster as 3 processes and show what it does")
@@ -41,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_logging(p)
 
     p = sub.add_parser("demo-party")  # internal: one party of `mpcactors demo`
-    p.add_argument("--config", required=True)
-    p.add_argument("--party", required=True)
+    p.add_argument("--config", required=True, help="the demo's cluster file")
+    p.add_argument("--party", required=True, help="this party's name")
     _add_logging(p)
 
     p = sub.add_parser("certs", help="make a cluster CA and one TLS certificate and key per party")
@@ -60,15 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="abort the job after this many seconds")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="abort when ops wait for peers this long with no progress (default 600)")
     p.add_argument("--output", default=None, help="save the result (.npy for an array, else JSON)")
+    p.add_argument("--check-ranges", action="store_true",
+                   help="development: abort naming any product that would leave the fixed-point range (reveals values)")
     _add_logging(p)
 
     p = sub.add_parser("psi", help="private set intersection with a peer (see --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
 
     p = sub.add_parser("node", help="start a node, connect to every peer, report the links and exit")
-    p.add_argument("--config", required=True)
-    p.add_argument("--party", required=True)
-    p.add_argument("--duration", type=float, default=2.0, help="seconds to stay connected")
+    p.add_argument("--config", required=True, help="cluster TOML file")
+    p.add_argument("--party", required=True, help="this party's name in the config")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds to stay connected (default 2)")
     _add_logging(p)
     return parser
 
@@ -184,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
                 left = None if timeout is None else max(timeout - (trio.current_time() - start), 0.001)
                 try:
                     return await node.run(
-                        program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol
+                        program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol, check_ranges=args.check_ranges
                     )
                 except MpcError as exc:
                     box["error"] = exc  # leave the node in order: JOB_ABORT and CLOSE reach the peers
@@ -257,14 +263,16 @@ def _node(args: argparse.Namespace) -> int:
                         waiting.cancel()
 
                     stopped.stop = stop
+                    first = node.statistics()  # every link is open once open_node returns
                     await trio.sleep(args.duration)
-                return node.statistics()
+                return first, node.statistics()
         return None
 
     box: dict[str, Any] = {}
-    stats = trio.run(go)
+    result = trio.run(go)
     if _stopped(box):
         return int(box["stopped"].exit_code)
+    first, stats = result
     from rich.console import Console
     from rich.table import Table
 
@@ -273,7 +281,10 @@ def _node(args: argparse.Namespace) -> int:
         table.add_column(col)
     for peer, s in stats.peers.items():
         rtt = f"{s.rtt_s * 1000:.2f}" if s.rtt_s is not None else "-"
-        table.add_row(peer, s.state, rtt, str(s.frames_sent), str(s.bytes_sent), str(s.reconnects))
+        state = s.state
+        if state not in ("open", "failed") and first.peers[peer].state == "open":
+            state = "open, then the peer left"  # its --duration ended first: a healthy link
+        table.add_row(peer, state, rtt, str(s.frames_sent), str(s.bytes_sent), str(s.reconnects))
     Console().print(table)
     return 0
 

@@ -43,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", required=True,
                    help="key column(s) COL[,COL2]: once for all inputs or once per input")
     p.add_argument("--receiver", default=None, help="the party that gets the result (default: both)")
-    p.add_argument("--join", default="inner", choices=JOINS)
+    p.add_argument("--join", default="inner", choices=JOINS,
+                   help="which rows each output keeps (default inner; docs/PSI.md)")
     p.add_argument("--left", default=None, help="the party whose table is the left one")
     p.add_argument("--job", action="append", default=None,
                    help="job id: once (a prefix when there are several inputs) or once per input")
     p.add_argument("--checkpoint-dir", default=None, help="keep resumable state here")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help=f"ECDH: ids per streamed chunk (default {DEFAULT_CHUNK_SIZE})")
     p.add_argument("--protocol", default=PROTOCOLS[0], choices=PROTOCOLS,
                    help="kkrt: OT-extension PSI (KKRT16, the default; much faster); ecdh: X25519 "
                    "Diffie-Hellman PSI. Both parties must give the same")
@@ -58,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for the peer to start each job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--summary-json", action="store_true", help="print one JSON line per job")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-json", action="store_true")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="structlog level on stderr (default warning)")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
     return p
 
 
