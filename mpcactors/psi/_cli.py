@@ -187,8 +187,8 @@ def _report(args: argparse.Namespace, plan: list[_JobSpec],
     from rich.table import Table
 
     table = Table(title=f"PSI at {args.party}")
-    for col in ("job", "input", "output", "rows", "intersection", "resumed", "seconds", "status"):
-        table.add_column(col)
+    for col in ("job", "input", "output", "output rows", "keys in common", "resumed", "seconds", "status"):
+        table.add_column(col, overflow="fold")
     for spec in plan:
         r = results[spec.job]
         if isinstance(r, PsiResult):
@@ -199,4 +199,9 @@ def _report(args: argparse.Namespace, plan: list[_JobSpec],
         else:
             table.add_row(spec.job, spec.input, Path(spec.output).name, "-", "-", "-", "-",
                           f"{type(r).__name__}: {r}")
-    Console().print(table)
+    # off a terminal nothing is cut to 80 columns: paths and errors are printed whole
+    Console(width=None if sys.stdout.isatty() else 100_000).print(table)
+    for spec in plan:
+        r = results[spec.job]
+        if not isinstance(r, PsiResult):  # the whole error on one line, whatever the table did
+            print(f"mpcactors psi: job {spec.job!r} failed: {type(r).__name__}: {r}", file=sys.stderr)
