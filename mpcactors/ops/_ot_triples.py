@@ -193,8 +193,12 @@ def _cot_pair(
                 raise OtError("correlated OT: sender side without its state")
             a, b = sc[t]
             u_in = body.get("u") if body else None
-            if not isinstance(u_in, np.ndarray):
-                raise OtError(f"correlated OT: expected {b - a} IKNP rows from {peer!r} in round {t}")
+            cols = (snd.width, -(-(b - a) // 8))
+            if not isinstance(u_in, np.ndarray) or u_in.shape != cols or u_in.dtype != np.uint8:
+                raise OtError(
+                    f"correlated OT: expected IKNP columns {cols} uint8 from {peer!r} in round {t}, "
+                    f"got {getattr(u_in, 'shape', type(u_in).__name__)}"
+                )
             first = snd.rows_done
             q = snd.rows_from_columns(u_in, b - a)
             x0 = _hash_words(snd.hash, q, first, send.width)

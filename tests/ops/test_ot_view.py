@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 
 from mpcactors.ops._comm import Exchange, Step, run_local
 from mpcactors.ops._ot_triples import OtSource, ot_setup
+from mpcactors.ot import OtError
 from mpcactors.ot._kernels import ColumnPrg
 
 from .conftest import CONFIGS, Cluster
@@ -100,3 +102,16 @@ def test_u_distinguisher_catches_an_unmasked_receiver() -> None:
 def test_tau_distinguisher_catches_an_unmasked_gilboa_message() -> None:
     seen, _, bob = _triples(_unmasked_gilboa)
     assert _tau_hits(seen, bob[0]) > 0.9  # measured 1.0: tau is bob's a
+
+
+def test_malformed_ot_message_raises_ot_error_naming_the_peer() -> None:
+    c = Cluster(*CONFIGS["semi2k-2-ot"])
+    pairs, _ = run_local({p: ot_setup(p, [q for q in c.parties if q != p], b"bad") for p in c.parties})
+    ctx = c.contexts()["alice"]
+    _, step = OtSource(ctx, "alice", c.parties, pairs["alice"]["bob"]).triple((8,))
+
+    def bob() -> Step[None]:  # sends rows of the wrong shape instead of IKNP columns
+        yield Exchange(send={"alice": {"u": np.zeros((3, 3), dtype=np.uint8)}}, recv=frozenset({"alice"}))
+
+    with pytest.raises(OtError, match=r"expected IKNP columns .* from 'bob'"):
+        run_local({"alice": step, "bob": bob()})
