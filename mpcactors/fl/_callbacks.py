@@ -85,7 +85,12 @@ class History:
 
 
 class Callback(Protocol):
-    """Called at the server after each complete round record; return True to stop."""
+    """Called at the server after each complete round record; return True to stop.
+
+    A callback may also have ``state() -> dict`` (JSON values) and ``load_state(state,
+    weights_of_round)``: its state then goes into every round checkpoint and comes back on
+    resume (as :class:`EarlyStopping` does).
+    """
 
     def on_round_end(self, record: RoundRecord, weights: Sequence[np.ndarray]) -> bool: ...
 
@@ -124,6 +129,15 @@ class EarlyStopping:
                 key="monitor",
             )
         return float(record.metrics[self.monitor])
+
+    def state(self) -> dict[str, Any]:
+        """What a round checkpoint keeps (the best weights are that round's checkpoint)."""
+        return {"best": self.best, "best_round": self.best_round, "wait": self._wait}
+
+    def load_state(self, state: Mapping[str, Any], weights_of_round: Any) -> None:
+        """Restore :meth:`state`; ``weights_of_round(r)`` reads round r's checkpointed weights."""
+        self.best, self.best_round, self._wait = state["best"], state["best_round"], int(state["wait"])
+        self.best_weights = None if self.best_round is None else weights_of_round(self.best_round)
 
     def on_round_end(self, record: RoundRecord, weights: Sequence[np.ndarray]) -> bool:
         value = self._value(record)

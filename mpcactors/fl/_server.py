@@ -79,11 +79,19 @@ async def serve_fit(fl: FLModel, tag: str, epochs: int, fraction: float, minimum
         w = flatten(ck.weights)
         strategy.load_state(ck.strategy_state)
         history = [RoundRecord.from_dict(d) for d in ck.header["history"]]
+        folder = ckpt
+        for cb, state in zip(callbacks, ck.header.get("callbacks", []), strict=False):
+            if state is not None and hasattr(cb, "load_state"):
+                cb.load_state(state, lambda r: load_checkpoint(folder / f"round-{r:05d}.npz").weights)
         start = resumed_from = ck.round + 1
         log.info("resuming", round=start, checkpoint=str(path))
     alive = list(fl.device_list)
     stopped = False
     final_w = w
+
+    def header() -> dict[str, object]:
+        states = [cb.state() if hasattr(cb, "state") else None for cb in callbacks]
+        return {"seed": seed, "history": [h.as_dict() for h in history], "callbacks": states}
 
     def complete(record: RoundRecord, weights: np.ndarray) -> bool:
         log.info("round done", round=record.round, samples=record.samples,
@@ -145,11 +153,11 @@ async def serve_fit(fl: FLModel, tag: str, epochs: int, fraction: float, minimum
             stopped, final_w = True, w
             if ckpt is not None:
                 save_checkpoint(ckpt, r, unflatten(w, fl.shapes), strategy.state(),
-                                {"seed": seed, "history": [h.as_dict() for h in history]})  # fmt: skip
+                                header())  # fmt: skip
             break
         if ckpt is not None:
             save_checkpoint(ckpt, r, unflatten(w, fl.shapes), strategy.state(),
-                            {"seed": seed, "history": [h.as_dict() for h in history]})  # fmt: skip
+                            header())  # fmt: skip
         final_w = w
     if validate and not stopped and history and not history[-1].metrics:
         _, _, metrics = await round_(epochs, train=False)

@@ -121,3 +121,26 @@ def test_bad_inputs_raise_errors_naming_the_party_and_cause() -> None:
             SecureAggregator(**kw)
     with pytest.raises(ConfigError, match="fractional bits"):
         SecureAggregator(ring_bits=32).quantisation(4)
+
+
+def test_early_stopping_state_survives_resume(tmp_path: Path) -> None:
+    """Best round 0 (min_delta so large nothing later counts), patience 3: the uninterrupted run
+    stops after record 3 with round 0's weights; so does a run interrupted after 2 rounds and
+    resumed, because the checkpoint carries the callback's state (a fresh one would stop later,
+    with another best)."""
+    from mpcactors.fl import EarlyStopping
+
+    def go(epochs: int, folder: Path, resume: bool = False) -> Any:
+        stop = EarlyStopping("val_loss", patience=3, min_delta=10.0)
+        out = run(program(epochs=epochs, validation_data=(X, Y), callbacks=[stop],
+                          checkpoint_dir=folder, resume=resume))[SERVER]  # fmt: skip
+        return out, stop
+
+    whole, stop_whole = go(8, tmp_path / "a")
+    go(2, tmp_path / "b")
+    resumed, stop_resumed = go(8, tmp_path / "b", resume=True)
+    assert whole.stopped_early and resumed.stopped_early and resumed.resumed_from == 2
+    assert stop_whole.best_round == stop_resumed.best_round == 0
+    assert [r.round for r in resumed.rounds] == [r.round for r in whole.rounds] == [0, 1, 2, 3]
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.weights, whole.weights, strict=True))
+    assert close(whole.weights, reference(1, 1), 1e-7)
