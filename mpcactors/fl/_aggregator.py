@@ -25,10 +25,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import numpy as np
 
-from .._errors import AggregationError, ConfigError
-from ..secagg import plain_sum, secure_aggregate
+from .._errors import AggregationError, ConfigError, LinkError
+from ..secagg import secure_aggregate
 
 __all__ = ["Aggregate", "PlainAggregator", "SecureAggregator"]
 
@@ -138,7 +139,9 @@ class SecureAggregator:
 class PlainAggregator:
     """INSECURE: clients send their float64 vectors in the clear; the server sees every update.
 
-    For comparisons and debugging only; every use logs a warning.
+    For comparisons and debugging only; every use logs a warning. Like
+    :func:`mpcactors.secagg.plain_sum`, but it knows which clients' vectors arrived (malformed
+    or non-finite vectors are left out) so the round records name the survivors.
     """
 
     stage_timeout_s: float = 30.0
@@ -164,10 +167,26 @@ class PlainAggregator:
                     key="dropout_after",
                 )
             return None
-        total = await plain_sum(link, job=job, vector=vector, server=server, clients=clients,
-                                stage_timeout_s=self.stage_timeout_s, tag=tag)  # fmt: skip
-        if total is None:
+        if link.party != server:
+            with anyio.fail_after(self.stage_timeout_s):
+                await link.channel(server, job, tag).send(np.asarray(vector, dtype=np.float64))
             return None
-        if not np.all(np.isfinite(total)):
-            raise AggregationError(f"plain sum {tag!r}: a client sent a non-finite value")
-        return Aggregate(total, tuple(clients))
+        got: dict[str, np.ndarray] = {}
+
+        async def read(c: str) -> None:
+            try:
+                v = await link.channel(c, job, tag).receive()
+            except LinkError:
+                return
+            if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f" and np.all(np.isfinite(v)):
+                got[c] = np.asarray(v, dtype=np.float64)
+
+        with anyio.move_on_after(self.stage_timeout_s):  # whoever answered in time is in
+            async with anyio.create_task_group() as tg:
+                for c in clients:
+                    tg.start_soon(read, c)
+        if not got:
+            raise AggregationError(f"plain sum {tag!r}: no vector arrived within {self.stage_timeout_s:g} s")
+        if len({v.shape for v in got.values()}) > 1:
+            raise AggregationError(f"plain sum {tag!r}: the clients' vectors differ in length")
+        return Aggregate(np.sum(list(got.values()), axis=0), tuple(sorted(got)))

@@ -144,3 +144,13 @@ def test_early_stopping_state_survives_resume(tmp_path: Path) -> None:
     assert [r.round for r in resumed.rounds] == [r.round for r in whole.rounds] == [0, 1, 2, 3]
     assert all(np.array_equal(a, b) for a, b in zip(resumed.weights, whole.weights, strict=True))
     assert close(whole.weights, reference(1, 1), 1e-7)
+
+
+def test_plain_aggregation_records_who_arrived() -> None:
+    from mpcactors.fl import PlainAggregator
+
+    out = run(program(epochs=3, aggregator=PlainAggregator(stage_timeout_s=2),
+                      dropout_after={1: {"c2": "start"}}))  # fmt: skip
+    h = out[SERVER]
+    assert [r.survivors for r in h.rounds] == [tuple(CLIENTS), ("c1", "c3", "c4"), tuple(CLIENTS)]
+    assert close(h.weights, reference(3, 1, drop={1: {"c2"}}), 1e-12)
