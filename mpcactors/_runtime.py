@@ -70,6 +70,7 @@ class Node:
         protocol: str | None = None,
         fxp_bits: int | None = None,
         dealer: str | None = None,
+        check_ranges: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``await program(job, *args, **kwargs)`` as one secure job at this party.
@@ -86,6 +87,10 @@ class Node:
                 and none of its ops finishes (a peer stuck, or a program that diverged between
                 parties); then the job is aborted everywhere with JobTimeout. None disables it.
             protocol, fxp_bits, dealer: override the cluster config's values.
+            check_ranges: development aid: every product of secret values is also opened and
+                checked against the fixed-point range; one that would wrap aborts the job with
+                an OverflowError naming the op (README: fixed-point ranges). Reveals values
+                and costs a round per product: never in production.
 
         Returns:
             What the program returned at this party.
@@ -124,6 +129,7 @@ class Node:
         state = JobState(job, self.party, proto, on_fail=on_fail)
         self._executor.open_job(state)
         handle = Job(state, self._executor, self.link, settings)
+        handle.check_ranges = check_ranges
         log.info("job started", protocol=proto_name)
         try:
             async with anyio.create_task_group() as tg:
