@@ -11,6 +11,7 @@ compute jobs (rep3), and 4 PSI jobs between alice and bob.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ import anyio
 import numpy as np
 
 from ._config import load_config
+from ._ticker import Ticker, is_terminal
 
 __all__ = ["demo_inputs", "expected_results", "party_main", "run_demo"]
 
@@ -203,7 +205,27 @@ async def _psi(node: Any, report: dict[str, Any]) -> None:
 
 
 # ---- the parent --------------------------------------------------------------------------------
-def run_demo(*, timeout: float = 300.0, log_level: str = "warning") -> int:
+def _wait_parties(procs: dict[str, subprocess.Popen[str]], reports: dict[str, Any], deadline: float,
+                  timeout: float, console: Any) -> bool:
+    """Collect every party's report; True if one failed or ran past the deadline (said why)."""
+    failed = False
+    for p, proc in procs.items():
+        try:
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for q in procs.values():
+                q.kill()
+            console.print(f"[red]party {p} did not finish within {timeout:g} s[/]")
+            return True
+        if proc.returncode != 0:
+            failed = True
+            console.print(f"[red]party {p} exited with {proc.returncode}[/]\n{err.strip()[-2000:]}")
+            continue
+        reports[p] = json.loads(out.strip().splitlines()[-1])
+    return failed
+
+
+def run_demo(*, timeout: float = 300.0, log_level: str = "warning", progress_every: float = 5.0) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -228,19 +250,16 @@ def run_demo(*, timeout: float = 300.0, log_level: str = "warning") -> int:
         reports: dict[str, Any] = {}
         failed = False
         deadline = time.monotonic() + timeout
-        for p, proc in procs.items():
-            try:
-                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                for q in procs.values():
-                    q.kill()
-                console.print(f"[red]party {p} did not finish within {timeout:g} s[/]")
-                return 1
-            if proc.returncode != 0:
-                failed = True
-                console.print(f"[red]party {p} exited with {proc.returncode}[/]\n{err.strip()[-2000:]}")
-                continue
-            reports[p] = json.loads(out.strip().splitlines()[-1])
+
+        def line() -> str:
+            running = [p for p, proc in procs.items() if proc.poll() is None]
+            return f"mpcactors demo: {time.perf_counter() - t0:.0f} s, parties still running: {', '.join(running) or 'none'}"
+
+        ticker: contextlib.AbstractContextManager[Any] = (
+            Ticker(line, every_s=progress_every) if not is_terminal() else contextlib.nullcontext()
+        )
+        with ticker:
+            failed = _wait_parties(procs, reports, deadline, timeout, console)
         if failed:
             return 1
         wall = time.perf_counter() - t0

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a local 3-party TLS cluster as 3 processes and show what it does")
     p.add_argument("--parties", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    p.add_argument("--progress-every", type=float, default=5.0,
+                   help="off a terminal: print a progress line every this many seconds (default 5)")
     _add_logging(p)
 
     p = sub.add_parser("demo-party")  # internal: one party of `mpcactors demo`
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            return run_demo(timeout=args.timeout, log_level=args.log_level)
+            return run_demo(timeout=args.timeout, log_level=args.log_level, progress_every=args.progress_every)
         if args.command == "demo-party":
             from ._demo import party_main
 

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-timeout", type=float, default=60.0,
                    help="seconds to wait for the peer to start each job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--progress-every", type=float, default=5.0,
+                   help="off a terminal: print a progress line every this many seconds (default 5)")
     p.add_argument("--summary-json", action="store_true", help="print one JSON line per job")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="structlog level on stderr (default warning)")
@@ -142,7 +144,7 @@ async def _run(config: Any, args: argparse.Namespace, peer: str,
     console = Console(stderr=True)
     check_own_certificate(config, args.party)  # a wrong certificate of ours fails now, saying why
     async with open_node(config, args.party) as node:
-        with RichPsiProgress(console, disable=args.no_progress) as bar:
+        with RichPsiProgress(console, disable=args.no_progress, every_s=args.progress_every) as bar:
             for spec in plan:
                 bar.add_job(spec.job)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from .._log import get_logger
+from .._ticker import Ticker
 
 __all__ = ["PHASES", "ProgressReporter", "PsiProgress", "RichPsiProgress"]
 
@@ -75,10 +76,12 @@ class ProgressReporter:
 class RichPsiProgress:
     """A rich progress bar with one line per job; pass :meth:`callback` as ``progress=``.
 
-    Use as a context manager around the jobs (it starts and stops rich's refresh thread).
+    Use as a context manager around the jobs (it starts and stops rich's refresh thread). Off a
+    terminal, where the bar shows nothing until the end, a line per ``every_s`` seconds says
+    where each job is (``mpcactors._ticker``).
     """
 
-    def __init__(self, console: Any = None, *, disable: bool = False) -> None:
+    def __init__(self, console: Any = None, *, disable: bool = False, every_s: float = 5.0) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -99,18 +102,38 @@ class RichPsiProgress:
         )
         self._tasks: dict[str, Any] = {}
         self._totals: dict[str, int] = {}
+        self._where: dict[str, PsiProgress | None] = {}
+        self._ticker = None if disable or self._progress.console.is_terminal else Ticker(self._line, every_s=every_s)
+        self._t0 = time.monotonic()
 
     def __enter__(self) -> Self:
         self._progress.start()
+        if self._ticker is not None:
+            self._ticker.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._ticker is not None:
+            self._ticker.__exit__()
         self._progress.stop()
+
+    def _line(self) -> str:
+        jobs = []
+        for job, ev in list(self._where.items()):
+            if ev is None:
+                jobs.append(f"{job} waiting")
+            elif ev.phase == "exchange" and ev.total:
+                jobs.append(f"{job} exchange {ev.done}/{ev.total}")
+            else:
+                jobs.append(f"{job} {ev.phase}")
+        return f"mpcactors psi: {time.monotonic() - self._t0:.0f} s: " + "; ".join(jobs)
 
     def add_job(self, job: str) -> None:
         self._tasks[job] = self._progress.add_task("", total=None, job=job, phase="waiting")
+        self._where.setdefault(job, None)
 
     def callback(self, ev: PsiProgress) -> None:
+        self._where[ev.job] = ev
         task = self._tasks.get(ev.job)
         if task is None:
             self.add_job(ev.job)
