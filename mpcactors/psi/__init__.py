@@ -1,4 +1,5 @@
-"""Private set intersection (ECDH over X25519) as concurrent jobs on an mpcactors node.
+"""Private set intersection as concurrent jobs on an mpcactors node: KKRT16 OT-extension PSI
+(the default) or ECDH over X25519 (``protocol="ecdh"``).
 
 ``await run_psi(node, peer=..., job=..., ids=[...])`` or with ``input=`` a CSV and ``keys=``;
 ``psi_cli(argv)`` is ``mpcactors psi``. See docs/PSI.md for the protocol, the join semantics
