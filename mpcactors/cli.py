@@ -90,28 +90,53 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, json=args.log_json)
     try:
-        if args.command == "demo":
-            from ._demo import run_demo
+        return _command(args)
+    except BaseExceptionGroup as group:  # a task group (signals, the node) wrapped one error
+        leaf = _only_error(group)
+        if leaf is None:
+            raise
+        return _report_error(leaf)
+    except (MpcError, KeyboardInterrupt) as exc:
+        return _report_error(exc)
 
-            return run_demo(timeout=args.timeout, log_level=args.log_level, progress_every=args.progress_every)
-        if args.command == "demo-party":
-            from ._demo import party_main
 
-            return party_main(args.config, args.party)
-        if args.command == "certs":
-            return _certs(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "node":
-            return _node(args)
-    except ConfigError as exc:
+def _only_error(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The one exception inside (nested) groups, or None if there are several."""
+    errors = group.exceptions
+    if len(errors) != 1:
+        return None
+    inner = errors[0]
+    return _only_error(inner) if isinstance(inner, BaseExceptionGroup) else inner
+
+
+def _report_error(exc: BaseException) -> int:
+    """One clear line for an error a user can fix; re-raise anything else."""
+    if isinstance(exc, ConfigError):
         print(f"mpcactors: config error: {exc}", file=sys.stderr)
         return 2
-    except MpcError as exc:
+    if isinstance(exc, MpcError):
         print(f"mpcactors: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         return 130
+    raise exc
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(timeout=args.timeout, log_level=args.log_level, progress_every=args.progress_every)
+    if args.command == "demo-party":
+        from ._demo import party_main
+
+        return party_main(args.config, args.party)
+    if args.command == "certs":
+        return _certs(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "node":
+        return _node(args)
     return 2
 
 
