@@ -15,6 +15,7 @@ the party, the peer, the address, the job, the config key, the offending value w
     │   └── JobTimeout         the job ran past its deadline
     ├── ShapeError             operands whose shapes do not fit (also a ValueError)
     └── PsiError / AggregationError  input or protocol failures of those jobs
+        └── PsiInputError      this party's PSI input is bad (its peer learns the kind only)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "PeerUnavailable",
     "ProtocolError",
     "PsiError",
+    "PsiInputError",
     "ShapeError",
 ]
 
@@ -140,6 +142,11 @@ class UnsupportedOperation(MpcError, NotImplementedError):
 class PsiError(MpcError):
     """Raised by PSI jobs for bad input (missing key column, unreadable file, mismatched key
     counts between parties) and protocol failures."""
+
+
+class PsiInputError(PsiError):
+    """Raised by a PSI job for this party's own input (file, header, key columns, ids). The
+    message names files and columns, so only the kind of error reaches the peer."""
 
 
 class AggregationError(MpcError):

@@ -35,7 +35,7 @@ import anyio.to_thread
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 
-from .._errors import JobAborted, MpcError, PeerLost, PsiError
+from .._errors import JobAborted, MpcError, PeerLost, PsiError, PsiInputError
 from .._log import get_logger
 from ._checkpoint import Workspace, resume_agreed
 from ._csvjoin import OutputSink, matcher_result, other_result
@@ -444,6 +444,9 @@ class _Job:
             return
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         self.log.warning("psi.failed", error=reason)
+        if isinstance(exc, (PsiInputError, OSError, UnicodeError)):
+            # our file names, headers and columns stay here: the peer learns the kind only
+            reason = f"{type(exc).__name__}: the input at {self.me!r} is not usable (the details stay there)"
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await _maybe_await(getattr(self.node, "abort_job", None), self.job, reason)
 

@@ -28,7 +28,7 @@ from typing import IO, Any
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 
-from .._errors import PsiError
+from .._errors import PsiInputError as PsiError  # every error here is about our own input
 from ._ecdh import encode_key
 
 __all__ = ["Batch", "CsvSpec", "IdsSpec", "SourceSpec", "open_source", "parse_keys"]

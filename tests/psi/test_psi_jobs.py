@@ -178,7 +178,8 @@ async def test_missing_key_column_aborts_both_without_output(tmp_path: Path, pro
             {"input": rp, "keys": "cc,uid", "output": ob, "workers": 0, "protocol": protocol},
         )
     assert isinstance(res["alice"], PsiError) and "'nope' is not in the header" in str(res["alice"])
-    assert isinstance(res["bob"], JobAborted) and "'nope'" in str(res["bob"])
+    assert isinstance(res["bob"], JobAborted) and "input at 'alice' is not usable" in str(res["bob"])
+    assert "nope" not in str(res["bob"]) and "country" not in str(res["bob"]) and "left" not in str(res["bob"])  # issue 13.7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["left.csv", "right.csv"]  # no partial files
 
 
