@@ -73,7 +73,9 @@ class PeerUnavailable(LinkError):
     """
 
     def __init__(self, peer: str, address: str, attempts: int, detail: str = "") -> None:
-        msg = f"peer {peer!r} at {address} unavailable after {attempts} connect attempt(s)"
+        msg = f"peer {peer!r} at {address} unavailable" + (
+            f" after {attempts} connect attempt(s)" if attempts else ""  # 0: we accept, it dials
+        )
         if detail:
             msg += f": {detail}"
         super().__init__(msg, peer=peer)
