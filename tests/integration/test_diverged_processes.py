@@ -1,6 +1,7 @@
 """Diverged programs as three real `mpcactors run` processes over TLS (issue 13 point 1).
 
-Each party runs its own program file (every file defines ``main``, so the set-up round's
+Each party runs its own program file (an extra reveal at one party is covered in-process by
+tests/scheduler/test_diverged.py) (every file defines ``main``, so the set-up round's
 program check passes). Every party must exit 1 with JobAborted naming the op and what each
 side ran, print no value, and fail within 10 s of its job's start (its own log lines' times);
 the idle watchdog stays at its 600 s default.
@@ -22,10 +23,6 @@ DIVERGED_WITHIN_S = 10.0
 HEAD = "import numpy as np\nasync def main(job):\n    x = job.input('alice', lambda: np.array([1.0, 2.0, 3.0]))\n"
 PROGRAMS = {
     "a different op": (HEAD + "    return (await job.reveal(x * 2)).tolist()\n", HEAD + "    return (await job.reveal(x + 1)).tolist()\n"),
-    "an extra reveal": (
-        HEAD + "    a = await job.reveal(x)\n    return [a.tolist(), (await job.reveal(x * x)).tolist()]\n",
-        HEAD + "    return (await job.reveal(x)).tolist()\n",
-    ),
     "different files": (
         HEAD + "    y = job.input('bob', lambda: np.ones(3))\n    return (await job.reveal(x * y, to='alice')).tolist()\n",
         HEAD + "    z = x.sum()\n    return (await job.reveal(z > 1, to='bob')).tolist()\n",

@@ -68,19 +68,32 @@ def test_a_listening_port_in_use_is_one_line_naming_party_and_address(cluster):
     assert_one_clear_line(out, 1, "LinkError", "'carol'", f"{host}:{port}", "in use")
 
 
-@pytest.mark.parametrize(
-    ("address", "needle"),
-    [("999.1.1.1:7000", "not a valid IP address"), ("127.0.0.1:0", "port 0"), ("bad_host!:7000", "not a valid host name")],
-)
-def test_a_bad_address_is_a_config_error_at_load(tmp_path, address, needle):
+BAD_ADDRESSES = [("999.1.1.1:7000", "not a valid IP address"), ("127.0.0.1:0", "port 0"), ("bad_host!:7000", "not a valid host name")]
+
+
+def _config_with(tmp_path, address: str):
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         'cluster = "x"\nprotocol = "semi2k"\ndealer = "trusted-first-party"\n[tls]\nca_cert = "ca.pem"\n'
         f'[parties.alice]\naddress = "{address}"\ncert = "a.pem"\nkey = "a.key"\n'
         '[parties.bob]\naddress = "127.0.0.1:7001"\ncert = "b.pem"\nkey = "b.key"\n'
     )
+    return cfg
+
+
+def test_a_bad_address_is_one_config_error_line_at_load(tmp_path):
+    cfg = _config_with(tmp_path, BAD_ADDRESSES[0][0])
     out = mpcactors("run", PROG, "--config", str(cfg), "--party", "bob")
-    assert_one_clear_line(out, 2, "config error", str(cfg), "[parties.alice.address]", needle)
+    assert_one_clear_line(out, 2, "config error", str(cfg), "[parties.alice.address]", BAD_ADDRESSES[0][1])
+
+
+@pytest.mark.parametrize(("address", "needle"), BAD_ADDRESSES)
+def test_every_bad_address_is_a_config_error_naming_file_and_key(tmp_path, address, needle):
+    from mpcactors import ConfigError, load_config
+
+    cfg = _config_with(tmp_path, address)
+    with pytest.raises(ConfigError, match=re.escape(f"{cfg}: [parties.alice.address]") + ".*" + re.escape(needle)):
+        load_config(cfg)
 
 
 def test_an_own_host_that_does_not_resolve_is_one_line_at_bind(cluster, tmp_path):
