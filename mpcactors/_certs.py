@@ -310,7 +310,7 @@ def check_own_certificate(config: ClusterConfig, party: str) -> None:
     cert_key = f"parties.{party}.cert"
     if not any(_issued_by(cert, ca) for ca in cas):
         raise ConfigError(
-            f"{party!r}'s certificate {entry.cert} is issued by {cert.issuer.rfc4514_string()!r}, not by the "
+            f"the certificate of {party!r} ({entry.cert}) is issued by {cert.issuer.rfc4514_string()!r}, not by the "
             f"cluster CA in {config.tls.ca_cert} ({', '.join(ca.subject.rfc4514_string() for ca in cas)}){fix}",
             file=where, key=cert_key,
         )  # fmt: skip
@@ -321,25 +321,25 @@ def check_own_certificate(config: ClusterConfig, party: str) -> None:
         sans = []
     if cns != [party] or sans != [party]:
         raise ConfigError(
-            f"{party!r}'s certificate {entry.cert} names CN={cns!r} SAN={sans!r}, not {party!r}{fix}",
+            f"the certificate of {party!r} ({entry.cert}) names CN={cns!r} SAN={sans!r}, not {party!r}{fix}",
             file=where, key=cert_key,
         )  # fmt: skip
     now = _now()
     if now < cert.not_valid_before_utc:
         raise ConfigError(
-            f"{party!r}'s certificate {entry.cert} is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            f"the certificate of {party!r} ({entry.cert}) is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
             f"(is this host's clock right?)", file=where, key=cert_key,
         )  # fmt: skip
     if now > cert.not_valid_after_utc:
         raise ConfigError(
-            f"{party!r}'s certificate {entry.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC{fix}",
+            f"the certificate of {party!r} ({entry.cert}) expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC{fix}",
             file=where, key=cert_key,
         )  # fmt: skip
     if key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != (
         cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     ):
         raise ConfigError(
-            f"{party!r}'s key {entry.key} is not the key of its certificate {entry.cert}{fix}",
+            f"the key of {party!r} ({entry.key}) is not the key of its certificate ({entry.cert}){fix}",
             file=where, key=f"parties.{party}.key",
         )  # fmt: skip
 
