@@ -15,12 +15,12 @@ def test_psi_prints_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
     for party, step in (("alice", 2), ("bob", 3)):
         rows = "\n".join(f"id{i},{i}" for i in range(0, 20000, step))
         (tmp_path / f"{party}.csv").write_text("id,v\n" + rows + "\n")
-    procs = {
-        p: start(["psi", "--config", str(cfg), "--party", p, "--input", str(tmp_path / f"{p}.csv"), "--key", "id",
-                  "--output", str(tmp_path / f"{p}_out.csv"), "--job", "big", "--progress-every", "0.2",
-                  "--protocol", "ecdh", "--workers", "0"])  # fmt: skip
-        for p in ("alice", "bob")
-    }
+    def args(p: str) -> list[str]:
+        return ["psi", "--config", str(cfg), "--party", p, "--input", str(tmp_path / f"{p}.csv"), "--key", "id",
+                "--output", str(tmp_path / f"{p}_out.csv"), "--job", "big", "--progress-every", "0.2",
+                "--protocol", "ecdh", "--workers", "0"]  # fmt: skip
+
+    procs = {p: start(args(p)) for p in ("alice", "bob")}
     results = finish(procs, timeout=200)
     for p, (rc, _, err) in results.items():
         assert rc == 0, (p, err)
