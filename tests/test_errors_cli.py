@@ -72,7 +72,7 @@ def test_node_duration_does_not_call_a_link_whose_peer_left_first_closed(tmp_pat
     cfg = make_cluster(tmp_path, parties=("alice", "bob"), protocol="semi2k")
     cmd = [sys.executable, "-m", "mpcactors", "node", "--config", str(cfg)]
     env = {**os.environ, "COLUMNS": "200"}
-    bob = subprocess.Popen([*cmd, "--party", "bob", "--duration", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    bob = subprocess.Popen([*cmd, "--party", "bob", "--duration", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         alice = subprocess.run([*cmd, "--party", "alice", "--duration", "0.2"], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env, check=False)
         out, err = bob.communicate(timeout=60)
