@@ -30,6 +30,7 @@ in each shard, a multinomial draw under a fresh key, independent of the ids.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import anyio.to_thread
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 
+from .._errors import PsiError
 from ..ot._kernels import _into, aes_ecb
 from ._checkpoint import Workspace, private_open
 from ._ecdh import POINT_BYTES, open_digests
@@ -70,7 +72,9 @@ def shard_key(session: str) -> bytes:
 def split_shards(files: PreparedFiles, out_dir: str, key: bytes, shards: int) -> list[int]:
     """Write ``<s>.items`` / ``<s>.pos`` per shard into ``out_dir``; returns the shard sizes.
 
-    Memory: one slice of ``SPLIT_ROWS`` positions (its buffers allocated once, reused).
+    Memory: one slice of ``SPLIT_ROWS`` positions (its buffers allocated once, reused). The
+    sealed stream is read with ``pread`` into one buffer, not through the memmap, so its pages
+    do not stay mapped in this process (512 MB at 2^24 ids).
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -80,13 +84,18 @@ def split_shards(files: PreparedFiles, out_dir: str, key: bytes, shards: int) ->
     block = np.empty(16 * SPLIT_ROWS + 16, dtype=np.uint8)
     pos = np.empty(SPLIT_ROWS, dtype="<u4")
     sizes = [0] * shards
+    sealed = bytearray(POINT_BYTES * SPLIT_ROWS)
     items_f = [private_open(d / f"{s}.items", buffering=0) for s in range(shards)]
     pos_f = [private_open(d / f"{s}.pos", buffering=0) for s in range(shards)]
+    stream = os.open(files.path("own_h.bin"), os.O_RDONLY)
     try:
         for start in range(0, n, SPLIT_ROWS):
             stop = min(n, start + SPLIT_ROWS)
             k = stop - start
-            digests = np.frombuffer(open_digests(seal, files.hashes(start, stop)), dtype=np.uint8)
+            view = memoryview(sealed)[: POINT_BYTES * k]
+            if os.preadv(stream, [view], POINT_BYTES * start) != len(view):
+                raise PsiError(f"the prepared stream {files.path('own_h.bin')!r} is truncated")
+            digests = np.frombuffer(open_digests(seal, bytes(view)), dtype=np.uint8)
             items = np.ascontiguousarray(digests.reshape(k, POINT_BYTES)[:, :16])
             pos[:k] = np.arange(start, stop, dtype=np.uint32)
             if shards == 1:
@@ -105,6 +114,7 @@ def split_shards(files: PreparedFiles, out_dir: str, key: bytes, shards: int) ->
                     pos[:k][sel].tofile(pos_f[s])
                     sizes[s] += int(sel.size)
     finally:
+        os.close(stream)
         for f in items_f + pos_f:
             f.close()
     return sizes

@@ -183,12 +183,17 @@ class PreparedFiles:
 
     def __init__(self, workdir: str | Path, prepared: Prepared) -> None:
         d = Path(workdir)
+        self.dir = d
         self.prepared = prepared
         self.own_h = _map(d / "own_h.bin", "u1")
         self.pos_rows = _map(d / "pos_rows.bin")
         self.pos_start = _map(d / "pos_start.bin")
         self.row_pos = _map(d / "row_pos.bin")
         self.offsets = _map(d / "offsets.bin")
+
+    def path(self, name: str) -> str:
+        """The path of one of the prepared files (e.g. ``own_h.bin``)."""
+        return str(self.dir / name)
 
     def hashes(self, start: int, stop: int) -> bytes:
         """The stream's sealed digests at positions ``[start, stop)``."""
