@@ -3,6 +3,7 @@ compute_bench.py with the python of a virtualenv that has ``spu==0.9.5``; not im
 mpcactors).
 
     /path/to/spu-venv/bin/python bench/spu_sim.py --proto SEMI2K --op mul --reps 3
+    /path/to/spu-venv/bin/python bench/spu_sim.py --proto CHEETAH --op mul --reps 1  # 2 parties, no dealer
 
 The timed part is ``Runtime.run`` of the compiled executable at every party (threads, in-memory
 links), i.e. without compilation, input sharing and reconstruction.
@@ -80,7 +81,7 @@ def run_once(nparties: int, config: object, executable: object, args: list[np.nd
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--proto", required=True, choices=["SEMI2K", "ABY3"])
+    ap.add_argument("--proto", required=True, choices=["SEMI2K", "ABY3", "CHEETAH"])
     ap.add_argument("--op", required=True)
     ap.add_argument("--reps", type=int, default=3)
     a = ap.parse_args()
