@@ -245,7 +245,8 @@ async def open_node(
         wan: WAN emulation profile (one-way latency, bandwidth, jitter) for every link.
         tick_budget_s: the executor yields to the event loop after this much inline work.
         compute_threads: worker threads for big op steps (default: the config's
-            ``[runtime] compute_threads``, or the CPU count).
+            ``[runtime] compute_threads``, or the CPU count); 0: every step inline on the
+            event loop (virtual-clock tests).
 
     Raises:
         ConfigError: ``party`` is not in the config.
@@ -256,7 +257,7 @@ async def open_node(
     if network is None:  # TCP+TLS: our own certificate must be right before a peer sees it
         check_own_certificate(config, party)
     async with open_link(config, party, network=network, wan=wan, **link_options) as link:
-        threads = compute_threads or config.runtime.compute_threads or None
+        threads = compute_threads if compute_threads is not None else (config.runtime.compute_threads or None)
         executor = Executor(
             link,
             party,

@@ -43,7 +43,8 @@ def simulate(
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
-            simulation; default: the CPU count), ``check_ranges`` (development: products of
+            simulation; default: the CPU count; 0: every step inline, for virtual-clock
+            tests), ``check_ranges`` (development: products of
             secret values that would leave the fixed-point range abort naming the op; see
             ``Node.run``).
 
@@ -86,9 +87,10 @@ async def simulate_async(
     config = ClusterConfig.local(names, cluster_id="simulation", protocol=protocol, fxp_bits=fxp_bits, dealer=dealer, wan=wan)
     network = MemoryNetwork()
     threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)
-    if threads < 1:
-        raise ConfigError(f"compute_threads must be at least 1, not {compute_threads!r}", key="compute_threads")
-    limiter = anyio.CapacityLimiter(threads)  # one pool for every party: they share the cores
+    if threads < 0:
+        raise ConfigError(f"compute_threads must be at least 0, not {compute_threads!r}", key="compute_threads")
+    # one pool for every party (they share the cores); 0: every step inline on the event loop
+    limiter: int | anyio.CapacityLimiter = anyio.CapacityLimiter(threads) if threads else 0
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
 

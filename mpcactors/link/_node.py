@@ -80,6 +80,11 @@ class Channel:
         """
         self._link.send_nowait(self.job, self.name, encode_payload(obj))
 
+    def send_encoded_nowait(self, payload: bytes | memoryview) -> None:
+        """Queue a payload that :func:`~._codec.encode_payload` made (e.g. in a worker thread,
+        so a big message is not encoded on the event loop); otherwise as :meth:`send_nowait`."""
+        self._link.send_nowait(self.job, self.name, payload)
+
     async def receive(self) -> Any:
         """The next message, in order.
 

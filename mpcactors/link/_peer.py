@@ -66,6 +66,7 @@ RECV_BYTES = 1 << 18
 _COALESCE_BYTES = 1 << 16
 _RTT_GAIN = 0.125
 _CHUNKS_PER_TURN = 2048
+_BYTES_PER_TURN = 1 << 21  # copying this much into messages takes ~1-4 ms: then others run
 
 
 class _Signal:
@@ -489,9 +490,9 @@ class PeerLink:
     def _process(self, session: Session) -> bool:
         """Handle buffered frames; True if it stopped early to let other tasks run."""
         wake_writer = more = False
-        chunks = 0
+        chunks = size = 0
         while True:
-            if chunks >= _CHUNKS_PER_TURN:
+            if chunks >= _CHUNKS_PER_TURN or size >= _BYTES_PER_TURN:
                 more = True
                 break
             event = session.next_event()
@@ -499,6 +500,7 @@ class PeerLink:
                 break
             if isinstance(event, Data):
                 chunks += len(event.chunks)
+                size += sum(len(c.data) for c in event.chunks)
                 try:
                     woken = self.mux.on_data(event, self.last_heard)
                 except ProtocolError as exc:  # a window or a per-peer limit: the link fails

@@ -23,6 +23,7 @@ A failing step fails its job only: the job's waiters wake with the error, its pe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import types
@@ -37,6 +38,7 @@ import numpy as np
 
 from .._errors import JobAborted, JobError, MpcError, PeerLost, ProtocolError
 from .._log import get_logger
+from ..link._codec import encode_payload
 from ..ops._comm import Exchange
 from ..ops._context import OpContext
 from ..ops._protocol import Protocol
@@ -122,7 +124,9 @@ class Executor:
         tick_budget_s: inline stepping longer than this flushes the messages produced so far
             and yields to the event loop, so no tick holds the loop for long.
         compute_threads: worker threads for big op steps, node-wide (default: the CPU count),
-            or a CapacityLimiter shared with other nodes of the process.
+            or a CapacityLimiter shared with other nodes of the process; 0 steps every op
+            inline on the event loop (for virtual-clock tests: a trio MockClock with autojump
+            would race ahead while a worker thread runs).
         thread_min_elements: an op whose local work touches at least this many elements
             (``OpNode.cost``) steps in a worker thread; smaller ones run inline.
     """
@@ -143,13 +147,14 @@ class Executor:
         self._wake = anyio.Event()
         self._jobs: dict[str, JobState] = {}
         self._tick_budget = tick_budget_s
+        self._inline_only = compute_threads == 0
         if isinstance(compute_threads, anyio.CapacityLimiter):
             self._limiter = compute_threads  # shared (simulate: every party of the process)
         else:
             threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)
-            if threads < 1:
-                raise ValueError(f"compute_threads must be at least 1, not {compute_threads!r}")
-            self._limiter = anyio.CapacityLimiter(threads)
+            if threads < 0:
+                raise ValueError(f"compute_threads must be at least 0, not {compute_threads!r}")
+            self._limiter = anyio.CapacityLimiter(max(threads, 1))
         self._thread_min = thread_min_elements
         self._mailbox_bytes = mailbox_bytes
         self._threads: Any = None  # the serve() task group that owns the worker-thread steps
@@ -272,7 +277,11 @@ class Executor:
         ch = self._link.channel(peer, job.id, CHANNEL)
         while job.failure is None:
             while job.held[peer] > self._mailbox_bytes and not self._needs(job, peer):
-                moved = job.mailbox_moved = anyio.Event()
+                # one event for all the job's receive loops: replace it only once it has fired
+                # (replacing an unset one would strand the loops already waiting on it)
+                moved = job.mailbox_moved
+                if moved.is_set():
+                    moved = job.mailbox_moved = anyio.Event()
                 await moved.wait()
             if job.held[peer] > 8 * self._mailbox_bytes:
                 self.fail_job(job, ProtocolError(
@@ -363,7 +372,9 @@ class Executor:
             for node in batch:
                 if node.state is not OpState.READY:  # failed meanwhile, or already running
                     continue
-                if node.cost >= self._thread_min and self._threads is not None:
+                if node.cost < self._thread_min:  # shapes unknown when it was built (loaded inputs)
+                    node.cost = max(node.cost, _input_elements(node))
+                if node.cost >= self._thread_min and self._threads is not None and not self._inline_only:
                     node.state = OpState.RUNNING
                     self._threads.start_soon(self._step_in_thread, node)
                     continue
@@ -409,7 +420,9 @@ class Executor:
                     return
                 outbox: Outbox = defaultdict(lambda: defaultdict(list))
                 reply = self._after(job, node, outcome, outbox)
-                self._flush(outbox)
+                if outbox:  # a big step's messages are big: encode them off the loop too
+                    encoded = await anyio.to_thread.run_sync(_encode_outbox, outbox, limiter=self._limiter)
+                    self._flush(outbox, encoded)
                 if reply is None:
                     return
         except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, not the node
@@ -486,14 +499,18 @@ class Executor:
             node.depth = max(node.depth, depth)
         return {peer: payload for peer, (_, payload) in box.items()}
 
-    def _flush(self, outbox: Outbox) -> None:
+    def _flush(self, outbox: Outbox, encoded: dict[tuple[str, str], bytes | memoryview] | None = None) -> None:
         for peer, jobs in outbox.items():
             for job_id, items in jobs.items():
                 job = self._jobs.get(job_id)
                 if job is None or job.failure is not None:
                     continue
                 try:
-                    self._link.channel(peer, job_id, CHANNEL).send_nowait(items)
+                    channel = self._link.channel(peer, job_id, CHANNEL)
+                    if encoded is not None:
+                        channel.send_encoded_nowait(encoded[(peer, job_id)])
+                    else:
+                        channel.send_nowait(items)
                 except MpcError as exc:
                     self.fail_job(job, exc)
                     continue
@@ -604,6 +621,21 @@ def _close(node: OpNode) -> None:
     if node.gen is not None:
         node.gen.close()
         node.gen = None
+
+
+def _encode_outbox(outbox: Outbox) -> dict[tuple[str, str], bytes | memoryview]:
+    """Every (peer, job) message of ``outbox``, encoded (runs in a worker thread)."""
+    return {(peer, job_id): encode_payload(items) for peer, jobs in outbox.items() for job_id, items in jobs.items()}
+
+
+def _input_elements(node: OpNode) -> int:
+    """Elements of the op's inputs' results (their shapes are known once they are done)."""
+    total = 0
+    for i in node.inputs:
+        shape = getattr(i.result, "shape", None)
+        if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
+            total += math.prod(shape)
+    return total
 
 
 def _payload_bytes(obj: Any) -> int:

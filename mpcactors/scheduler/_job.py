@@ -219,12 +219,13 @@ class Job:
             return InputTree.decode(owner, spec, share, declared, declared_kind)
 
         raw_node = self.op(f"input[{owner}]", [], step, None, fxp)
-        if is_owner and callable(value):
-            raw_node.node.cost = LOADER_COST  # user code (a file parse): always off the event loop
         if is_owner and not callable(value) and is_bare(value):
             known: tuple[int, ...] | None = np.shape(value)
         else:
             known = declared
+        # a loader is user code (a file parse), and a value of unknown size may be big (its
+        # shares come from a PRG): both step off the event loop; known sizes decide as usual
+        raw_node.node.cost = LOADER_COST if callable(value) or known is None else _cost(known, [])
         bare = self.op(f"input[{owner}]", [raw_node], bare_step, known, fxp)
         return SecretInput(self, bare.node, known, fxp, raw_node, owner)
 

@@ -90,6 +90,6 @@ def test_a_stopped_party_tells_its_peers(tmp_path, signum):
     assert code == 128 + signum, (code, err[-2000:])
     assert f"stopped by signal {signal.Signals(signum).name}" in err, err[-2000:]
     for p in ("bob", "carol"):
-        code, out, err = results[p]
+        code, _, err = results[p]
         assert code == 1, (p, code, err[-2000:])
         assert "JobAborted" in err and "'alice'" in err and "stopped by signal" in err, (p, err[-2000:])

@@ -242,7 +242,7 @@ def test_a_diverged_program_is_aborted_by_the_idle_watchdog_not_left_hanging():
         return await job.reveal(x * x)
 
     async def main():
-        return await mpc.simulate_async(program, PARTIES, "rep3", idle_timeout=30)
+        return await mpc.simulate_async(program, PARTIES, "rep3", idle_timeout=30, compute_threads=0)
 
     with pytest.raises((mpc.JobTimeout, mpc.JobAborted)) as info:
         trio.run(functools.partial(main), clock=trio.testing.MockClock(autojump_threshold=0))

@@ -209,7 +209,8 @@ def test_independent_chains_pay_the_longest_chain_of_latency():
 
     clock = trio.testing.MockClock(autojump_threshold=0)
     out = trio.run(
-        functools.partial(mpc.simulate_async, program, ["alice", "bob", "carol"], "rep3", latency_ms=latency * 1000, timeout=60),
+        # compute_threads=0: every step inline (the autojump clock would race ahead while a worker thread runs)
+        functools.partial(mpc.simulate_async, program, ["alice", "bob", "carol"], "rep3", latency_ms=latency * 1000, timeout=60, compute_threads=0),
         clock=clock,
     )
     for party, (elapsed, values) in out.items():
