@@ -202,8 +202,10 @@ class Node:
         ``async with`` block, which sends CLOSE); ``mpcactors run``, ``psi`` and ``node`` call
         this on SIGTERM and SIGINT with "stopped by signal ...".
         """
-        self._log.warning("stopping every job", reason=reason)
-        for state in self._executor.live_jobs():
+        jobs = self._executor.live_jobs()
+        if jobs:
+            self._log.warning("stopping every job", reason=reason, jobs=[j.id for j in jobs])
+        for state in jobs:
             self._executor.fail_job(state, JobAborted(state.id, self.party, reason))
         self.link.abort_all(reason)
 
