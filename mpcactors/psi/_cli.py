@@ -22,6 +22,7 @@ import anyio
 from .._config import load_config
 from .._errors import ConfigError, MpcError
 from .._log import configure_logging
+from .._signals import StopSignal, stop_on_signals
 from ._api import DEFAULT_CHUNK_SIZE, PsiResult, run_psi
 from ._progress import RichPsiProgress
 from ._protocol import JOINS, PROTOCOLS
@@ -120,8 +121,9 @@ def psi_cli(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"mpcactors psi: error: {exc}", file=sys.stderr)
         return 2
+    stopped: list[StopSignal] = []
     try:
-        results = anyio.run(_run, config, args, peer, plan, backend="trio")
+        results = anyio.run(_run, config, args, peer, plan, stopped, backend="trio")
     except (MpcError, BaseExceptionGroup) as exc:
         errors = _leaves(exc)
         if not all(isinstance(e, MpcError) for e in errors):
@@ -129,12 +131,23 @@ def psi_cli(argv: list[str]) -> int:
         for e in errors:
             print(f"mpcactors psi: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    if stopped and stopped[0].signal is not None:  # SIGTERM/SIGINT: the jobs were aborted everywhere
+        print(f"mpcactors psi: {stopped[0].reason}", file=sys.stderr)
+        return stopped[0].exit_code
     _report(args, plan, results)
     return 0 if all(isinstance(r, PsiResult) for r in results.values()) else 1
 
 
-async def _run(config: Any, args: argparse.Namespace, peer: str,
-               plan: list[_JobSpec]) -> dict[str, PsiResult | MpcError]:
+async def _run(config: Any, args: argparse.Namespace, peer: str, plan: list[_JobSpec],
+               stopped: list[StopSignal]) -> dict[str, PsiResult | MpcError]:
+    async with stop_on_signals() as stop:
+        stopped.append(stop)
+        return await _run_jobs(config, args, peer, plan, stop)
+    return {spec.job: MpcError(stop.reason or "stopped") for spec in plan}  # cancelled by a 2nd signal
+
+
+async def _run_jobs(config: Any, args: argparse.Namespace, peer: str, plan: list[_JobSpec],
+                    stop: StopSignal) -> dict[str, PsiResult | MpcError]:
     from rich.console import Console
 
     from .._certs import check_own_certificate
@@ -144,6 +157,7 @@ async def _run(config: Any, args: argparse.Namespace, peer: str,
     console = Console(stderr=True)
     check_own_certificate(config, args.party)  # a wrong certificate of ours fails now, saying why
     async with open_node(config, args.party) as node:
+        stop.stop = node.abort_all  # a signal aborts every PSI job here and at the peer
         with RichPsiProgress(console, disable=args.no_progress, every_s=args.progress_every) as bar:
             for spec in plan:
                 bar.add_job(spec.job)

@@ -183,3 +183,36 @@ def test_peer_that_is_not_there(tmp_path: Path) -> None:
     assert rc == 1
     assert "PeerUnavailable" in stderr and "'bob'" in stderr
     assert not out_path.exists()
+
+
+def test_sigterm_mid_psi_aborts_the_job_at_the_peer(tmp_path: Path) -> None:
+    """Orderly stop (issue 9): SIGTERM at alice during the KKRT exchange aborts the job at both
+    parties with alice named and 'stopped by signal', long before the peer timeout would."""
+    cfg = make_cluster(tmp_path, peer_timeout_s=60)
+    pa, pb, _, _ = csv_pair(tmp_path, 30000, 11)
+    ck = {p: tmp_path / f"ck_{p}" for p in ("alice", "bob")}
+
+    def run(party: str, inp: str, key: str) -> object:
+        return start(["cli", "--config", str(cfg), "--party", party, "--input", inp, "--key", key,
+                      "--output", str(tmp_path / f"out_{party}.csv"), "--job", "stop-me",
+                      "--checkpoint-dir", str(ck[party]), "--no-progress", "--summary-json"])
+
+    procs = {"alice": run("alice", pa, "id"), "bob": run("bob", pb, "uid")}
+    deadline = time.monotonic() + 120
+    try:
+        while not list(ck["alice"].glob("stop-me-*.alice/kkrt-shards/0.pos")):  # mid-exchange
+            assert time.monotonic() < deadline and procs["alice"].poll() is None, "too late"
+            time.sleep(0.01)
+        procs["alice"].send_signal(signal.SIGTERM)
+        out = finish(procs, timeout=30)  # PeerLost would take 60 s: only the abort is this fast
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    rc, _, err = out["alice"]
+    assert rc == 128 + signal.SIGTERM, (rc, err[-3000:])
+    assert "stopped by signal SIGTERM" in err, err[-3000:]
+    rc, stdout, err = out["bob"]
+    assert rc == 1, (rc, err[-3000:])
+    said = stdout + err
+    assert "JobAborted" in said and "'alice'" in said and "stopped by signal SIGTERM" in said, said[-3000:]
