@@ -344,7 +344,8 @@ class PeerLink:
                     self._log.info("incoming connection failed its handshake", error=repr(exc))
                     continue
                 return conn
-        raise PeerUnavailable(self.peer, address, 0, f"it did not connect within {timeout:g} s")
+        # a deadline already past (a reconnect after last_heard + peer_timeout_s) waited 0 s
+        raise PeerUnavailable(self.peer, address, 0, f"it did not connect within {max(timeout, 0.0):g} s")
 
     async def _dial_once(self) -> Connection:
         conn = await self.transport.connect(self.peer)

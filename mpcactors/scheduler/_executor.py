@@ -41,7 +41,7 @@ from .._log import get_logger
 from ..link._codec import encode_payload
 from ..ops._comm import Exchange
 from ..ops._context import OpContext
-from ..ops._protocol import Protocol
+from ..ops._protocol import Protocol, Share
 from ._fingerprint import MAX_FINGERPRINT_CHARS, PROBE_ROUND, diverged, fingerprint
 from ._graph import Graph, OpNode, OpState
 
@@ -632,9 +632,8 @@ def _input_elements(node: OpNode) -> int:
     """Elements of the op's inputs' results (their shapes are known once they are done)."""
     total = 0
     for i in node.inputs:
-        shape = getattr(i.result, "shape", None)
-        if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
-            total += math.prod(shape)
+        if isinstance(i.result, (Share, np.ndarray)):  # other results (pytrees) may refuse .shape
+            total += math.prod(i.result.shape)
     return total
 
 

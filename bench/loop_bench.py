@@ -1,0 +1,168 @@
+"""How long the host's event loop is held while secure jobs run on it (DESIGN.md section 9).
+
+A 10 ms ticker runs beside ``simulate_async`` on the same loop (asyncio or trio); its worst
+lateness is how long library code held the loop. Workloads:
+
+- ``matmul+lt``: rep3, three 1024x1024 matmuls and 10^6 comparisons (the issue's job);
+- ``mul1e7``: rep3, one elementwise product of 10^7 values;
+- ``matmul2048``: rep3, one 2048x2048 matmul.
+
+Also two concurrent compute jobs (1024 matmul + 10^6 comparisons each) against the same two one
+after another, in one run (the ratio is what counts on a noisy 2-core machine).
+
+Usage: python bench/loop_bench.py [--backend asyncio|trio|both] [--workloads ...] [--no-pair]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from typing import Any
+
+import anyio
+import numpy as np
+
+import mpcactors as mpc
+
+
+def _workload(name: str) -> Any:
+    rng = np.random.default_rng(1)
+    if name == "matmul+lt":
+        a = rng.normal(size=(1024, 1024))
+        b = rng.normal(size=(1024, 1024))
+        u = rng.normal(size=10**6)
+        v = rng.normal(size=10**6)
+
+        async def prog(job: Any) -> Any:
+            x = job.input("alice", a)
+            y = job.input("bob", b)
+            z = x @ y
+            z = z @ y
+            z = z @ y
+            c = job.input("alice", u) < job.input("bob", v)
+            s = await job.reveal([z[0, :4], c.sum()])
+            return s
+
+        return prog
+    if name == "mul1e7":
+        u = rng.normal(size=10**7)
+
+        async def prog(job: Any) -> Any:
+            x = job.input("alice", u)
+            y = job.input("bob", u)
+            return await job.reveal((x * y)[:4])
+
+        return prog
+    if name == "matmul2048":
+        a = rng.normal(size=(2048, 2048))
+
+        async def prog(job: Any) -> Any:
+            x = job.input("alice", a)
+            y = job.input("bob", a)
+            return await job.reveal((x @ y)[0, :4])
+
+        return prog
+    raise SystemExit(f"unknown workload {name!r}")
+
+
+async def lateness(prog: Any) -> tuple[float, float]:
+    """(worst ticker lateness in s, job wall time in s)."""
+    worst = 0.0
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            t = time.perf_counter()
+            await anyio.sleep(0.010)
+            worst = max(worst, time.perf_counter() - t - 0.010)
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await mpc.simulate_async(prog, ["alice", "bob", "carol"], "rep3", timeout=600)
+        done.set()
+    return worst, time.perf_counter() - t0
+
+
+async def pair(prog: Any) -> tuple[float, float]:
+    """(wall of two jobs one after another, wall of the same two at once) in one run."""
+    t0 = time.perf_counter()
+    await mpc.simulate_async(prog, ["alice", "bob", "carol"], "rep3", job="one")
+    await mpc.simulate_async(prog, ["alice", "bob", "carol"], "rep3", job="two")
+    serial = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: mpc.simulate_async(prog, ["alice", "bob", "carol"], "rep3", job="a"))
+        tg.start_soon(lambda: mpc.simulate_async(prog, ["alice", "bob", "carol"], "rep3", job="b"))
+    return serial, time.perf_counter() - t0
+
+
+async def many_small(n: int, latency_ms: float, concurrent: bool) -> float:
+    """Wall time of ``n`` small jobs (8-element product, comparison, reveal) at 3 in-memory
+    nodes with ``latency_ms`` one-way, all at once or one after another."""
+    from mpcactors._config import ClusterConfig, WanProfile
+    from mpcactors.link import MemoryNetwork
+
+    parties = ["alice", "bob", "carol"]
+    config = ClusterConfig.local(parties, protocol="rep3")
+    wan = WanProfile(latency_ms, 0.0, 0.0)
+    network = MemoryNetwork()
+    u = np.arange(8.0)
+
+    async def prog(job: Any) -> Any:
+        x = job.input("alice", u)
+        y = job.input("bob", u)
+        return await job.reveal([x * y, x < y])
+
+    async def node_main(name: str) -> None:
+        async with mpc.open_node(config, name, network=network, wan=wan) as node:
+            if concurrent:
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(lambda i=i: node.run(prog, job=f"small-{i}"))
+            else:
+                for i in range(n):
+                    await node.run(prog, job=f"small-{i}")
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for p in parties:
+            tg.start_soon(node_main, p)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="both", choices=["asyncio", "trio", "both"])
+    ap.add_argument("--workloads", default="matmul+lt,mul1e7,matmul2048")
+    ap.add_argument("--no-pair", action="store_true", help="skip the two-jobs-at-once row")
+    ap.add_argument("--small", type=int, default=0, help="also N small jobs at 40 ms RTT, at once vs in turn")
+    args = ap.parse_args()
+    backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
+    with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    flags = " ".join(f for f in ("avx512ifma", "avx512f", "avx2") if f in cpuinfo)
+    print(f"# loop_bench  {time.strftime('%Y-%m-%d')}  {platform.processor() or platform.machine()}  "
+          f"python {sys.version.split()[0]}  cpu flags: {flags}")
+    print(f"{'backend':8} {'workload':12} {'worst lateness ms':>18} {'job s':>8}")
+    for backend in backends:
+        for w in args.workloads.split(","):
+            worst, wall = anyio.run(lateness, _workload(w), backend=backend)
+            print(f"{backend:8} {w:12} {worst * 1000:18.1f} {wall:8.2f}", flush=True)
+    if not args.no_pair:
+        serial, together = anyio.run(pair, _workload("matmul+lt"), backend="trio")
+        print(f"two jobs (1024 matmul x3 + 1e6 lt): one after another {serial:.2f} s, "
+              f"at once {together:.2f} s, ratio {together / serial:.2f}")
+    if args.small:
+        at_once = anyio.run(many_small, args.small, 20.0, True, backend="trio")
+        k = min(args.small, 50)
+        in_turn = anyio.run(many_small, k, 20.0, False, backend="trio")
+        print(f"{args.small} small jobs at 40 ms RTT: at once {at_once:.2f} s; one after another "
+              f"{in_turn:.2f} s for {k} (x{args.small / k:g} = {in_turn * args.small / k:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
