@@ -66,7 +66,7 @@ RECV_BYTES = 1 << 18
 _COALESCE_BYTES = 1 << 16
 _RTT_GAIN = 0.125
 _CHUNKS_PER_TURN = 2048
-_BYTES_PER_TURN = 1 << 21  # copying this much into messages takes ~1-4 ms: then others run
+_BYTES_PER_TURN = 1 << 20  # copying this much into messages takes ~1-2 ms: then others run
 
 
 class _Signal:
