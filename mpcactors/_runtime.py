@@ -124,6 +124,12 @@ class Node:
                 reason = error.cause if isinstance(error, JobAborted) else f"{type(error).__name__}: {error}"
                 with contextlib.suppress(MpcError):
                     self.link.abort_job(job, reason)
+            else:
+                # relay a peer's abort: a third party may see our link close (we leave the job
+                # now) before the aborting party's own JOB_ABORT reaches it; ours goes first on
+                # each link, so it learns the cause, not just that we left
+                with contextlib.suppress(MpcError):
+                    self.link.abort_job(job, str(error))
             scope.cancel()
 
         state = JobState(job, self.party, proto, on_fail=on_fail)
