@@ -31,10 +31,6 @@ CONFIGS = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes more than 20 s (CI still runs it)")
-
-
 def payload_bytes(obj: Any) -> int:
     """Bytes of the arrays (and bytes) inside a payload, the part that dominates the wire."""
     if isinstance(obj, np.ndarray):
