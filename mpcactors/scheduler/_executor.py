@@ -317,22 +317,8 @@ class Executor:
         job.gone[peer] = error
         for node in job.graph.nodes:
             if node.state is OpState.BLOCKED and self._missing_from_gone(job, node):
-                if self._end_without_gone(job, node):
-                    continue
                 self.fail_job(job, error)
                 return
-
-    def _end_without_gone(self, job: JobState, node: OpNode) -> bool:
-        """The job's closing ``end`` op compares op counts with the parties still there: a peer
-        that left the job (its process died after its last message; e.g. a dropped client of
-        secure aggregation, which the program carried on without) is not waited for."""
-        if node.name != "end" or node.op_id != len(job.graph.nodes) - 1:
-            return False
-        node.expect = frozenset(p for p in node.expect if p not in job.gone)
-        box = job.mailbox.get((node.op_id, node.round), {})
-        if node.expect <= box.keys():
-            self._make_ready(node)
-        return True
 
     def _missing_from_gone(self, job: JobState, node: OpNode) -> bool:
         box = job.mailbox.get((node.op_id, node.round), {})
@@ -484,7 +470,7 @@ class Executor:
         if node.expect and (box is None or not node.expect <= box.keys()):
             node.state = OpState.BLOCKED
             job.mailbox_moved.set()  # a receive loop held back by backpressure may be needed now
-            if job.gone and self._missing_from_gone(job, node) and not self._end_without_gone(job, node):
+            if job.gone and self._missing_from_gone(job, node):
                 lost = next(p for p in node.expect if p in job.gone)
                 self.fail_job(job, job.gone[lost])
             return None

@@ -285,9 +285,9 @@ class Job:
         with an extra op (or one fewer) aborts the job everywhere before anyone returns.
         """
         state = self._state
-        peers = frozenset(p for p in state.peers if p not in state.gone)  # not a peer that left
-        if not peers:
+        if not state.peers:
             return
+        peers = frozenset(state.peers)
 
         def end(ctx: Any, ins: list[Any]) -> Step[None]:
             yield Exchange(send={p: None for p in peers}, recv=peers)
