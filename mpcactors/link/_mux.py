@@ -49,6 +49,7 @@ raises). Late data for failed or closed jobs is dropped and credited back.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 from collections import OrderedDict, deque
 from typing import Any, Final, TypeVar
 
@@ -59,6 +60,7 @@ from ._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, Chunk, Credit, Data, JobA
 
 __all__ = ["JobCounters", "Mux", "detached"]
 
+_HUGE_BYTES: Final = 4 << 20  # numpy asks for transparent huge pages from this size
 _ENTRY_OVERHEAD: Final = 16  # msgpack bytes of an entry besides its job and channel names
 _ENDED_MEMORY: Final = 4096  # ended job ids remembered, to drop their late data quietly
 
@@ -645,11 +647,16 @@ class Mux:
                 )
             if c.total < 1 << 16:
                 buf = memoryview(bytearray(c.data if len(c.data) == c.total else c.total))
-            else:
-                # Uninitialised (np.empty, huge pages where offered): a zero-filled bytearray
-                # would touch every page twice.
+            elif c.total < _HUGE_BYTES:
+                # Uninitialised: a zero-filled bytearray would touch every page twice.
                 raw: Any = np.empty(c.total, dtype=np.uint8)
                 buf = memoryview(raw).cast("B")
+            else:
+                # numpy asks for transparent huge pages at this size, and a huge page's first
+                # touch may stall for compaction (measured: up to 23 ms to fill 256 KiB on a
+                # 2-core VM) in the middle of the reader's turn. An anonymous map of small
+                # pages costs ~0.5 ms per 256 KiB, evenly.
+                buf = memoryview(mmap.mmap(-1, c.total))
             if len(c.data) != c.total:
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)
