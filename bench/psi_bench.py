@@ -5,6 +5,7 @@ data in the same run when spu is installed.
     .venv/bin/python bench/psi_bench.py [--logn 16 18 20] [--protocols kkrt ecdh]
         [--spu-protocols RR22 ECDH] [--ecdh-max-logn 20] [--spu-max-logn 20] [--mem-logn 24]
         [--jobs 1 4 16] [--conc-logn 11] [--wan-logn 12] [--spu-python PY] [--skip-wan] [--record]
+        [--json [PATH]]
 
 Parts:
 1. Size: 2^logn random 16-byte hex ids per side (half of them common), one job, result to both
@@ -22,7 +23,8 @@ Parts:
    beside the measured one.
 
 Both parties share this machine's cores, as SPU's two processes do. ``--record`` appends the
-tables to bench/RESULTS.md under "## PSI". SPU: pass ``--spu-python`` (a Python with
+tables to bench/RESULTS.md under "## PSI"; ``--json`` writes the same figures as JSON (default
+bench/results/psi_bench.json), which bench/plot.py draws. SPU: pass ``--spu-python`` (a Python with
 ``spu==0.9.5``) or run with one; otherwise the table says "spu not installed".
 """
 
@@ -47,6 +49,7 @@ from mpcactors._demo import free_ports
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADING = "## PSI"
+JSON_DEFAULT = HERE / "results" / "psi_bench.json"
 
 
 # ---- set-up --------------------------------------------------------------------------------
@@ -328,8 +331,11 @@ def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], pro
             "phases": ja["phases"], "load": os.getloadavg()[0]}
 
 
-def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]) -> list[str]:
+def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int],
+              records: list[dict[str, Any]] | None = None) -> list[str]:
+    """The size table's rows; one dict per (size, system) is appended to ``records``."""
     rows = list(SIZE_HEAD)
+    records = [] if records is None else records
     for logn in sizes:
         n = 1 << logn
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
@@ -356,6 +362,13 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
                 got.append((name, ours_once(folder, logn, a, b, expected, proto)))
             rr22 = next((r["s"] for nm, r in got if nm == "SPU RR22" and isinstance(r, dict)), None)
             for name, r in got:
+                rec: dict[str, Any] = {"logn": logn, "ids_per_side": n, "system": name}
+                if isinstance(r, str):
+                    rec["not_run"] = r
+                else:
+                    rec.update({"s": r["s"], "mb_sent": r["mb"], "peak_mb": r["peak"],
+                                "shards": r["shards"], "correct": r["ok"], "load_avg": r["load"]})
+                records.append(rec)
                 if isinstance(r, str):
                     line = f"| 2^{logn} | {name} | {r} | | | | | | | |"
                 else:
@@ -392,7 +405,10 @@ def kkrt_rounds(n_recv: int, n_send: int) -> int:
     return max(counts.values())
 
 
-def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, protocol: str) -> list[str]:
+def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, protocol: str,
+                     records: list[dict[str, Any]] | None = None) -> list[str]:
+    """The concurrency table's rows; one dict per job count is appended to ``records``."""
+    records = [] if records is None else records
     where = "loopback" if wan is None else f"WAN {2 * wan[0]:g} ms RTT, {wan[1]:g} Mbit/s"
     logn = args.conc_logn if wan is None else args.wan_logn
     rows = [("| protocol | link | jobs x ids per side | one after another s | all at once s | speed-up | "
@@ -415,6 +431,7 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, 
             ok = all(read_ids(str(folder / f"o_a_{j}.csv.{m}")) == expected[j]
                      for j in range(k) for m in ("s", "c"))
             model = ratio = "-"
+            t_model: float | None = None
             if wan is not None and protocol == "kkrt":
                 # hello, ready, align, fin + the KKRT exchange's rounds, all jobs overlapping
                 rounds = 4 + kkrt_rounds(1 << logn, 1 << logn)
@@ -424,6 +441,12 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, 
                     f"{seq / con:.2f} | {sent / 1e6:.1f} | {model} | {ratio} | {'yes' if ok else 'NO'} |")
             print(line, flush=True)
             rows.append(line)
+            records.append({"protocol": protocol, "link": where,
+                            "rtt_ms": 0.0 if wan is None else 2 * wan[0],
+                            "bandwidth_mbps": None if wan is None else wan[1],
+                            "jobs": k, "logn": logn, "ids_per_job": 1 << logn,
+                            "serial_s": seq, "concurrent_s": con, "mb_sent": sent / 1e6,
+                            "model_s": t_model, "correct": ok, "load_avg": os.getloadavg()[0]})
     return rows
 
 
@@ -444,6 +467,8 @@ def main() -> int:
     ap.add_argument("--spu-python", default=sys.executable)
     ap.add_argument("--skip-wan", action="store_true")
     ap.add_argument("--record", action="store_true", help="append to bench/RESULTS.md (## PSI)")
+    ap.add_argument("--json", nargs="?", const=str(JSON_DEFAULT), default=None, metavar="PATH",
+                    help=f"also write the figures as JSON (default path {JSON_DEFAULT.relative_to(ROOT)})")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     rate = calibrate()
@@ -452,21 +477,35 @@ def main() -> int:
     flags = cpu_flags()
     print(f"machine: {cpu}; flags: {flags}; X25519 via cryptography: {rate:,.0f} ops/s on one core"
           f"; SPU: {'spu==0.9.5 at ' + spu_python if spu_python else 'spu not installed'}", flush=True)
+    started = datetime.datetime.now(datetime.UTC)
+    out: dict[str, Any] = {"size": [], "memory": [], "concurrency": []}
     blocks = [(f"CPU flags: `{flags}`; single-core X25519 (OpenSSL through `cryptography`): "
               f"{rate:,.0f} ops/s."), ""]
     if args.logn:
-        blocks += size_part(args, spu_python, args.logn) + [""]
+        blocks += size_part(args, spu_python, args.logn, out["size"]) + [""]
     if args.mem_logn:
         mem_args = argparse.Namespace(**{**vars(args), "protocols": ["kkrt"], "spu_protocols": []})
-        blocks += size_part(mem_args, None, args.mem_logn) + [""]
+        blocks += size_part(mem_args, None, args.mem_logn, out["memory"]) + [""]
     for protocol in args.conc_protocols if args.jobs else []:
-        blocks += concurrency_part(args, None, protocol)
+        blocks += concurrency_part(args, None, protocol, out["concurrency"])
         if not args.skip_wan:
-            blocks += concurrency_part(args, (20.0, 100.0), protocol)[2:]
+            blocks += concurrency_part(args, (20.0, 100.0), protocol, out["concurrency"])[2:]
         blocks += [""]
     if args.record:
         record(blocks, cpu, spu_python)
+    if args.json:
+        write_json(Path(args.json), {
+            "bench": "psi_bench", "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": cpu, "cpu_flags": flags, "x25519_ops_per_s": rate,
+            "spu": "spu==0.9.5" if spu_python else None, "args": vars(args), **out})
     return 0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}", flush=True)
 
 
 def _cpu() -> str:
