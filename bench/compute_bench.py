@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compute_bench.py [--ops mul,matmul256,matmul1024,lt,sigmoid,lr]
         [--spu-python /path/to/venv-with-spu/bin/python] [--reps 3] [--wan] [--record]
+        [--json [PATH]]
 
 Times are the run time of the op itself at every party (the slowest party), after the inputs
 are shared and before the result is revealed, like SPU's "run" time (no compilation). Both
@@ -14,6 +15,9 @@ beside SPU's CHEETAH (2 parties, silent OT + lattice HE, no dealer). Its time in
 the correlations (they are made inside each op, in the op's first rounds). The online part is
 the same protocol with the correlations given: the ``semi2k`` (trusted-first-party) time of the
 same op, whose online messages are identical; offline = total - online.
+
+``--json`` also writes the rows as JSON (default bench/results/compute_bench.json), which
+bench/plot.py draws.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ import trio.testing
 import mpcactors as mpc
 
 HERE = Path(__file__).resolve().parent
+JSON_DEFAULT = HERE / "results" / "compute_bench.json"
 SETUPS = {
     "semi2k": ("semi2k", ["alice", "bob"], {"dealer": "trusted-first-party"}),
     "semi2k+dealer": ("semi2k", ["alice", "bob", "carol"], {"dealer": "carol"}),
@@ -113,7 +118,7 @@ def check(op: str, args: list[np.ndarray], value: np.ndarray) -> str:
         w = np.zeros(a.shape[1])
         for _ in range(3):
             w = w - 0.1 * (a.T @ (1 / (1 + np.exp(-(a @ w))) - b))
-        acc = lambda v: np.mean((a @ v > 0) == (b > 0.5))  # noqa: E731
+        acc = lambda v: np.mean((a @ v > 0) == (b > 0.5))
         return f"acc {acc(value):.4f} vs plain {acc(w):.4f}, max|dw| {np.max(np.abs(value - w)):.1e}"
     ref = compute(op, a, b) if op != "sigmoid" else 1 / (1 + np.exp(-a))
     return f"max abs err {np.max(np.abs(value - ref)):.1e}"
@@ -122,7 +127,7 @@ def check(op: str, args: list[np.ndarray], value: np.ndarray) -> str:
 def run_spu(spu_python: str, proto: str, op: str, reps: int) -> dict[str, Any] | None:
     cmd = [spu_python, str(HERE / "spu_sim.py"), "--proto", proto, "--op", op, "--reps", str(reps)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": str(exc)}
     if out.returncode != 0:
@@ -167,7 +172,7 @@ def wan_rows(latency_ms: float = 20.0) -> list[tuple[str, float, float, int]]:
         protocol, parties, options = SETUPS[setup]
         holders = [p for p in parties if p != options.get("dealer")]
 
-        async def lr(job: Any) -> Any:
+        async def lr(job: Any, holders: list[str] = holders) -> Any:
             a = await job.input(holders[0], lambda: x)
             b = await job.input(holders[-1], lambda: y)
             t0 = trio.current_time()
@@ -193,7 +198,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--wan", action="store_true", help="also the WAN rows (latency 20 ms one-way)")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    ap.add_argument("--json", nargs="?", const=str(JSON_DEFAULT), default=None, metavar="PATH",
+                    help="also write the rows as JSON (default path bench/results/compute_bench.json)")
     a = ap.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
     rows = []
     for op in a.ops.split(","):
         _, args = op_data(op)
@@ -228,6 +236,26 @@ def main() -> None:
     wan = wan_rows(20.0) if a.wan else []
     if a.record:
         record(rows, wan)
+    if a.json:
+        write_json(Path(a.json), a, started, rows, wan)
+
+
+def write_json(path: Path, a: argparse.Namespace, started: datetime.datetime,
+               rows: list[dict[str, Any]], wan: list[tuple[str, float, float, int]]) -> None:
+    data = {
+        "bench": "compute_bench",
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
+        "load_avg": os.getloadavg()[0],
+        "args": vars(a),
+        "spu_protocols": SPU_PROTO,
+        "rows": rows,
+        "wan": [{"program": n, "wall_s": w, "bound_s": b, "rounds": r} for n, w, b, r in wan],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}", flush=True)
 
 
 def record(rows: list[dict[str, Any]], wan: list[tuple[str, float, float, int]]) -> None:
@@ -235,8 +263,8 @@ def record(rows: list[dict[str, Any]], wan: list[tuple[str, float, float, int]])
         "",
         "## Secure compute",
         "",
-        f"### compute_bench {datetime.date.today()} ({platform.machine()}, {platform.processor() or 'cpu'}, 2 cores, "
-        f"python {platform.python_version()})",
+        (f"### compute_bench {datetime.date.today()} ({platform.machine()}, {platform.processor() or 'cpu'}, 2 cores, "
+         f"python {platform.python_version()})"),
         "",
         "| op | setup | mpcactors run s | rounds | MB sent (party 0) | SPU run s | SPU/ours | accuracy |",
         "|---|---|---|---|---|---|---|---|",
