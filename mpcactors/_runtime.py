@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,6 +23,7 @@ from ._certs import check_own_certificate
 from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
+from ._trace import NodeTracing, TraceFile
 from .link import open_node as open_link
 from .ops._registry import make_protocol
 from .scheduler._executor import Executor, JobState
@@ -43,6 +45,7 @@ class Node:
         self._executor = executor
         self._program_runs: Counter[str] = Counter()
         self._log = get_logger(party=party)
+        self._tracing = NodeTracing(party, link)
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -71,6 +74,7 @@ class Node:
         fxp_bits: int | None = None,
         dealer: str | None = None,
         check_ranges: bool = False,
+        trace: str | os.PathLike[str] | TraceFile | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``await program(job, *args, **kwargs)`` as one secure job at this party.
@@ -91,6 +95,9 @@ class Node:
                 checked against the fixed-point range; one that would wrap aborts the job with
                 an OverflowError naming the op (README: fixed-point ranges). Reveals values
                 and costs a round per product: never in production.
+            trace: write this party's trace of the job to this path when it ends (Chrome /
+                Perfetto trace-event JSON: op steps, frames per peer, waits, rounds; see
+                docs/TRACE.md), also when it fails.
 
         Returns:
             What the program returned at this party.
@@ -132,7 +139,8 @@ class Node:
                     self.link.abort_job(job, str(error))
             scope.cancel()
 
-        state = JobState(job, self.party, proto, on_fail=on_fail)
+        traced = self._tracing.start(job, "compute") if trace is not None else None
+        state = JobState(job, self.party, proto, on_fail=on_fail, tracer=traced)
         self._executor.open_job(state)
         handle = Job(state, self._executor, self.link, settings)
         handle.check_ranges = check_ranges
@@ -169,6 +177,8 @@ class Node:
             self._executor.close_job(state)
             with contextlib.suppress(Exception):
                 self.link.close_job(job)
+            if traced is not None and trace is not None:
+                await self._tracing.finish(traced, trace, drain=state.failure is None)
         err = state.failure
         if err is not None:
             log.warning("job failed", error=repr(err))
@@ -215,11 +225,17 @@ class Node:
             self._executor.fail_job(state, JobAborted(state.id, self.party, reason))
         self.link.abort_all(reason)
 
-    async def psi(self, **kwargs: Any) -> Any:
-        """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``."""
+    async def psi(self, *, trace: str | os.PathLike[str] | TraceFile | None = None, **kwargs: Any) -> Any:
+        """Run a PSI job with a peer over this node's link; see ``mpcactors.psi.run_psi``.
+
+        ``trace``: write this party's trace of the job (its phases and frames) to this path
+        when it ends (docs/TRACE.md).
+        """
         from .psi import run_psi
 
-        return await run_psi(self.link, **kwargs)
+        if trace is None:
+            return await run_psi(self.link, **kwargs)
+        return await self._tracing.psi(trace, run_psi, self.link, **kwargs)
 
 
 def _holds_secret(value: Any) -> bool:

@@ -19,6 +19,7 @@ import trio
 from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError
 from ._runtime import open_node
+from ._trace import TraceFile
 
 __all__ = ["simulate", "simulate_async"]
 
@@ -46,7 +47,8 @@ def simulate(
             simulation; default: the CPU count; 0: every step inline, for virtual-clock
             tests), ``check_ranges`` (development: products of
             secret values that would leave the fixed-point range abort naming the op; see
-            ``Node.run``).
+            ``Node.run``), ``trace`` (a path: every party's trace of the job in one
+            Chrome/Perfetto trace-event JSON file; docs/TRACE.md).
 
     Raises:
         ConfigError: unknown protocol or option; semi2k with more than two parties and no dealer.
@@ -72,6 +74,7 @@ async def simulate_async(
     kwargs: dict[str, Any] | None = None,
     compute_threads: int | None = None,
     check_ranges: bool = False,
+    trace: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """:func:`simulate` inside a running event loop (trio or asyncio)."""
     from .link import MemoryNetwork
@@ -93,6 +96,7 @@ async def simulate_async(
     limiter: int | anyio.CapacityLimiter = anyio.CapacityLimiter(threads) if threads else 0
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
+    traces = TraceFile() if trace is not None else None
 
     async def party(name: str) -> None:
         try:
@@ -101,14 +105,18 @@ async def simulate_async(
             ) as node:
                 results[name] = await node.run(
                     program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout,
-                    check_ranges=check_ranges, **(kwargs or {}),
+                    check_ranges=check_ranges, trace=traces, **(kwargs or {}),
                 )
         except Exception as exc:  # noqa: BLE001 - collected: every party's outcome is known before raising
             errors[name] = exc
 
-    async with anyio.create_task_group() as tg:
-        for name in names:
-            tg.start_soon(party, name)
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(party, name)
+    finally:
+        if traces is not None and trace is not None:
+            traces.write(trace)
     if errors:
         first = next(errors[n] for n in names if n in errors)
         raise first

@@ -31,7 +31,7 @@ from .._log import get_logger
 from ._codec import decode_payload, encode_payload
 from ._frames import NEED_DATA, Close, FrameDecoder, Hello, frame_bytes
 from ._memory import MemoryNetwork
-from ._peer import RECV_BYTES, PeerLink
+from ._peer import RECV_BYTES, FrameTracer, PeerLink
 from ._stats import JobLinkStatistics, LinkStatistics, NodeStatistics
 from ._transport import HANDSHAKE_TIMEOUT_S, Connection, TcpTlsTransport, Transport, is_disconnect
 
@@ -183,6 +183,11 @@ class Node:
         """Free the job's buffers on every link; queued outgoing messages are still sent."""
         for link in self._links.values():
             link.close_job(job)
+
+    def set_tracer(self, tracer: FrameTracer | None) -> None:
+        """Tell ``tracer`` about every DATA frame of every peer's link (None: stop)."""
+        for link in self._links.values():
+            link.tracer = tracer
 
     def drop_connection(self, peer: str) -> bool:
         """Cut the current connection to ``peer`` (a chaos/test hook).

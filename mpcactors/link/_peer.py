@@ -33,9 +33,9 @@ import random
 import secrets
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import ByteStream
@@ -67,6 +67,14 @@ _COALESCE_BYTES = 1 << 16
 _RTT_GAIN = 0.125
 _CHUNKS_PER_TURN = 2048
 _BYTES_PER_TURN = 1 << 20  # copying this much into messages takes ~1-2 ms: then others run
+
+
+class FrameTracer(Protocol):
+    """What a link tells a job tracer (``mpcactors._trace.Tracer``) about DATA frames."""
+
+    def frame_sent(self, peer: str, seq: int, chunks: Sequence[Any]) -> None: ...
+    def frames_written(self, peer: str) -> None: ...
+    def frame_received(self, peer: str, seq: int, chunks: Sequence[Any]) -> None: ...
 
 
 class _Signal:
@@ -145,6 +153,7 @@ class PeerLink:
         self.rtt_s: float | None = None
         self._old = [0, 0, 0, 0, 0]  # frame counters of retired sessions
         self._pump: PumpStream | None = None  # the live connection's I/O thread, if any
+        self.tracer: FrameTracer | None = None  # set while a traced job runs at this node
 
     def _new_session(self) -> Session:
         return Session(
@@ -500,6 +509,8 @@ class PeerLink:
             if event is NEED_DATA:
                 break
             if isinstance(event, Data):
+                if self.tracer is not None:
+                    self.tracer.frame_received(self.peer, event.seq, event.chunks)
                 chunks += len(event.chunks)
                 size += sum(len(c.data) for c in event.chunks)
                 try:
@@ -546,7 +557,9 @@ class PeerLink:
                 session.send_control(frame)
             chunks = self.mux.pack()
             if chunks:
-                session.send_data(chunks)
+                seq = session.send_data(chunks)
+                if self.tracer is not None:
+                    self.tracer.frame_sent(self.peer, seq, chunks)
                 self._wake_space()
         session.send_ack(force=self._force_ack)
         self._force_ack = False
@@ -557,6 +570,8 @@ class PeerLink:
             out = self._collect()
             if out:
                 await self._send(stream, out)
+                if self.tracer is not None:
+                    self.tracer.frames_written(self.peer)
             else:
                 await self._writer_signal.wait()
 

@@ -23,13 +23,14 @@ A failing step fails its job only: the job's waiters wake with the error, its pe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
 import types
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -44,6 +45,9 @@ from ..ops._context import OpContext
 from ..ops._protocol import Protocol, Share
 from ._fingerprint import MAX_FINGERPRINT_CHARS, PROBE_ROUND, diverged, fingerprint
 from ._graph import Graph, OpNode, OpState
+
+if TYPE_CHECKING:
+    from .._trace import JobTrace
 
 __all__ = ["Executor", "JobState", "JobStatistics", "PeerJobStatistics"]
 
@@ -86,6 +90,7 @@ class JobState:
         protocol: Protocol,
         *,
         on_fail: Callable[[BaseException], None] | None = None,
+        tracer: JobTrace | None = None,
     ) -> None:
         self.id = job
         self.party = party
@@ -109,6 +114,7 @@ class JobState:
         self.held: dict[str, int] = defaultdict(int)  # mailbox bytes per peer, not yet taken
         self.mailbox_moved = anyio.Event()  # set when the mailbox shrinks or an op blocks
         self.claims: dict[int, dict[str, str]] = {}  # peers' fingerprints of ops not started here
+        self.tracer = tracer  # None: the job is not traced (every trace hook tests this once)
 
     def context(self, node: OpNode) -> OpContext:
         seeds = self.seeds if self.seeds is not None else {}
@@ -233,6 +239,8 @@ class Executor:
             if op_id < len(nodes):
                 node = nodes[op_id]
                 if node.state is OpState.BLOCKED and node.round == rnd and node.expect <= box.keys():
+                    if job.tracer is not None:
+                        job.tracer.unblocked(node)
                     self._make_ready(node)
 
     def _claim(self, job: JobState, peer: str, op_id: int, theirs: str) -> bool:
@@ -394,7 +402,7 @@ class Executor:
         try:
             reply = self._reply(job, node)
             while True:
-                outcome = _advance(node, job, reply)
+                outcome = _advance(node, job, reply) if job.tracer is None else job.tracer.step(_advance, node, job, reply)
                 reply = self._after(job, node, outcome, outbox)
                 if reply is None:
                     return
@@ -414,7 +422,8 @@ class Executor:
         try:
             reply = self._reply(job, node)
             while True:
-                outcome = await anyio.to_thread.run_sync(_advance, node, job, reply, limiter=self._limiter)
+                step = _advance if job.tracer is None else functools.partial(job.tracer.step, _advance)
+                outcome = await anyio.to_thread.run_sync(step, node, job, reply, limiter=self._limiter)
                 if node.state is OpState.FAILED or job.failure is not None:
                     _close(node)
                     return
@@ -469,6 +478,8 @@ class Executor:
         box = job.mailbox.get((node.op_id, node.round))
         if node.expect and (box is None or not node.expect <= box.keys()):
             node.state = OpState.BLOCKED
+            if job.tracer is not None:
+                job.tracer.blocked_on(node)
             job.mailbox_moved.set()  # a receive loop held back by backpressure may be needed now
             if job.gone and self._missing_from_gone(job, node):
                 lost = next(p for p in node.expect if p in job.gone)
@@ -516,6 +527,8 @@ class Executor:
                     continue
                 job.peer_messages[peer] += 1
                 job.peer_rounds[peer] += 1
+                if job.tracer is not None:
+                    job.tracer.flushed(peer, items)
         touched = {job_id for jobs in outbox.values() for job_id in jobs}
         for job_id in touched:
             if job_id in self._jobs:
@@ -550,6 +563,8 @@ class Executor:
             if node.gen is None:  # a local op: no rounds of its own
                 node.depth = max((i.depth for i in node.inputs), default=0)
             job.rounds = max(job.rounds, node.depth)
+            if job.tracer is not None:
+                job.tracer.finished(node, job.rounds)
             for c in node.consumers:
                 if c.input_done() and c.state is OpState.WAITING and job.failure is None:
                     self._make_ready(c)
