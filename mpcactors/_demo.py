@@ -111,15 +111,19 @@ async def compute_program(job: Any, index: int) -> dict[str, Any]:
 
 
 # ---- one party ---------------------------------------------------------------------------------
-def party_main(config_path: str, party: str) -> int:
+def party_main(config_path: str, party: str, trace: str | None = None) -> int:
+    from ._trace import TraceFile
     from .cli import to_jsonable
 
-    report = anyio.run(_party, config_path, party, backend="trio")
+    traces = TraceFile() if trace is not None else None
+    report = anyio.run(_party, config_path, party, traces, backend="trio")
+    if traces is not None and trace is not None:
+        traces.write(trace)
     print(json.dumps(to_jsonable(report)))
     return 0
 
 
-async def _party(config_path: str, party: str) -> dict[str, Any]:
+async def _party(config_path: str, party: str, traces: Any = None) -> dict[str, Any]:
     from ._runtime import open_node
 
     config = load_config(config_path)
@@ -130,8 +134,8 @@ async def _party(config_path: str, party: str) -> dict[str, Any]:
         t1 = time.perf_counter()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_messages, node, report)
-            tg.start_soon(_compute, node, report)
-            tg.start_soon(_psi, node, report)
+            tg.start_soon(_compute, node, report, traces)
+            tg.start_soon(_psi, node, report, traces)
         report["work_s"] = time.perf_counter() - t1
         stats = node.statistics()
         report["links"] = {
@@ -167,7 +171,7 @@ async def _messages(node: Any, report: dict[str, Any]) -> None:
     report["message_jobs_ok"] = ok
 
 
-async def _compute(node: Any, report: dict[str, Any]) -> None:
+async def _compute(node: Any, report: dict[str, Any], traces: Any = None) -> None:
     results: dict[str, Any] = {}
     rounds: dict[str, int] = {}
 
@@ -177,7 +181,7 @@ async def _compute(node: Any, report: dict[str, Any]) -> None:
             rounds[str(i)] = job.statistics().rounds
             return out
 
-        results[str(i)] = await node.run(program, job=f"compute{i}", timeout=120)
+        results[str(i)] = await node.run(program, job=f"compute{i}", timeout=120, trace=traces)
 
     async with anyio.create_task_group() as tg:
         for i in range(COMPUTE_JOBS):
@@ -186,7 +190,7 @@ async def _compute(node: Any, report: dict[str, Any]) -> None:
     report["compute_rounds"] = rounds
 
 
-async def _psi(node: Any, report: dict[str, Any]) -> None:
+async def _psi(node: Any, report: dict[str, Any], traces: Any = None) -> None:
     if node.party not in ("alice", "bob"):
         return
     peer = "bob" if node.party == "alice" else "alice"
@@ -195,7 +199,7 @@ async def _psi(node: Any, report: dict[str, Any]) -> None:
     async def one(i: int) -> None:
         a, b = psi_ids(i)
         mine = a if node.party == "alice" else b
-        result = await node.psi(peer=peer, job=f"psi{i}", ids=mine)
+        result = await node.psi(peer=peer, job=f"psi{i}", ids=mine, trace=traces)
         sizes[str(i)] = int(result.intersection)
 
     async with anyio.create_task_group() as tg:
@@ -205,6 +209,13 @@ async def _psi(node: Any, report: dict[str, Any]) -> None:
 
 
 # ---- the parent --------------------------------------------------------------------------------
+def _merge_demo_traces(files: list[Path], out: Path) -> None:
+    from ._trace_tools import merge_traces
+
+    merged = merge_traces([json.loads(f.read_text()) for f in files], names=[f.stem for f in files])
+    out.write_text(json.dumps(merged, separators=(",", ":")))
+
+
 def _wait_parties(procs: dict[str, subprocess.Popen[str]], reports: dict[str, Any], deadline: float,
                   timeout: float, console: Any) -> bool:
     """Collect every party's report; True if one failed or ran past the deadline (said why)."""
@@ -225,7 +236,7 @@ def _wait_parties(procs: dict[str, subprocess.Popen[str]], reports: dict[str, An
     return failed
 
 
-def run_demo(*, timeout: float = 300.0, log_level: str = "warning", progress_every: float = 5.0) -> int:
+def run_demo(*, timeout: float = 300.0, log_level: str = "warning", progress_every: float = 5.0, trace: str | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -240,7 +251,8 @@ def run_demo(*, timeout: float = 300.0, log_level: str = "warning", progress_eve
         t0 = time.perf_counter()
         procs = {
             p: subprocess.Popen(
-                [sys.executable, "-m", "mpcactors", "demo-party", "--config", str(cfg), "--party", p, "--log-level", log_level],
+                [sys.executable, "-m", "mpcactors", "demo-party", "--config", str(cfg), "--party", p, "--log-level", log_level]
+                + (["--trace", str(folder / f"{p}.trace.json")] if trace is not None else []),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -263,6 +275,9 @@ def run_demo(*, timeout: float = 300.0, log_level: str = "warning", progress_eve
         if failed:
             return 1
         wall = time.perf_counter() - t0
+        if trace is not None:
+            _merge_demo_traces([folder / f"{p}.trace.json" for p in PARTIES], Path(trace))
+            console.print(f"trace of every compute and PSI job, three parties merged: {trace} (open it in ui.perfetto.dev)")
 
     table = Table(title="Links (one TLS connection per pair; all jobs multiplexed)")
     for col in ("party", "peer", "bytes sent", "frames", "messages", "RTT ms"):

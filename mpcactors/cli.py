@@ -37,18 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="mpcactors", description="Secure multi-party computation runtime.")
     parser.add_argument("--version", action="version", version=f"mpcactors {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,certs,run,psi,node}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,certs,run,psi,node,trace}")
 
     p = sub.add_parser("demo", help="run a local 3-party TLS cluster as 3 processes and show what it does")
     p.add_argument("--parties", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     p.add_argument("--progress-every", type=float, default=5.0,
                    help="off a terminal: print a progress line every this many seconds (default 5)")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="write the three parties' traces of the demo's jobs, merged, to PATH (docs/TRACE.md)")
     _add_logging(p)
 
     p = sub.add_parser("demo-party")  # internal: one party of `mpcactors demo`
     p.add_argument("--config", required=True, help="the demo's cluster file")
     p.add_argument("--party", required=True, help="this party's name")
+    p.add_argument("--trace", default=None, help="this party's trace file")
     _add_logging(p)
 
     p = sub.add_parser("certs", help="make a cluster CA and one TLS certificate and key per party")
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="save the result (.npy for an array, else JSON)")
     p.add_argument("--check-ranges", action="store_true",
                    help="development: abort naming any product that would leave the fixed-point range (reveals values)")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="write this party's trace of the job to PATH (trace-event JSON; docs/TRACE.md)")
     _add_logging(p)
 
     p = sub.add_parser("psi", help="private set intersection with a peer (see --help)", add_help=False)
@@ -78,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--party", required=True, help="this party's name in the config")
     p.add_argument("--duration", type=float, default=2.0, help="seconds to stay connected (default 2)")
     _add_logging(p)
+
+    from ._trace_cli import add_trace_parser
+
+    add_trace_parser(sub)
     return parser
 
 
@@ -126,17 +135,21 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ._demo import run_demo
 
-        return run_demo(timeout=args.timeout, log_level=args.log_level, progress_every=args.progress_every)
+        return run_demo(timeout=args.timeout, log_level=args.log_level, progress_every=args.progress_every, trace=args.trace)
     if args.command == "demo-party":
         from ._demo import party_main
 
-        return party_main(args.config, args.party)
+        return party_main(args.config, args.party, args.trace)
     if args.command == "certs":
         return _certs(args)
     if args.command == "run":
         return _run(args)
     if args.command == "node":
         return _node(args)
+    if args.command == "trace":
+        from ._trace_cli import trace_command
+
+        return trace_command(args)
     return 2
 
 
@@ -217,7 +230,8 @@ def _run(args: argparse.Namespace) -> int:
                 left = None if timeout is None else max(timeout - (trio.current_time() - start), 0.001)
                 try:
                     return await node.run(
-                        program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol, check_ranges=args.check_ranges
+                        program, job=args.job, timeout=left, idle_timeout=args.idle_timeout, protocol=args.protocol,
+                        check_ranges=args.check_ranges, trace=args.trace,
                     )
                 except MpcError as exc:
                     box["error"] = exc  # leave the node in order: JOB_ABORT and CLOSE reach the peers

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from .._config import load_config
 from .._errors import ConfigError, MpcError
 from .._log import configure_logging
 from .._signals import StopSignal, stop_on_signals
+from .._trace import NodeTracing, TraceFile
 from ._api import DEFAULT_CHUNK_SIZE, PsiResult, run_psi
 from ._progress import RichPsiProgress
 from ._protocol import JOINS, PROTOCOLS
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-every", type=float, default=5.0,
                    help="off a terminal: print a progress line every this many seconds (default 5)")
     p.add_argument("--summary-json", action="store_true", help="print one JSON line per job")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="write this party's trace of every job to PATH (trace-event JSON; docs/TRACE.md)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="structlog level on stderr (default warning)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
@@ -156,7 +160,9 @@ async def _run_jobs(config: Any, args: argparse.Namespace, peer: str, plan: list
     results: dict[str, PsiResult | MpcError] = {}
     console = Console(stderr=True)
     check_own_certificate(config, args.party)  # a wrong certificate of ours fails now, saying why
+    traces = TraceFile() if args.trace is not None else None
     async with open_node(config, args.party) as node:
+        tracing = NodeTracing(args.party, node)
         stop.stop = node.abort_all  # a signal aborts every PSI job here and at the peer
         with RichPsiProgress(console, disable=args.no_progress, every_s=args.progress_every) as bar:
             for spec in plan:
@@ -164,7 +170,7 @@ async def _run_jobs(config: Any, args: argparse.Namespace, peer: str, plan: list
 
             async def one(spec: _JobSpec) -> None:
                 try:
-                    results[spec.job] = await run_psi(
+                    results[spec.job] = await (run_psi if traces is None else functools.partial(tracing.psi, traces, run_psi))(
                         node, peer=peer, job=spec.job, input=spec.input, keys=spec.keys,
                         output=spec.output, receiver=args.receiver, join=args.join,
                         progress=bar.callback, checkpoint_dir=args.checkpoint_dir,
@@ -177,6 +183,11 @@ async def _run_jobs(config: Any, args: argparse.Namespace, peer: str, plan: list
             async with anyio.create_task_group() as tg:
                 for spec in plan:
                     tg.start_soon(one, spec)
+    if traces is not None:
+        try:
+            traces.write(args.trace)
+        except OSError as exc:
+            print(f"mpcactors psi: trace not written: {exc}", file=sys.stderr)
     return results
 
 
