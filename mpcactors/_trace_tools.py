@@ -13,8 +13,11 @@ processes (different machines) have different clocks, so :func:`merge_traces` al
    files A and B, ``d_AB`` is the smallest (receive - send) over frames from A to B, and
    ``d_BA`` the other way; with equal smallest one-way delays the offset of B's clock is
    ``(d_AB - d_BA) / 2`` (its error is at most half the difference of the two directions'
-   smallest delays). Offsets are chained from the first file over pairs that exchanged frames
-   both ways; a file with no such pair keeps its wall clock (the output says which).
+   smallest delays). A wall clock that no frame contradicts (every frame arrives after it left,
+   both ways: clocks of one host, or well synchronized ones) is kept as it is; only one that a
+   frame contradicts is moved to that estimate. Offsets are chained from the first file over
+   pairs that exchanged frames both ways; a file with no such pair keeps its wall clock (the
+   output says which).
 3. Processes (parties) and threads (tracks) are renumbered by name, and time starts at 0.
 
 :func:`summarize` reads one trace (merged or not) and computes, per job and party, the wall
@@ -30,6 +33,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ["JobSummary", "format_summary", "merge_traces", "summarize"]
+
+WALL_OK = "wall clock (consistent with the frames both ways)"
+FRAMES = "frames (smallest one-way delays both ways)"
 
 
 def _meta(doc: dict[str, Any], where: str) -> dict[str, Any]:
@@ -87,8 +93,14 @@ def _offsets(docs: Sequence[dict[str, Any]], procs: Sequence[dict[int, str]]) ->
         a = todo.pop()
         for b in range(len(docs)):
             if offset[b] is None and (a, b) in delay and (b, a) in delay:
-                offset[b] = offset[a] + (delay[(a, b)] - delay[(b, a)]) / 2  # type: ignore[operator]
-                how[b] = "frames (smallest one-way delays both ways)"
+                base = offset[a]
+                assert base is not None  # set before a was queued
+                if -delay[(b, a)] <= -base <= delay[(a, b)]:
+                    offset[b] = 0.0  # b's own wall clock: no frame either way arrives before it left
+                    how[b] = WALL_OK
+                else:
+                    offset[b] = base + (delay[(a, b)] - delay[(b, a)]) / 2
+                    how[b] = FRAMES
                 todo.append(b)
     delays = {f"{a}->{b}": round(d, 3) for (a, b), d in sorted(delay.items())}
     return [o if o is not None else 0.0 for o in offset], how, delays

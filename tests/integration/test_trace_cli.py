@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from mpcactors._trace_tools import FRAMES, WALL_OK
+
 from ..test_trace import check_schema, names
 from .helpers import ROOT, finish, make_cluster, start
 
@@ -58,9 +60,9 @@ def test_three_processes_traced_then_merged_and_summarized(tmp_path):
     assert sorted(procs_by_pid.values()) == sorted(parties)
     for pid in procs_by_pid:
         assert "traced-1" in {t for (p, _), t in threads.items() if p == pid}
-    # three processes, three clocks: each file but the first is aligned on frames seen at both ends
+    # three processes: each file but the first is checked against (or aligned on) its frames
     methods = [a["method"] for a in merged["otherData"]["mpcactors"]["alignment"].values()]
-    assert methods == ["reference"] + ["frames (smallest one-way delays both ways)"] * 2, methods
+    assert methods[0] == "reference" and set(methods[1:]) <= {WALL_OK, FRAMES}, methods
     # after alignment no frame between the reference (alice) and another party is received
     # before it was sent (the offset makes both directions' smallest delays equal, >= 0)
     sent = {}
