@@ -25,6 +25,7 @@ N = 10**6
 RUNS = 10
 F = 18
 Shares = dict[str, Share]
+pytestmark = pytest.mark.timeout(600)  # 10-35 s alone; 3-4x that on a busy CI host
 SETUPS = ["semi2k-2+dealer", "semi2k-tfp-2", "semi2k-3+dealer", "rep3"]
 
 
