@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ._log import get_logger
 
@@ -238,8 +239,9 @@ class NodeTracing:
         if isinstance(target, TraceFile):
             target.add(part)
             return
-        try:
-            write_trace(target, [part])
+        try:  # off the event loop: other jobs of the node go on meanwhile
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(write_trace, target, [part])
         except OSError as exc:  # the job's outcome matters more than its trace: say so, go on
             get_logger(party=self.party).error("trace not written", job=trace.job, path=str(target), error=str(exc))
 
