@@ -194,6 +194,7 @@ class JobSummary:
     critical_path: list[dict[str, Any]]  # ops from the start, each {op_id, op, depth, rounds}
     ops_per_frame: dict[int, int]  # ops with entries in a frame (all jobs) -> frames
     messages_per_frame: dict[int, int]  # chunks in a frame (all jobs) -> frames
+    phases: dict[str, float]  # PSI jobs: ms in each phase (from their progress events)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -278,6 +279,7 @@ def summarize(doc: dict[str, Any]) -> list[JobSummary]:
             rounds=rounds, peers={k: PeerSummary(*v) for k, v in sorted(peers.items())},
             critical_path=_critical_path(ops), ops_per_frame=dict(sorted(ops_hist.items())),
             messages_per_frame=dict(sorted(msg_hist.items())),
+            phases={e["name"]: round(e["dur"] / 1000, 3) for e in events if e.get("cat") == "phase"},
         ))  # fmt: skip
     return out
 
@@ -294,17 +296,24 @@ def format_summary(summaries: Sequence[JobSummary], *, max_path: int = 12) -> st
     """The summary as text, one block per job and party."""
     lines: list[str] = []
     for s in summaries:
-        lines.append(
-            f"job {s.job!r} at {s.party} ({s.kind}): {s.wall_ms:.1f} ms wall, compute {s.compute_ms:.1f} ms "
-            f"({_pct(s.compute_ms, s.wall_ms)}), waiting for peers {s.waiting_ms:.1f} ms ({_pct(s.waiting_ms, s.wall_ms)}), "
-            f"{s.rounds} rounds"
-        )
+        if s.phases:  # a PSI job: no op steps, its phases instead
+            where = ", ".join(f"{name} {ms:.1f} ms" for name, ms in s.phases.items())
+            lines.append(f"job {s.job!r} at {s.party} ({s.kind}): {s.wall_ms:.1f} ms wall; phases: {where}")
+        else:
+            lines.append(
+                f"job {s.job!r} at {s.party} ({s.kind}): {s.wall_ms:.1f} ms wall, compute {s.compute_ms:.1f} ms "
+                f"({_pct(s.compute_ms, s.wall_ms)}), waiting for peers {s.waiting_ms:.1f} ms "
+                f"({_pct(s.waiting_ms, s.wall_ms)}), {s.rounds} rounds"
+            )
         for peer, p in s.peers.items():
             lines.append(
                 f"  {peer}: sent {p.frames_sent} frames, {p.bytes_sent:,} bytes; "
                 f"received {p.frames_received} frames, {p.bytes_received:,} bytes"
             )
         path = [o for o in s.critical_path if o["rounds"]]
+        if s.phases and not path:
+            lines.append(f"  messages per frame: {_histogram(s.messages_per_frame, 'message')}")
+            continue
         shown = ", ".join(f"{o['op']}#{o['op_id']} +{o['rounds']} (at {o['depth']})" for o in path[:max_path])
         more = f", ... {len(path) - max_path} more" if len(path) > max_path else ""
         lines.append(f"  critical path ({len(path)} ops that add rounds): {shown or '-'}{more}")

@@ -41,6 +41,7 @@ ARGS = {  # required args per category
     "frame_rx": {"job": str, "peer": str, "seq": int, "bytes": int, "job_bytes": int},
     "wait": {"job": str, "peer": str, "ops": int},
     "rounds": {"rounds": int},
+    "phase": {"job": str},
 }
 
 
@@ -277,3 +278,32 @@ def test_tracing_off_records_nothing(monkeypatch):
         np.testing.assert_allclose(s, 2 * a.sum(), atol=0.05)
     assert calls == []
     assert tracers and all(t is None for t in tracers)
+
+
+def test_psi_trace_has_its_phases_and_frames(tmp_path):
+    config = ClusterConfig.local(["alice", "bob"], protocol="semi2k")
+    network = MemoryNetwork()
+    ids = {"alice": [f"u{i}" for i in range(60)], "bob": [f"u{i}" for i in range(30, 100)]}
+    sizes = {}
+
+    async def node_main(name: str) -> None:
+        async with mpc.open_node(config, name, network=network) as node:
+            peer = "bob" if name == "alice" else "alice"
+            result = await node.psi(peer=peer, job="p1", ids=ids[name], protocol="ecdh", workers=0,
+                                    trace=tmp_path / f"{name}.json")  # fmt: skip
+            sizes[name] = result.intersection
+
+    async def main() -> None:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as n:
+                for p in ("alice", "bob"):
+                    n.start_soon(node_main, p)
+
+    trio.run(main)
+    assert sizes == {"alice": 30, "bob": 30}
+    merged = merge_traces([json.loads((tmp_path / f"{p}.json").read_text()) for p in ("alice", "bob")])
+    check_schema(merged)
+    for s in summarize(merged):
+        assert s.kind == "psi" and "exchange" in s.phases, s
+        peer = "bob" if s.party == "alice" else "alice"
+        assert s.peers[peer].frames_sent > 0 and s.peers[peer].bytes_sent > 0, s
