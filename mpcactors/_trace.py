@@ -15,8 +15,8 @@ frame to the traces of the jobs whose chunks it carries. A :class:`JobTrace` rec
 
 * every op step (one advance of the op's generator, inline on the event loop or in a worker
   thread), with the op's causal depth and inputs when it finishes;
-* each executor message to a peer (which ops' entries it holds), so a frame knows which ops
-  it carried;
+* each executor flush: one message per peer holding the op entries of one tick, so a frame
+  knows which ops it carried;
 * each wait of an op for a peer's message, from the moment it blocks until its messages are in;
 * the job's critical-path round (a counter), and its start and end.
 
@@ -85,6 +85,7 @@ class JobTrace:
         self.rounds: list[tuple[int, int]] = [(self.start, 0)]
         self.sent: dict[str, int] = defaultdict(int)  # executor messages sent per peer
         self.msg_ops: dict[tuple[str, int], list[tuple[int, int]]] = {}  # (peer, msg) -> ops
+        self.flushes: list[tuple[int, str, int, int]] = []  # t, peer, message number, entries
         self.frames: list[_Frame] = []
         self.received: list[_Frame] = []
         self.phases: list[tuple[int, str]] = []  # PSI progress phases
@@ -106,6 +107,7 @@ class JobTrace:
         n = self.sent[peer]
         self.sent[peer] = n + 1
         self.msg_ops[(peer, n)] = [(int(e[0]), int(e[1])) for e in items]
+        self.flushes.append((_now(), peer, n, len(items)))
 
     def blocked_on(self, node: Any) -> None:
         """``node`` waits for messages of the peers in ``node.expect``."""
@@ -395,6 +397,10 @@ def _job_events(part: TracePart, tracks: _Tracks, zero: int) -> list[dict[str, A
                    "pid": pid, "tid": tid, "args": {
                        "job": job, "peer": f.peer, "seq": f.seq, "bytes": f.bytes, "job_bytes": mine[0],
                        "messages": f.chunks, "ops": ops, "jobs": carried, "job_ops": op_names}})  # fmt: skip
+    for t, peer, n, entries in tr.flushes:
+        _, tid = tracks.tid(party, f"{job} / link {peer}")
+        ev.append({"name": f"flush -> {peer}", "cat": "flush", "ph": "i", "s": "t", "ts": _us(t, zero), "pid": pid, "tid": tid,
+                   "args": {"job": job, "peer": peer, "message": n, "ops": entries}})  # fmt: skip
     for f in tr.received:
         _, tid = tracks.tid(party, f"{job} / link {f.peer}")
         ev.append({"name": f"frame <- {f.peer}", "cat": "frame_rx", "ph": "i", "s": "t", "ts": _us(f.t0, zero), "pid": pid, "tid": tid,

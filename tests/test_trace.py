@@ -42,6 +42,7 @@ ARGS = {  # required args per category
     "wait": {"job": str, "peer": str, "ops": int},
     "rounds": {"rounds": int},
     "phase": {"job": str},
+    "flush": {"job": str, "peer": str, "message": int, "ops": int},
 }
 
 
