@@ -332,6 +332,12 @@ def _us(t: int, zero: int) -> float:
     return round((t - zero) / 1000, 3)
 
 
+def _dur(t0: int, t1: int, zero: int) -> float:
+    """A span's duration as the difference of its rounded ends, so that a span that ends when
+    the next one starts does not overlap it after rounding (Perfetto wants proper nesting)."""
+    return round(_us(t1, zero) - _us(t0, zero), 3)
+
+
 def _merged(intervals: list[tuple[int, int, str]]) -> list[tuple[int, int, list[str]]]:
     """Overlapping intervals (t0, t1, label) merged into disjoint ones with their labels."""
     out: list[tuple[int, int, list[str]]] = []
@@ -351,12 +357,12 @@ def _job_events(part: TracePart, tracks: _Tracks, zero: int) -> list[dict[str, A
     names: dict[int, str] = {}
     pid, main = tracks.tid(party, f"{job}")
     ev: list[dict[str, Any]] = [{
-        "name": f"job {job}", "cat": "job", "ph": "X", "ts": _us(tr.start, zero), "dur": _us(end, tr.start),
+        "name": f"job {job}", "cat": "job", "ph": "X", "ts": _us(tr.start, zero), "dur": _dur(tr.start, end, zero),
         "pid": pid, "tid": main, "args": {"job": job, "party": party, "kind": tr.kind},
     }]  # fmt: skip
     for i, (t, name) in enumerate(tr.phases):
         t1 = tr.phases[i + 1][0] if i + 1 < len(tr.phases) else end
-        ev.append({"name": name, "cat": "phase", "ph": "X", "ts": _us(t, zero), "dur": _us(t1, t), "pid": pid,
+        ev.append({"name": name, "cat": "phase", "ph": "X", "ts": _us(t, zero), "dur": _dur(t, t1, zero), "pid": pid,
                    "tid": main, "args": {"job": job}})  # fmt: skip
     last_step: dict[int, dict[str, Any]] = {}
     workers: dict[int, int] = {}
@@ -370,7 +376,7 @@ def _job_events(part: TracePart, tracks: _Tracks, zero: int) -> list[dict[str, A
         args: dict[str, Any] = {"job": job, "op_id": op, "op": name, "round": rnd, "worker": tid != main}
         if failed:
             args["failed"] = True
-        e = {"name": name, "cat": "step", "ph": "X", "ts": _us(t0, zero), "dur": _us(t1, t0), "pid": pid, "tid": tid, "args": args}
+        e = {"name": name, "cat": "step", "ph": "X", "ts": _us(t0, zero), "dur": _dur(t0, t1, zero), "pid": pid, "tid": tid, "args": args}
         ev.append(e)
         last_step[op] = args
     for op, (depth, inputs) in tr.done.items():
@@ -385,7 +391,7 @@ def _job_events(part: TracePart, tracks: _Tracks, zero: int) -> list[dict[str, A
     for peer in sorted(by_peer):
         _, tid = tracks.tid(party, f"{job} / wait {peer}")
         for t0, t1, waiting in _merged(by_peer[peer]):
-            ev.append({"name": f"wait {peer}", "cat": "wait", "ph": "X", "ts": _us(t0, zero), "dur": _us(t1, t0), "pid": pid,
+            ev.append({"name": f"wait {peer}", "cat": "wait", "ph": "X", "ts": _us(t0, zero), "dur": _dur(t0, t1, zero), "pid": pid,
                        "tid": tid, "args": {"job": job, "peer": peer, "ops": len(waiting), "op_names": waiting[:MAX_NAMED_OPS]}})  # fmt: skip
     for f in tr.frames:
         _, tid = tracks.tid(party, f"{job} / link {f.peer}")
@@ -393,7 +399,7 @@ def _job_events(part: TracePart, tracks: _Tracks, zero: int) -> list[dict[str, A
         carried = {j: {"bytes": b, "chunks": c, "ops": len(o)} for j, (b, c, o) in f.jobs.items()}
         ops = sum(len(o) for _, _, o in f.jobs.values())
         op_names = [f"{names.get(op, '?')}#{op}/r{rnd}" for op, rnd in mine[2][:MAX_NAMED_OPS]]
-        ev.append({"name": f"frame -> {f.peer}", "cat": "frame", "ph": "X", "ts": _us(f.t0, zero), "dur": _us(max(f.t1, f.t0), f.t0),
+        ev.append({"name": f"frame -> {f.peer}", "cat": "frame", "ph": "X", "ts": _us(f.t0, zero), "dur": _dur(f.t0, max(f.t1, f.t0), zero),
                    "pid": pid, "tid": tid, "args": {
                        "job": job, "peer": f.peer, "seq": f.seq, "bytes": f.bytes, "job_bytes": mine[0],
                        "messages": f.chunks, "ops": ops, "jobs": carried, "job_ops": op_names}})  # fmt: skip

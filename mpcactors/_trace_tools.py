@@ -130,9 +130,13 @@ def merge_traces(docs: Sequence[dict[str, Any]], names: Sequence[str] | None = N
     events: list[dict[str, Any]] = []
     parties: dict[str, Any] = {}
     jobs: list[Any] = []
+    base = min(p["epoch_us"] for doc in docs for p in doc["otherData"]["mpcactors"]["parties"].values())
     for i, doc in enumerate(docs):
         info = doc["otherData"]["mpcactors"]
         jobs.extend(info.get("jobs", []))
+        # one shift per party, rounded to the ns: events keep their own rounding and nesting
+        # (an epoch in µs since 1970 has a resolution of 0.25 µs as a float; differences are exact)
+        shift = {party: round(p["epoch_us"] - base - offsets[i], 3) for party, p in info["parties"].items()}
         threads = _names(doc["traceEvents"])[1]
         for party, p in info["parties"].items():
             parties.setdefault(party, {"epoch_us": 0.0, "rtt_ms": {}})["rtt_ms"].update(p.get("rtt_ms", {}))
@@ -144,7 +148,7 @@ def merge_traces(docs: Sequence[dict[str, Any]], names: Sequence[str] | None = N
                 pid = pids[party] = len(pids) + 1
                 meta_out.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": party}})
                 meta_out.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
-            out = dict(e, pid=pids[party], ts=info["parties"][party]["epoch_us"] + e["ts"] - offsets[i])
+            out = dict(e, pid=pids[party], ts=e["ts"] + shift[party])
             if "tid" in e:
                 track = threads.get((e["pid"], e["tid"]), str(e["tid"]))
                 tid = tids.get((party, track))
@@ -154,11 +158,11 @@ def merge_traces(docs: Sequence[dict[str, Any]], names: Sequence[str] | None = N
                     meta_out.append({"name": "thread_sort_index", "ph": "M", "pid": out["pid"], "tid": tid, "args": {"sort_index": tid}})
                 out["tid"] = tid
             events.append(out)
-    t0 = min((e["ts"] for e in events), default=0.0)
+    t0 = round(min((e["ts"] for e in events), default=0.0), 3)
     for e in events:
         e["ts"] = round(e["ts"] - t0, 3)
     for p in parties.values():
-        p["epoch_us"] = t0
+        p["epoch_us"] = base + t0
     alignment = {labels[i]: {"offset_us": round(offsets[i], 3), "method": how[i]} for i in range(len(docs))}
     return {
         "traceEvents": meta_out + events,

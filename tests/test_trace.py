@@ -70,6 +70,22 @@ def check_schema(doc: dict) -> None:
             assert typed(e["args"].get(key), kind), (key, e)
         if e["ph"] == "C":
             assert all(isinstance(v, Real) for v in e["args"].values()), e
+    check_nesting(doc)
+
+
+def check_nesting(doc: dict) -> None:
+    """Complete events on one track nest properly (Perfetto draws them as a stack)."""
+    tracks: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)
+    for e in doc["traceEvents"]:
+        if e["ph"] == "X":
+            tracks[(e["pid"], e["tid"])].append((e["ts"], e["ts"] + e["dur"]))
+    for track, spans in tracks.items():
+        open_ends: list[float] = []
+        for start, end in sorted(spans, key=lambda s: (s[0], -s[1])):
+            while open_ends and open_ends[-1] <= start + 1e-6:
+                open_ends.pop()
+            assert not open_ends or end <= open_ends[-1] + 1e-6, (track, start, end, open_ends[-1])
+            open_ends.append(end)
 
 
 def names(doc: dict) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
