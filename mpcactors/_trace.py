@@ -149,7 +149,7 @@ class Tracer:
     def __init__(self, party: str) -> None:
         self.party = party
         self.jobs: dict[str, JobTrace] = {}
-        self._unwritten: dict[str, list[_Frame]] = defaultdict(list)
+        self._unwritten: dict[str, list[_Frame]] = {}  # per peer: packed, not yet written
 
     def _split(self, peer: str, seq: int, chunks: Sequence[Any], sent: bool) -> _Frame | None:
         jobs = self.jobs
@@ -175,7 +175,7 @@ class Tracer:
         frame = self._split(peer, seq, chunks, True)
         if frame is None:
             return
-        self._unwritten[peer].append(frame)
+        self._unwritten[peer] = [frame]  # a frame still unwritten here was cut off with its connection
         for job in frame.jobs:
             if job in self.jobs:
                 self.jobs[job].frames.append(frame)
