@@ -10,21 +10,35 @@ lateness is how long library code held the loop. Workloads:
 Also two concurrent compute jobs (1024 matmul + 10^6 comparisons each) against the same two one
 after another, in one run (the ratio is what counts on a noisy 2-core machine).
 
+Also, with ``--small N``, N small jobs (an 8-element product, a comparison, a reveal) at three
+in-memory nodes all at once against one after another, at each RTT of ``--small-rtt`` (default
+40 ms; 0 is no WAN emulation).
+
 Usage: python bench/loop_bench.py [--backend asyncio|trio|both] [--workloads ...] [--no-pair]
+    [--small N] [--small-rtt 0 40] [--json [PATH]]
+
+``--json`` also writes the figures as JSON (default bench/results/loop_bench.json), which
+bench/plot.py draws.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 
 import mpcactors as mpc
+
+JSON_DEFAULT = Path(__file__).resolve().parent / "results" / "loop_bench.json"
 
 
 def _workload(name: str) -> Any:
@@ -108,7 +122,7 @@ async def many_small(n: int, latency_ms: float, concurrent: bool) -> float:
 
     parties = ["alice", "bob", "carol"]
     config = ClusterConfig.local(parties, protocol="rep3")
-    wan = WanProfile(latency_ms, 0.0, 0.0)
+    wan = WanProfile(latency_ms, 0.0, 0.0) if latency_ms > 0 else None
     network = MemoryNetwork()
     u = np.arange(8.0)
 
@@ -140,7 +154,13 @@ def main() -> None:
     ap.add_argument("--workloads", default="matmul+lt,mul1e7,matmul2048")
     ap.add_argument("--no-pair", action="store_true", help="skip the two-jobs-at-once row")
     ap.add_argument("--small", type=int, default=0, help="also N small jobs at 40 ms RTT, at once vs in turn")
+    ap.add_argument("--small-rtt", type=float, nargs="+", default=[40.0], metavar="MS",
+                    help="RTTs for the small jobs (default 40; 0 = no WAN emulation)")
+    ap.add_argument("--json", nargs="?", const=str(JSON_DEFAULT), default=None, metavar="PATH",
+                    help="also write the figures as JSON (default path bench/results/loop_bench.json)")
     args = ap.parse_args()
+    started = datetime.datetime.now(datetime.UTC)
+    out: dict[str, Any] = {"lateness": [], "pair": None, "small": []}
     backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
     with open("/proc/cpuinfo") as f:
         cpuinfo = f.read()
@@ -152,16 +172,33 @@ def main() -> None:
         for w in args.workloads.split(","):
             worst, wall = anyio.run(lateness, _workload(w), backend=backend)
             print(f"{backend:8} {w:12} {worst * 1000:18.1f} {wall:8.2f}", flush=True)
+            out["lateness"].append({"backend": backend, "workload": w, "worst_lateness_ms": worst * 1000,
+                                    "job_s": wall, "load_avg": os.getloadavg()[0]})
     if not args.no_pair:
         serial, together = anyio.run(pair, _workload("matmul+lt"), backend="trio")
         print(f"two jobs (1024 matmul x3 + 1e6 lt): one after another {serial:.2f} s, "
               f"at once {together:.2f} s, ratio {together / serial:.2f}")
-    if args.small:
-        at_once = anyio.run(many_small, args.small, 20.0, True, backend="trio")
+        out["pair"] = {"workload": "matmul+lt", "jobs": 2, "rtt_ms": 0.0, "serial_s": serial,
+                       "concurrent_s": together, "load_avg": os.getloadavg()[0]}
+    for rtt in args.small_rtt if args.small else []:
+        at_once = anyio.run(many_small, args.small, rtt / 2, True, backend="trio")
         k = min(args.small, 50)
-        in_turn = anyio.run(many_small, k, 20.0, False, backend="trio")
-        print(f"{args.small} small jobs at 40 ms RTT: at once {at_once:.2f} s; one after another "
+        in_turn = anyio.run(many_small, k, rtt / 2, False, backend="trio")
+        print(f"{args.small} small jobs at {rtt:g} ms RTT: at once {at_once:.2f} s; one after another "
               f"{in_turn:.2f} s for {k} (x{args.small / k:g} = {in_turn * args.small / k:.1f} s)")
+        out["small"].append({"jobs": args.small, "rtt_ms": rtt, "concurrent_s": at_once,
+                             "serial_measured_jobs": k, "serial_measured_s": in_turn,
+                             "serial_s": in_turn * args.small / k, "load_avg": os.getloadavg()[0]})
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "bench": "loop_bench", "started": started.isoformat(timespec="seconds"),
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                       f"python {sys.version.split()[0]}, cpu flags: {flags}",
+            "args": vars(args), **out}, indent=1) + "\n")
+        print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
