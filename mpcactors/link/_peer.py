@@ -9,7 +9,8 @@ peer and drives them with four kinds of tasks, all in the node's task group:
   sorts lower) dials with retry, the other side waits for the listener to hand one over -- and
   runs each connection until it ends: HELLO exchange, then a reader and ONE writer task in a
   task group bound to that connection. When a connection drops, unacked DATA stays in the
-  session and the loop obtains a new one, until ``last_heard + peer_timeout_s``; past that, every
+  session and the loop obtains a new one, until the deadline :class:`~._liveness.Liveness` gives
+  (``last_heard + peer_timeout_s``); past that, every
   job with the peer fails with :class:`~mpcactors.PeerLost`, the session is replaced by a new
   incarnation, and the link keeps (quietly) trying, so a restarted peer can be reached again.
   A closing link (``close``, the node's linger) goes on reconnecting and resuming the same way
@@ -18,9 +19,10 @@ peer and drives them with four kinds of tasks, all in the node's task group:
   the mux's inboxes, waking receivers.
 * The writer packs everything queued since its last write (control frames, then one DATA frame
   with chunks of all jobs) and sends it; encoding happens before the send lock is taken.
-* ``heartbeat`` sends PING every ``heartbeat_interval_s``, drops a connection that has been
-  silent for too long (the peer then has to come back through a new connection), and expires
-  data of jobs never opened locally.
+* ``heartbeat`` acts on :class:`~._liveness.Liveness`'s decisions (PING every
+  ``heartbeat_interval_s``, drop a connection that has been silent for too long: the peer then
+  has to come back through a new connection) and expires data of jobs never opened locally.
+  ``close`` lingers as :class:`~._liveness.Linger` says. Those policies are sans-IO.
 
 Transport exceptions are classified once (``is_disconnect``) in ``_guard``: a dropped
 connection is not an error, it is a reconnect.
@@ -28,7 +30,6 @@ connection is not an error, it is a reconnect.
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 import ssl
@@ -44,9 +45,10 @@ from .._config import ClusterConfig, WanProfile
 from .._errors import AuthenticationError, LinkError, PeerLost, PeerUnavailable, ProtocolError
 from .._log import get_logger
 from ._frames import NEED_DATA, Credit, Data, JobAbort, Ping, Pong
+from ._liveness import Linger, Liveness
 from ._mux import Mux, detached
 from ._pump import KEEPALIVE_T, PumpStream
-from ._session import Established, PeerClosed, Session
+from ._session import Established, PeerClosed, Session, State
 from ._stats import JobLinkStatistics, LinkStatistics
 from ._tls import TlsSocketStream
 from ._transport import (
@@ -132,7 +134,10 @@ class PeerLink:
         self.session = self._new_session()
         self.failure: LinkError | None = None
         self.connected = False
-        self.ever_connected = False
+        self.liveness = Liveness(
+            heartbeat_interval_s=opts.heartbeat_interval_s, peer_timeout_s=opts.peer_timeout_s,
+            connect_timeout_s=opts.connect_timeout_s, now=anyio.current_time(),
+        )  # fmt: skip
         self.ready = anyio.Event()  # set on the first handshake or the first failure
         self.closing = False  # close() started: lingering until delivered, then goodbye
         self._closed = False  # close() sent CLOSE or gave up: no more connections
@@ -146,7 +151,6 @@ class PeerLink:
         self._send_lock = anyio.Lock()
         self._waiters: dict[tuple[str, str], anyio.Event] = {}
         self._space: dict[str, anyio.Event] = {}
-        self.last_heard = anyio.current_time()
         self.bytes_sent = self.bytes_received = 0
         self.reconnects = 0
         self.rejected = 0  # incoming connections refused at the handshake
@@ -154,6 +158,14 @@ class PeerLink:
         self._old = [0, 0, 0, 0, 0]  # frame counters of retired sessions
         self._pump: PumpStream | None = None  # the live connection's I/O thread, if any
         self.tracer: FrameTracer | None = None  # set while a traced job runs at this node
+
+    @property
+    def ever_connected(self) -> bool:
+        return self.liveness.ever_connected
+
+    @property
+    def last_heard(self) -> float:
+        return self.liveness.last_heard
 
     def _new_session(self) -> Session:
         return Session(
@@ -292,17 +304,11 @@ class PeerLink:
             await self._run()
 
     async def _run(self) -> None:
-        first_deadline = anyio.current_time() + self.opts.connect_timeout_s
         while not self._closed:
             background = self.failure is not None
             if background and self.closing:
                 return  # nothing left to deliver to a peer already given up on
-            if background:
-                deadline = math.inf
-            elif not self.ever_connected:
-                deadline = first_deadline
-            else:
-                deadline = self.last_heard + self.opts.peer_timeout_s
+            deadline = self.liveness.obtain_deadline(given_up=background)
             try:
                 conn = await self._obtain(deadline)
             except (PeerUnavailable, AuthenticationError, ProtocolError) as exc:
@@ -391,26 +397,27 @@ class PeerLink:
                     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                         pass
             await anyio.aclose_forcefully(stream)
-            if session.state.value == "handshaking":
+            if session.state is State.HANDSHAKING:
                 session.connection_lost()
             if isinstance(exc, ssl.SSLError) and not is_disconnect(exc):
                 raise auth_error_from_ssl(exc, self.peer, conn.address) from exc
             if isinstance(exc, ssl.SSLError):
                 raise ConnectionResetError(str(exc)) from exc
             raise
-        self.last_heard = anyio.current_time()
+        was_connected = self.ever_connected
+        self.liveness.established(anyio.current_time())
         if event.restarted:
             self.mux.fail_all(PeerLost(f"peer {self.peer!r} restarted: its jobs are gone"))
             self._wake_all()
         self.mux.on_established(event.peer_job_window)
-        if self.ever_connected:
+        if was_connected:
             self.reconnects += 1
         self._log.info(
             "link established", resumed=event.resumed, replayed=event.replayed,
             restarted=event.restarted, reconnects=self.reconnects,
         )  # fmt: skip
         self.failure = None
-        self.connected = self.ever_connected = True
+        self.connected = True
         self.ready.set()
         self._on_ready()
         self._writer_signal.set()
@@ -461,7 +468,7 @@ class PeerLink:
         if isinstance(exc, _PeerClosedSignal):
             self._fail(PeerLost(f"peer {self.peer!r} closed the link: {exc}", peer=self.peer), orderly=True)
             return
-        if self.session.state.value in ("closed", "failed"):
+        if self.session.state in (State.CLOSED, State.FAILED):
             self._retire_session()
             return
         self.session.connection_lost()
@@ -495,7 +502,7 @@ class PeerLink:
                 n = len(data)
                 session.receive_data(data)
             self.bytes_received += n
-            self.last_heard = anyio.current_time()
+            self.liveness.heard(anyio.current_time())
 
     def _process(self, session: Session) -> bool:
         """Handle buffered frames; True if it stopped early to let other tasks run."""
@@ -605,22 +612,24 @@ class PeerLink:
 
     async def heartbeat(self) -> None:
         """PING, silence detection and unopened-job expiry, for the node's lifetime."""
-        opts = self.opts
-        silence = max(3 * opts.heartbeat_interval_s, opts.peer_timeout_s / 2)
+        liveness = self.liveness
+        next_at = anyio.current_time() + liveness.heartbeat_interval_s
         while True:
-            await anyio.sleep(opts.heartbeat_interval_s)
+            await anyio.sleep_until(next_at)
             now = anyio.current_time()
             pump = self._pump
             if pump is not None:  # heard by the I/O thread while this loop was busy
-                self.last_heard = max(self.last_heard, pump.last_received())
-            if self.connected and self.session.is_open:
+                liveness.heard(pump.last_received())
+            tick = liveness.tick(now, connection_open=self.connected and self.session.is_open)
+            if tick.ping:
                 self.session.send_control(Ping(now))
                 self._force_ack = True  # delayed ACKs leave at the latest now
                 self._writer_signal.set()
-                if now - self.last_heard > silence:
-                    self._log.info("peer silent; dropping the connection", silent_s=now - self.last_heard)
-                    self.drop_connection()
-            for job in self.mux.expire_unopened(now, opts.unopened_job_timeout_s):
+            if tick.drop:
+                self._log.info("peer silent; dropping the connection", silent_s=tick.silent_s)
+                self.drop_connection()
+            next_at = tick.next_at
+            for job in self.mux.expire_unopened(now, self.opts.unopened_job_timeout_s):
                 self._log.warning("messages for a job never opened here; aborting it", job=job)
                 self._wake_job(job)
                 self._writer_signal.set()
@@ -634,7 +643,7 @@ class PeerLink:
         """
         if self.failure is not None or not self.ever_connected:
             return False
-        if self.session.state.value not in ("open", "disconnected", "handshaking"):
+        if self.session.state not in (State.OPEN, State.DISCONNECTED, State.HANDSHAKING):
             return False
         return bool(self.session.unacked_frames or self.mux.has_sendable or self.mux.control_pending)
 
@@ -647,25 +656,27 @@ class PeerLink:
         ``linger_s`` runs out (if a connection is up then).
         """
         self.closing = True
-        if self.connected and self.session.is_open and self.session.unacked_frames:
-            self.session.send_control(Ping(anyio.current_time()))  # the PONG brings an ACK
-            self._writer_signal.set()
-        with anyio.move_on_after(linger_s):
-            polls = 0
-            while self._undelivered():
-                polls += 1
-                if polls % 20 == 0 and self.connected and self.session.is_open:
-                    self.session.send_control(Ping(anyio.current_time()))  # ask for an ACK
-                    self._writer_signal.set()
-                await anyio.sleep(0.005)
+        linger = Linger(anyio.current_time(), linger_s)
+        while True:
+            now = anyio.current_time()
+            step = linger.step(
+                now, undelivered=self._undelivered(),
+                connection_open=self.connected and self.session.is_open,
+            )  # fmt: skip
+            if step.done:
+                break
+            if step.ping:
+                self.session.send_control(Ping(now))  # the PONG brings an ACK
+                self._writer_signal.set()
+            await anyio.sleep(min(Linger.POLL_S, max(0.0, linger.deadline - now)))
         self._closed = True
         if not self.connected and self._run_scope is not None:
             self._run_scope.cancel()  # no half-made connection after the goodbye
         if self.connected and self.session.is_open:
             self.session.close("the node is closing")
             self._writer_signal.set()
-            with anyio.move_on_after(min(1.0, max(0.2, linger_s))):
-                while self.connected and self.session.state.value == "closing":
+            with anyio.move_on_after(linger.goodbye_s):
+                while self.connected and self.session.state is State.CLOSING:
                     await anyio.sleep(0.005)
         self.mux.fail_all(PeerLost(f"the link to {self.peer!r} is closed", peer=self.peer))
         self._wake_all()
