@@ -170,7 +170,17 @@ def main() -> None:
     print(f"{'backend':8} {'workload':12} {'worst lateness ms':>18} {'job s':>8}")
     for backend in backends:
         for w in args.workloads.split(","):
-            worst, wall = anyio.run(lateness, _workload(w), backend=backend)
+            try:
+                worst, wall = anyio.run(lateness, _workload(w), backend=backend)
+            except Exception as exc:  # noqa: BLE001 -- a job that fails is a result too (old trees)
+                err = exc
+                while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+                    err = err.exceptions[0]
+                print(f"{backend:8} {w:12} failed: {type(err).__name__}: {err}", flush=True)
+                out["lateness"].append({"backend": backend, "workload": w,
+                                        "failed": f"{type(err).__name__}: {err}",
+                                        "load_avg": os.getloadavg()[0]})
+                continue
             print(f"{backend:8} {w:12} {worst * 1000:18.1f} {wall:8.2f}", flush=True)
             out["lateness"].append({"backend": backend, "workload": w, "worst_lateness_ms": worst * 1000,
                                     "job_s": wall, "load_avg": os.getloadavg()[0]})
