@@ -18,8 +18,9 @@ import trio
 import mpcactors as mpc
 from mpcactors import _trace
 from mpcactors._config import ClusterConfig
+from mpcactors._trace_cli import trace_command
 from mpcactors._trace_tools import FRAMES, WALL_OK, merge_traces, summarize
-from mpcactors.cli import main as cli_main
+from mpcactors.cli import build_parser
 from mpcactors.link import MemoryNetwork
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,6 +227,12 @@ def test_two_concurrent_traced_jobs_share_a_frame(tmp_path):
     assert all(e["args"]["ops"] >= 2 for _, _, e in shared)
 
 
+def summary_cli(*argv: str) -> int:
+    """``mpcactors trace summary ...`` in this process (cli.main would configure structlog for
+    the whole session, onto a stream pytest closes after the test)."""
+    return trace_command(build_parser().parse_args(["trace", "summary", *argv]))
+
+
 def test_summary_reports_the_rounds_of_x_rounds(tmp_path, capsys):
     path = tmp_path / "chain.json"
     a, b = np.full(5, 1.5), np.full(5, 0.5)
@@ -246,7 +253,7 @@ def test_summary_reports_the_rounds_of_x_rounds(tmp_path, capsys):
     for value, _ in out.values():
         np.testing.assert_allclose(value, a * b**4, atol=1e-3)
 
-    assert cli_main(["trace", "summary", str(path), "--json"]) == 0
+    assert summary_cli(str(path), "--json") == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(r["party"] for r in rows) == PARTIES
     for row in rows:
@@ -256,7 +263,7 @@ def test_summary_reports_the_rounds_of_x_rounds(tmp_path, capsys):
             assert depth[op_id] == rounds, (row["party"], op_id, depth, chain)
         assert row["rounds"] == handles[row["party"]].statistics().rounds
         assert sum(o["rounds"] for o in row["critical_path"]) == max(depth.values())
-    assert cli_main(["trace", "summary", str(path)]) == 0
+    assert summary_cli(str(path)) == 0
     text = capsys.readouterr().out
     assert "critical path" in text and "ops per frame" in text
 
