@@ -325,8 +325,23 @@ class Executor:
         job.gone[peer] = error
         for node in job.graph.nodes:
             if node.state is OpState.BLOCKED and self._missing_from_gone(job, node):
+                if self._end_without_gone(job, node):
+                    continue
                 self.fail_job(job, error)
                 return
+
+    def _end_without_gone(self, job: JobState, node: OpNode) -> bool:
+        """The job's closing ``end`` op compares op counts with the parties still there: a peer
+        that left the job (its process died after its last message; e.g. a dropped client of
+        secure aggregation, which the program carried on without) is not waited for. A gone
+        peer whose end message arrived before its link ended stays expected (it is here)."""
+        if node.name != "end" or node.op_id != len(job.graph.nodes) - 1:
+            return False
+        box = job.mailbox.get((node.op_id, node.round), {})
+        node.expect = frozenset(p for p in node.expect if p not in job.gone or p in box)
+        if node.expect <= box.keys():
+            self._make_ready(node)
+        return True
 
     def _missing_from_gone(self, job: JobState, node: OpNode) -> bool:
         box = job.mailbox.get((node.op_id, node.round), {})
@@ -481,7 +496,7 @@ class Executor:
             if job.tracer is not None:
                 job.tracer.blocked_on(node)
             job.mailbox_moved.set()  # a receive loop held back by backpressure may be needed now
-            if job.gone and self._missing_from_gone(job, node):
+            if job.gone and self._missing_from_gone(job, node) and not self._end_without_gone(job, node):
                 lost = next(p for p in node.expect if p in job.gone)
                 self.fail_job(job, job.gone[lost])
             return None

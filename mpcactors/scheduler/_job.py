@@ -290,7 +290,11 @@ class Job:
         peers = frozenset(state.peers)
 
         def end(ctx: Any, ins: list[Any]) -> Step[None]:
-            yield Exchange(send={p: None for p in peers}, recv=peers)
+            # Nothing goes to a peer whose link has ended. It is still expected: its message may
+            # be here already (it finished, then closed its node); if not, the executor stops
+            # waiting for it (Executor._end_without_gone), so a crashed party that the program
+            # carried on without (a dropped FL client) does not fail the job at its end.
+            yield Exchange(send={p: None for p in peers if p not in state.gone}, recv=peers)
 
         nodes = list(state.graph.nodes)
         node = state.graph.add("end", [], end)

@@ -2,10 +2,8 @@
 
 - ``mpcactors run`` of examples/fl_linear_regression.py, three parties (configs/local3 shape).
 - Four processes, one client crashes (os._exit) at the start of round 2: that round completes
-  with the two others, training finishes, the result matches the centralised fit. These
-  processes run FLModel on ``open_node``'s link directly, not inside ``node.run``: a compute
-  job's closing 'end' op (scheduler, issue 13) waits for every party of the job, so a job with a
-  crashed party fails at its end whatever the program did (reported, see docs/FL.md).
+  with the two others, training finishes under ``node.run``, the result matches the centralised
+  fit (the job's closing 'end' op compares op counts with the parties still there).
 """
 
 from __future__ import annotations
@@ -48,9 +46,10 @@ def test_fl_over_tls_processes_with_a_client_crashing_mid_training(tmp_path):
         "        return self.inner.fit(x, y, **kw)\n"
         "async def go(config, party):\n"
         "    async with mpc.open_node(config, party) as node:\n"
-        "        job = types.SimpleNamespace(party=party, parties=node.parties, id='fl-crash', link=node.link)\n"
         "        make = CrashAtRound2 if party == 'dave' else ex.make_model\n"
-        "        return await ex.train(job, make=make, epochs=6)\n"
+        "        async def program(job):\n"
+        "            return await ex.train(job, make=make, epochs=6)\n"
+        "        return await node.run(program, job='fl-crash', idle_timeout=120)\n"
         "config, party, out = sys.argv[1:]\n"
         "result = trio.run(go, mpc.load_config(config), party)\n"
         "pathlib.Path(out).write_text(json.dumps(to_jsonable(result)))\n"
