@@ -58,6 +58,11 @@ class RuntimeOptions:
     """Knobs of a party's runtime node (the ``[runtime]`` table)."""
 
     compute_threads: int = 0  # worker threads for big op steps, node-wide; 0: the CPU count
+    # numpy's transparent huge pages for arrays of 4 MiB and more (process-wide, set when a node
+    # opens). Off by default: where the kernel's THP defrag is "madvise" (a common default), a
+    # huge page's first touch stalls for memory compaction; measured on a 2-core VM, two rep3
+    # jobs at once took 1.05-1.08x the time of one after another with them, 0.86x without.
+    numpy_huge_pages: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -248,6 +248,22 @@ def _holds_secret(value: Any) -> bool:
     return False
 
 
+def set_numpy_huge_pages(enabled: bool) -> None:
+    """numpy's ``madvise(MADV_HUGEPAGE)`` for big arrays, for the whole process.
+
+    ``[runtime] numpy_huge_pages`` (off by default; see RuntimeOptions) decides it when a node
+    opens. numpy offers the switch as ``_set_madvise_hugepage`` (also the environment variable
+    ``NUMPY_MADVISE_HUGEPAGE``); a numpy without it is left as it is.
+    """
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(enabled)
+
+
 @contextlib.asynccontextmanager
 async def open_node(
     config: ClusterConfig,
@@ -280,6 +296,7 @@ async def open_node(
         raise ConfigError(f"party {party!r} is not in the cluster {list(config.party_names)}", key="parties")
     if network is None:  # TCP+TLS: our own certificate must be right before a peer sees it
         check_own_certificate(config, party)
+    set_numpy_huge_pages(config.runtime.numpy_huge_pages)
     async with open_link(config, party, network=network, wan=wan, **link_options) as link:
         threads = compute_threads if compute_threads is not None else (config.runtime.compute_threads or None)
         executor = Executor(

@@ -1,0 +1,53 @@
+"""``[runtime] numpy_huge_pages``: a node sets numpy's huge-page advice for the process."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import trio
+from numpy._core import multiarray
+
+import mpcactors as mpc
+from mpcactors._config import RuntimeOptions, load_config
+from mpcactors.link import MemoryNetwork
+
+
+@pytest.fixture
+def numpy_default():
+    before = multiarray._get_madvise_hugepage()
+    yield
+    multiarray._set_madvise_hugepage(before)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_node_sets_numpy_huge_pages_from_its_config(numpy_default, enabled):
+    multiarray._set_madvise_hugepage(not enabled)
+    config = mpc.ClusterConfig.local(["alice", "bob"], protocol="semi2k")
+    config = dataclasses.replace(config, runtime=RuntimeOptions(numpy_huge_pages=enabled))
+    seen = {}
+
+    async def main():
+        network = MemoryNetwork()
+
+        async def party(name):
+            async with mpc.open_node(config, name, network=network):
+                seen[name] = multiarray._get_madvise_hugepage()
+
+        async with trio.open_nursery() as n:
+            for p in ("alice", "bob"):
+                n.start_soon(party, p)
+
+    trio.run(main)
+    assert seen == {"alice": enabled, "bob": enabled}
+
+
+def test_the_default_is_off_and_the_key_is_checked(tmp_path):
+    assert RuntimeOptions().numpy_huge_pages is False
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'cluster = "c"\nprotocol = "semi2k"\n[runtime]\nnumpy_huge_pages = "yes"\n'
+        '[parties.alice]\naddress = "127.0.0.1:7001"\n[parties.bob]\naddress = "127.0.0.1:7002"\n'
+    )
+    with pytest.raises(mpc.ConfigError, match=r"runtime\.numpy_huge_pages.*true or false"):
+        load_config(cfg)
