@@ -30,8 +30,9 @@ from .._errors import AuthenticationError, ConfigError, ProtocolError
 from .._log import get_logger
 from ._codec import decode_payload, encode_payload
 from ._frames import NEED_DATA, Close, FrameDecoder, Hello, frame_bytes
+from ._hooks import FrameTracer
 from ._memory import MemoryNetwork
-from ._peer import RECV_BYTES, FrameTracer, PeerLink
+from ._peer import RECV_BYTES, PeerLink
 from ._stats import JobLinkStatistics, LinkStatistics, NodeStatistics
 from ._transport import HANDSHAKE_TIMEOUT_S, Connection, TcpTlsTransport, Transport, is_disconnect
 

@@ -34,9 +34,9 @@ import random
 import secrets
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
@@ -45,6 +45,7 @@ from .._config import ClusterConfig, WanProfile
 from .._errors import AuthenticationError, LinkError, PeerLost, PeerUnavailable, ProtocolError
 from .._log import get_logger
 from ._frames import NEED_DATA, Credit, Data, JobAbort, Ping, Pong
+from ._hooks import FrameTracer, Signal
 from ._liveness import Linger, Liveness
 from ._mux import Mux, detached
 from ._pump import KEEPALIVE_T, PumpStream
@@ -69,28 +70,6 @@ _COALESCE_BYTES = 1 << 16
 _RTT_GAIN = 0.125
 _CHUNKS_PER_TURN = 2048
 _BYTES_PER_TURN = 1 << 20  # copying this much into messages takes ~1-2 ms: then others run
-
-
-class FrameTracer(Protocol):
-    """What a link tells a job tracer (``mpcactors._trace.Tracer``) about DATA frames."""
-
-    def frame_sent(self, peer: str, seq: int, chunks: Sequence[Any]) -> None: ...
-    def frames_written(self, peer: str) -> None: ...
-    def frame_received(self, peer: str, seq: int, chunks: Sequence[Any]) -> None: ...
-
-
-class _Signal:
-    """A re-armable wake-up for one waiting task (set before wait is not lost)."""
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        self._event = anyio.Event()
 
 
 class PeerLink:
@@ -143,10 +122,10 @@ class PeerLink:
         self._closed = False  # close() sent CLOSE or gave up: no more connections
         self._run_scope: anyio.CancelScope | None = None
         self._incoming: deque[tuple[Connection, bytes]] = deque()
-        self._incoming_signal = _Signal()
+        self._incoming_signal = Signal()
         self._conn_scope: anyio.CancelScope | None = None
         self._conn_error: BaseException | None = None
-        self._writer_signal = _Signal()
+        self._writer_signal = Signal()
         self._force_ack = False
         self._send_lock = anyio.Lock()
         self._waiters: dict[tuple[str, str], anyio.Event] = {}
