@@ -14,7 +14,7 @@ Two measurements per workload:
 Workloads: many small ops (the worst case for tracing: one event per op step, frame and wait,
 little compute per event), and a vector job (comparisons and products of 10^4 elements).
 
-    python scripts/trace_overhead.py --repeat 25
+    python bench/trace_overhead.py --repeat 25
 """
 
 from __future__ import annotations
