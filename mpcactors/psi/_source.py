@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes
 from .._errors import PsiInputError as PsiError  # every error here is about our own input
 from ._ecdh import encode_key
 
+_FETCH_SPAN = 4 << 20  # bytes of a CSV input read at once when fetching matched rows
+
 __all__ = ["Batch", "CsvSpec", "IdsSpec", "SourceSpec", "open_source", "parse_keys"]
 
 BATCH_ROWS = 65536
@@ -123,15 +125,35 @@ class CsvSpec:
             yield Batch(first, keys, offs_end)
 
     def fetch(self, rows: np.ndarray, offsets: np.ndarray) -> dict[int, list[str]]:
-        """The fields of each row index in ``rows`` (read by offset, in file order)."""
+        """The fields of each row index in ``rows`` (read by offset, in file order).
+
+        Rows whose bytes lie within ``_FETCH_SPAN`` of each other are read with one ``read``
+        and parsed by one CSV reader (a row's bytes end where the next record starts, so the
+        selected rows joined are valid CSV; blank lines between records parse as nothing).
+        Reading and parsing row by row cost a seek, a read and a reader per matched row: ~30%
+        of a 2^20-id KKRT job's time.
+        """
         out: dict[int, list[str]] = {}
+        wanted = np.unique(np.asarray(rows, dtype=np.int64))
+        starts = offsets[wanted].astype(np.int64)
+        ends = offsets[wanted + 1].astype(np.int64)
+        n = wanted.size
         with self._open() as f:
-            for r in np.unique(rows):
-                r = int(r)
-                f.seek(int(offsets[r]))
-                data = f.read(int(offsets[r + 1] - offsets[r])).decode("utf-8")
-                fields = next(csv.reader(io.StringIO(data, newline=""), strict=True))
-                out[r] = fields
+            i = 0
+            while i < n:
+                base = int(starts[i])
+                j = i + int(np.searchsorted(ends[i:], base + _FETCH_SPAN, side="right"))
+                j = max(j, i + 1)  # a single row longer than the span is read alone
+                f.seek(base)
+                buf = f.read(int(ends[j - 1]) - base)
+                text = b"".join(
+                    buf[s - base : e - base] for s, e in zip(starts[i:j].tolist(), ends[i:j].tolist())
+                ).decode("utf-8")
+                records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+                if len(records) != j - i:
+                    raise PsiError(f"{self.path}: changed while the PSI job ran (re-run the job)")
+                out.update(zip(wanted[i:j].tolist(), records))
+                i = j
         return out
 
     def _open(self) -> IO[bytes]:
