@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import spu.api as spu_api
-import spu.libspu as libspu
 import spu.utils.frontend as spu_fe
+from spu import libspu
 
 
 def data(op: str) -> tuple[object, list[np.ndarray]]:
@@ -105,7 +105,7 @@ def main() -> None:
         check = f"mismatch {np.mean(value.astype(bool) != ref.astype(bool)):.1e}"
     elif a.op == "lr":
         x, y = args
-        acc = lambda w: float(np.mean((x @ w > 0) == (y > 0.5)))  # noqa: E731
+        acc = lambda w: float(np.mean((x @ w > 0) == (y > 0.5)))
         check = f"acc {acc(value):.4f} vs plain {acc(ref):.4f}"
     else:
         check = f"max abs err {np.max(np.abs(value - ref)):.1e}"
