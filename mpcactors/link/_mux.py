@@ -48,112 +48,17 @@ raises). Late data for failed or closed jobs is dropped and credited back.
 
 from __future__ import annotations
 
-import dataclasses
-import mmap
-from collections import OrderedDict, deque
-from typing import Any, Final, TypeVar
-
-import numpy as np
+from collections import OrderedDict
+from typing import Final
 
 from .._errors import JobAborted, MpcError, ProtocolError
 from ._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, Chunk, Credit, Data, JobAbort
+from ._mux_state import InChannel, JobCounters, JobState, OutChannel, detached, message_buffer
 
 __all__ = ["JobCounters", "Mux", "detached"]
 
-_HUGE_BYTES: Final = 4 << 20  # numpy asks for transparent huge pages from this size
 _ENTRY_OVERHEAD: Final = 16  # msgpack bytes of an entry besides its job and channel names
 _ENDED_MEMORY: Final = 4096  # ended job ids remembered, to drop their late data quietly
-
-
-@dataclasses.dataclass(slots=True)
-class JobCounters:
-    """Traffic of one job with one peer (mutable; snapshotted into statistics)."""
-
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    messages_sent: int = 0
-    messages_received: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
-
-
-_E = TypeVar("_E", bound=BaseException)
-
-
-def detached(error: _E) -> _E:
-    """``error`` without the frames it was raised through (and those of its causes).
-
-    A remembered error must not keep the received frame that caused it alive: its traceback
-    holds the reader's locals, a chunk and the buffer of a whole frame.
-    """
-    e: BaseException | None = error
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        e.__traceback__ = None
-        e = e.__cause__ or e.__context__
-    return error
-
-
-class _OutChannel:
-    __slots__ = ("job", "name", "next_msg", "offset", "queue")
-
-    def __init__(self, job: _Job, name: str) -> None:
-        self.job = job
-        self.name = name
-        self.queue: deque[tuple[int, memoryview]] = deque()  # (msg number, payload)
-        self.next_msg = 0
-        self.offset = 0  # bytes of queue[0] already packed
-
-
-class _InChannel:
-    __slots__ = ("got", "messages", "next_msg", "partial", "waiting")
-
-    def __init__(self) -> None:
-        self.messages: deque[memoryview] = deque()  # complete, writable, unread
-        self.next_msg = 0
-        self.partial: memoryview | None = None
-        self.got = 0
-        self.waiting = 0  # receivers blocked on this channel
-
-
-class _Job:
-    __slots__ = (
-        "backlog",
-        "closed",
-        "counters",
-        "drain_first",
-        "error",
-        "first_seen",
-        "granted",
-        "inb",
-        "limit",
-        "name",
-        "opened",
-        "out",
-        "received",
-        "sent",
-        "starved",
-        "taken",
-    )  # fmt: skip
-
-    def __init__(self, name: str, window: int) -> None:
-        self.name = name
-        self.opened = False
-        self.first_seen = 0.0
-        self.error: MpcError | None = None  # set once the job ended (None: live)
-        self.drain_first = False  # deliver buffered messages before raising error
-        self.closed = False  # closed locally; kept only until its queued sends are packed
-        self.out: dict[str, _OutChannel] = {}
-        self.sent = 0  # cumulative bytes charged for what we packed (see the module doc)
-        self.limit = -1  # cumulative credit from the peer; -1: the peer's initial window
-        self.backlog = 0  # bytes queued, not yet packed
-        self.inb: dict[str, _InChannel] = {}
-        self.received = 0  # cumulative bytes charged for what the peer sent
-        self.taken = 0  # cumulative charged bytes released (read, dropped)
-        self.granted = window  # cumulative limit granted to the peer
-        self.starved: set[str] = set()  # channels with a blocked receiver and no message
-        self.counters = JobCounters()
 
 
 class Mux:
@@ -195,11 +100,11 @@ class Mux:
         self.max_jobs = max_jobs_per_peer
         self.max_unopened_bytes = max_unopened_bytes
         self.peer_window = 0  # learned from the peer's HELLO
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, JobState] = {}
         self._live = 0  # jobs whose error is None
         self._unopened_held = 0  # bytes charged to live jobs not opened here
         self._ended: OrderedDict[str, None] = OrderedDict()  # ended jobs, oldest first
-        self._active: OrderedDict[tuple[str, str], _OutChannel] = OrderedDict()
+        self._active: OrderedDict[tuple[str, str], OutChannel] = OrderedDict()
         self._credits: dict[str, int] = {}  # CREDIT frames due: job -> limit
         self._aborts: dict[str, JobAbort] = {}  # JOB_ABORTs we originated (re-sent on resume)
         self._abort_sent: dict[str, float] = {}  # when each was last handed to the session
@@ -210,29 +115,29 @@ class Mux:
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    def _job(self, name: str) -> _Job:
+    def _job(self, name: str) -> JobState:
         job = self._jobs.get(name)
         if job is None:
-            job = self._jobs[name] = _Job(name, self.window)
+            job = self._jobs[name] = JobState(name, self.window)
             self._live += 1
             if self._new_job_error is not None:
                 self._end(job, self._new_job_error, drain_first=True)
         return job
 
-    def _unopened(self, job: _Job) -> bool:
+    def _unopened(self, job: JobState) -> bool:
         """True while data of the job waits for the application to open it."""
         return not job.opened and not job.closed and (job.error is None or job.drain_first)
 
-    def _held(self, job: _Job) -> int:
+    def _held(self, job: JobState) -> int:
         """Bytes ``job`` counts against the peer's unopened budget."""
         return job.received - job.taken if self._unopened(job) else 0
 
-    def _open(self, job: _Job) -> None:
+    def _open(self, job: JobState) -> None:
         if not job.opened:
             self._unopened_held -= self._held(job)
             job.opened = True
 
-    def _end(self, job: _Job, error: MpcError, *, drain_first: bool) -> None:
+    def _end(self, job: JobState, error: MpcError, *, drain_first: bool) -> None:
         """The job ends with ``error`` (it must be live); remember it for a while.
 
         With ``drain_first`` its buffered messages stay readable (and, if it was never opened,
@@ -263,7 +168,11 @@ class Mux:
 
     def live_opened_jobs(self) -> list[str]:
         """Jobs opened here that have not ended."""
-        return [name for name, job in self._jobs.items() if job.opened and job.error is None and not job.closed]
+        return [
+            name
+            for name, job in self._jobs.items()
+            if job.opened and job.error is None and not job.closed
+        ]
 
     def job_error(self, name: str) -> MpcError | None:
         job = self._jobs.get(name)
@@ -307,7 +216,7 @@ class Mux:
         job.starved.clear()
         self._grant(job)
 
-    def _drop_inbound(self, job: _Job) -> None:
+    def _drop_inbound(self, job: JobState) -> None:
         """Free everything received for the job (which has ended) and credit it back."""
         before = self._held(job)
         job.drain_first = False
@@ -317,7 +226,7 @@ class Mux:
         job.taken = job.received
         self._unopened_held += self._held(job) - before
 
-    def _fail_job(self, job: _Job, error: MpcError, *, drain_first: bool) -> None:
+    def _fail_job(self, job: JobState, error: MpcError, *, drain_first: bool) -> None:
         if job.error is not None:
             return
         self._end(job, error, drain_first=drain_first)
@@ -352,7 +261,9 @@ class Mux:
         """
         if frame.party != self.peer:
             frame = JobAbort(
-                frame.job, self.peer, f"{frame.reason} (the JOB_ABORT claimed party {frame.party!r})"
+                frame.job,
+                self.peer,
+                f"{frame.reason} (the JOB_ABORT claimed party {frame.party!r})",
             )
         job = self._job(frame.job)
         self._fail_job(job, JobAborted(frame.job, frame.party, frame.reason), drain_first=False)
@@ -414,7 +325,7 @@ class Mux:
         self._open(job)
         ch = job.out.get(channel)
         if ch is None:
-            ch = job.out[channel] = _OutChannel(job, channel)
+            ch = job.out[channel] = OutChannel(job, channel)
         ch.queue.append((ch.next_msg, memoryview(payload)))
         ch.next_msg += 1
         job.backlog += len(payload)
@@ -434,7 +345,7 @@ class Mux:
             self._next_chunk(ch) is not None for ch in self._active.values()
         )
 
-    def _next_chunk(self, ch: _OutChannel) -> tuple[int, int] | None:
+    def _next_chunk(self, ch: OutChannel) -> tuple[int, int] | None:
         """(bytes, charge) of the channel's next chunk, or None while credit is short.
 
         The same rule as the receiver's (see :meth:`_charge`): a message that fits the window
@@ -462,7 +373,7 @@ class Mux:
         chunks: list[Chunk] = []
         budget = self.frame_budget
         active = self._active
-        touched: set[_Job] = set()
+        touched: set[JobState] = set()
         room = MAX_FRAME_CHUNKS
         while budget > 0 and room > 0 and active:
             progressed = False
@@ -476,7 +387,9 @@ class Mux:
                 msg, payload = ch.queue[0]
                 total = len(payload)
                 start = ch.offset
-                chunks.append(Chunk(job.name, ch.name, msg, start, total, payload[start : start + n]))
+                chunks.append(
+                    Chunk(job.name, ch.name, msg, start, total, payload[start : start + n])
+                )
                 touched.add(job)
                 job.sent += charge
                 job.backlog -= n
@@ -551,7 +464,7 @@ class Mux:
     def _limit_error(self, what: str) -> ProtocolError:
         return ProtocolError(f"peer {self.peer!r} {what}", peer=self.peer)
 
-    def _charge(self, job: _Job, c: Chunk) -> int:
+    def _charge(self, job: JobState, c: Chunk) -> int:
         """Check one chunk against the job's window; return the bytes it is charged.
 
         Raises:
@@ -591,7 +504,7 @@ class Mux:
                 order or sizes fails that job only.
         """
         woken: set[tuple[str, str]] = set()
-        seen: set[_Job] = set()
+        seen: set[JobState] = set()
         for c in frame.chunks:
             job = self._jobs.get(c.job)
             if job is None:
@@ -633,10 +546,10 @@ class Mux:
             self._grant(job)
         return woken
 
-    def _add_chunk(self, job: _Job, c: Chunk, woken: set[tuple[str, str]]) -> None:
+    def _add_chunk(self, job: JobState, c: Chunk, woken: set[tuple[str, str]]) -> None:
         ch = job.inb.get(c.channel)
         if ch is None:
-            ch = job.inb[c.channel] = _InChannel()
+            ch = job.inb[c.channel] = InChannel()
         where = f"job {c.job!r} channel {c.channel!r}"
         if c.offset == 0:
             if ch.partial is not None or c.msg != ch.next_msg:
@@ -645,18 +558,7 @@ class Mux:
                 raise ProtocolError(
                     f"{where}: message of {c.total} bytes > max_message_bytes={self.max_message_bytes}"
                 )
-            if c.total < 1 << 16:
-                buf = memoryview(bytearray(c.data if len(c.data) == c.total else c.total))
-            elif c.total < _HUGE_BYTES:
-                # Uninitialised: a zero-filled bytearray would touch every page twice.
-                raw: Any = np.empty(c.total, dtype=np.uint8)
-                buf = memoryview(raw).cast("B")
-            else:
-                # numpy asks for transparent huge pages at this size, and a huge page's first
-                # touch may stall for compaction (measured: up to 23 ms to fill 256 KiB on a
-                # 2-core VM) in the middle of the reader's turn. An anonymous map of small
-                # pages costs ~0.5 ms per 256 KiB, evenly.
-                buf = memoryview(mmap.mmap(-1, c.total))
+            buf = message_buffer(c.total, c.data)
             if len(c.data) != c.total:
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)
@@ -708,7 +610,7 @@ class Mux:
         job = self._job(name)
         ch = job.inb.get(channel)
         if ch is None:
-            ch = job.inb[channel] = _InChannel()
+            ch = job.inb[channel] = InChannel()
         ch.waiting += delta
         if ch.waiting > 0 and not ch.messages:
             job.starved.add(channel)
@@ -716,7 +618,7 @@ class Mux:
         else:
             job.starved.discard(channel)
 
-    def _grant(self, job: _Job) -> None:
+    def _grant(self, job: JobState) -> None:
         target = job.taken + self.window
         if job.starved:
             target = max(target, job.received + self.window)
