@@ -15,7 +15,10 @@ Parts:
    side, wire bytes sent per party (ours: the link's counters; SPU: not reported), peak memory
    per party: the largest sum over the party's process tree (worker processes included) of
    proportional set sizes (PSS, /proc/PID/smaps_rollup, so pages shared by forked workers count
-   once), sampled every 50 ms.
+   once), sampled every 50 ms. CPU seconds per party (user + sys of its process tree, worker
+   processes included; load inflates them less than wall times): of the timed run (ours: measured
+   by the party around ``run_psi``) and of the whole process (start-up, link and warm-up
+   included; SPU: this only), the latter from the same 50 ms samples.
 2. Memory: 2^mem-logn ids per side with KKRT, the same measurements (the 2 GB target).
 3. Concurrency: k = 1, 4, 16 jobs of 2^conc-logn ids each between the same two processes over
    one link: one after another vs all at once; on the loopback and with the in-process WAN
@@ -104,11 +107,13 @@ def calibrate() -> float:
 
 
 class TreeMemory:
-    """Peak total PSS of the process trees rooted at ``pids``, sampled in a thread."""
+    """Peak total PSS of the process trees rooted at ``pids``, sampled in a thread; also each
+    tree's CPU seconds (user + sys, reaped children included) at the last sample."""
 
     def __init__(self, pids: dict[str, int], period: float = 0.05) -> None:
         self.pids = pids
         self.peak = dict.fromkeys(pids, 0)
+        self.cpu = dict.fromkeys(pids, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
 
@@ -132,13 +137,45 @@ class TreeMemory:
                         continue
                     children.setdefault(ppid, []).append(int(d))
             for name, root in self.pids.items():
-                total, stack = 0, [root]
+                total, cpu, stack = 0, 0.0, [root]
                 while stack:
                     pid = stack.pop()
                     stack += children.get(pid, [])
                     total += _pss(pid)
+                    cpu += _cpu_seconds(pid)
                 self.peak[name] = max(self.peak[name], total)
+                self.cpu[name] = max(self.cpu[name], cpu)
             self._stop.wait(period)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its reaped children (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # after the ")": state is field 3, so utime..cstime (fields 14-17) are [11:15]
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of the live process tree under ``root`` (reaped descendants included)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        total += _cpu_seconds(pid)
+    return total
 
 
 def _pss(pid: int) -> int:
@@ -195,6 +232,7 @@ def run_ours(folder: Path, jobs: dict[str, list[dict[str, str]]], mode: str,
                 out[party] = json.loads(o.strip().splitlines()[-1])
         for party, report in out.items():
             report["peak"] = mem.peak[party]
+            report["cpu_process"] = mem.cpu[party]
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -223,11 +261,14 @@ def party_main(spec_path: str) -> int:
         def progress(ev: PsiProgress) -> None:
             marks.setdefault(ev.phase, ev.elapsed)
 
+        cpu = tree_cpu_seconds(os.getpid())
         t = time.perf_counter()
         r = await run_psi(node, peer=peer, job=prefix + job["job"], input=job["input"], keys="id",
                           output=f"{job['output']}.{prefix[0]}", progress=progress,
                           protocol=protocol)
-        return {"job": job["job"], "seconds": time.perf_counter() - t, "phases": marks,
+        seconds = time.perf_counter() - t
+        return {"job": job["job"], "seconds": seconds, "phases": marks,
+                "cpu": tree_cpu_seconds(os.getpid()) - cpu,
                 "ec_ops": r.ec_ops, "rows": r.rows, "intersection": r.intersection,
                 "shards": r.shards}
 
@@ -307,15 +348,17 @@ def run_spu(python: str, folder: Path, a: Path, b: Path, protocol: str = "ECDH",
             if p.poll() is None:
                 p.kill()
     return {"psi_s": max(r["psi_s"] for r in res), "intersection": res[0]["intersection"],
-            "out": str(folder / "spu_out_0.csv"), "peak": max(mem.peak.values())}
+            "out": str(folder / "spu_out_0.csv"), "peak": max(mem.peak.values()),
+            "cpu_process": [mem.cpu[str(r)] for r in range(2)]}
 
 
 # ---- the parts -----------------------------------------------------------------------------
 
 
 SIZE_HEAD = [("| ids per side | system | s | ids/s per side | x SPU RR22 time | MB sent per party "
-             "(max) | peak memory per party MB (max, workers incl.) | shards | correct | load avg |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "(max) | peak memory per party MB (max, workers incl.) | shards | correct | load avg | "
+             "CPU s per party: timed run (whole process) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], protocol: str) -> dict[str, Any]:
@@ -328,7 +371,8 @@ def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], pro
     return {"s": max(ja["seconds"], jb["seconds"]), "ok": ok,
             "mb": max(rep[p]["runs"]["sequential"]["bytes_sent"] for p in ("alice", "bob")) / 1e6,
             "peak": max(rep[p]["peak"] for p in ("alice", "bob")) / 1e6, "shards": ja["shards"],
-            "phases": ja["phases"], "load": os.getloadavg()[0]}
+            "phases": ja["phases"], "load": os.getloadavg()[0],
+            "cpu": [ja["cpu"], jb["cpu"]], "cpu_process": [rep[p]["cpu_process"] for p in ("alice", "bob")]}
 
 
 def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int],
@@ -349,11 +393,12 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
                 elif logn > args.spu_max_logn:
                     got.append((name, f"not run (> 2^{args.spu_max_logn})"))
                 else:
-                    r = run_spu(spu_python, folder, a, b, proto)
-                    ok = r["intersection"] == len(expected) and read_ids(r["out"]) == expected
-                    got.append((name, {"s": r["psi_s"], "ok": ok, "mb": None,
-                                       "peak": r["peak"] / 1e6, "shards": None,
-                                       "load": os.getloadavg()[0]}))
+                    sr = run_spu(spu_python, folder, a, b, proto)
+                    ok = sr["intersection"] == len(expected) and read_ids(sr["out"]) == expected
+                    got.append((name, {"s": sr["psi_s"], "ok": ok, "mb": None,
+                                       "peak": sr["peak"] / 1e6, "shards": None,
+                                       "load": os.getloadavg()[0], "cpu": None,
+                                       "cpu_process": sr["cpu_process"]}))
             for proto in args.protocols:
                 name = f"mpcactors {proto}"
                 if proto == "ecdh" and logn > args.ecdh_max_logn:
@@ -367,19 +412,29 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
                     rec["not_run"] = r
                 else:
                     rec.update({"s": r["s"], "mb_sent": r["mb"], "peak_mb": r["peak"],
-                                "shards": r["shards"], "correct": r["ok"], "load_avg": r["load"]})
+                                "shards": r["shards"], "correct": r["ok"], "load_avg": r["load"],
+                                "cpu_s": r["cpu"], "cpu_process_s": r["cpu_process"],
+                                "phases": r.get("phases")})
                 records.append(rec)
                 if isinstance(r, str):
-                    line = f"| 2^{logn} | {name} | {r} | | | | | | | |"
+                    line = f"| 2^{logn} | {name} | {r} | | | | | | | | |"
                 else:
                     ratio = f"{r['s'] / rr22:.2f}" if rr22 else "-"
                     mb = f"{r['mb']:.1f}" if r["mb"] is not None else "n/a"
                     line = (f"| 2^{logn} | {name} | {r['s']:.2f} | {n / r['s']:,.0f} | {ratio} | {mb} | "
                             f"{r['peak']:,.0f} | {r['shards'] if r['shards'] is not None else '-'} | "
-                            f"{'yes' if r['ok'] else 'NO'} | {r['load']:.1f} |")
+                            f"{'yes' if r['ok'] else 'NO'} | {r['load']:.1f} | {_cpu_cell(r)} |")
                 print(line, flush=True)
                 rows.append(line)
     return rows
+
+
+def _cpu_cell(r: dict[str, Any]) -> str:
+    """``timed a / b (whole a / b)`` CPU seconds of the two parties (SPU: whole process only)."""
+    whole = " / ".join(f"{c:.1f}" for c in r["cpu_process"])
+    if r["cpu"] is None:
+        return f"- ({whole})"
+    return " / ".join(f"{c:.1f}" for c in r["cpu"]) + f" ({whole})"
 
 
 def kkrt_rounds(n_recv: int, n_send: int) -> int:
