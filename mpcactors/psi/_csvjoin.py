@@ -30,7 +30,6 @@ the peer's table, ``difference`` its rows whose key is not (both in input order)
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ import numpy as np
 from .._errors import PsiError
 from ._prepare import PreparedFiles
 from ._protocol import Wire
-from ._source import IdsSpec, SourceSpec
+from ._source import IdsSpec, SourceSpec, csv_lines
 
 __all__ = [
     "OutputSink",
@@ -54,7 +53,8 @@ __all__ = [
     "sends_own_only",
 ]
 
-_WRITE_BATCH = 65536
+_WRITE_BATCH = 65536  # rows fetched and written at a time
+_WRITE_BUFFER = 1 << 20
 
 
 class OutputSink:
@@ -77,13 +77,12 @@ class OutputSink:
         self.rows = 0
         self.ids: list[Any] | None = [] if isinstance(spec, IdsSpec) else None
         self._tmp: str | None = None
-        self._f: IO[str] | None = None
-        self._w: Any = None
+        self._f: IO[bytes] | None = None
+        self._empty = csv_lines([[""] * self.width])  # a row of empty fields, as csv.writer has it
         if path is not None:
             fd, self._tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-            self._f = os.fdopen(fd, "w", encoding="utf-8", newline="")
-            self._w = csv.writer(self._f, lineterminator="\n")
-            self._w.writerow(header)
+            self._f = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
+            self._f.write(csv_lines([header]))
 
     def write_rows(self, rows: np.ndarray) -> None:
         """Append the given input rows (indices), in this order."""
@@ -92,19 +91,17 @@ class OutputSink:
             if self.ids is not None:
                 ids = self.spec.ids  # type: ignore[union-attr]
                 self.ids.extend(ids[int(r)] for r in part)
-            if self._w is not None:
-                fetched = self.spec.fetch(part, self.files.offsets)
-                self._w.writerows(fetched[int(r)] for r in part)
+            if self._f is not None:
+                self._f.write(self.spec.fetch_lines(part, self.files.offsets))
             self.rows += len(part)
 
     def write_nulls(self, k: int) -> None:
         """Append ``k`` rows of empty fields (the other side's one-sided rows)."""
         if self.ids is not None:
             self.ids.extend([None] * k)
-        if self._w is not None:
-            empty = [""] * self.width
-            for _ in range(k):
-                self._w.writerow(empty)
+        if self._f is not None:
+            for s in range(0, k, _WRITE_BATCH):
+                self._f.write(self._empty * min(_WRITE_BATCH, k - s))
         self.rows += k
 
     def commit(self) -> Path | None:

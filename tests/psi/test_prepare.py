@@ -146,3 +146,48 @@ def test_argument_errors() -> None:
         parse_keys(["a", "a"])
     with pytest.raises(PsiError, match="non-empty"):
         parse_keys("a,,b")
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("span", [64, 4 << 20])
+def test_fetch_lines_is_what_csv_writer_writes(tmp_path: Path, monkeypatch, seed: int, span: int) -> None:
+    """The output text of any rows, in any order with repeats, equals csv.writer's text of the
+    fields csv.reader parses: whether a span of the file is copied raw (no quote, no CR) or
+    parsed, with blank lines between records and with or without a final newline."""
+    import csv
+    import io
+    import random
+
+    from mpcactors.psi import _source
+
+    monkeypatch.setattr(_source, "_FETCH_SPAN", span)
+    rnd = random.Random(seed)
+    plain = seed % 3 != 0  # a third of the files hold quotes, commas in fields and CRs
+    alphabet = ["a", "b", "7", "é", " ", "x y"] + ([] if plain else [",", '"', "\n", "\r\n", ""])
+    width = rnd.randint(1, 3)
+    records = [[f"h{c}" for c in range(width)]]
+    records += [["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 4))) for _ in range(width)]
+                for _ in range(rnd.randint(1, 60))]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n" if seed % 4 == 1 else "\n")
+    lines = []
+    for r in records:
+        out.seek(0)
+        out.truncate()
+        writer.writerow(r)
+        lines.append(out.getvalue() + ("\n" if rnd.random() < 0.15 else ""))  # blank lines
+    text = "".join(lines)
+    if seed % 2:
+        text = text.rstrip("\r\n")  # no final newline
+    path = write(tmp_path / "in.csv", text)
+    spec = CsvSpec(path, ("h0",))
+    prep = prepare(spec, str(tmp_path / "w"), os.urandom(32))
+    files = PreparedFiles(tmp_path / "w", prep)
+    with open(path, newline="", encoding="utf-8") as f:
+        parsed = [r for r in csv.reader(f) if r][1:]
+    assert prep.n_rows == len(parsed)
+    rows = np.array([rnd.randrange(len(parsed)) for _ in range(3 * len(parsed))], dtype=np.int64)
+    want = io.StringIO()
+    csv.writer(want, lineterminator="\n").writerows(parsed[r] for r in rows.tolist())
+    assert spec.fetch_lines(rows, files.offsets) == want.getvalue().encode("utf-8")
+    assert spec.fetch_lines(np.empty(0, dtype=np.int64), files.offsets) == b""
