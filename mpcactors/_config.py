@@ -58,6 +58,9 @@ class RuntimeOptions:
     """Knobs of a party's runtime node (the ``[runtime]`` table)."""
 
     compute_threads: int = 0  # worker threads for big op steps, node-wide; 0: the CPU count
+    # MiB that worker-thread op steps may use at once, node-wide (each holds its estimated
+    # working memory while it computes); 0: half the physical memory
+    memory_budget_mb: int = 0
     # numpy's transparent huge pages for arrays of 4 MiB and more (process-wide, set when a node
     # opens). Off by default: where the kernel's THP defrag is "madvise" (a common default), a
     # huge page's first touch stalls for memory compaction; measured on a 2-core VM, two rep3

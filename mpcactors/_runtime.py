@@ -26,6 +26,7 @@ from ._log import get_logger
 from ._trace import NodeTracing, TraceFile
 from .link import open_node as open_link
 from .ops._registry import make_protocol
+from .scheduler._budget import MemoryBudget
 from .scheduler._executor import Executor, JobState
 from .scheduler._job import Job, JobSettings
 from .scheduler._tensor import SecretTensor
@@ -273,6 +274,7 @@ async def open_node(
     wan: WanProfile | None = None,
     tick_budget_s: float = 0.005,
     compute_threads: int | anyio.CapacityLimiter | None = None,
+    memory_budget: int | MemoryBudget | None = None,
     **link_options: Any,
 ) -> AsyncIterator[Node]:
     """Start a party's runtime node; connect to every peer.
@@ -287,6 +289,9 @@ async def open_node(
         compute_threads: worker threads for big op steps (default: the config's
             ``[runtime] compute_threads``, or the CPU count); 0: every step inline on the
             event loop (virtual-clock tests).
+        memory_budget: bytes that op steps in worker threads may use at once (default: the
+            config's ``[runtime] memory_budget_mb``, or half the physical memory), or a
+            ``MemoryBudget`` shared with other nodes of the process.
 
     Raises:
         ConfigError: ``party`` is not in the config.
@@ -304,6 +309,7 @@ async def open_node(
             party,
             tick_budget_s=tick_budget_s,
             compute_threads=threads,
+            memory_budget=memory_budget if memory_budget is not None else (config.runtime.memory_budget_mb << 20 or None),
             mailbox_bytes=config.link.job_window_bytes,
         )
         async with anyio.create_task_group() as tg:

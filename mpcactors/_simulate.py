@@ -20,6 +20,7 @@ from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError
 from ._runtime import open_node
 from ._trace import TraceFile
+from .scheduler._budget import MemoryBudget, default_budget_bytes
 
 __all__ = ["simulate", "simulate_async"]
 
@@ -45,7 +46,8 @@ def simulate(
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
             simulation; default: the CPU count; 0: every step inline, for virtual-clock
-            tests), ``check_ranges`` (development: products of
+            tests), ``memory_budget`` (bytes that op steps in worker threads may use at once,
+            shared by all parties; default: half the physical memory), ``check_ranges`` (development: products of
             secret values that would leave the fixed-point range abort naming the op; see
             ``Node.run``), ``trace`` (a path: every party's trace of the job in one
             Chrome/Perfetto trace-event JSON file; docs/TRACE.md).
@@ -73,6 +75,7 @@ async def simulate_async(
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
     compute_threads: int | None = None,
+    memory_budget: int | MemoryBudget | None = None,
     check_ranges: bool = False,
     trace: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -94,6 +97,12 @@ async def simulate_async(
         raise ConfigError(f"compute_threads must be at least 0, not {compute_threads!r}", key="compute_threads")
     # one pool for every party (they share the cores); 0: every step inline on the event loop
     limiter: int | anyio.CapacityLimiter = anyio.CapacityLimiter(threads) if threads else 0
+    if isinstance(memory_budget, MemoryBudget):
+        budget = memory_budget
+    elif memory_budget is not None and memory_budget <= 0:
+        raise ConfigError(f"memory_budget must be positive, not {memory_budget!r}", key="memory_budget")
+    else:
+        budget = MemoryBudget(memory_budget if memory_budget is not None else default_budget_bytes())
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
     traces = TraceFile() if trace is not None else None
@@ -101,7 +110,8 @@ async def simulate_async(
     async def party(name: str) -> None:
         try:
             async with open_node(
-                config, name, network=network, wan=wan if wan.enabled else None, compute_threads=limiter
+                config, name, network=network, wan=wan if wan.enabled else None, compute_threads=limiter,
+                memory_budget=budget,
             ) as node:
                 results[name] = await node.run(
                     program, *args, job=job, timeout=timeout, idle_timeout=idle_timeout,

@@ -43,8 +43,9 @@ from ..link._codec import encode_payload
 from ..ops._comm import Exchange
 from ..ops._context import OpContext
 from ..ops._protocol import Protocol, Share
+from ._budget import BYTES_PER_ELEMENT, MemoryBudget, default_budget_bytes
 from ._fingerprint import MAX_FINGERPRINT_CHARS, PROBE_ROUND, diverged, fingerprint
-from ._graph import Graph, OpNode, OpState
+from ._graph import LOADER_COST, Graph, OpNode, OpState
 
 if TYPE_CHECKING:
     from .._trace import JobTrace
@@ -135,6 +136,9 @@ class Executor:
             would race ahead while a worker thread runs).
         thread_min_elements: an op whose local work touches at least this many elements
             (``OpNode.cost``) steps in a worker thread; smaller ones run inline.
+        memory_budget: bytes that worker-thread steps may use at once, node-wide (default:
+            half the physical memory), or a :class:`MemoryBudget` shared with other nodes of the
+            process; a step holds its estimated working memory while it computes.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class Executor:
         compute_threads: int | anyio.CapacityLimiter | None = None,
         thread_min_elements: int = 1 << 14,
         mailbox_bytes: int = 16 * 1024 * 1024,
+        memory_budget: int | MemoryBudget | None = None,
     ) -> None:
         self._link = link
         self.party = party
@@ -162,6 +167,10 @@ class Executor:
                 raise ValueError(f"compute_threads must be at least 0, not {compute_threads!r}")
             self._limiter = anyio.CapacityLimiter(max(threads, 1))
         self._thread_min = thread_min_elements
+        if isinstance(memory_budget, MemoryBudget):
+            self.memory = memory_budget
+        else:
+            self.memory = MemoryBudget(memory_budget if memory_budget is not None else default_budget_bytes())
         self._mailbox_bytes = mailbox_bytes
         self._threads: Any = None  # the serve() task group that owns the worker-thread steps
         self._log = get_logger(party=party)
@@ -438,7 +447,8 @@ class Executor:
             reply = self._reply(job, node)
             while True:
                 step = _advance if job.tracer is None else functools.partial(job.tracer.step, _advance)
-                outcome = await anyio.to_thread.run_sync(step, node, job, reply, limiter=self._limiter)
+                async with self.memory.hold(_step_bytes(node)):
+                    outcome = await anyio.to_thread.run_sync(step, node, job, reply, limiter=self._limiter)
                 if node.state is OpState.FAILED or job.failure is not None:
                     _close(node)
                     return
@@ -656,6 +666,11 @@ def _close(node: OpNode) -> None:
 def _encode_outbox(outbox: Outbox) -> dict[tuple[str, str], bytes | memoryview]:
     """Every (peer, job) message of ``outbox``, encoded (runs in a worker thread)."""
     return {(peer, job_id): encode_payload(items) for peer, jobs in outbox.items() for job_id, items in jobs.items()}
+
+
+def _step_bytes(node: OpNode) -> int:
+    """The working memory a step is charged against the node's budget (loaders: none known)."""
+    return 0 if node.cost >= LOADER_COST else node.cost * BYTES_PER_ELEMENT
 
 
 def _input_elements(node: OpNode) -> int:

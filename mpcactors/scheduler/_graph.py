@@ -21,7 +21,11 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Graph", "OpNode", "OpState", "StepFactory"]
+__all__ = ["LOADER_COST", "Graph", "OpNode", "OpState", "StepFactory"]
+
+# The cost of a loader (``job.input(owner, callable)``) or of an input of unknown size: always big
+# enough for a worker thread, and not charged to the memory budget (its size is not known).
+LOADER_COST = 1 << 62
 
 # (ctx, [results of inputs]) -> Step (generator) or a plain value for purely local ops.
 StepFactory = Callable[[Any, list[Any]], Any]

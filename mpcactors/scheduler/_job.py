@@ -29,7 +29,7 @@ from ..ops._protocol import Protocol, Share
 from ..ops._ring import decode
 from ._executor import Executor, JobState, JobStatistics, PeerJobStatistics
 from ._fingerprint import end_fingerprint
-from ._graph import OpNode
+from ._graph import LOADER_COST, OpNode
 from ._input import InputTree, SecretInput, bare_step, encode_input, is_bare
 from ._tensor import SecretTensor, encode_public
 
@@ -361,9 +361,6 @@ def _job_link_stats(stats: Any, peer: str, job: str) -> Any:
         return None
     return jobs.get((peer, job))
 
-
-# An op whose cost is at least this many elements steps in a worker thread (see Executor).
-LOADER_COST = 1 << 62
 
 
 def _cost(shape: tuple[int, ...] | None, inputs: Sequence[SecretTensor]) -> int:
