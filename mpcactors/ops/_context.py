@@ -33,7 +33,7 @@ class OpContext:
         path: the op's address, e.g. ``(b"job-1", 17)``; sub-steps extend it with :meth:`child`.
     """
 
-    __slots__ = ("_counters", "parties", "party", "path", "seeds")
+    __slots__ = ("_counters", "_prefix", "parties", "party", "path", "seeds")
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class OpContext:
         # make the same sequence of calls *for that key*, whatever they do with other keys (a
         # dealer walks every holder's stream; each holder walks only its own).
         self._counters: dict[frozenset[str], int] = {}
+        self._prefix: bytes | None = None  # the encoded path, made on the first PRG stream
 
     @property
     def others(self) -> tuple[str, ...]:
@@ -78,11 +79,16 @@ class OpContext:
             raise KeyError(f"no seed shared by {sorted(key)} in this job") from None
         counter = self._counters.get(key, 0)
         self._counters[key] = counter + 1
-        label = _label(self.path, counter, key)
-        return Prg(stream_key(seed, label))
+        if self._prefix is None:
+            self._prefix = _path_bytes(self.path)
+        return Prg(stream_key(seed, self._prefix + _suffix(counter, key)))
 
 
 def _label(path: tuple[object, ...], counter: int, key: frozenset[str]) -> bytes:
+    return _path_bytes(path) + _suffix(counter, key)
+
+
+def _path_bytes(path: tuple[object, ...]) -> bytes:
     parts = [b"mpcactors/prg/v1"]
     for item in path:
         if isinstance(item, int):
@@ -92,7 +98,11 @@ def _label(path: tuple[object, ...], counter: int, key: frozenset[str]) -> bytes
         else:
             s = str(item).encode()
             parts.append(b"s" + struct.pack(">I", len(s)) + s)
-    parts.append(b"c" + struct.pack(">q", counter))
+    return b"".join(parts)
+
+
+def _suffix(counter: int, key: frozenset[str]) -> bytes:
+    parts = [b"c" + struct.pack(">q", counter)]
     for name in sorted(key):
         s = name.encode()
         parts.append(b"p" + struct.pack(">I", len(s)) + s)

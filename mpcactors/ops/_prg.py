@@ -12,6 +12,7 @@ holding the same seed expand the same bits for the same op.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = ["Prg", "derive_seed", "new_seed", "stream_key"]
 
 _ZERO_NONCE = bytes(16)
 _CHUNK = 1 << 20  # keystream bytes per update_into call
+_SMALL = 4096  # elements up to which random_u64 takes the keystream by update() and copies it
 _ZEROS: list[memoryview] = []  # the shared zero chunk, made on first use (no work at import)
 
 
@@ -73,7 +75,9 @@ class Prg:
         read-only zero buffer: no per-call zero buffer and no copy (about 3x faster at 10^6).
         """
         shape_t = (shape,) if isinstance(shape, int) else tuple(shape)
-        n = int(np.prod(shape_t, dtype=np.int64))
+        n = math.prod(shape_t)
+        if n <= _SMALL:  # one call and a copy: the chunked path's set-up costs more (8x at 8)
+            return np.frombuffer(bytearray(self._enc.update(bytes(8 * n))), dtype=np.uint64).reshape(shape_t)
         # update_into wants block_size - 1 spare bytes after the output: 2 spare words.
         out = np.empty(n + 2, dtype=np.uint64)
         view = memoryview(out).cast("B")  # type: ignore[arg-type]

@@ -195,3 +195,34 @@ def test_protocols_run_on_agreed_seeds(protocol: str, dealer: str | None) -> Non
     assert rounds == 3
     for p in parties:
         np.testing.assert_array_equal(out[p], x * x)
+
+
+def test_small_and_chunked_draws_read_one_keystream() -> None:
+    """random_u64 takes small draws by one update() and big ones chunk by chunk: the same
+    keystream either way, so a stream does not depend on how it is drawn."""
+    from mpcactors.ops._prg import _SMALL, Prg
+
+    key = bytes(range(32))
+    a, b = Prg(key), Prg(key)
+    pieces = [a.random_u64(3), a.random_u64((2, 5)), a.random_u64(_SMALL), a.random_u64(_SMALL + 1)]
+    whole = b.random_u64(3 + 10 + 2 * _SMALL + 1)
+    np.testing.assert_array_equal(np.concatenate([p.ravel() for p in pieces]), whole)
+    assert pieces[1].shape == (2, 5) and pieces[1].flags.writeable
+    assert a.random_u64(()).shape == () and a.random_u64(0).shape == (0,)
+
+
+def test_stream_labels_encode_path_counter_and_parties() -> None:
+    """The PRG label of an op's stream: its path, then the stream counter, then the parties."""
+    from mpcactors.ops._context import OpContext, _label
+
+    ctx = OpContext("alice", ["alice", "bob"], {frozenset({"alice", "bob"}): bytes(32)}, (b"job", 7, "x"))
+    assert _label((b"job", 7, "x"), 1, frozenset({"bob", "alice"})) == (
+        b"mpcactors/prg/v1" + b"b\x00\x00\x00\x03job" + b"i" + (7).to_bytes(8, "big") + b"s\x00\x00\x00\x01x"
+        + b"c" + (1).to_bytes(8, "big") + b"p\x00\x00\x00\x05alice" + b"p\x00\x00\x00\x03bob"
+    )
+    from mpcactors.ops._prg import Prg, stream_key
+
+    ctx.prg("bob")
+    second = ctx.prg("bob").random_u64(4)
+    expected = Prg(stream_key(bytes(32), _label((b"job", 7, "x"), 1, frozenset({"alice", "bob"})))).random_u64(4)
+    np.testing.assert_array_equal(second, expected)
