@@ -3,21 +3,25 @@ sigmoid, tanh, written once on the kernel interface.
 
 Theory of operation
 -------------------
-Every function is a *range reduction* that needs only comparisons and products by integers,
-then a low-degree **Chebyshev series** on [-1, 1] (``_fxp.chebyshev``: degree d in
-ceil(log2 d) product levels), then the inverse reduction as a product by a power of two selected
-by a one-hot integer share (``_fxp.mul_onehot_pow2``: large results never pass a truncation).
-Comparisons against many public thresholds run as ONE batched comparison (``ge_thresholds``), so
-range reduction costs the rounds of one comparison whatever the range.
+Every function is a *range reduction* that needs only bit decompositions or comparisons and
+products by integers, then a low-degree **Chebyshev series** on [-1, 1] (``_fxp.chebyshev``:
+degree d in ceil(log2 d) product levels), then the inverse reduction as a product by a power of
+two selected per bucket (``_normalize.mul_pow2``: large results never pass a truncation).
 
-* reciprocal, log, sqrt, rsqrt (SPU / CrypTen normalise the same way): the top set bit i of |x|
-  (thresholds 2^i, i over the documented range) gives ``u = |x| 2^(f-i-1)`` in [0.5, 1), then
+* reciprocal, log, sqrt, rsqrt (SPU's ``highestOneBit`` / CrypTen normalise the same way): the
+  top set bit i of |x| over the documented range comes from ONE A2B, a log-depth suffix OR and
+  one injection of the K + 1 threshold bits ``[|x| >= 2^j]`` (``_normalize.top_bit``: A2B + 7
+  rounds, instead of K full comparisons); it gives ``u = |x| 2^(f-i-1)`` in [0.5, 1), then
   ``1/u``, ``ln u``, ``sqrt u`` or ``u^-1/2`` by Chebyshev on t = 4u - 3, then
   ``1/x = sign * p(t) * 2^(f-i-1)``, ``ln x = p(t) + (i+1-f) ln 2``,
   ``sqrt x = p(t) 2^((i+1-f)/2)`` (odd exponents use the series of sqrt(2) sqrt(u)), etc.
+  (|x| = x sign and the sign products are made while the suffix OR runs; a negative power of
+  two inside the range lands one bucket down with u = 1 exactly, still a series argument.)
 * exp: ``y = x log2 e``; ``k = trunc(x log2(e) 2^f, 2f)`` and ``y = trunc(., f)`` from the same
   product, so ``r = y - k`` lies in [-1, 1] (truncation is floor up to one ulp) and the series of
-  2^r runs *in parallel* with the thresholds on the integer k that select 2^k.
+  2^r runs *in parallel* with 32 short thresholds on the integer k that select 2^k (ONE batched
+  16-bit comparison, ``ge_thresholds``: fewer rounds than a bit decomposition, and off the
+  critical path, since the series takes longer).
 * sigmoid: ``0.5 + u r(2u^2 - 1)`` with u = x/10, an odd Chebyshev fit of degree 31 on [-10, 10],
   in parallel with the comparisons x < -10, x > 10 that saturate it (the select multiplies the
   out-of-range garbage by an exact integer 0). tanh(x) = 2 sigmoid(2x) - 1.
@@ -25,8 +29,9 @@ range reduction costs the rounds of one comparison whatever the range.
 Values outside a function's documented range saturate as documented (never wrap around):
 truncation is faithful (``_trunc.py``), so no truncation in the path fails.
 
-Round counts (semi2k with 2 holders: comparison 7, truncation 1, fixed-point product 2; rep3:
-comparison 8, truncation 2, fixed-point product 2) are listed per function, as measured by
+Round counts (semi2k with 2 holders: comparison 7, top bit 14, truncation 1, fixed-point
+product 2; rep3: comparison 8, top bit 15, truncation 2, fixed-point product 2) are listed per
+function, as measured by
 tests/ops/test_nonlinear.py; docs/NONLINEAR.md has the measured errors.
 """
 
@@ -34,15 +39,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 
 from ._comm import Step, gather
-from ._compare import buckets, ge_thresholds, ltz
+from ._compare import ge_thresholds, ltz
 from ._context import OpContext
-from ._fxp import chebyshev, fxp_const, fxp_mul, mul_many, mul_onehot_pow2, truncate_many
+from ._fxp import chebyshev, fxp_const, fxp_mul, mul_many, truncate_many
+from ._normalize import TopBit, mul_pow2, pow2_sums, signed_sums, top_bit
 from ._protocol import Protocol, Share
 
 __all__ = ["division", "exp", "log", "reciprocal", "rsqrt", "sigmoid", "sqrt", "tanh"]
@@ -88,16 +94,11 @@ def _series(name: str) -> np.ndarray:
 
 
 class _Buckets:
-    """Which bucket is which after :func:`_top_bit`: below range, bits lo..hi-1 (x sign), above."""
+    """Which bucket is which after :func:`_top_bit`: below range, bits lo..hi-1, above."""
 
-    def __init__(self, f: int, lo_bit: int, hi_bit: int, signed: bool) -> None:
-        side = np.concatenate([np.arange(lo_bit, hi_bit), [hi_bit]])  # inner bits, then above
-        sides = [side, side] if signed else [side]
+    def __init__(self, f: int, lo_bit: int, hi_bit: int) -> None:
         self.f = f
-        self.bit = np.concatenate([[-1], *sides])  # bucket 0: |x| < 2^lo_bit (ring units)
-        self.sign = np.concatenate(
-            [[1.0]] + [np.full(len(side), sg) for sg in (1.0, -1.0)[: len(sides)]]
-        )
+        self.bit = np.concatenate([[-1], np.arange(lo_bit, hi_bit), [hi_bit]])  # -1: below
         self.below = self.bit == -1
         self.above = self.bit == hi_bit
         self.inner = ~self.below & ~self.above
@@ -105,75 +106,72 @@ class _Buckets:
     def weights(
         self, exponent: Callable[[np.ndarray], np.ndarray], odd_only: bool | None = None
     ) -> np.ndarray:
-        """sign * 2^exponent(bit) on inner buckets (0 elsewhere); optionally only even/odd ones."""
+        """2^exponent(bit) on inner buckets (0 elsewhere); optionally only even/odd ones."""
         e = exponent(self.bit.astype(np.float64))
         keep = self.inner.copy()
         if odd_only is not None:
             odd = np.mod(np.floor(e * 2 + 0.5), 2) == 1  # e is a half-integer where "odd"
             keep &= odd if odd_only else ~odd
             e = np.floor(e)
-        return np.where(keep, self.sign * np.exp2(e), 0.0)
+        return np.where(keep, np.exp2(e), 0.0)
 
 
 def _top_bit(
-    ctx: OpContext, proto: Protocol, x: Share, lo: int, hi: int, signed: bool
-) -> Step[tuple[Share, _Buckets]]:
-    """One-hot bucket of |x|'s top set bit among real powers 2^lo .. 2^hi (one comparison)."""
+    ctx: OpContext,
+    proto: Protocol,
+    x: Share,
+    lo: int,
+    hi: int,
+    signed: bool,
+    sign_products: Sequence[Share] = (),
+) -> Step[tuple[TopBit, _Buckets]]:
+    """One-hot bucket of |x|'s top set bit among real powers 2^lo .. 2^hi (``_normalize.py``:
+    one A2B, a suffix OR, one injection); signed: the sign and ``sign_products`` times it."""
     f = proto.fxp_bits
     lo_bit, hi_bit = max(0, f + lo), f + hi
     if not 0 <= lo_bit < hi_bit <= 62:
         raise ValueError(f"range 2^{lo}..2^{hi} does not fit {f} fractional bits")
-    edges = np.uint64(1) << np.arange(lo_bit, hi_bit + 1, dtype=np.uint64)
-    info = _Buckets(f, lo_bit, hi_bit, signed)
-    if not signed:
-        ge = yield from ge_thresholds(ctx, proto, x, edges)
-        return buckets(proto, ge), info
-    both = Share.combine(np.stack, [x, proto.neg(x)])
-    ge = yield from ge_thresholds(ctx, proto, both, edges)  # (K, 2, *shape)
-    k = len(edges)
-    rest = x.shape
-    pos = buckets(proto, ge.map(lambda p: p[:, 0], shape=(k,) + rest))
-    neg = buckets(proto, ge.map(lambda p: p[:, 1], shape=(k,) + rest))
-    first = (1,) + rest
-    below = proto.add_public(
-        proto.add(pos.map(lambda p: p[:1], shape=first), neg.map(lambda p: p[:1], shape=first)),
-        np.asarray(np.uint64(2**64 - 1)),
-    )  # [x < 2^lo] + [-x < 2^lo] - 1 = [|x| < 2^lo]
-    tail = (k,) + rest
-    parts = [below, pos.map(lambda p: p[1:], shape=tail), neg.map(lambda p: p[1:], shape=tail)]
-    return Share.combine(lambda ps: np.concatenate(ps, axis=0), parts), info
+    tb = yield from top_bit(ctx, proto, x, lo_bit, hi_bit, signed, sign_products)
+    return tb, _Buckets(f, lo_bit, hi_bit)
 
 
 def _normalised(
-    ctx: OpContext, proto: Protocol, x: Share, onehot: Share, info: _Buckets
+    ctx: OpContext, proto: Protocol, mag: Share, tb: TopBit, info: _Buckets
 ) -> Step[Share]:
-    """t = 4u - 3 in [-1, 1) for u = |x| 2^(f-i-1); t = 0 for out-of-range buckets."""
+    """t = 4u - 3 in [-1, 1] for u = |x| 2^(f-i-1) (``mag`` = |x|); t = 0 out of range."""
     f = info.f
-    u = yield from mul_onehot_pow2(ctx, proto, [(x, info.weights(lambda b: f - b - 1))], onehot)
+    (sums,) = pow2_sums(proto, tb, [info.weights(lambda b: f - b - 1)])
+    u = yield from mul_pow2(ctx, proto, [(mag, sums)])
     t = proto.add_public(
         proto.mul_public(u, np.asarray(np.uint64(4))), np.negative(fxp_const(proto, 3.0))
     )
     off = np.where(info.inner, 0.0, 3.0)  # out of range: u = 0.75, t = 0 (keeps the series sane)
-    return proto.add(t, _const(proto, onehot, off))
+    return proto.add(t, _const(proto, tb, off))
 
 
-def _const(proto: Protocol, onehot: Share, values: np.ndarray) -> Share:
-    """sum_b onehot[b] * enc(values[b]): a fixed-point constant per bucket (local)."""
-    w = fxp_const(proto, np.asarray(values, dtype=np.float64)).reshape(
-        (-1,) + (1,) * (len(onehot.shape) - 1)
-    )
-    return proto.mul_public(onehot, w).map(
-        lambda p: p.sum(axis=0, dtype=np.uint64), shape=onehot.shape[1:]
-    )
+def _const(proto: Protocol, tb: TopBit, values: np.ndarray) -> Share:
+    """The fixed-point constant ``values[b]`` of each value's bucket b (local)."""
+    return tb.select(proto, fxp_const(proto, np.asarray(values, dtype=np.float64)))
 
 
 def _recip_setup(
-    ctx: OpContext, proto: Protocol, y: Share, lo: int, hi: int, positive: bool
-) -> Step[tuple[Share, Share, _Buckets]]:
-    """Top-bit buckets of y and the series argument t = 4u - 3 (u = |y| 2^(f-i-1))."""
-    onehot, info = yield from _top_bit(ctx.child("bits"), proto, y, lo, hi, not positive)
-    t = yield from _normalised(ctx.child("norm"), proto, y, onehot, info)
-    return t, onehot, info
+    ctx: OpContext,
+    proto: Protocol,
+    y: Share,
+    lo: int,
+    hi: int,
+    positive: bool,
+    others: Sequence[Share] = (),
+) -> Step[tuple[Share, TopBit, _Buckets]]:
+    """Top-bit buckets of y and the series argument t = 4u - 3 (u = |y| 2^(f-i-1)).
+
+    Signed: ``TopBit.products`` holds |y| and ``others`` times sign(y), in that order.
+    """
+    sign_products = [] if positive else [y, *others]
+    tb, info = yield from _top_bit(ctx.child("bits"), proto, y, lo, hi, not positive, sign_products)
+    mag = y if positive else tb.products[0]
+    t = yield from _normalised(ctx.child("norm"), proto, mag, tb, info)
+    return t, tb, info
 
 
 def reciprocal(
@@ -191,15 +189,21 @@ def reciprocal(
     Accuracy: |error| < 2e-5 + 2e-6 |1/x| (1/x itself is rounded to 2^-18, so small results
     have few significant bits: use :func:`division` for x / y). Outside the range: 0
     (|x| < 2^lo, including 0; and |x| >= 2^hi, where |1/x| <= 2^-hi). ``positive=True`` skips
-    the negative thresholds (half the comparison work) and gives 0 for x <= 0.
+    the sign (the edge corrections, one injection and the sign products) and gives 0 for
+    x <= 0.
 
-    Rounds: semi2k 20, rep3 24.
+    Rounds: semi2k 27, rep3 31 (semi2k without a dealer 53).
     """
-    t, onehot, info = yield from _recip_setup(ctx, proto, x, lo, hi, positive)
-    series = [_series("recip")]
-    (p,) = yield from chebyshev(ctx.child("series"), proto, t, series, extra_bits=_EXTRA)
-    w = info.weights(lambda b: info.f - b - 1 - _EXTRA)
-    return (yield from mul_onehot_pow2(ctx.child("out"), proto, [(p, w)], onehot))
+    t, tb, info = yield from _recip_setup(ctx, proto, x, lo, hi, positive)
+    series = chebyshev(ctx.child("series"), proto, t, [_series("recip")], extra_bits=_EXTRA)
+    sums = pow2_sums(proto, tb, [info.weights(lambda b: info.f - b - 1 - _EXTRA)])
+    if tb.sign is None:
+        (p,) = yield from series
+    else:  # sign * 2^(f-i-1) while the series runs
+        (p,), sums = yield from gather(
+            [series, signed_sums(ctx.child("sign"), proto, sums, tb.sign)]
+        )
+    return (yield from mul_pow2(ctx.child("out"), proto, [(p, sums[0])]))
 
 
 def division(
@@ -219,14 +223,15 @@ def division(
     series of 1/u, so the quotient keeps full fixed-point precision however small 1/y is.
     Accuracy: |error| < 2e-5 + 3e-5 |x / y|. The last truncation sees |x / y| 2^(2f+1): keep
     |x / y| < 2^25 (faithful up to |x / y| 2^(2f+1) < 2^62).
-    Rounds: semi2k 20, rep3 23 (the last product is a fused fixed-point product).
+    Rounds: semi2k 27, rep3 30 (the last product is a fused fixed-point product).
     """
-    t, onehot, info = yield from _recip_setup(ctx, proto, y, lo, hi, positive)
+    t, tb, info = yield from _recip_setup(ctx, proto, y, lo, hi, positive, [x])
     w = info.weights(lambda b: info.f - b - 1)
+    x_signed = x if positive else tb.products[1]  # x * sign(y)
     (p,), xs = yield from gather(
         [
             chebyshev(ctx.child("series"), proto, t, [_series("recip")]),
-            mul_onehot_pow2(ctx.child("scale"), proto, [(x, w)], onehot),
+            mul_pow2(ctx.child("scale"), proto, [(x_signed, pow2_sums(proto, tb, [w])[0])]),
         ]
     )
     return (yield from fxp_mul(ctx.child("mul"), proto, xs, p))
@@ -238,10 +243,10 @@ def log(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int = 1
     Method: ln x = ln u + (i + 1 - f) ln 2 with u = x 2^(f-i-1) in [0.5, 1); degree-7 Chebyshev.
     Accuracy: absolute error < 1e-4. Saturates to lo ln 2 below the range (x <= 0 included) and
     hi ln 2 above.
-    Rounds: semi2k 16, rep3 19.
+    Rounds: semi2k 23, rep3 26.
     """
-    onehot, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, False)
-    t = yield from _normalised(ctx.child("norm"), proto, x, onehot, info)
+    tb, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, False)
+    t = yield from _normalised(ctx.child("norm"), proto, x, tb, info)
     (p,) = yield from chebyshev(ctx.child("series"), proto, t, [_series("log")])
     ln_u0 = math.log(0.75)
     lo_real = max(lo, -info.f)
@@ -250,15 +255,15 @@ def log(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int = 1
         (info.bit + 1 - info.f) * _LN2,
         np.where(info.below, lo_real * _LN2 - ln_u0, hi * _LN2 - ln_u0),
     )
-    return proto.add(p, _const(proto, onehot, shift))
+    return proto.add(p, _const(proto, tb, shift))
 
 
 def _root(
     ctx: OpContext, proto: Protocol, x: Share, name: str, power: float, lo: int, hi: int
 ) -> Step[Share]:
     """x^power (power = +-1/2) by normalisation; odd exponents use sqrt(2) times the series."""
-    onehot, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, False)
-    t = yield from _normalised(ctx.child("norm"), proto, x, onehot, info)
+    tb, info = yield from _top_bit(ctx.child("bits"), proto, x, lo, hi, False)
+    t = yield from _normalised(ctx.child("norm"), proto, x, tb, info)
     c = _series(name)
     series = [c, c * math.sqrt(2.0)]
     p, p2 = yield from chebyshev(ctx.child("series"), proto, t, series, extra_bits=_EXTRA)
@@ -267,12 +272,13 @@ def _root(
     def expo(b: np.ndarray) -> np.ndarray:
         return power * (b + 1 - f) - _EXTRA
 
-    terms = [(p, info.weights(expo, odd_only=False)), (p2, info.weights(expo, odd_only=True))]
-    out = yield from mul_onehot_pow2(ctx.child("out"), proto, terms, onehot)
+    weights = [info.weights(expo, odd_only=False), info.weights(expo, odd_only=True)]
+    sums = pow2_sums(proto, tb, weights)
+    out = yield from mul_pow2(ctx.child("out"), proto, list(zip([p, p2], sums)))
     sat = np.where(info.above, 2.0 ** (power * hi), 0.0)
     if power < 0:
         sat = np.where(info.below, 2.0 ** (power * max(lo, -f)), sat)
-    return proto.add(out, _const(proto, onehot, sat))
+    return proto.add(out, _const(proto, tb, sat))
 
 
 def sqrt(ctx: OpContext, proto: Protocol, x: Share, *, hi: int = 14) -> Step[Share]:
@@ -280,7 +286,7 @@ def sqrt(ctx: OpContext, proto: Protocol, x: Share, *, hi: int = 14) -> Step[Sha
 
     Method: sqrt x = sqrt(u) 2^((i+1-f)/2) over every bit of x (down to 1 ulp), degree-7
     Chebyshev. Accuracy: absolute error < 1e-4 + 2e-6 sqrt(x). 0 for x <= 0; 2^(hi/2) above.
-    Rounds: semi2k 18, rep3 22.
+    Rounds: semi2k 25, rep3 29.
     """
     return (yield from _root(ctx, proto, x, "sqrt", 0.5, -proto.fxp_bits, hi))
 
@@ -290,7 +296,7 @@ def rsqrt(ctx: OpContext, proto: Protocol, x: Share, *, lo: int = -10, hi: int =
 
     Method as :func:`sqrt` with the series of u^-1/2 (degree 9). Accuracy: relative error < 2e-5.
     Saturates to 2^(-lo/2) below the range (x <= 0 included) and 2^(-hi/2) above.
-    Rounds: semi2k 20, rep3 24.
+    Rounds: semi2k 27, rep3 31.
     """
     return (yield from _root(ctx, proto, x, "rsqrt", -0.5, lo, hi))
 
@@ -325,13 +331,13 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     )
     # bucket 0: k < -K; bucket j: k = j - K - 1; the last: k > K. k may be floor(y) + 1, so
     # the extreme inner buckets k = +-K still give the true value (r in [-1, 0) or [0, 1)).
-    onehot = buckets(proto, ge)
+    tb = TopBit(ge, None, None, [])  # selects per bucket from the threshold bits
     m = np.arange(-_EXP_K - 1, _EXP_K + 2, dtype=np.float64)
     inner = (m >= -_EXP_K) & (m <= _EXP_K)
     w = np.where(inner, np.exp2(m - _EXTRA), 0.0)
-    out = yield from mul_onehot_pow2(ctx.child("out"), proto, [(p, w)], onehot)
+    out = yield from mul_pow2(ctx.child("out"), proto, [(p, pow2_sums(proto, tb, [w])[0])])
     top = np.where(m > _EXP_K, 2.0 ** (_EXP_K + 1), 0.0)
-    return proto.add(out, _const(proto, onehot, top))
+    return proto.add(out, _const(proto, tb, top))
 
 
 def sigmoid(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
