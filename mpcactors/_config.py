@@ -65,7 +65,9 @@ class RuntimeOptions:
     # opens). Off by default: where the kernel's THP defrag is "madvise" (a common default), a
     # huge page's first touch stalls for memory compaction; measured on a 2-core VM, two rep3
     # jobs at once took 1.05-1.08x the time of one after another with them, 0.86x without.
-    numpy_huge_pages: bool = False
+    # "auto" leaves numpy as it is (its own default, or NUMPY_MADVISE_HUGEPAGE) for embedders
+    # that manage it themselves.
+    numpy_huge_pages: bool | str = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -316,6 +318,11 @@ def _dataclass_from(cls: Any, table: Any, section: str, err: Any) -> Any:
         if k not in fields:
             raise err(key, f"unknown key; expected one of {sorted(fields)}")
         default = fields[k].default
+        if section == "runtime" and k == "numpy_huge_pages":
+            if not (isinstance(v, bool) or v == "auto"):
+                raise err(key, f'must be true, false or "auto", not {v!r}')
+            values[k] = v
+            continue
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise err(key, f"must be true or false, not {v!r}")

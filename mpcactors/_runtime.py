@@ -261,20 +261,23 @@ def _holds_secret(value: Any) -> bool:
     return False
 
 
-def set_numpy_huge_pages(enabled: bool) -> None:
+def set_numpy_huge_pages(enabled: bool | str) -> None:
     """numpy's ``madvise(MADV_HUGEPAGE)`` for big arrays, for the whole process.
 
     ``[runtime] numpy_huge_pages`` (off by default; see RuntimeOptions) decides it when a node
-    opens. numpy offers the switch as ``_set_madvise_hugepage`` (also the environment variable
-    ``NUMPY_MADVISE_HUGEPAGE``); a numpy without it is left as it is.
+    opens; ``"auto"`` leaves numpy's setting alone. numpy offers the switch as
+    ``_set_madvise_hugepage`` (also the environment variable ``NUMPY_MADVISE_HUGEPAGE``); a
+    numpy without it is left as it is.
     """
+    if enabled == "auto":
+        return
     try:
         from numpy._core import multiarray
     except ImportError:  # numpy 1.x
         from numpy.core import multiarray  # type: ignore[no-redef]
     setter = getattr(multiarray, "_set_madvise_hugepage", None)
     if setter is not None:
-        setter(enabled)
+        setter(bool(enabled))
 
 
 @contextlib.asynccontextmanager

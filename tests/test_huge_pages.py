@@ -49,5 +49,32 @@ def test_the_default_is_off_and_the_key_is_checked(tmp_path):
         'cluster = "c"\nprotocol = "semi2k"\n[runtime]\nnumpy_huge_pages = "yes"\n'
         '[parties.alice]\naddress = "127.0.0.1:7001"\n[parties.bob]\naddress = "127.0.0.1:7002"\n'
     )
-    with pytest.raises(mpc.ConfigError, match=r"runtime\.numpy_huge_pages.*true or false"):
+    with pytest.raises(mpc.ConfigError, match=r'runtime\.numpy_huge_pages.*true, false or "auto"'):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_auto_leaves_numpy_as_it_is(numpy_default, tmp_path, before):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'cluster = "c"\nprotocol = "semi2k"\n[runtime]\nnumpy_huge_pages = "auto"\n'
+        '[parties.alice]\naddress = "127.0.0.1:7001"\n[parties.bob]\naddress = "127.0.0.1:7002"\n'
+    )
+    config = load_config(cfg)
+    assert config.runtime.numpy_huge_pages == "auto"
+    multiarray._set_madvise_hugepage(before)
+    seen = {}
+
+    async def main():
+        network = MemoryNetwork()
+
+        async def party(name):
+            async with mpc.open_node(config, name, network=network):
+                seen[name] = multiarray._get_madvise_hugepage()
+
+        async with trio.open_nursery() as n:
+            for p in ("alice", "bob"):
+                n.start_soon(party, p)
+
+    trio.run(main)
+    assert seen == {"alice": before, "bob": before}
