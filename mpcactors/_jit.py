@@ -16,9 +16,10 @@ Sub-jaxprs (``jit``/``pjit``, ``custom_jvp_call``, ``custom_vjp_call``, ``closed
 are interpreted in place; ``scan`` (``fori_loop`` with static bounds) is unrolled. Equations whose
 results nothing uses are dropped first (``jax.grad`` leaves the forward loss in its jaxpr).
 
-Two rewrites keep JAX's hand-made formulas on the accurate path: ``1 / (1 + exp(-x))`` is the
-secure sigmoid (JAX's own ``logistic`` too), and ``1 / h`` is computed once per secret ``h``
-(``jax.grad`` of ``1/h`` asks for ``h ** -2`` beside it).
+Before that, :func:`mpcactors._jit_rewrite.rewrite` applies exact algebraic rewrites to the
+jaxpr (constant folding, common subexpressions, ``1 / (1 + exp(-x))`` as the secure sigmoid, one
+reciprocal per divisor, products reordered so the latest-ready factor comes last; docs/JIT.md
+"Rewrites"); ``jit(fn, rewrite=False)`` interprets the jaxpr exactly as JAX traced it.
 
 A primitive with no secure rule raises :class:`~mpcactors._errors.UnsupportedOperation` naming
 the primitive and the line of user code that produced it.
@@ -35,6 +36,7 @@ import numpy as np
 
 from ._errors import UnsupportedOperation
 from ._functions import maximum, minimum, where
+from ._jit_rewrite import rewrite
 from ._log import get_logger
 from ._pytree import flatten, unflatten
 from .scheduler._input import SecretInput
@@ -44,22 +46,28 @@ from .scheduler._tensor import SecretTensor, apply
 __all__ = ["RULES", "Jitted", "jit"]
 
 
-def jit(fn: Callable[..., Any]) -> Jitted:
+def jit(fn: Callable[..., Any], *, rewrite: bool = True) -> Jitted:
     """Run the JAX function ``fn`` on secret tensors (see module doc); needs the ``jax`` extra.
 
     ``result = await mpc.jit(fn)(*args, **kwargs)`` inside a program: ``args`` are pytrees of
     secret tensors (or ``job.input`` results, awaited for you) and public values; ``result`` has
     ``fn``'s output structure with SecretTensors where the value depends on a secret and numpy
     arrays elsewhere. With no secret argument, ``fn`` simply runs in JAX.
+
+    Args:
+        fn: a function JAX can trace.
+        rewrite: apply the exact algebraic rewrites of ``mpcactors._jit_rewrite`` to the jaxpr
+            first (the default); False interprets the jaxpr as JAX traced it (for debugging).
     """
-    return Jitted(fn)
+    return Jitted(fn, rewrite=rewrite)
 
 
 class Jitted:
     """A function made by :func:`jit`; call it (and await the call) with secret arguments."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], *, rewrite: bool = True) -> None:
         self.fn = fn
+        self.rewrite = rewrite
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -97,9 +105,15 @@ class Jitted:
         ]
         closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*specs)
         name = getattr(self.fn, "__qualname__", repr(self.fn))
+        traced = len(closed.jaxpr.eqns)
+        fired: dict[str, int] = {}
+        if self.rewrite:
+            closed, counts = rewrite(closed)
+            fired = dict(counts)
         interp = _Interpreter(job, name)
         get_logger(party=job.party, job=job.id, op="jit").debug(
-            "jit traced", function=name, equations=len(closed.jaxpr.eqns), secret_inputs=len(secrets)
+            "jit traced", function=name, equations=traced, rewritten=len(closed.jaxpr.eqns), rewrites=fired,
+            secret_inputs=len(secrets),
         )
         outs = interp.run_closed(closed, [leaves[i] for i in secrets])
         _, out_tree = jax.tree_util.tree_flatten(out_shape)
@@ -126,10 +140,6 @@ class _Interpreter:
     def __init__(self, job: Any, name: str) -> None:
         self.job = job
         self.name = name
-        self.reciprocals: dict[int, tuple[SecretTensor, SecretTensor]] = {}  # id(h) -> (h, 1/h)
-        self.sigmoid_of: dict[int, tuple[SecretTensor, SecretTensor]] = {}  # id(1 + exp(-x)) -> (h, x)
-        self.exp_neg: dict[int, tuple[SecretTensor, SecretTensor]] = {}  # id(exp(-x)) -> (e, x)
-        self.negated: dict[int, tuple[SecretTensor, SecretTensor]] = {}  # id(-x) -> (-x, x)
 
     def run_closed(self, closed: Any, args: Sequence[Any]) -> list[Any]:
         return self.run(closed.jaxpr, [np.asarray(c) for c in closed.consts], args)
@@ -175,19 +185,6 @@ class _Interpreter:
     def unsupported(self, eqn: Any, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"mpcactors.jit({self.name}): {what} (at {_where(eqn)})")
 
-    def reciprocal(self, h: SecretTensor) -> SecretTensor:
-        """1/h, once per tensor; ``1 / (1 + exp(-x))`` is the secure sigmoid of x."""
-        hit = self.reciprocals.get(id(h))
-        if hit is not None and hit[0] is h:
-            return hit[1]
-        sig = self.sigmoid_of.get(id(h))
-        if sig is not None and sig[0] is h:
-            r = apply("sigmoid", sig[1])
-        else:
-            r = apply("reciprocal", h)
-        self.reciprocals[id(h)] = (h, r)
-        return r
-
 
 def _live(jaxpr: Any) -> list[Any]:
     """The equations whose results reach an output (no effects are kept for their own sake)."""
@@ -227,13 +224,7 @@ def _is_float(eqn: Any) -> bool:
 # ---- elementwise arithmetic ----------------------------------------------------------------
 @rule("add", "add_any")
 def _add(it: _Interpreter, eqn: Any, a: Any, b: Any, **_: Any) -> Any:
-    out = a + b
-    if isinstance(a, SecretTensor) and _is_one(b) or isinstance(b, SecretTensor) and _is_one(a):
-        e = a if isinstance(a, SecretTensor) else b
-        hit = it.exp_neg.get(id(e))
-        if hit is not None and hit[0] is e:  # 1 + exp(-x): remember x for the sigmoid rewrite
-            it.sigmoid_of[id(out)] = (out, hit[1])
-    return out
+    return a + b
 
 
 def _is_one(v: Any) -> bool:
@@ -255,7 +246,7 @@ def _div(it: _Interpreter, eqn: Any, a: Any, b: Any, **_: Any) -> Any:
     if not _is_float(eqn):
         raise UnsupportedOperation("integer division of secret values has no secure rule")
     if isinstance(b, SecretTensor):
-        r = it.reciprocal(b)
+        r = apply("reciprocal", b)
         return r if _is_one(a) else a * r
     return a / b
 
@@ -264,7 +255,7 @@ def _div(it: _Interpreter, eqn: Any, a: Any, b: Any, **_: Any) -> Any:
 def _integer_pow(it: _Interpreter, eqn: Any, x: SecretTensor, *, y: int, **_: Any) -> Any:
     if y == 0:
         return np.ones(_out_shape(eqn), dtype=np.float32 if x.fxp else np.int32)
-    base = x if y > 0 else it.reciprocal(x)
+    base = x if y > 0 else apply("reciprocal", x)
     return base if abs(y) == 1 else base ** abs(y)
 
 
@@ -293,19 +284,12 @@ for _name, _fn in (("log", "log"), ("logistic", "sigmoid"), ("tanh", "tanh"), ("
 
 @rule("exp")
 def _exp(it: _Interpreter, eqn: Any, x: SecretTensor, **_: Any) -> Any:
-    e = apply("exp", x)
-    src = it.negated.get(id(x))
-    if src is not None and src[0] is x:
-        it.exp_neg[id(e)] = (e, src[1])
-    return e
+    return apply("exp", x)
 
 
 @rule("neg")
 def _neg(it: _Interpreter, eqn: Any, x: Any, **_: Any) -> Any:
-    out = -x
-    if isinstance(x, SecretTensor):  # remember x, for exp(-x) and then 1 / (1 + exp(-x))
-        it.negated[id(out)] = (out, x)
-    return out
+    return -x
 
 
 @rule("exp2")
