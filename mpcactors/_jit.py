@@ -36,6 +36,7 @@ import numpy as np
 
 from ._errors import UnsupportedOperation
 from ._functions import maximum, minimum, where
+from ._jit_rewrite import live as _live
 from ._jit_rewrite import rewrite
 from ._log import get_logger
 from ._pytree import flatten, unflatten
@@ -184,20 +185,6 @@ class _Interpreter:
 
     def unsupported(self, eqn: Any, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"mpcactors.jit({self.name}): {what} (at {_where(eqn)})")
-
-
-def _live(jaxpr: Any) -> list[Any]:
-    """The equations whose results reach an output (no effects are kept for their own sake)."""
-    from jax.extend.core import Var
-
-    needed = {v for v in jaxpr.outvars if isinstance(v, Var)}
-    keep = []
-    for eqn in reversed(jaxpr.eqns):
-        if any(v in needed for v in eqn.outvars if isinstance(v, Var)):
-            keep.append(eqn)
-            needed.update(v for v in eqn.invars if isinstance(v, Var))
-    keep.reverse()
-    return keep
 
 
 def _where(eqn: Any) -> str:

@@ -12,7 +12,8 @@ input (never one that holds only for, say, 0/1 labels):
 - *inline*: calls (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ...) are inlined, so the
   rules see across function boundaries (only the primal is ever evaluated);
 - *fold*: an equation whose inputs are all public (the jaxpr's inputs are the secret leaves,
-  so everything else is public) is evaluated now and becomes a constant; ``x * 1``, ``x * -1``,
+  so everything else is public) is evaluated now and becomes a constant, and so does a sum of
+  public multiples of secrets whose secret terms cancel (``0.5 b + 0.5 (1 - b)`` is ``0.5``); ``x * 1``, ``x * -1``,
   ``x + 0``, ``--x``, ``x ** 1`` are ``x`` or ``-x``; ``x * 0`` and a product with a zero public
   matrix are zeros (secret values are finite fixed-point numbers);
 - *cse*: an equation with the same primitive, inputs and parameters as an earlier one reuses
@@ -38,17 +39,18 @@ dropped by the interpreter afterwards (``_jit._live``).
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["rewrite"]
+__all__ = ["live", "rewrite"]
 
 # Rounds on the critical path behind a secret result (rep3, measured; only the order matters).
 _COST = {"mul": 2, "dot_general": 2, "div": 24, "logistic": 18, "exp": 13, "log": 19, "tanh": 18, "sqrt": 24,
          "rsqrt": 24, "integer_pow": 4, "lt": 10, "gt": 10, "le": 10, "ge": 10, "eq": 10, "ne": 10, "max": 12,
          "min": 12, "reduce_max": 20, "reduce_min": 20, "argmax": 20, "select_n": 2, "abs": 12, "sign": 12}
+_AFFINE = ("add", "add_any", "sub", "neg", "mul")
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
 
 
@@ -60,8 +62,33 @@ def rewrite(closed: Any) -> tuple[Any, collections.Counter[str]]:
     r.count_uses(closed.jaxpr)
     invars = [r.fresh(v.aval) for v in closed.jaxpr.invars]
     outs = r.inline(closed.jaxpr, [r.constant(np.asarray(c), v.aval) for v, c in zip(closed.jaxpr.constvars, closed.consts, strict=True)], invars)
-    jaxpr = Jaxpr([v for v, _ in r.consts], invars, outs, r.eqns, debug_info=closed.jaxpr.debug_info)
-    return ClosedJaxpr(jaxpr, [c for _, c in r.consts]), r.fired
+    eqns = live(Jaxpr([], invars, outs, r.eqns))
+    used = {id(v) for e in eqns for v in e.invars} | {id(v) for v in outs}
+    consts = [(v, c) for v, c in r.consts if id(v) in used]
+    jaxpr = Jaxpr([v for v, _ in consts], invars, outs, eqns, debug_info=closed.jaxpr.debug_info)
+    return ClosedJaxpr(jaxpr, [c for _, c in consts]), r.fired
+
+
+def live(jaxpr: Any) -> list[Any]:
+    """The equations whose results reach an output (no effects are kept for their own sake)."""
+    from jax.extend.core import Var
+
+    needed = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    keep = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in needed for v in eqn.outvars if isinstance(v, Var)):
+            keep.append(eqn)
+            needed.update(v for v in eqn.invars if isinstance(v, Var))
+    keep.reverse()
+    return keep
+
+
+# Public equations folded with numpy (JAX's eager ``bind`` compiles each primitive and shape
+# with XLA first: ~50 ms each, a second for a program); everything else goes through ``bind``.
+_NUMPY: dict[str, Callable[..., Any]] = {
+    "neg": np.negative, "add": np.add, "add_any": np.add, "sub": np.subtract, "mul": np.multiply,
+    "exp": np.exp, "log": np.log, "logistic": lambda x: 1 / (1 + np.exp(-x)),
+}  # fmt: skip
 
 
 class _Rewriter:
@@ -78,6 +105,7 @@ class _Rewriter:
         self.sigmoid_of: dict[Any, Any] = {}  # x -> sigmoid(x)
         self.uses: collections.Counter[Any] = collections.Counter()  # original var -> uses
         self.uses_of: dict[Any, int] = {}  # emitted var -> uses of the original vars it stands for
+        self.forms: dict[Any, tuple[dict[Any, np.ndarray], np.ndarray]] = {}  # var -> affine form
         self.private: set[Any] = set()  # products made by the pass, used once by construction
         self.fired: collections.Counter[str] = collections.Counter()
 
@@ -132,7 +160,7 @@ class _Rewriter:
         def read(v: Any) -> Any:
             return v if isinstance(v, Literal) else env[v]
 
-        for eqn in jaxpr.eqns:
+        for eqn in live(jaxpr):
             ins = [read(v) for v in eqn.invars]
             outs = self.process(eqn, ins)
             for var, new in zip(eqn.outvars, outs, strict=True):
@@ -160,16 +188,64 @@ class _Rewriter:
                 self.count_uses(sub.jaxpr)
                 consts = [self.constant(np.asarray(c), v.aval) for v, c in zip(sub.jaxpr.constvars, sub.consts, strict=True)]
                 return self.inline(sub.jaxpr, consts, ins)
+        form = self.affine(name, ins) if name in _AFFINE else None
+        if form is not None and not form[0]:  # every secret term cancelled: a public constant
+            self.fired["fold"] += 1
+            aval = eqn.outvars[0].aval
+            return [self.constant(np.broadcast_to(form[1], aval.shape), aval)]
         rule = getattr(self, f"rule_{name}", None)
-        if rule is not None:
-            out = rule(eqn, *ins, **eqn.params)
-            if out is not None:
-                return [out]
-        return self.emit_raw(eqn, ins)
+        out = rule(eqn, *ins, **eqn.params) if rule is not None else None
+        outs = [out] if out is not None else self.emit_raw(eqn, ins)
+        if form is not None and not self.is_const(outs[0]):
+            self.forms.setdefault(outs[0], form)
+        return outs
+
+    def affine(self, name: str, ins: list[Any]) -> tuple[dict[Any, np.ndarray], np.ndarray] | None:
+        """The result as ``sum(coef * secret) + public`` over at most 8 secret values, or None.
+
+        Sums and public multiples of secrets are tracked so that terms which cancel exactly
+        (``h*b + (1-h)*(1-b)`` with a public ``h = 0.5`` is ``0.5``) fold to a public constant.
+        """
+        forms = [self.form(a) for a in ins]
+        if name == "neg":
+            terms, c0 = forms[0]
+            return {v: -c for v, c in terms.items()}, -c0
+        if name == "mul":
+            (ta, ca), (tb, cb) = forms
+            if ta and tb:
+                return None
+            terms, c0, k = (ta, ca, cb) if ta else (tb, cb, ca)
+            return {v: c * k for v, c in terms.items()}, c0 * k
+        (ta, ca), (tb, cb) = forms
+        sign = -1.0 if name == "sub" else 1.0
+        terms = dict(ta)
+        for v, c in tb.items():
+            terms[v] = terms[v] + sign * c if v in terms else sign * c
+        terms = {v: c for v, c in terms.items() if np.any(c != 0)}
+        return (terms, ca + sign * cb) if len(terms) <= 8 else None
+
+    def form(self, atom: Any) -> tuple[dict[Any, np.ndarray], np.ndarray]:
+        c = self.const(atom)
+        if c is not None:
+            return {}, c
+        return self.forms.get(atom) or ({atom: np.ones((), dtype=atom.aval.dtype)}, np.zeros((), dtype=atom.aval.dtype))
 
     def fold(self, eqn: Any, ins: list[Any]) -> list[Any]:
         self.fired["fold"] += 1
-        outs = eqn.primitive.bind(*[self.const(a) for a in ins], **eqn.params)
+        name, values = eqn.primitive.name, [np.asarray(self.const(a)) for a in ins]
+        aval = eqn.outvars[0].aval
+        if name in _NUMPY or name == "div" and np.dtype(aval.dtype).kind == "f":
+            with np.errstate(all="ignore"):
+                out = (_NUMPY.get(name) or np.divide)(*[v.astype(aval.dtype) for v in values])
+            return [self.constant(np.asarray(out, dtype=aval.dtype), aval)]
+        if name == "broadcast_in_dim" and len(values) == 1:
+            expanded = [1] * len(aval.shape)
+            for src, dst in enumerate(eqn.params["broadcast_dimensions"]):
+                expanded[int(dst)] = values[0].shape[src]
+            return [self.constant(np.broadcast_to(values[0].reshape(expanded), aval.shape), aval)]
+        if name == "integer_pow" and np.dtype(aval.dtype).kind == "f":
+            return [self.constant(np.asarray(values[0], dtype=aval.dtype) ** float(eqn.params["y"]), aval)]
+        outs = eqn.primitive.bind(*values, **eqn.params)
         outs = outs if eqn.primitive.multiple_results else [outs]
         return [self.constant(np.asarray(o), v.aval) for o, v in zip(outs, eqn.outvars, strict=True)]
 
@@ -301,7 +377,7 @@ class _Rewriter:
         replaced = self.sigmoid_derivative(eqn, factors)
         if float(scale) < 0:
             sign, scale = not sign, -scale
-        moves = float(scale) != 1.0 and len(factors) > 1
+        moves = (float(scale) != 1.0 or any(self.is_const(f) for f in factors)) and len(factors) > 1
         if not replaced and not moves and len(factors) <= 2:
             return None
         if len(factors) > 2 or moves:
@@ -310,10 +386,10 @@ class _Rewriter:
         public = [f for f in factors if self.is_const(f)]
         if not secret:
             return None
-        if float(scale) != 1.0:
+        for p in public:  # one public factor: one truncation
+            scale = scale * self.const(p)
+        if np.any(scale != 1.0):
             secret[0] = self.multiply(eqn, secret[0], self.constant(scale, aval))
-        for p in public:
-            secret[0] = self.multiply(eqn, secret[0], p)
         while len(secret) > 1:  # multiply the two shallowest (Huffman's order on depth)
             secret.sort(key=lambda f: self.depth.get(f, 0))
             secret[:2] = [self.multiply(eqn, secret[0], secret[1])]
