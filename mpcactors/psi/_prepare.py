@@ -35,7 +35,7 @@ import numpy as np
 
 from ..ops._prg import Prg, stream_key
 from ._checkpoint import private_open
-from ._ecdh import POINT_BYTES, bucket_of, hash_encoded, seal_digests
+from ._ecdh import POINT_BYTES, bucket_of, hash_encoded, hash_values, seal_digests
 from ._source import SourceSpec
 
 __all__ = ["Prepared", "PreparedFiles", "prepare"]
@@ -100,7 +100,8 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
                     batch.offsets.astype("<i8").tofile(offs_f)
                 if n == 0:
                     continue
-                hs = seal_digests(seal_key, hash_encoded(batch.keys))
+                digests = hash_encoded(batch.keys) if batch.encoded else hash_values(batch.keys)
+                hs = seal_digests(seal_key, digests)
                 rec = np.empty(n, dtype=_REC)
                 rec["h"] = np.frombuffer(hs, dtype="V32")
                 rec["row"] = np.arange(batch.first_row, batch.first_row + n, dtype=np.int64)

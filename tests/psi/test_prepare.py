@@ -191,3 +191,77 @@ def test_fetch_lines_is_what_csv_writer_writes(tmp_path: Path, monkeypatch, seed
     csv.writer(want, lineterminator="\n").writerows(parsed[r] for r in rows.tolist())
     assert spec.fetch_lines(rows, files.offsets) == want.getvalue().encode("utf-8")
     assert spec.fetch_lines(np.empty(0, dtype=np.int64), files.offsets) == b""
+
+
+def _all_rows(spec: CsvSpec) -> tuple[list[bytes], list[int]]:
+    """Every row's encoded key and the offsets (record starts, then the file's end)."""
+    keys: list[bytes] = []
+    offsets: list[int] = []
+    for batch in spec.batches(7):
+        keys += batch.keys if batch.encoded else [encode_key([k]) for k in batch.keys]
+        offsets += batch.offsets.tolist()
+    return keys, offsets
+
+
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("row_bytes", [2, 1 << 16])
+def test_batches_split_by_numpy_as_csv_reads_them(tmp_path: Path, monkeypatch, seed: int, row_bytes: int) -> None:
+    """Keys and offsets from the numpy split of plain blocks equal those of csv.reader (the
+    line-by-line path) on random files: one or two key columns, blank lines, empty fields,
+    unicode, no final newline, lines longer than a block, quotes or CRs from some line on."""
+    import csv
+    import io
+    import random
+
+    from mpcactors.psi import _source
+
+    rnd = random.Random(seed)
+    width = rnd.randint(1, 4)
+    header = [f"c{i}" for i in range(width)]
+    keys = tuple(rnd.sample(header, rnd.randint(1, min(2, width))))
+    alphabet = ["a", "Z", "9", "é", "ö", " ", "x y", "", "-"]
+    lines = [",".join(header) + "\n"]
+    for r in range(rnd.randint(0, 80)):
+        if seed % 4 == 3 and r == 40:
+            lines.append('"q,1"' + ",v" * (width - 1) + "\r\n")  # the csv module takes over here
+        lines.append(",".join("".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 5)))
+                              for _ in range(width)) + "\n")
+        if rnd.random() < 0.1:
+            lines.append("\n")
+    text = "".join(lines)
+    if seed % 2:
+        text = text.rstrip("\n")
+    spec = CsvSpec(write(tmp_path / "in.csv", text), keys)
+    monkeypatch.setattr(_source, "_PARSE_ROW_BYTES", row_bytes)  # blocks of 14 bytes or all of it
+    got = _all_rows(spec)
+    monkeypatch.setattr(_source, "_split_block", lambda *a: None)  # csv.reader for everything
+    want = _all_rows(spec)
+    assert got == want
+    with open(spec.path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f) if r]
+    cols = [rows[0].index(k) for k in keys]
+    assert want[0] == [encode_key([r[i] for i in cols]) for r in rows[1:]]
+    assert want[1][-1] == len(text.encode("utf-8"))
+    raw = text.encode("utf-8")
+    for off, r in zip(want[1], rows[1:]):
+        assert next(csv.reader(io.StringIO(raw[off:].decode("utf-8"), newline=""))) == r
+
+
+def test_hash_values_is_hash_of_encoded_key() -> None:
+    from mpcactors.psi._ecdh import hash_values
+
+    values = [b"", b"a", "é".encode(), b"x" * 100, b"a"]
+    assert hash_values(values) == hash_encoded([encode_key([v]) for v in values])
+
+
+def test_batches_errors_name_the_line_after_plain_blocks(tmp_path: Path, monkeypatch) -> None:
+    from mpcactors.psi import _source
+
+    monkeypatch.setattr(_source, "_PARSE_ROW_BYTES", 4)
+    text = "id,x\n" + "".join(f"{i},v\n" for i in range(40)) + "7\n"
+    spec = CsvSpec(write(tmp_path / "in.csv", text), ("id",))
+    with pytest.raises(PsiError, match="line 42: record has 1 fields"):
+        _all_rows(spec)
+    (tmp_path / "bad.csv").write_bytes(b"id\n" + b"a\n" * 30 + b"\xff\n")
+    with pytest.raises(PsiError, match="line 32: not UTF-8"):
+        _all_rows(CsvSpec(str(tmp_path / "bad.csv"), ("id",)))
