@@ -10,6 +10,8 @@ randomness (dealt, or made by OT for ``semi2k-ot``), masking, the boolean circui
 with no network. Inputs are shared before the clock starts; results are revealed afterwards
 only to measure the error against float64 numpy. Reported: the best of ``--reps`` runs, the
 rounds the op needs, and the max abs error (for reciprocal/division, over |result| <= 1).
+"first" is the first run's time: at 10^6 it includes the first touch of the op's large arrays
+(page faults), which later runs in one process mostly reuse.
 
 Before/after: ``PYTHONPATH=/path/to/old/tree`` runs the same ops on another checkout of the
 package (e.g. ``git archive <commit> mpcactors | tar -x -C /tmp/old``); the first output line
@@ -187,8 +189,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     print(f"# package: {Path(mpcactors.__file__).parent}")
     print(
-        f"{'op':<11} {'protocol':<10} {'n':>8} {'rounds':>6} {'seconds':>8} {'max abs err':>11}"
-        "  SPU sim"
+        f"{'op':<11} {'protocol':<10} {'n':>8} {'rounds':>6} {'seconds':>8} {'first':>8}"
+        f" {'max abs err':>11}  SPU sim (best of reps, after a warm-up run)"
     )
     for n in (int(v) for v in args.n.split(",")):
         for name in args.ops.split(","):
@@ -222,7 +224,7 @@ def main() -> None:
                         spu_s = f"{spu:.3f} s ({SPU_PROTO[proto_name]}; ours {spu / min(times):.2f}x faster)"
                 print(
                     f"{name:<11} {proto_name:<10} {n:>8} {rounds:>6} {min(times):>8.3f}"
-                    f" {float(err.max()):>11.2e}  {spu_s}",
+                    f" {times[0]:>8.3f} {float(err.max()):>11.2e}  {spu_s}",
                     flush=True,
                 )
 

@@ -331,7 +331,8 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     )
     # bucket 0: k < -K; bucket j: k = j - K - 1; the last: k > K. k may be floor(y) + 1, so
     # the extreme inner buckets k = +-K still give the true value (r in [-1, 0) or [0, 1)).
-    tb = TopBit(ge, None, None, [])  # selects per bucket from the threshold bits
+    rows = [ge.map(lambda p, j=j: p[j], shape=k.shape) for j in range(len(edges))]
+    tb = TopBit(rows, None, None, [])  # selects per bucket from the threshold bits
     m = np.arange(-_EXP_K - 1, _EXP_K + 2, dtype=np.float64)
     inner = (m >= -_EXP_K) & (m <= _EXP_K)
     w = np.where(inner, np.exp2(m - _EXTRA), 0.0)

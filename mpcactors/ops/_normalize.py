@@ -186,8 +186,8 @@ class TopBit(NamedTuple):
     weights over buckets from ``ge`` directly (Abel summation), never forming the one-hot.
     """
 
-    ge: Share  # integer 0/1, (K + 1, *shape): [|x| >= 2^j] for j = lo..hi
-    neg: Share | None  # unsigned: [x < 0] (1, *shape), moved from the last bucket to bucket 0
+    ge: list[Share]  # K + 1 integer 0/1 shares of x's shape: [|x| >= 2^j] for j = lo..hi
+    neg: Share | None  # unsigned: [x < 0], moved from the last bucket to bucket 0
     sign: Share | None  # signed: the integer 1 - 2 [x < 0]; unsigned: None
     products: list[Share]  # v * sign for each of ``sign_products`` (signed)
 
@@ -197,24 +197,24 @@ class TopBit(NamedTuple):
         Math: ``w[0] + sum_j ge_j (w[j+1] - w[j])`` (+ ``neg (w[0] - w[K+1])`` unsigned).
         """
         w = np.asarray(weights, dtype=np.uint64).reshape(-1)
-        k = self.ge.shape[0]
+        k = len(self.ge)
         if w.shape[0] != k + 1:
             raise ValueError(f"{w.shape[0]} weights for {k + 1} buckets")
         d = w[1:] - w[:-1]
-        rows = [self.ge] if self.neg is None else [self.ge, self.neg]
+        rows = list(self.ge)
         if self.neg is not None:  # x < 0: bucket K + 1 -> 0
             d = np.append(d, np.subtract(w[:1], w[-1:]))
-        shape = self.ge.shape[1:]
+            rows.append(self.neg)
+        shape = self.ge[0].shape
         parts = tuple(
-            _weighted_rows([r for share in rows for r in share.parts[i]], d)
-            for i in range(len(self.ge.parts))
+            _weighted_rows([r.parts[i] for r in rows], d) for i in range(len(rows[0].parts))
         )
         acc = Share(parts, shape, "arith")
         return proto.add_public(acc, np.asarray(w[0]))
 
     def onehot(self, proto: Protocol) -> Share:
         """The one-hot buckets as integer 0/1 shares, (K + 2, *shape) (for tests; local)."""
-        eye = np.eye(self.ge.shape[0] + 1, dtype=np.uint64)
+        eye = np.eye(len(self.ge) + 1, dtype=np.uint64)
         return Share.combine(np.stack, [self.select(proto, row) for row in eye])
 def top_bit(
     ctx: OpContext,
@@ -238,7 +238,6 @@ def top_bit(
         raise ValueError("sign_products need signed=True")
     bits = yield from a2b(ctx.child("a2b"), proto, x)
     s = _local(bits, _shr(63))
-    shape = x.shape
 
     def sign_chain(c: OpContext) -> Step[tuple[Share, list[Share]]]:
         sa = yield from proto.bit_to_arith(c.child("b2a"), s)
@@ -252,17 +251,14 @@ def top_bit(
     else:
         ge = yield from ge_step
         sign, prods = None, []
-    k = hi - lo + 1
-    shifts = np.arange(lo, hi + 1, dtype=np.uint64).reshape((-1,) + (1,) * len(shape))
-    rows = ge.map(lambda p: (p[None] >> shifts) & _ONE, shape=(k,) + shape)
+    # one bit_to_arith per row (all in one round): K + 1 arrays of x's size, never a (K, n) one
+    rows = [proto.and_public(_local(ge, _shr(j)), np.asarray(_ONE)) for j in range(lo, hi + 1)]
     if not signed:
-        rows = Share.combine(
-            lambda ps: np.concatenate(ps, axis=0), [rows, s.map(lambda p: p[None], (1,) + shape)]
-        )
-    arith = yield from proto.bit_to_arith(ctx.child("b2a"), rows)
-    ge_a = arith.map(lambda p: p[:k], shape=(k,) + shape)
-    neg = None if signed else arith.map(lambda p: p[k:], shape=(1,) + shape)
-    return TopBit(ge_a, neg, sign, prods)
+        rows.append(s)
+    b2a = ctx.child("b2a")
+    arith = yield from gather(proto.bit_to_arith(b2a.child(j), r) for j, r in enumerate(rows))
+    k = hi - lo + 1
+    return TopBit(arith[:k], None if signed else arith[k], sign, prods)
 
 
 # ---- products by a selected power of two, with a sign ---------------------------------------
