@@ -52,7 +52,7 @@ from ._match import GROUP_TARGET, match_group, n_groups, partition
 from ._prepare import Prepared, PreparedFiles, prepare
 from ._progress import ProgressReporter, PsiProgress
 from ._protocol import JOINS, PROTOCOLS, EcPool, PsiSettings, StreamPlan, Wire, exchange
-from ._shards import ProcessShards, ShardRunner, ThreadShards
+from ._shards import ProcessShards, ShardRunner, ThreadShards, start_shard_server
 from ._source import CsvSpec, open_source
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "PsiResult", "run_psi"]
@@ -223,12 +223,16 @@ class _Job:
             )
             manifest, resumed = await self._hello(wire, ws, fingerprint)
             pool = EcPool(self.workers)
-            prepared = await self._prepare(ws, manifest, pool)
+            kkrt = self.settings.protocol == "kkrt"
+            async with anyio.create_task_group() as tg:
+                if kkrt and not pool.threads and self.spec.estimate_rows() >= SHARD_MIN_ITEMS:
+                    # the shard processes' fork server imports while the input is prepared
+                    tg.start_soon(anyio.to_thread.run_sync, start_shard_server)
+                prepared = await self._prepare(ws, manifest, pool)
             files = PreparedFiles(ws.prep_dir, prepared)
             if tuple(prepared.header) != tuple(header):
                 raise PsiError(f"the header of {self.spec.path!r} changed since the checkpoint")
             mine = StreamPlan(prepared.n_unique, int(manifest["chunk_size"]))
-            kkrt = self.settings.protocol == "kkrt"
             prefer = shard_count(mine.n, pool.size) if kkrt and not pool.threads else 1
             theirs, need_m, need_o, ready = await self._ready(wire, ws, manifest, mine, resumed, prefer)
             plan_m, plan_o = (mine, theirs) if self.matcher else (theirs, mine)
