@@ -21,8 +21,9 @@ previous method) is K full MSB circuits per value; here one A2B gives all of the
    ``e_j = [x < 0 and w = 2^j - 1]`` (then o_j = 0, so ``ge_j = o_j ^ e_j``): an AND of the 64
    bits of ``w ^ ~(2^j - 1)`` with s in bit 63, a log-depth AND tree whose 6 levels share the
    suffix OR's rounds (both edges packed into one word).
-5. The K + 1 bits ``ge_lo .. ge_hi`` (and s, unsigned) are injected with one ``bit_to_arith``
-   call. A public weight per bucket is then selected locally from the bits themselves (Abel
+5. The K + 1 bits ``ge_lo .. ge_hi`` (and s, unsigned) are injected in one round, one
+   ``bit_to_arith`` per row: rows of x's size, never one (K + 1, n) array (at 10^6 values the
+   big array's allocations and passes cost 4x the injection itself). A public weight per bucket is then selected locally from the bits themselves (Abel
    summation: ``sum_b onehot_b w_b = w_0 + sum_j ge_j (w_(j+1) - w_j)``), never forming the
    (K + 2)-row one-hot. Unsigned: a negative x has bit 63 set, so every ge_j = 1 (bucket
    "above"); moving it to bucket 0 is the linear term ``s (w_0 - w_(K+1))``. Signed: the
