@@ -195,3 +195,16 @@ def test_rewrite_false_interprets_the_jaxpr_as_traced():
     np.testing.assert_allclose(on, fn(X / 3), atol=2e-3)
     np.testing.assert_allclose(off, fn(X / 3), atol=2e-3)
     assert rounds_on < rounds_off  # the sigmoid, against exp then a reciprocal
+
+
+def test_every_primitive_case_rewritten_equals_plain_jax():
+    """The rewritten jaxprs of tests/test_jit.py's cases, run by plain JAX, give what JAX gives."""
+    from tests.test_jit import B3, CASES, I, W, X, Y
+
+    args = (*(a.astype(np.float32) for a in (X, Y, W, B3)), I.astype(np.int32))
+    for name, fn in CASES.items():
+        _, _, got, want = rewritten(fn, *args)
+        for k, (g, w) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_allclose(
+                np.asarray(g, dtype=np.float64), np.asarray(w, dtype=np.float64), rtol=1e-5, atol=1e-5, err_msg=f"{name}[{k}]"
+            )
