@@ -157,10 +157,11 @@ def _check_range(lo: int, hi: int) -> None:
 def ge_pow2(
     ctx: OpContext, proto: Protocol, x: Share, lo: int, hi: int, signed: bool
 ) -> Step[tuple[Share, Share]]:
-    """Boolean words whose bit j (lo <= j <= hi) is ``[|x| >= 2^j]`` (signed) or
-    ``[x >= 2^j or x < 0]`` (unsigned), and the boolean sign bit s = [x < 0] (bit 0 of a word).
+    """Boolean words whose bit j (lo <= j <= hi) is the threshold bit, and s = [x < 0] (bit 0).
 
-    Rounds: A2B + 6 AND rounds (semi2k 13, rep3 14). Exact for every x.
+    Unsigned: ``[x >= 2^j or x < 0]``. Signed: ``[|x| >= 2^j]`` at j = lo and hi, and
+    ``[|x| - [x < 0] >= 2^j]`` inside (x = -2^j lands one bucket down: module doc, step 4).
+    Exact for every x (no range limit). Rounds: A2B + 6 AND rounds (semi2k 13, rep3 14).
     """
     _check_range(lo, hi)
     bits = yield from a2b(ctx.child("a2b"), proto, x)
