@@ -144,7 +144,7 @@ class _Rewriter:
     def count_uses(self, jaxpr: Any) -> None:
         from jax.extend.core import Var
 
-        for eqn in jaxpr.eqns:
+        for eqn in live(jaxpr):  # uses by dead equations do not count
             self.uses.update(v for v in eqn.invars if isinstance(v, Var))
         self.uses.update(v for v in jaxpr.outvars if isinstance(v, Var))
 
