@@ -26,13 +26,13 @@ minimum and where; max/argmax over an axis of length L: ceil(log2 L) * (comparis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .._errors import ShapeError
 from ._boolean import msb
-from ._comm import Step
+from ._comm import Step, gather
 from ._context import OpContext
 from ._fxp import PublicLike, public_ring
 from ._protocol import Protocol, Share
@@ -44,6 +44,7 @@ __all__ = [
     "buckets",
     "equal",
     "ge_thresholds",
+    "ge_thresholds_rows",
     "greater",
     "greater_equal",
     "less",
@@ -366,6 +367,30 @@ def ge_thresholds(
     d = proto.add_public(xs, np.negative(edges).reshape((-1,) + (1,) * len(x.shape)))
     lt = yield from ltz(ctx, proto, d, bits)
     return _one_minus(proto, lt)
+
+
+def _row(j: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda p: p[j]
+
+
+def ge_thresholds_rows(
+    ctx: OpContext, proto: Protocol, x: Share, edges: np.ndarray, bits: int = 64
+) -> Step[list[Share]]:
+    """:func:`ge_thresholds` as K separate integer shares of x's shape (same rounds).
+
+    One batched MSB of the K differences, then one ``bit_to_arith`` per threshold in the same
+    round: for large x no (K, *shape) arithmetic array is made (its allocations and passes cost
+    several times the injections themselves at 10^6 values).
+    """
+    edges = np.asarray(edges, dtype=np.uint64).reshape(-1)
+    shape = (len(edges),) + x.shape
+    xs = x.map(lambda p: np.broadcast_to(p, shape), shape=shape)
+    d = proto.add_public(xs, np.negative(edges).reshape((-1,) + (1,) * len(x.shape)))
+    lt = yield from msb(ctx.child("msb"), proto, d, bits)
+    rows = [lt.map(_row(j), shape=x.shape) for j in range(len(edges))]
+    b2a = ctx.child("b2a")
+    arith = yield from gather(proto.bit_to_arith(b2a.child(j), r) for j, r in enumerate(rows))
+    return [_one_minus(proto, a) for a in arith]
 
 
 def buckets(proto: Protocol, ge: Share) -> Share:

@@ -20,7 +20,7 @@ two selected per bucket (``_normalize.mul_pow2``: large results never pass a tru
 * exp: ``y = x log2 e``; ``k = trunc(x log2(e) 2^f, 2f)`` and ``y = trunc(., f)`` from the same
   product, so ``r = y - k`` lies in [-1, 1] (truncation is floor up to one ulp) and the series of
   2^r runs *in parallel* with 32 short thresholds on the integer k that select 2^k (ONE batched
-  16-bit comparison, ``ge_thresholds``: fewer rounds than a bit decomposition, and off the
+  16-bit comparison, ``ge_thresholds_rows``: fewer rounds than a bit decomposition, and off the
   critical path, since the series takes longer).
 * sigmoid: ``0.5 + u r(2u^2 - 1)`` with u = x/10, an odd Chebyshev fit of degree 31 on [-10, 10],
   in parallel with the comparisons x < -10, x > 10 that saturate it (the select multiplies the
@@ -45,7 +45,7 @@ import numpy as np
 from numpy.polynomial import chebyshev as cheb
 
 from ._comm import Step, gather
-from ._compare import ge_thresholds, ltz
+from ._compare import ge_thresholds_rows, ltz
 from ._context import OpContext
 from ._fxp import chebyshev, fxp_const, fxp_mul, mul_many, truncate_many
 from ._normalize import TopBit, mul_pow2, pow2_sums, signed_sums, top_bit
@@ -325,14 +325,13 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     edges = np.arange(-_EXP_K, _EXP_K + 2).astype(np.int64).view(np.uint64)
     ge, (p,) = yield from gather(
         [
-            ge_thresholds(ctx.child("k2"), proto, k, edges, bits=16),  # k is a small integer
+            ge_thresholds_rows(ctx.child("k2"), proto, k, edges, bits=16),  # k: small integer
             chebyshev(ctx.child("series"), proto, r, [_series("exp2")], extra_bits=_EXTRA),
         ]
     )
     # bucket 0: k < -K; bucket j: k = j - K - 1; the last: k > K. k may be floor(y) + 1, so
     # the extreme inner buckets k = +-K still give the true value (r in [-1, 0) or [0, 1)).
-    rows = [ge.map(lambda p, j=j: p[j], shape=k.shape) for j in range(len(edges))]
-    tb = TopBit(rows, None, None, [])  # selects per bucket from the threshold bits
+    tb = TopBit(ge, None, None, [])  # selects per bucket from the threshold bits
     m = np.arange(-_EXP_K - 1, _EXP_K + 2, dtype=np.float64)
     inner = (m >= -_EXP_K) & (m <= _EXP_K)
     w = np.where(inner, np.exp2(m - _EXTRA), 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mpcactors.ops import _compare as C
 from mpcactors.ops import _normalize as Z
 from mpcactors.ops._protocol import Share
 from mpcactors.ops._ring import to_ring
@@ -139,3 +140,17 @@ def test_mul_pow2_signed(h: Harness) -> None:
 def test_range_checked(h: Harness) -> None:
     with pytest.raises(ValueError, match="bit range"):
         h.run(lambda c, p, s: Z.ge_pow2(c, p, s, 5, 5, True), h.share_int(np.array([1])))
+
+
+@pytest.mark.parametrize("bits", [64, 16])
+def test_ge_thresholds_rows(h: Harness, bits: int) -> None:
+    """exp's thresholds as rows: equal to ge_thresholds' (K, n) result, rounds of one compare."""
+    g = np.random.default_rng(10)
+    x = np.concatenate([g.integers(-20, 20, 300), np.arange(-17, 18)])
+    edges = np.arange(-15, 17).astype(np.int64).view(np.uint64)
+    res, rounds = h.run(lambda c, p, s: C.ge_thresholds_rows(c, p, s, edges, bits), h.share_int(x))
+    _, batched = h.run(lambda c, p, s: C.ge_thresholds(c, p, s, edges, bits), h.share_int(x))
+    assert rounds == batched
+    for j, e in enumerate(edges.view(np.int64)):
+        got = h.open_int({p: r[j] for p, r in res.items()})
+        np.testing.assert_array_equal(got, (x >= e).astype(np.int64))
