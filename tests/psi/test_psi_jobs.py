@@ -237,3 +237,29 @@ async def test_a_job_id_is_used_once_per_node() -> None:
     for party in ("alice", "bob"):
         assert isinstance(again[party], PsiError), again
         assert "job id 'once' was already used on this node" in str(again[party])
+
+
+@pytest.mark.parametrize("join", ["inner", "full"])
+@pytest.mark.trio
+async def test_output_written_in_many_small_batches_is_the_same(
+    tmp_path: Path, join: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output rows are fetched from the input a batch at a time (sized by the input's bytes per
+    row); with batches of two rows the joined output is exactly the SQL join."""
+    from mpcactors.psi import _csvjoin
+
+    monkeypatch.setattr(_csvjoin, "_WRITE_BATCH", 2)
+    monkeypatch.setattr(_csvjoin, "_WRITE_BATCH_BYTES", 1)
+    lp, rp, left, right = tables(tmp_path)
+    la, ob = tmp_path / "out_alice.csv", tmp_path / "out_bob.csv"
+    async with memory_nodes("alice", "bob") as nodes:
+        res = await run_pair(
+            nodes, f"batches-{join}",
+            {"input": lp, "keys": "country,id", "output": la, "join": join, "workers": 0},
+            {"input": rp, "keys": ["cc", "uid"], "output": ob, "join": join, "workers": 0},
+        )
+    assert all(isinstance(r, PsiResult) for r in res.values()), res
+    _, rows_a = read_csv(la)
+    _, rows_b = read_csv(ob)
+    assert len(rows_a) > 2  # more than one batch
+    assert zipped(rows_a, rows_b) == sql_join(left, [1, 0], right, [0, 2], join)
