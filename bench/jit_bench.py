@@ -258,8 +258,12 @@ def record(a: argparse.Namespace, table: str, load: str) -> None:
     text = path.read_text()
     heading = "## mpcactors.jit (issue 17)"
     if heading not in text:
-        lines = ["", heading, *lines]
-    path.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+        path.write_text(text.rstrip("\n") + "\n\n" + heading + "\n" + "\n".join(lines) + "\n")
+        return
+    start = text.index(heading) + len(heading)
+    end = text.find("\n## ", start)  # the end of our section: the next section's heading
+    end = len(text) if end < 0 else end
+    path.write_text(text[:end].rstrip("\n") + "\n" + "\n".join(lines) + "\n" + text[end:])
 
 
 if __name__ == "__main__":
