@@ -65,7 +65,7 @@ def rewrite(closed: Any) -> tuple[Any, collections.Counter[str]]:
     r.count_uses(closed.jaxpr)
     invars = [r.fresh(v.aval) for v in closed.jaxpr.invars]
     outs = r.inline(closed.jaxpr, [r.constant(np.asarray(c), v.aval) for v, c in zip(closed.jaxpr.constvars, closed.consts, strict=True)], invars)
-    eqns = live(Jaxpr([], invars, outs, r.eqns))
+    eqns = live(Jaxpr([], invars, outs, r.eqns, debug_info=closed.jaxpr.debug_info))
     used = {id(v) for e in eqns for v in e.invars} | {id(v) for v in outs}
     consts = [(v, c) for v, c in r.consts if id(v) in used]
     jaxpr = Jaxpr([v for v, _ in consts], invars, outs, eqns, debug_info=closed.jaxpr.debug_info)
