@@ -7,13 +7,13 @@ communicating ops return a protocol step (generator); the executor does the rest
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .._errors import ShapeError
+from ..ops import _compare, _nonlinear
 from ..ops._protocol import Protocol, Share
 from ._tensor import SecretTensor, encode_public, static_shape
 
@@ -92,8 +92,13 @@ def _align(a: SecretTensor, b: SecretTensor) -> tuple[SecretTensor, SecretTensor
     return to_fxp(a), to_fxp(b)
 
 
+# Imported with the scheduler, not at a program's first comparison: importing them then held the
+# event loop for ~25 ms (numpy.polynomial and the boolean circuits).
+_OP_MODULES = {"_compare": _compare, "_nonlinear": _nonlinear}
+
+
 def _nl(module: str, name: str) -> Callable[..., Any]:
-    return getattr(importlib.import_module(f"mpcactors.ops.{module}"), name)
+    return getattr(_OP_MODULES[module], name)  # type: ignore[no-any-return]
 
 
 # ---- linear ops --------------------------------------------------------------------------------
