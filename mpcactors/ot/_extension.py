@@ -7,9 +7,26 @@ its semi-honest form, with the wide/pseudorandom-code generalisation of Kolesnik
 Rosulek and Trieu, "Efficient Batched Oblivious PRF with Applications to Private Set
 Intersection", CCS 2016 (KKRT16). Width ``w`` (128 for IKNP, 512 for KKRT):
 
-Setup (``w`` base OTs with the roles swapped, :mod:`._base`): the extension *sender* S picks
+Setup (``w`` base OTs with the roles swapped): the extension *sender* S picks
 ``s <- {0,1}^w`` and receives ``k_i^{s_i}``; the extension *receiver* R holds ``(k_i^0, k_i^1)``.
-Both expand ``G(k) = AES-128-CTR_k(0...)`` column by column (:class:`ColumnPrg`).
+Both expand ``G(k) = AES-128-CTR_k(0...)`` column by column (:class:`ColumnPrg`). For
+``w = 128`` the base OTs are public-key OTs (:mod:`._base`, 2 rounds). For ``w > 128`` (KKRT's
+512) they are ``w`` random OTs of a 128-wide IKNP extension, so only 128 need public-key
+work: IKNP03's point (security-parameter many public-key OTs suffice for any number of
+OTs) applied to KKRT16's ``w = 4 x 128`` base OTs, as libOTe does for its KKRT
+(``NcoOtExtReceiver/Sender::genBaseOts`` in ``NcoOtExt.cpp`` run a semi-honest IKNP extension,
+the KKRT receiver as its sender, and hand its outputs to ``setBaseOts``). With 128
+public-key OTs ``(kk_i^0, kk_i^1)`` held by S and ``kk_i^{D_i}`` by R for a random ``D``::
+
+    R: D <- {0,1}^128, Q'_j = T'_j ^ (s_j & D)          (R is the inner IKNP *sender*)
+    S: choice bits s, sends U'  (w rows of 16 bytes)     (S is the inner IKNP *receiver*)
+    R: k_j^0 = H'(j, Q'_j),  k_j^1 = H'(j, Q'_j ^ D);   S: k_j^{s_j} = H'(j, T'_j)
+
+with ``H'`` the row hash under a domain of its own (from ``label``). 4x fewer scalar
+multiplications than ``w`` public-key OTs, for one more round (3 in all) and ``w x 16`` bytes.
+Semi-honest security is unchanged: the inner extension is a semi-honest random OT of 16-byte
+strings (correlation-robust ``H'``), and OT extension is secure given any semi-honest OT for
+its base OTs; R's view of the inner run (``U'``) is masked by PRG output it cannot predict.
 
 Extending ``m`` rows, R with a code word ``c_j in {0,1}^w`` per row (IKNP: ``c_j = r_j * 1^w``
 for a choice bit ``r_j``; KKRT: ``c_j = C(x_j)``, a pseudorandom code of the input)::
@@ -61,6 +78,7 @@ __all__ = [
 ]
 
 MAX_ROWS = 1 << 16  # rows per internal chunk (bounded buffers)
+_BASE_WIDTH = 128  # public-key base OTs per set-up; wider set-ups extend them (IKNP)
 
 
 def mask_rows(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -212,18 +230,72 @@ def derive_keys(keys: np.ndarray, session: bytes) -> np.ndarray:
 
 
 def ext_receiver_setup(peer: str, width: int = 128, *, label: bytes = b"") -> Step[ExtReceiver]:
-    """Set up the extension receiver: ``width`` base OTs as their *sender* (2 rounds)."""
+    """Set up the extension receiver: the ``(k_i^0, k_i^1)`` of ``width`` base OTs.
+
+    Width 128: ``width`` public-key base OTs as their *sender* (2 rounds). Wider (KKRT's 512):
+    ``width`` random OTs from a 128-wide IKNP extension in which this party is the IKNP
+    *sender* (:func:`_base_ots_by_extension_send`): 128 public-key base OTs as their receiver,
+    then ``U`` from the peer (3 rounds).
+    """
     _check_width(width)
-    k0, k1 = yield from base_ot_send(peer, width, label=label)
+    if width == _BASE_WIDTH:
+        k0, k1 = yield from base_ot_send(peer, width, label=label)
+    else:
+        k0, k1 = yield from _base_ots_by_extension_send(peer, width, label)
     return ExtReceiver(k0, k1, width)
 
 
 def ext_sender_setup(peer: str, width: int = 128, *, label: bytes = b"") -> Step[ExtSender]:
-    """Set up the extension sender: random ``s``, ``width`` base OTs as their receiver."""
+    """Set up the extension sender: random ``s``, key ``k_i^{s_i}`` of ``width`` base OTs.
+
+    Width 128: ``width`` public-key base OTs as their receiver (2 rounds). Wider: as the
+    receiver of a 128-wide IKNP extension with choice bits ``s``
+    (:func:`_base_ots_by_extension_receive`; 3 rounds).
+    """
     _check_width(width)
     s = np.unpackbits(np.frombuffer(os.urandom(width // 8), dtype=np.uint8), bitorder="little")
-    keys = yield from base_ot_receive(peer, s, label=label)
+    if width == _BASE_WIDTH:
+        keys = yield from base_ot_receive(peer, s, label=label)
+    else:
+        keys = yield from _base_ots_by_extension_receive(peer, s, label)
     return ExtSender(s, keys, width)
+
+
+def _inner_labels(label: bytes) -> tuple[bytes, bytes]:
+    """``(base-OT label, row-hash session)`` of the inner 128-wide extension for ``label``.
+
+    Both are length-prefixed and tagged, so they never equal a label a width-128 set-up is
+    given directly, and the inner rows' hash domain differs from every outer extension's.
+    """
+    framed = len(label).to_bytes(2, "little") + label
+    return b"\0ot/base-by-iknp/base\0" + framed, b"\0ot/base-by-iknp/rot\0" + framed
+
+
+def _base_ots_by_extension_send(peer: str, n: int, label: bytes) -> Step[tuple[np.ndarray, np.ndarray]]:
+    """``n`` random OTs ``(k0, k1)``, ``(n, 16)`` uint8 each, as the sender of a 128-wide IKNP.
+
+    The IKNP sender is the receiver of the 128 public-key base OTs, with a random ``Delta``
+    (2 rounds); it then receives ``U`` (1 round) and gets ``Q_j = T_j ^ (s_j * Delta)``, so
+    ``k_j^0 = H(j, Q_j)`` and ``k_j^1 = H(j, Q_j ^ Delta)`` (:func:`rot_send`).
+    """
+    base_label, session = _inner_labels(label)
+    delta = np.unpackbits(np.frombuffer(os.urandom(_BASE_WIDTH // 8), dtype=np.uint8), bitorder="little")
+    keys = yield from base_ot_receive(peer, delta, label=base_label)
+    inner = ExtSender(delta, keys, _BASE_WIDTH, session=session)
+    k0, k1 = yield from rot_send(peer, inner, n, 16)
+    return k0, k1
+
+
+def _base_ots_by_extension_receive(peer: str, choices: np.ndarray, label: bytes) -> Step[np.ndarray]:
+    """The receiver's half of :func:`_base_ots_by_extension_send`: ``k_j^{c_j} = H(j, T_j)``.
+
+    The IKNP receiver is the sender of the 128 public-key base OTs (2 rounds), then sends
+    ``U`` for the choice bits (1 round, ``n x 16`` bytes).
+    """
+    base_label, session = _inner_labels(label)
+    k0, k1 = yield from base_ot_send(peer, _BASE_WIDTH, label=base_label)
+    inner = ExtReceiver(k0, k1, _BASE_WIDTH, session=session)
+    return (yield from rot_receive(peer, inner, choices, 16))
 
 
 def _check_width(width: int) -> None:

@@ -20,7 +20,8 @@ extension of :mod:`._extension` with width ``w = 512`` and row code words ``c_j 
 
 The sender may evaluate ``F_j`` on any number of inputs per row (PSI evaluates each item in the
 rows its three cuckoo bins name). Steps: :func:`kkrt_receiver_setup` / :func:`kkrt_sender_setup`
-(two rounds: a coin toss for the code keys merged with the 512 base OTs), then chunks of rows
+(three rounds: a coin toss for the code keys merged with the 512 base OTs, which are random OTs
+of a 128-wide IKNP extension over 128 public-key OTs, see :mod:`._extension`), then chunks of rows
 through :meth:`KkrtReceiver.encode` (``U`` to send) and :meth:`KkrtSender.absorb`; or the
 one-shot steps :func:`oprf_receive` / :func:`oprf_send`.
 """
@@ -138,13 +139,15 @@ def coin_toss(peer: str, nbytes: int = 16) -> Step[bytes]:
 
 
 def kkrt_receiver_setup(peer: str, *, label: bytes = b"") -> Step[KkrtReceiver]:
-    """Receiver setup: code keys by coin toss, 512 base OTs as their sender (2 rounds)."""
+    """Receiver setup: code keys by coin toss, 512 base OTs as their sender (3 rounds: 128
+    public-key OTs as their receiver, then the peer's ``U`` of a 128-wide IKNP extension)."""
     seed, ext = yield from gather([coin_toss(peer), ext_receiver_setup(peer, KKRT_WIDTH, label=label)])
     return KkrtReceiver(ext, PseudoRandomCode(seed))
 
 
 def kkrt_sender_setup(peer: str, *, label: bytes = b"") -> Step[KkrtSender]:
-    """Sender setup: code keys by coin toss, 512 base OTs as their receiver (2 rounds)."""
+    """Sender setup: code keys by coin toss, 512 base OTs as their receiver (3 rounds: 128
+    public-key OTs as their sender, then ``U`` of a 128-wide IKNP extension to the peer)."""
     seed, ext = yield from gather([coin_toss(peer), ext_sender_setup(peer, KKRT_WIDTH, label=label)])
     return KkrtSender(ext, PseudoRandomCode(seed))
 

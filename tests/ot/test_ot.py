@@ -87,6 +87,66 @@ def test_base_ot_rejects_invalid_points() -> None:
         send.send({"b": b"\xff" * 32})
 
 
+def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Width 512: 128 public-key OTs, then 512 random OTs by IKNP (3 rounds); the ext sender
+    gets exactly ``k_j^{s_j}``, and the other keys differ and look random."""
+    counts: list[int] = []
+    real_send = ext_mod.base_ot_send
+
+    def counting_send(peer: str, n: int, *, label: bytes = b"") -> Any:
+        counts.append(n)
+        return real_send(peer, n, label=label)
+
+    monkeypatch.setattr(ext_mod, "base_ot_send", counting_send)
+    res, rounds = run_local({"s": ext_sender_setup("r", 512), "r": ext_receiver_setup("s", 512)})
+    assert counts == [128]
+    assert rounds == 3
+    snd: Any = res["s"]
+    rcv: Any = res["r"]
+    k0, k1 = rcv._keys
+    s = snd._s_bits.astype(bool)
+    assert k0.shape == k1.shape == snd._keys.shape == (512, 16)
+    assert np.array_equal(np.where(s[:, None], k1, k0), snd._keys)
+    other = np.where(s[:, None], k0, k1)
+    assert not np.any(np.all(other == snd._keys, axis=1))
+    assert len({bytes(k) for k in np.concatenate([k0, k1])}) == 1024
+    ones = np.unpackbits(other).mean()  # 65536 bits: 6 sigma = 0.012
+    assert abs(ones - 0.5) < 0.012
+    # and the keys work: an extension over them gives correct OTs
+    c = RNG.integers(0, 2, 300)
+    codes = np.where(c[:, None] == 1, np.uint8(0xFF), np.uint8(0)).repeat(64, axis=1).astype(np.uint8)
+    out: Any = run_local({"s": extend_send("r", snd, 300), "r": extend_receive("s", rcv, codes)})[0]
+    assert np.array_equal(out["s"], out["r"] ^ (codes & snd.delta))
+
+
+def test_narrow_setup_is_one_round_trip_of_public_key_ots(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts: list[int] = []
+    real_send = ext_mod.base_ot_send
+
+    def counting_send(peer: str, n: int, *, label: bytes = b"") -> Any:
+        counts.append(n)
+        return real_send(peer, n, label=label)
+
+    monkeypatch.setattr(ext_mod, "base_ot_send", counting_send)
+    res, rounds = run_local({"s": ext_sender_setup("r"), "r": ext_receiver_setup("s")})
+    assert counts == [128]
+    assert rounds == 2
+    snd: Any = res["s"]
+    rcv: Any = res["r"]
+    k0, k1 = rcv._keys
+    s = snd._s_bits.astype(bool)
+    assert np.array_equal(np.where(s[:, None], k1, k0), snd._keys)
+
+
+def test_wide_setup_labels_separate_domains() -> None:
+    """The same inner keys under two labels give unrelated outer keys (and the inner base-OT
+    label is not the outer label)."""
+    base_a, rot_a = ext_mod._inner_labels(b"a")
+    base_b, rot_b = ext_mod._inner_labels(b"b")
+    assert len({base_a, rot_a, base_b, rot_b, b"a", b"b"}) == 6
+    assert ext_mod._inner_labels(b"")[0] != b""
+
+
 @pytest.fixture(scope="module")
 def iknp() -> tuple[Any, Any]:
     res, _ = run_local({"s": ext_sender_setup("r"), "r": ext_receiver_setup("s")})
@@ -120,7 +180,7 @@ def test_chosen_and_correlated_ot(iknp: tuple[Any, Any]) -> None:
 
 def test_kkrt_oprf() -> None:
     res, rounds = run_local({"s": kkrt_sender_setup("r"), "r": kkrt_receiver_setup("s")})
-    assert rounds == 2
+    assert rounds == 3  # coin toss with the 128 public-key OTs (2), then IKNP's U for 512 keys
     snd, rcv = res["s"], res["r"]
     m = 5000
     x = RNG.integers(0, 256, (m, 16), dtype=np.uint8)
@@ -150,11 +210,11 @@ def recording(gen: Generator[Exchange, Any, Any], log: list[Any]) -> Generator[E
         return stop.value
 
 
-def sender_view(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sender_view(choices: np.ndarray, width: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(U, Q, s)`` of a fresh extension: the received rows, the computed rows and s."""
-    res, _ = run_local({"s": ext_sender_setup("r"), "r": ext_receiver_setup("s")})
+    res, _ = run_local({"s": ext_sender_setup("r", width), "r": ext_receiver_setup("s", width)})
     snd, rcv = res["s"], res["r"]
-    codes = np.where(choices[:, None] == 1, np.uint8(0xFF), np.uint8(0)).repeat(16, axis=1)
+    codes = np.where(choices[:, None] == 1, np.uint8(0xFF), np.uint8(0)).repeat(width // 8, axis=1)
     log: list[Any] = []
     res, _ = run_local({"s": recording(extend_send("r", snd, len(choices)), log),
                         "r": extend_receive("s", rcv, codes.astype(np.uint8))})
@@ -163,16 +223,16 @@ def sender_view(choices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return u, res["s"], s
 
 
-def distinguishes(choices_a: np.ndarray, choices_b: np.ndarray) -> bool:
+def distinguishes(choices_a: np.ndarray, choices_b: np.ndarray, width: int = 128) -> bool:
     """A distinguisher on the sender's view: do two choice vectors give different statistics?
 
-    Statistics (6 sigma bounds for m * 128 fair coins): the share of ones in ``U``, and in
+    Statistics (6 sigma bounds for m * width fair coins): the share of ones in ``U``, and in
     ``U ^ Q`` on the columns where ``s_i = 0`` (there ``Q`` is the sender's own PRG column, so
     that share is 1/2 exactly when the receiver also masked with the other key's PRG).
     """
     stats = []
     for ch in (choices_a, choices_b):
-        u, q, s = sender_view(ch)
+        u, q, s = sender_view(ch, width)
         ub = np.unpackbits(u, axis=1, bitorder="little")
         vb = np.unpackbits(u ^ q, axis=1, bitorder="little")[:, ~s]
         stats.append((ub.mean(), vb.mean(), ub.size, vb.size))
@@ -180,20 +240,51 @@ def distinguishes(choices_a: np.ndarray, choices_b: np.ndarray) -> bool:
     return bool(abs(ua - ub_) > 6 * np.sqrt(0.5 / nu) or abs(va - vb_) > 6 * np.sqrt(0.5 / nv))
 
 
-def test_sender_view_is_independent_of_choices() -> None:
+@pytest.mark.parametrize("width", [128, 512])
+def test_sender_view_is_independent_of_choices(width: int) -> None:
     zeros = np.zeros(4096, dtype=np.int64)
     ones = np.ones(4096, dtype=np.int64)
-    assert not distinguishes(zeros, ones)
-    assert not distinguishes(zeros, RNG.integers(0, 2, 4096))
+    assert not distinguishes(zeros, ones, width)
+    assert not distinguishes(zeros, RNG.integers(0, 2, 4096), width)
 
 
-@pytest.mark.parametrize("broken", ["no mask", "one seed"])
-def test_distinguisher_catches_a_broken_receiver(monkeypatch: pytest.MonkeyPatch, broken: str) -> None:
-    """The same test fails on a receiver that does not mask with both seeds' PRG."""
-    if broken == "no mask":
+def setup_view(choices: np.ndarray) -> np.ndarray:
+    """``U'`` the wide set-up's IKNP sender (the ext receiver) gets for the peer's bits."""
+    log: list[Any] = []
+    run_local({"r": recording(ext_mod._base_ots_by_extension_send("s", len(choices), b""), log),
+               "s": ext_mod._base_ots_by_extension_receive("r", choices, b"")})
+    (u,) = [m["s"] for m in log if m and isinstance(m["s"], np.ndarray)]
+    return np.asarray(u)
+
+
+@pytest.mark.parametrize("broken", [None, "no mask"])
+def test_wide_setup_view_is_independent_of_choice_bits(monkeypatch: pytest.MonkeyPatch, broken: str | None) -> None:
+    """The ext receiver's view of the set-up (``U'``) does not reveal the sender's ``s``; the
+    same statistic catches a receiver that does not mask."""
+    if broken:
         monkeypatch.setattr(ext_mod, "mask_rows", lambda g0, g1, out: np.bitwise_and(g0, 0, out=out))
-    else:  # U = G(k^0) ^ c: the sender knows half of the columns' masks
-        monkeypatch.setattr(ext_mod, "mask_rows", lambda g0, g1, out: np.copyto(out, g0) or out)
+    zeros = setup_view(np.zeros(4096, dtype=np.int64))
+    ones = setup_view(np.ones(4096, dtype=np.int64))
+    assert zeros.shape == ones.shape == (4096, 16)
+    diff = abs(np.unpackbits(zeros).mean() - np.unpackbits(ones).mean())
+    assert (diff > 6 * np.sqrt(0.5 / (4096 * 128))) == bool(broken)
+
+
+@pytest.mark.parametrize("width", [128, 512])
+@pytest.mark.parametrize("broken", ["no mask", "one seed"])
+def test_distinguisher_catches_a_broken_receiver(monkeypatch: pytest.MonkeyPatch, broken: str, width: int) -> None:
+    """The same test fails on a receiver that does not mask with both seeds' PRG."""
+    real = ext_mod.mask_rows
+
+    def mask(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if g0.shape[0] != width:  # the wide set-up's inner 128-wide extension stays correct
+            return real(g0, g1, out)
+        if broken == "no mask":
+            return np.bitwise_and(g0, 0, out=out)
+        np.copyto(out, g0)  # U = G(k^0) ^ c: the sender knows half of the columns' masks
+        return out
+
+    monkeypatch.setattr(ext_mod, "mask_rows", mask)
     zeros = np.zeros(4096, dtype=np.int64)
     ones = np.ones(4096, dtype=np.int64)
-    assert distinguishes(zeros, ones)
+    assert distinguishes(zeros, ones, width)
