@@ -219,7 +219,7 @@ class _Progress:
         self.budget = [total // shards + (1 if s < total % shards else 0) for s in range(shards)]
         self.spent = [0] * shards
         p = params(max(0, n_recv // shards), max(0, n_send // shards), DEFAULT_CHUNK_BINS)
-        self.rounds = p.chunks + 4  # data rounds + the setup rounds (base OT, hello)
+        self.rounds = p.chunks + 5  # data rounds + the setup rounds (base OT 2, its IKNP extension 1, hello)
 
     def round_of(self, s: int) -> Callable[[], None]:
         def on_round() -> None:
