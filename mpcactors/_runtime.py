@@ -208,20 +208,22 @@ class Node:
         (fingerprints; see ``scheduler/_fingerprint.py``), so diverged programs abort.
 
         The first probe comes ``after`` seconds without progress; while the job stays still
-        the next ones back off (doubling, at most ``most``), and progress resets the interval.
+        the next ones back off (doubling, at most ``most`` apart), and progress resets the
+        interval. The task wakes every ``after`` seconds to look (cheap); only a probe scans.
         A probe only sends fingerprints of ops not told yet, but it scans the job's blocked
         ops: hundreds of concurrent jobs that each move less often than once a second made
         this scan ~8% of their time.
         """
-        wait = after
+        base, wait = state.last_progress, after  # the next probe is due at base + wait
         while state.failure is None:
-            seen = state.last_progress
-            await anyio.sleep(max(seen + wait - anyio.current_time(), 0.01))
-            if state.last_progress != seen:
-                wait = after  # it moved: probe again 'after' seconds after the last move
-            elif anyio.current_time() - state.last_progress >= wait:
+            # wake at least every 'after' seconds (a cheap check), so progress is seen in time
+            await anyio.sleep(min(max(base + wait - anyio.current_time(), 0.01), after))
+            now = anyio.current_time()
+            if state.last_progress > base:  # it moved: due 'after' seconds after the last move
+                base, wait = state.last_progress, after
+            if now >= base + wait:
                 self._executor.probe(state)
-                wait = min(wait * 2, most)
+                base, wait = now, min(wait * 2, most)
 
     def stop(self, reason: str) -> None:
         """Abort every job running at this node, telling every peer ``reason``.
