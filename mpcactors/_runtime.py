@@ -180,6 +180,7 @@ class Node:
                 self.link.close_job(job)
             if traced is not None and trace is not None:
                 await self._tracing.finish(traced, trace, drain=state.failure is None)
+            await self._executor.release(state)
         err = state.failure
         if err is not None:
             log.warning("job failed", error=repr(err))
