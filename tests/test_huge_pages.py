@@ -25,6 +25,11 @@ def test_a_node_sets_numpy_huge_pages_from_its_config(numpy_default, enabled):
     multiarray._set_madvise_hugepage(not enabled)
     config = mpc.ClusterConfig.local(["alice", "bob"], protocol="semi2k")
     config = dataclasses.replace(config, runtime=RuntimeOptions(numpy_huge_pages=enabled))
+    assert _seen_by_nodes(config) == {"alice": enabled, "bob": enabled}
+
+
+def _seen_by_nodes(config):
+    """numpy's huge-page setting as each node of the config sees it once it has opened."""
     seen = {}
 
     async def main():
@@ -35,11 +40,11 @@ def test_a_node_sets_numpy_huge_pages_from_its_config(numpy_default, enabled):
                 seen[name] = multiarray._get_madvise_hugepage()
 
         async with trio.open_nursery() as n:
-            for p in ("alice", "bob"):
+            for p in config.party_names:
                 n.start_soon(party, p)
 
     trio.run(main)
-    assert seen == {"alice": enabled, "bob": enabled}
+    return seen
 
 
 def test_the_default_is_off_and_the_key_is_checked(tmp_path):
@@ -63,18 +68,4 @@ def test_auto_leaves_numpy_as_it_is(numpy_default, tmp_path, before):
     config = load_config(cfg)
     assert config.runtime.numpy_huge_pages == "auto"
     multiarray._set_madvise_hugepage(before)
-    seen = {}
-
-    async def main():
-        network = MemoryNetwork()
-
-        async def party(name):
-            async with mpc.open_node(config, name, network=network):
-                seen[name] = multiarray._get_madvise_hugepage()
-
-        async with trio.open_nursery() as n:
-            for p in ("alice", "bob"):
-                n.start_soon(party, p)
-
-    trio.run(main)
-    assert seen == {"alice": before, "bob": before}
+    assert _seen_by_nodes(config) == {"alice": before, "bob": before}
