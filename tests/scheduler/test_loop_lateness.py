@@ -30,12 +30,13 @@ def test_asyncio_host_ticker_stays_on_time_during_a_big_job() -> None:
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["z_err"] < 2e-3 and got["count_ok"] and got["bits_ok"], got
     assert got["ticks"] > 10, got  # the ticker ran all along
-    # The target is 50 ms (issue 9): a quiet 2-core host measures 20-50 ms of wall time for the
-    # ticker's worst lateness and the longest callback, 20-25 ms of loop-thread CPU time in the
-    # longest callback. Wall time on a busy host is whatever the OS and the GIL give the loop
+    # The target is 50 ms (issue 9): a quiet 2-core host measures 8-30 ms of wall time for the
+    # ticker's worst lateness, and 4-16 ms of loop-thread CPU time in the longest callback (also
+    # beside two CI runs). Wall time on a busy host is whatever the OS and the GIL give the loop
     # thread, so the assertion is on CPU time: the work library code did in one turn of the
     # loop, which is what the invariant bounds. It fails the regressions this guards against:
     # big input and matmul steps inline held the loop 946 ms; filling huge-page receive buffers
-    # on the loop thread held it 110-225 ms of CPU (compaction stalls).
+    # on the loop thread held it 110-225 ms of CPU (compaction stalls); importing the comparison
+    # modules at the first comparison, ~25 ms.
     late = f"(wall: ticker {got['worst_s'] * 1000:.0f} ms late, callback {got['held_max_s'] * 1000:.0f} ms)"
-    assert got["cpu_max_s"] < 0.100, f"a loop callback ran {got['cpu_max_s'] * 1000:.0f} ms of CPU {late}"
+    assert got["cpu_max_s"] < 0.050, f"a loop callback ran {got['cpu_max_s'] * 1000:.0f} ms of CPU {late}"
