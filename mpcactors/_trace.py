@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Tracing is per job: ``node.run(..., trace=PATH)`` (and ``simulate``, ``node.psi``, the CLI's
-``--trace``) gives the job's :class:`~mpcactors.scheduler._executor.JobState` a
+``--trace``) gives the job's :class:`~mpcactors.scheduler._jobstate.JobState` a
 :class:`JobTrace`. The executor's and the link's hooks are each one ``if tracer is not None``
 test, so a job without a trace runs no trace code at all, and a node with no traced job has
 no tracer on its links.
