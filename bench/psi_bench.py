@@ -127,15 +127,7 @@ class TreeMemory:
 
     def _run(self, period: float) -> None:
         while not self._stop.is_set():
-            children: dict[int, list[int]] = {}
-            for d in os.listdir("/proc"):
-                if d.isdigit():
-                    try:
-                        with open(f"/proc/{d}/stat") as f:
-                            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    except (OSError, ValueError, IndexError):
-                        continue
-                    children.setdefault(ppid, []).append(int(d))
+            children = _children()
             for name, root in self.pids.items():
                 total, cpu, stack = 0, 0.0, [root]
                 while stack:
@@ -159,8 +151,8 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds of the live process tree under ``root`` (reaped descendants included)."""
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> pids of its live children, from /proc."""
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -170,6 +162,12 @@ def tree_cpu_seconds(root: int) -> float:
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(d))
+    return children
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of the live process tree under ``root`` (reaped descendants included)."""
+    children = _children()
     total, stack = 0.0, [root]
     while stack:
         pid = stack.pop()

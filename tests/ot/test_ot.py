@@ -87,9 +87,8 @@ def test_base_ot_rejects_invalid_points() -> None:
         send.send({"b": b"\xff" * 32})
 
 
-def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Width 512: 128 public-key OTs, then 512 random OTs by IKNP (3 rounds); the ext sender
-    gets exactly ``k_j^{s_j}``, and the other keys differ and look random."""
+def _count_public_key_ots(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every public-key base-OT batch sent from now on."""
     counts: list[int] = []
     real_send = ext_mod.base_ot_send
 
@@ -98,6 +97,13 @@ def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPa
         return real_send(peer, n, label=label)
 
     monkeypatch.setattr(ext_mod, "base_ot_send", counting_send)
+    return counts
+
+
+def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Width 512: 128 public-key OTs, then 512 random OTs by IKNP (3 rounds); the ext sender
+    gets exactly ``k_j^{s_j}``, and the other keys differ and look random."""
+    counts = _count_public_key_ots(monkeypatch)
     res, rounds = run_local({"s": ext_sender_setup("r", 512), "r": ext_receiver_setup("s", 512)})
     assert counts == [128]
     assert rounds == 3
@@ -120,14 +126,7 @@ def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPa
 
 
 def test_narrow_setup_is_one_round_trip_of_public_key_ots(monkeypatch: pytest.MonkeyPatch) -> None:
-    counts: list[int] = []
-    real_send = ext_mod.base_ot_send
-
-    def counting_send(peer: str, n: int, *, label: bytes = b"") -> Any:
-        counts.append(n)
-        return real_send(peer, n, label=label)
-
-    monkeypatch.setattr(ext_mod, "base_ot_send", counting_send)
+    counts = _count_public_key_ots(monkeypatch)
     res, rounds = run_local({"s": ext_sender_setup("r"), "r": ext_receiver_setup("s")})
     assert counts == [128]
     assert rounds == 2
