@@ -48,16 +48,34 @@ _PRELOAD = ["__main__", __name__]
 
 
 def start_shard_server() -> None:
-    """Start the fork server of :class:`ProcessShards` with this module preloaded (blocking:
-    call it in a thread; a no-op when it runs already).
+    """Start the fork server of :class:`ProcessShards` with this module preloaded, and return
+    once it has imported it (blocking: call it in a thread; cheap when it runs already).
 
     The preload list is the process's one forkserver setting; if some other code started the
     server first, shards still work, each importing what it needs.
     """
+    global _server_ready
     from multiprocessing import forkserver
 
-    multiprocessing.get_context("forkserver").set_forkserver_preload(_PRELOAD)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
     forkserver.ensure_running()
+    if _server_ready:
+        return
+    # The server imports the preload list before it serves its first fork: one fork of a
+    # process that does nothing returns after that import, so "started" means "ready" (a
+    # caller that starts the server ahead of a job does not pay the import inside it).
+    probe = ctx.Process(target=_ready_probe, daemon=True, name="mpcactors-psi-shard-probe")
+    probe.start()
+    probe.join(60.0)
+    _server_ready = True
+
+
+_server_ready = False
+
+
+def _ready_probe() -> None:
+    """The no-op child :func:`start_shard_server` forks to wait for the server's imports."""
 
 ShardResult = KkrtReceiverResult | KkrtSenderResult
 
