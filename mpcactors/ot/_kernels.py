@@ -151,11 +151,19 @@ class RowHash:
         Returns: a new ``(n, 16 * out_blocks)`` uint8 array.
         """
         n, nbytes = rows.shape
-        wb = nbytes // 16
         rows = np.ascontiguousarray(rows)
+        index = np.asarray(index, dtype=np.uint64).reshape(n)
         out = np.empty((n, out_blocks * 2), dtype=np.uint64)
-        if n == 0:
-            return out.view(np.uint8).reshape(n, 16 * out_blocks)
+        # Slices of ~1 MiB of rows: the AES passes and numpy passes of a slice stay in cache.
+        step = max(1, (1 << 20) // max(1, nbytes))
+        for s in range(0, n, step):
+            self._hash_slice(rows[s : s + step], index[s : s + step], out[s : s + step])
+        return out.view(np.uint8).reshape(n, 16 * out_blocks)
+
+    def _hash_slice(self, rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+        n, nbytes = rows.shape
+        wb = nbytes // 16
+        out_blocks = out.shape[1] // 2
         total = n * wb
         y = self._sc.get("y", 16 * total + 16).reshape(-1)  # pi(x), 15 spare bytes for OpenSSL
         _into(self._enc, rows.reshape(-1), y)
@@ -164,15 +172,16 @@ class RowHash:
         z64 = z[: 16 * total].view(np.uint64).reshape(n, wb, 2)
         pz = self._sc.get("pz", 16 * total + 16)
         pz64 = pz[: 16 * total].view(np.uint64).reshape(n, wb, 2)
-        idx = np.asarray(index, dtype=np.uint64).reshape(n, 1)
-        tweak_hi = np.arange(wb, dtype=np.uint64)
         for t in range(out_blocks):
-            np.bitwise_xor(y64[:, :, 0], idx, out=z64[:, :, 0])
-            np.bitwise_xor(y64[:, :, 1], tweak_hi + np.uint64(t * wb), out=z64[:, :, 1])
+            # one long loop per (block, word): a loop over (n, wb) or (n, 2) runs a few words
+            # at a time (and a strided ufunc.reduce over the blocks is slower still)
+            for b in range(wb):
+                np.bitwise_xor(y64[:, b, 0], index, out=z64[:, b, 0])
+                np.bitwise_xor(y64[:, b, 1], np.uint64(t * wb + b), out=z64[:, b, 1])
             _into(self._enc, z[: 16 * total], pz)
             np.bitwise_xor(pz64, y64, out=pz64)
-            acc = out[:, 2 * t : 2 * t + 2]
-            np.copyto(acc, pz64[:, 0])
-            for b in range(1, wb):  # (a strided ufunc.reduce over axis 1 is ~5x slower)
-                np.bitwise_xor(acc, pz64[:, b], out=acc)
-        return out.view(np.uint8).reshape(n, 16 * out_blocks)
+            for w in range(2):
+                acc = out[:, 2 * t + w]
+                np.copyto(acc, pz64[:, 0, w])
+                for b in range(1, wb):
+                    np.bitwise_xor(acc, pz64[:, b, w], out=acc)

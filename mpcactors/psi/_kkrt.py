@@ -155,8 +155,9 @@ def hash_bins(key: bytes, items: np.ndarray, m: int) -> np.ndarray:
         blocks[:k, 1] = items[s : s + k]
         blocks[:k, 1, 15] ^= 0x80
         _into(enc, blocks[:k].reshape(-1), out[: 32 * k + 16])
-        words = out[: 32 * k].view(np.uint64).reshape(k, 4)[:, :3]
-        out3[s : s + k] = words % mod
+        words = out[: 32 * k].view(np.uint64).reshape(k, 4)
+        for j in range(3):  # (one long loop per column: a (k, 3) view loops 3 words at a time)
+            np.remainder(words[:, j], mod, out=out3[s : s + k, j], casting="unsafe")
     return out3
 
 
@@ -453,6 +454,7 @@ def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = Non
             rnd = prg.random_u64(-(-dummies * width // 8)).view(np.uint8)
             msg[item.size :] = rnd[: dummies * width].reshape(dummies, width)
         key = np.ascontiguousarray(msg[:, :8]).view(np.uint64).reshape(-1)
-        prev = msg[np.argsort(key)]
+        # (a void view gathers whole rows; fancy indexing a uint8 matrix copies byte by byte)
+        prev = msg.view(f"V{width}").reshape(cap)[np.argsort(key)].view(np.uint8).reshape(cap, width)
         clock.lap("send")
     return KkrtSenderResult(n_peer, clock.seconds, sent)
