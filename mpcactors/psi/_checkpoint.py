@@ -8,7 +8,7 @@ Every job works in a folder (spilled buckets, the prepared stream, received chun
 
 - ``manifest.json`` (written atomically: temp file + ``os.replace``) holds the job's settings, a
   fingerprint of the input, this party's secret scalar and seed (so a resumed run blinds and
-  shuffles exactly as before; the folder is created mode 0700 and the file 0600, and both are
+  orders its stream exactly as before; the folder is created mode 0700 and the file 0600, and both are
   deleted when the job succeeds), the *session* both parties agreed on, and the preparation
   summary once preparation finished.
 - ``chunks/<kind>/<index>.bin``: every received or computed ciphertext chunk, written to a temp

@@ -11,13 +11,14 @@ order, plus the indexes that map stream positions back to rows, in bounded memor
    holds a plain hash a reader could test guessed ids against), and route ``(sealed, row)`` to
    one of ``L`` local bucket files by a secret PRF of it (AES under a job-local key). Equal keys
    land in the same bucket.
-2. For each bucket (``~n/L`` records in memory): deduplicate the sealed digests, shuffle them
-   with the job's AES-CTR PRG, and append them to ``own_h.bin`` -- the *stream*: position ``p``
+2. For each bucket (``~n/L`` records in memory): sort the sealed digests (a secret pseudo-random
+   order: they are AES outputs under a key only this party has), which also deduplicates them,
+   and append them to ``own_h.bin`` -- the *stream*: position ``p``
    of the stream is the ``p``-th distinct key we send (the exchange opens, hashes to the group
    and blinds a chunk at a time, in worker processes). Rows are grouped by position (``pos_rows.bin``
    with per-position counts) and every row learns its position (``row_pos.bin``).
 
-The stream order is (PRF bucket, PRG shuffle): independent of the ids as far as the peer can
+The stream order is (PRF bucket, sealed digest): independent of the ids as far as the peer can
 tell, so the order in which it receives our blinded values tells it nothing. Everything written
 here is a flat little-endian array read back through ``np.memmap``, so later phases touch only
 the slices they need. Memory: one batch (65536 rows) plus one bucket (``n/L`` records of 40 B,
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ops._prg import Prg, stream_key
+from ..ops._prg import stream_key
 from ._checkpoint import private_open
 from ._ecdh import POINT_BYTES, bucket_of, hash_encoded, hash_values, seal_digests
 from ._source import SourceSpec
@@ -74,7 +75,7 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
     Args:
         spec: the input.
         workdir: an empty folder for the output files.
-        seed: 32 secret bytes of this job; fixes the bucket PRF and the shuffles (so a resumed
+        seed: 32 secret bytes of this job; fixes the bucket PRF and the at-rest key, hence the order (so a resumed
             job rebuilds the same stream).
 
     Returns:
@@ -129,27 +130,42 @@ def prepare(spec: SourceSpec, workdir: str, seed: bytes) -> Prepared:
             path.unlink()
             if rec.size == 0:
                 continue
-            uniq, inv = np.unique(rec["h"], return_inverse=True)
-            inv = inv.reshape(-1)
-            counts = np.bincount(inv, minlength=len(uniq))
-            # Shuffle: sort the distinct hashes by fresh PRG words (ties are 2^-64 events and
-            # broken by the stable sort, still deterministic for a resume).
-            shuffle = Prg(stream_key(seed, b"psi/shuffle/%d" % i)).random_u64(len(uniq))
-            order = np.argsort(shuffle, kind="stable")
-            rank = np.empty(len(uniq), dtype=np.int64)
-            rank[order] = np.arange(len(uniq), dtype=np.int64)
-            pos = base + rank[inv]
-            row_pos[rec["row"]] = pos
-            by_pos = np.lexsort((rec["row"], pos))
-            uniq[order].tofile(h_f)
-            rec["row"][by_pos].astype("<i8").tofile(rows_f)
-            counts[order].astype("<i8").tofile(cnt_f)
+            rows, uniq, counts = _dedupe(rec)
+            pos = base + np.repeat(np.arange(len(uniq), dtype=np.int64), counts)
+            row_pos[rows] = pos
+            uniq.tofile(h_f)
+            rows.astype("<i8").tofile(rows_f)
+            counts.astype("<i8").tofile(cnt_f)
             base += len(uniq)
     if isinstance(row_pos, np.memmap):
         row_pos.flush()
     del row_pos
     _cumsum_file(d / "pos_count.bin", d / "pos_start.bin", base, step=BUCKET_TARGET)
     return Prepared(n_rows=n_rows, n_unique=base, header=header, seal_key=seal_key)
+
+
+def _dedupe(rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One bucket's records in stream order: ``(rows, distinct sealed digests, counts)``.
+
+    The stream order is the order of the sealed digests (big-endian, as bytes compare): they
+    are AES outputs under the job's secret at-rest key, so the order is a secret pseudo-random
+    one that the peer cannot relate to the ids, and sorting them also puts equal keys side by
+    side. One stable sort by the first 64-bit word does it (rows stay in input order within a
+    key); only if two different digests share that word (probability ~n^2 / 2^65) do all four
+    words decide.
+    """
+    words = np.ascontiguousarray(rec["h"]).view(">u8").reshape(-1, 4)
+    order = np.argsort(words[:, 0], kind="stable")
+    sw = words[order]
+    same_first = sw[1:, 0] == sw[:-1, 0]
+    same = same_first & (sw[1:, 1:] == sw[:-1, 1:]).all(axis=1)
+    if not np.array_equal(same, same_first):  # a 64-bit prefix shared by different digests
+        order = np.lexsort((rec["row"], words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+        sw = words[order]
+        same = (sw[1:] == sw[:-1]).all(axis=1)
+    first = np.flatnonzero(np.concatenate([[True], ~same]))
+    counts = np.diff(np.append(first, len(order)))
+    return rec["row"][order], rec["h"][order[first]], counts
 
 
 def _create(path: Path, n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from .._ticker import Ticker
 
 __all__ = ["PHASES", "ProgressReporter", "PsiProgress", "RichPsiProgress"]
 
-# handshake: settings check; prepare: hash/dedupe/shuffle input; exchange: EC ops and
+# handshake: settings check; prepare: hash/dedupe/order input; exchange: EC ops and
 # ciphertext streams; match: compare double-blinded values; output: write the join; done.
 PHASES = ("handshake", "prepare", "exchange", "match", "output", "done")
 

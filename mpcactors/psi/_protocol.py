@@ -32,7 +32,7 @@ else; M learns the intersection (and O's number of distinct keys); with the resu
 also learns the intersection, and each party learns exactly the sizes its aligned output needs
 (multiplicities of common keys except in a difference join, the peer's one-sided row count
 only where it pads for them; docs/PSI.md lists them per join). Stream orders are secret
-shuffles (see ``_prepare``).
+pseudo-random orders (see ``_prepare``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from mpcactors._errors import PsiError
 from mpcactors.psi._ecdh import encode_key, hash_encoded, open_digests
-from mpcactors.psi._prepare import PreparedFiles, prepare
+from mpcactors.psi._prepare import _REC, PreparedFiles, _dedupe, prepare
 from mpcactors.psi._source import CsvSpec, IdsSpec, open_source, parse_keys
 
 
@@ -64,6 +64,30 @@ def test_prepare_shuffles_large_input(tmp_path: Path) -> None:
     sorted_hashes = sorted(hash_encoded([encode_key([x])]) for x in ids)
     opened = [open_digests(prep.seal_key, files.hashes(p, p + 1)) for p in range(50)]
     assert opened != sorted_hashes[:50]  # nor digest order
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_dedupe_orders_by_digest_and_groups_rows(shared_prefix: bool) -> None:
+    """A bucket comes out in digest order (bytes order), each digest once with its rows in input
+    order; digests that share their first 8 bytes (the sort's fast key) still group exactly."""
+    rng = np.random.default_rng(7)
+    distinct = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    if shared_prefix:
+        distinct[1::2, :8] = distinct[0::2, :8]  # pairs of different digests, one prefix
+    pick = rng.integers(0, 40, 300)
+    rec = np.empty(300, dtype=_REC)
+    rec["h"] = np.ascontiguousarray(distinct[pick]).view("V32").reshape(-1)
+    rec["row"] = np.arange(300) * 3  # rows in input order, not dense
+    rows, uniq, counts = _dedupe(rec)
+    got = [bytes(u) for u in uniq]
+    want = sorted({bytes(distinct[i]) for i in pick})
+    assert got == want
+    assert counts.sum() == 300
+    start = 0
+    for u, c in zip(got, counts):
+        expect = [r for r, d in zip(rec["row"], rec["h"]) if bytes(d) == u]
+        assert rows[start : start + c].tolist() == expect
+        start += c
 
 
 def test_prepare_empty_inputs(tmp_path: Path) -> None:
