@@ -106,11 +106,19 @@ def calibrate() -> float:
     return best
 
 
+# A sample reads /proc/<pid>/smaps_rollup of every process in the trees: ~1 ms per process, ~10
+# ms per tick for KKRT's 8 processes. Every 50 ms that is ~20% of one of the 2 cores, taken from
+# the parties being timed, more from us (more processes) than from SPU. The timed size runs
+# sample every 0.5 s (~2%); the memory part keeps 50 ms, where the peak is the figure.
+MEMORY_PERIOD = 0.05
+TIMED_PERIOD = 0.5
+
+
 class TreeMemory:
     """Peak total PSS of the process trees rooted at ``pids``, sampled in a thread; also each
     tree's CPU seconds (user + sys, reaped children included) at the last sample."""
 
-    def __init__(self, pids: dict[str, int], period: float = 0.05) -> None:
+    def __init__(self, pids: dict[str, int], period: float = MEMORY_PERIOD) -> None:
         self.pids = pids
         self.peak = dict.fromkeys(pids, 0)
         self.cpu = dict.fromkeys(pids, 0.0)
@@ -207,7 +215,7 @@ def cpu_flags() -> str:
 
 def run_ours(folder: Path, jobs: dict[str, list[dict[str, str]]], mode: str,
              wan: tuple[float, float] | None, protocol: str = "kkrt",
-             timeout: float = 3600) -> dict[str, Any]:
+             timeout: float = 3600, period: float = MEMORY_PERIOD) -> dict[str, Any]:
     """Start alice and bob (this file in party mode); returns {party: report} (with "peak":
     the party's peak memory, worker processes included)."""
     cfg = make_cluster(folder)
@@ -222,7 +230,7 @@ def run_ours(folder: Path, jobs: dict[str, list[dict[str, str]]], mode: str,
                                         cwd=ROOT)
     out = {}
     try:
-        with TreeMemory({party: p.pid for party, p in procs.items()}) as mem:
+        with TreeMemory({party: p.pid for party, p in procs.items()}, period) as mem:
             for party, p in procs.items():
                 o, e = p.communicate(timeout=timeout)
                 if p.returncode != 0:
@@ -329,7 +337,7 @@ def spu_available(python: str) -> bool:
 
 
 def run_spu(python: str, folder: Path, a: Path, b: Path, protocol: str = "ECDH",
-            timeout: float = 1200) -> dict[str, Any]:
+            timeout: float = 1200, period: float = TIMED_PERIOD) -> dict[str, Any]:
     p0, p1 = free_ports(2)
     procs = []
     for rank, inp in ((0, a), (1, b)):
@@ -340,7 +348,7 @@ def run_spu(python: str, folder: Path, a: Path, b: Path, protocol: str = "ECDH",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     res = []
     try:
-        with TreeMemory({str(r): p.pid for r, p in enumerate(procs)}) as mem:
+        with TreeMemory({str(r): p.pid for r, p in enumerate(procs)}, period) as mem:
             for p in procs:
                 o, e = p.communicate(timeout=timeout)
                 lines = [ln for ln in o.splitlines() if ln.startswith("{")]
@@ -365,10 +373,11 @@ SIZE_HEAD = [("| ids per side | system | s | ids/s per side | x SPU RR22 time | 
              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
-def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], protocol: str) -> dict[str, Any]:
+def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], protocol: str,
+              period: float = TIMED_PERIOD) -> dict[str, Any]:
     jobs = {"alice": [{"job": "size", "input": str(a), "output": str(folder / "out_alice.csv")}],
             "bob": [{"job": "size", "input": str(b), "output": str(folder / "out_bob.csv")}]}
-    rep = run_ours(folder, jobs, "sequential", None, protocol)
+    rep = run_ours(folder, jobs, "sequential", None, protocol, period=period)
     ja, jb = (rep[p]["runs"]["sequential"]["jobs"][0] for p in ("alice", "bob"))
     ok = read_ids(str(folder / "out_alice.csv.s")) == expected and ja["rows"] == len(expected)
     ok = ok and read_ids(str(folder / "out_bob.csv.s")) == expected
@@ -380,8 +389,9 @@ def ours_once(folder: Path, logn: int, a: Path, b: Path, expected: set[str], pro
 
 
 def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int],
-              records: list[dict[str, Any]] | None = None) -> list[str]:
-    """The size table's rows; one dict per (size, system) is appended to ``records``."""
+              records: list[dict[str, Any]] | None = None, period: float = TIMED_PERIOD) -> list[str]:
+    """The size table's rows; one dict per (size, system) is appended to ``records``; memory
+    sampled every ``period`` seconds."""
     rows = list(SIZE_HEAD)
     records = [] if records is None else records
     for logn in sizes:
@@ -389,26 +399,33 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
         with tempfile.TemporaryDirectory(prefix="psibench-") as tmp:
             folder = Path(tmp)
             a, b, expected = gen_data(folder, logn, f"n{logn}")
-            got: list[tuple[str, dict[str, Any] | str]] = []
-            for proto in args.spu_protocols:
-                name = f"SPU {proto}" + ("-25519" if proto == "ECDH" else "")
-                if not spu_python:
-                    got.append((name, "spu not installed"))
-                elif logn > args.spu_max_logn:
-                    got.append((name, f"not run (> 2^{args.spu_max_logn})"))
-                else:
-                    sr = run_spu(spu_python, folder, a, b, proto)
-                    ok = sr["intersection"] == len(expected) and read_ids(sr["out"]) == expected
-                    got.append((name, {"s": sr["psi_s"], "ok": ok, "mb": None,
-                                       "peak": sr["peak"] / 1e6, "shards": None,
-                                       "load": os.getloadavg()[0], "cpu": None,
-                                       "cpu_process": sr["cpu_process"]}))
-            for proto in args.protocols:
-                name = f"mpcactors {proto}"
-                if proto == "ecdh" and logn > args.ecdh_max_logn:
-                    got.append((name, f"not run (> 2^{args.ecdh_max_logn})"))
-                    continue
-                got.append((name, ours_once(folder, logn, a, b, expected, proto)))
+            # reps > 1: the systems take turns (SPU, ours, SPU, ours, ...) and each row reports
+            # the median run, so a slow spell of a noisy host does not land on one system only
+            runs: dict[str, list[dict[str, Any] | str]] = {}
+            for _rep in range(args.reps):
+                got: list[tuple[str, dict[str, Any] | str]] = []
+                for proto in args.spu_protocols:
+                    name = f"SPU {proto}" + ("-25519" if proto == "ECDH" else "")
+                    if not spu_python:
+                        got.append((name, "spu not installed"))
+                    elif logn > args.spu_max_logn:
+                        got.append((name, f"not run (> 2^{args.spu_max_logn})"))
+                    else:
+                        sr = run_spu(spu_python, folder, a, b, proto, period=period)
+                        ok = sr["intersection"] == len(expected) and read_ids(sr["out"]) == expected
+                        got.append((name, {"s": sr["psi_s"], "ok": ok, "mb": None,
+                                           "peak": sr["peak"] / 1e6, "shards": None,
+                                           "load": os.getloadavg()[0], "cpu": None,
+                                           "cpu_process": sr["cpu_process"]}))
+                for proto in args.protocols:
+                    name = f"mpcactors {proto}"
+                    if proto == "ecdh" and logn > args.ecdh_max_logn:
+                        got.append((name, f"not run (> 2^{args.ecdh_max_logn})"))
+                        continue
+                    got.append((name, ours_once(folder, logn, a, b, expected, proto, period)))
+                for name, r in got:
+                    runs.setdefault(name, []).append(r)
+            got = [(name, _median_run(rs)) for name, rs in runs.items()]
             rr22 = next((r["s"] for nm, r in got if nm == "SPU RR22" and isinstance(r, dict)), None)
             for name, r in got:
                 rec: dict[str, Any] = {"logn": logn, "ids_per_side": n, "system": name}
@@ -418,19 +435,33 @@ def size_part(args: argparse.Namespace, spu_python: str | None, sizes: list[int]
                     rec.update({"s": r["s"], "mb_sent": r["mb"], "peak_mb": r["peak"],
                                 "shards": r["shards"], "correct": r["ok"], "load_avg": r["load"],
                                 "cpu_s": r["cpu"], "cpu_process_s": r["cpu_process"],
-                                "phases": r.get("phases")})
+                                "phases": r.get("phases"), "runs_s": r.get("runs", [r["s"]])})
                 records.append(rec)
                 if isinstance(r, str):
                     line = f"| 2^{logn} | {name} | {r} | | | | | | | | |"
                 else:
                     ratio = f"{r['s'] / rr22:.2f}" if rr22 else "-"
                     mb = f"{r['mb']:.1f}" if r["mb"] is not None else "n/a"
-                    line = (f"| 2^{logn} | {name} | {r['s']:.2f} | {n / r['s']:,.0f} | {ratio} | {mb} | "
+                    each = r.get("runs", [r["s"]])
+                    s_cell = f"{r['s']:.2f}" + (f" ({', '.join(f'{x:.2f}' for x in each)})" if len(each) > 1 else "")
+                    line = (f"| 2^{logn} | {name} | {s_cell} | {n / r['s']:,.0f} | {ratio} | {mb} | "
                             f"{r['peak']:,.0f} | {r['shards'] if r['shards'] is not None else '-'} | "
                             f"{'yes' if r['ok'] else 'NO'} | {r['load']:.1f} | {_cpu_cell(r)} |")
                 print(line, flush=True)
                 rows.append(line)
     return rows
+
+
+def _median_run(rs: list[dict[str, Any] | str]) -> dict[str, Any] | str:
+    """The median-time run of one system's repetitions (with every run's time in ``runs``)."""
+    done = [r for r in rs if isinstance(r, dict)]
+    if not done:
+        return rs[0]
+    done.sort(key=lambda r: r["s"])
+    mid = dict(done[(len(done) - 1) // 2])
+    mid["runs"] = [r["s"] for r in rs if isinstance(r, dict)]
+    mid["ok"] = all(r["ok"] for r in done)
+    return mid
 
 
 def _cpu_cell(r: dict[str, Any]) -> str:
@@ -525,6 +556,8 @@ def main() -> int:
     ap.add_argument("--wan-logn", type=int, default=14, help="ids per job, WAN part")
     ap.add_argument("--spu-python", default=sys.executable)
     ap.add_argument("--skip-wan", action="store_true")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="size part: runs per system, taking turns; rows show the median run")
     ap.add_argument("--record", action="store_true", help="append to bench/RESULTS.md (## PSI)")
     ap.add_argument("--json", nargs="?", const=str(JSON_DEFAULT), default=None, metavar="PATH",
                     help=f"also write the figures as JSON (default path {JSON_DEFAULT.relative_to(ROOT)})")
@@ -544,7 +577,7 @@ def main() -> int:
         blocks += size_part(args, spu_python, args.logn, out["size"]) + [""]
     if args.mem_logn:
         mem_args = argparse.Namespace(**{**vars(args), "protocols": ["kkrt"], "spu_protocols": []})
-        blocks += size_part(mem_args, None, args.mem_logn, out["memory"]) + [""]
+        blocks += size_part(mem_args, None, args.mem_logn, out["memory"], MEMORY_PERIOD) + [""]
     for protocol in args.conc_protocols if args.jobs else []:
         blocks += concurrency_part(args, None, protocol, out["concurrency"])
         if not args.skip_wan:
