@@ -11,7 +11,8 @@ channel it is given. The runner decides *where* the step computes; the job decid
 
 - :class:`ThreadShards`: in this process, each round's numpy work in a worker thread.
 - :class:`ProcessShards`: in a worker process per shard (``forkserver`` processes, so a start
-  costs a fork, not an interpreter), the parent relaying rounds over a pipe. Both cores work
+  costs a fork, not an interpreter), the parent relaying rounds over a pipe, big arrays
+  through shared memory (:mod:`._relay`). Both cores work
   on one job, and the Python parts of two shards do not share a GIL. The fork server imports
   this module (numpy, the OT code) once, when it starts; :func:`start_shard_server` starts it
   early, while the job prepares its input, so a shard's start costs a fork and no imports
@@ -39,6 +40,7 @@ from .._errors import PsiError
 from ..ops._comm import Step
 from ._kkrt import KkrtReceiverResult, KkrtSenderResult, psi_receive, psi_send
 from ._kkrt_shell import Advance, drive_rounds, local_advance
+from ._relay import MIN_ARRAY_BYTES, LaneNames, ShardLanes
 
 __all__ = ["ProcessShards", "ShardRunner", "ShardTask", "ThreadShards", "shard_step", "start_shard_server"]
 
@@ -145,13 +147,21 @@ class ProcessShards:
     async def run(self, task: ShardTask, channel: Any,
                   on_round: Callable[[], None] | None = None) -> ShardResult:
         await anyio.to_thread.run_sync(start_shard_server)
+        lanes = ShardLanes.create(min_bytes=MIN_ARRAY_BYTES)
         here, there = self.context.Pipe()
-        proc = self.context.Process(target=serve_shard, args=(there, task), daemon=True,
-                                    name=f"mpcactors-psi-shard{task.index}")
-        await anyio.to_thread.run_sync(proc.start)
+        proc = self.context.Process(target=serve_shard, args=(there, task, lanes and lanes.names),
+                                    daemon=True, name=f"mpcactors-psi-shard{task.index}")
+        try:
+            await anyio.to_thread.run_sync(proc.start)
+        except BaseException:
+            here.close()
+            there.close()
+            if lanes is not None:
+                lanes.close()
+            raise
         there.close()
         try:
-            return await drive_rounds(_remote_advance(here, task), channel, task.peer,  # type: ignore[no-any-return]
+            return await drive_rounds(_remote_advance(here, task, lanes), channel, task.peer,  # type: ignore[no-any-return]
                                       on_round, abandon_on_cancel=True)
         finally:
             here.close()
@@ -159,38 +169,47 @@ class ProcessShards:
                 proc.kill()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(proc.join, 5.0)
+            if lanes is not None:
+                lanes.close()
 
 
-def _remote_advance(conn: Connection, task: ShardTask) -> Advance:
-    """An ``Advance`` that forwards each reply to the shard's process and reads its next round."""
+def _remote_advance(conn: Connection, task: ShardTask, lanes: ShardLanes | None = None) -> Advance:
+    """An ``Advance`` that forwards each reply to the shard's process and reads its next round
+    (big arrays through the shared-memory ``lanes`` when there are some, see :mod:`._relay`)."""
     started = [False]
 
     def advance(reply: Any) -> tuple[bool, Any]:
         try:
             if started[0]:
-                conn.send(reply)
+                conn.send(lanes.to_child.pack(reply) if lanes is not None else reply)
             started[0] = True
             kind, value = conn.recv()
         except (EOFError, OSError) as exc:
             raise PsiError(f"the worker process of KKRT shard {task.index} died: {exc!r}") from None
         if kind == "error":
             raise PsiError(f"KKRT shard {task.index}: {value}")
-        return kind == "done", value
+        return kind == "done", lanes.to_parent.unpack(value) if lanes is not None else value
 
     return advance
 
 
-def serve_shard(conn: Connection, task: ShardTask) -> None:
+def serve_shard(conn: Connection, task: ShardTask, names: LaneNames | None = None) -> None:
     """A shard worker's main: run the step, one round per message pair with the parent."""
+    lanes: ShardLanes | None = None
     try:
+        lanes = ShardLanes.attach(names) if names is not None else None
         advance = local_advance(shard_step(task))
         reply: Any = None
         while True:
             done, value = advance(reply)
+            if lanes is not None:
+                value = lanes.to_parent.pack(value)
             conn.send(("done" if done else "round", value))
             if done:
                 return
             reply = conn.recv()
+            if lanes is not None:
+                reply = lanes.to_child.unpack(reply)
     except (EOFError, BrokenPipeError):  # the parent went away (cancelled job): just stop
         return
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it typed
@@ -199,4 +218,6 @@ def serve_shard(conn: Connection, task: ShardTask) -> None:
         except OSError:
             pass
     finally:
+        if lanes is not None:
+            lanes.close()
         conn.close()

@@ -247,10 +247,11 @@ async def test_csv_job_with_worker_processes(tmp_path: Path, protocol: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The default path: worker processes (preparation of a CSV runs there too; ECDH's curve
     work, KKRT's shards -- made small here so this small job runs 2 shards in processes)."""
-    from mpcactors.psi import _api, _kkrt_job
+    from mpcactors.psi import _api, _kkrt_job, _shards
 
     monkeypatch.setattr(_kkrt_job, "SHARD_MIN_ITEMS", 64)
     monkeypatch.setattr(_api, "SHARD_MIN_ITEMS", 64)
+    monkeypatch.setattr(_shards, "MIN_ARRAY_BYTES", 0)  # every array through the shared-memory lanes
     a, b, common = make_sets(5, 400, 300, 120)
     pa = write_csv(tmp_path / "a.csv", ["id", "v"], [[x, i] for i, x in enumerate(a)])
     pb = write_csv(tmp_path / "b.csv", ["key"], [[x] for x in b])
