@@ -6,11 +6,18 @@ OT extension works on an ``m x w`` bit matrix that is *generated* by columns (on
 OT, ``w`` of them) and *used* by rows (one row per extended OT). Three kernels do the bulk work:
 
 - :func:`transpose_bits` turns ``w`` columns of ``B`` bits (``(w, B/8)`` bytes) into ``B`` rows of
-  ``w`` bits (``(B, w/8)`` bytes) and back. It cuts the matrix into 8x8 bit blocks, gathers each
-  block into one ``uint64``, transposes the 64 bits in place with three delta swaps (Hacker's
-  Delight 7-3, ``transpose8``), and scatters the blocks with a word-level transpose followed by a
-  cache-local byte transpose. Bit ``i`` of a row is bit ``i % 8`` (LSB first) of byte ``i // 8``
-  (``np.packbits(..., bitorder="little")``). ~120 ms per 2^20 rows of 512 bits on one core.
+  ``w`` bits (``(B, w/8)`` bytes) and back. Bit ``i`` of a row is bit ``i % 8`` (LSB first) of
+  byte ``i // 8`` (``np.packbits(..., bitorder="little")``), so on a little-endian machine it is
+  bit ``i % 64`` of ``uint64`` word ``i // 64``. The matrix is cut into 64x64 bit blocks, one
+  ``uint64`` word per block row. One copy lays the words out row-of-block major (``x[j]`` holds
+  row ``j`` of every block, the block order chosen so both copies move runs of words), six
+  in-place stages transpose every block at once (Hacker's Delight 7-3, ``transpose64``: stage
+  ``s`` swaps bits ``p + s`` of row ``j`` with bits ``p`` of row ``j + s``; the ``s = 32`` stage
+  is a swap of ``uint32`` halves, the others are delta swaps with a shift and a mask), and one
+  copy moves block ``(I, J)`` to ``(J, I)`` in the output. Each numpy call runs over all blocks
+  (long inner loops). Shapes that are not whole blocks, or ``uint8`` arrays that cannot be viewed
+  as aligned words, go through zero-padded scratch copies. ~45 ms per 2^20 rows of 512 bits on
+  one core.
 - :class:`ColumnPrg` is ``w`` AES-128-CTR keystreams (``cryptography``/OpenSSL), one per base-OT
   key, each written with ``update_into`` straight into its row of a preallocated buffer.
 - :class:`RowHash` is the tweakable (circular) correlation-robust hash TMMO of Guo, Katz, Wang
@@ -36,10 +43,22 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 __all__ = ["ColumnPrg", "RowHash", "aes_ecb", "transpose_bits"]
 
-_M1 = np.uint64(0x00AA00AA00AA00AA)
-_M2 = np.uint64(0x0000CCCC0000CCCC)
-_M3 = np.uint64(0x00000000F0F0F0F0)
-_SWAPS = ((np.uint64(7), _M1), (np.uint64(14), _M2), (np.uint64(28), _M3))
+# Matrices of at most this many bytes take np.unpackbits -> .T -> np.packbits (~10 us at 512 B,
+# where the ~30 numpy calls of the block path cost ~45 us).
+_TINY = 1024
+
+# Delta swaps of a 64x64 bit-block transpose after its s = 32 stage: (s, mask of the bits p
+# with bit s of p clear); row j (bit s of j clear) trades its bits p + s for row j + s's bits p.
+_STAGES = tuple(
+    (s, np.uint64(m))
+    for s, m in (
+        (16, 0x0000FFFF0000FFFF),
+        (8, 0x00FF00FF00FF00FF),
+        (4, 0x0F0F0F0F0F0F0F0F),
+        (2, 0x3333333333333333),
+        (1, 0x5555555555555555),
+    )
+)
 
 
 class _Scratch:
@@ -60,40 +79,104 @@ def transpose_bits(mat: np.ndarray, out: np.ndarray | None = None,
                    scratch: _Scratch | None = None) -> np.ndarray:
     """Transpose an ``(r, c/8)`` uint8 bit matrix (rows of ``c`` bits) into ``(c, r/8)``.
 
+    Works on 64x64 bit blocks held as ``uint64`` words (see the module docstring). ``mat`` is
+    only read.
+
     Args:
         mat: ``r`` rows of ``c`` bits, LSB-first packed; ``r`` and ``c`` multiples of 8. May be a
             view with a row stride (e.g. the columns of a :class:`ColumnPrg` buffer).
-        out: a ``(c, r/8)`` uint8 array to write into (allocated when None).
+        out: a ``(c, r/8)`` array to write into (allocated as uint8 when None). The fast path
+            writes straight into a uint8 ``out`` whose rows are contiguous and 8-byte aligned.
         scratch: reusable buffers (fresh ones when None); never share one between threads.
 
     Returns:
         ``out``: bit ``j`` of row ``i`` of ``out`` is bit ``i`` of row ``j`` of ``mat``.
+
+    Raises:
+        ValueError: ``r`` is not a multiple of 8, or ``out`` has the wrong shape.
     """
     r, cb = mat.shape
     if r % 8:
         raise ValueError(f"transpose_bits needs a multiple of 8 rows, not {r}")
-    sc = scratch or _Scratch()
-    rb = r // 8
     if out is None:
-        out = np.empty((cb * 8, rb), dtype=np.uint8)
-    # 1. gather 8x8 blocks: block (I, J) = bytes mat[8I + k, J], k = 0..7, as one uint64
-    x = sc.get("x", rb * cb, np.uint64).reshape(rb, cb)
-    xb = x.view(np.uint8).reshape(rb, cb, 8)
-    np.copyto(xb, mat.reshape(rb, 8, cb).transpose(0, 2, 1))
-    # 2. transpose the bits inside each block (bit 8k + b <-> bit 8b + k)
-    t = sc.get("t", rb * cb, np.uint64).reshape(rb, cb)
-    for s, m in _SWAPS:
-        np.right_shift(x, s, out=t)
-        np.bitwise_xor(t, x, out=t)
-        np.bitwise_and(t, m, out=t)
-        np.bitwise_xor(x, t, out=x)
-        np.left_shift(t, s, out=t)
-        np.bitwise_xor(x, t, out=x)
-    # 3. scatter: word-level transpose, then a cache-local byte transpose per 8 output rows
-    w = sc.get("w", rb * cb, np.uint64).reshape(cb, rb)
-    np.copyto(w, x.T)
-    np.copyto(out.reshape(cb, 8, rb), w.view(np.uint8).reshape(cb, rb, 8).transpose(0, 2, 1))
+        out = np.empty((cb * 8, r // 8), dtype=np.uint8)
+    elif out.shape != (cb * 8, r // 8):
+        raise ValueError(f"transpose_bits of {mat.shape} writes ({cb * 8}, {r // 8}), not {out.shape}")
+    if r == 0 or cb == 0:
+        return out
+    if r * cb <= _TINY and mat.dtype == np.uint8:  # fewer numpy calls than the block path
+        bits = np.unpackbits(mat, axis=1, bitorder="little")
+        np.copyto(out, np.packbits(bits.T, axis=1, bitorder="little"))
+        return out
+    sc = scratch or _Scratch()
+    src = _words(mat)
+    dst = _words(out)
+    if r % 64 == 0 and src is not None and dst is not None:
+        _transpose_blocks(src, dst, sc)
+        return out
+    # zero-padded to whole 64x64 blocks (zero bits transpose to zero bits)
+    rp, cbp = -(-r // 64) * 64, -(-cb // 8) * 8
+    pin = sc.get("tb_in", rp * cbp).reshape(rp, cbp)
+    pin[r:] = 0
+    pin[:r, cb:] = 0
+    np.copyto(pin[:r, :cb], mat)
+    pout = sc.get("tb_out", rp * cbp).reshape(cbp * 8, rp // 8)
+    _transpose_blocks(pin.view(np.uint64), pout.view(np.uint64), sc)
+    np.copyto(out, pout[: cb * 8, : r // 8])
     return out
+
+
+def _words(a: np.ndarray) -> np.ndarray | None:
+    """A uint8 matrix as ``uint64`` words (a view), or None when its rows are not whole aligned words."""
+    if a.dtype != np.uint8 or a.shape[1] % 8 or a.strides[1] != 1:
+        return None
+    words = a.view(np.uint64)
+    return words if words.flags.aligned else None  # the data pointer and the row stride
+
+
+def _transpose_blocks(src: np.ndarray, dst: np.ndarray, sc: _Scratch) -> None:
+    """``dst`` ``(64 cw, r/64)`` words = the bit transpose of ``src`` ``(r, cw)`` words, ``r % 64 == 0``."""
+    r, cw = src.shape
+    ni = r // 64
+    n = ni * cw  # blocks
+    blocks_in = src.reshape(ni, 64, cw)  # [I, j, J]: word J of row j of block row I
+    blocks_out = dst.reshape(cw, 64, ni)  # [J, p, I]
+    # x[j] = row j of every block, the shorter of I, J innermost: the copies then move runs of
+    # words on one side (the other order costs 2-3x more on the other of the two big shapes)
+    if ni <= cw:
+        x_in, x_out = blocks_in.transpose(1, 2, 0), blocks_out.transpose(1, 0, 2)
+    else:
+        x_in, x_out = blocks_in.transpose(1, 0, 2), blocks_out.transpose(1, 2, 0)
+    x = sc.get("tb_x", 64 * n, np.uint64).reshape(x_in.shape)
+    if ni <= cw:
+        np.copyto(x, x_in)
+    else:
+        # ~32 KiB of mat at a time: a single copy reads runs of cw words 512 cw bytes apart (one
+        # per block row) across all of mat, ~2x slower when mat is not in cache
+        step = max(1, 64 // cw)
+        for i in range(0, ni, step):
+            np.copyto(x[:, i : i + step], x_in[:, i : i + step])
+    rows = x.reshape(64, n)
+    t = sc.get("tb_t", 32 * n, np.uint64)
+    # s = 32: the high halves of rows 0..31 trade places with the low halves of rows 32..63
+    # (three uint32 copies: cheaper than a delta swap)
+    hi = rows[:32].view(np.uint32).reshape(32 * n, 2)[:, 1]
+    lo = rows[32:].view(np.uint32).reshape(32 * n, 2)[:, 0]
+    t32 = t.view(np.uint32)[: 32 * n]
+    np.copyto(t32, hi)
+    np.copyto(hi, lo)
+    np.copyto(lo, t32)
+    for s, m in _STAGES:
+        pairs = rows.reshape(32 // s, 2, s * n)
+        a, b = pairs[:, 0], pairs[:, 1]  # rows j and j + s, bit s of j clear
+        d = t.reshape(a.shape)
+        np.right_shift(a, s, out=d)
+        np.bitwise_xor(d, b, out=d)
+        np.bitwise_and(d, m, out=d)
+        np.bitwise_xor(b, d, out=b)
+        np.left_shift(d, s, out=d)
+        np.bitwise_xor(a, d, out=a)
+    np.copyto(x_out, x)
 
 
 def aes_ecb(key: bytes) -> object:
