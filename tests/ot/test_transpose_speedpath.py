@@ -52,6 +52,14 @@ def test_strided_views_in_and_out(shape: tuple[int, int], pad: int) -> None:
     assert np.all(big_out[:, r // 8 :] == 0xA5)
 
 
+@pytest.mark.parametrize("layout", ["rows reversed", "columns reversed", "fortran"])
+@pytest.mark.parametrize("shape", [(512, 64), (192, 24), (72, 9)])
+def test_other_memory_layouts(layout: str, shape: tuple[int, int]) -> None:
+    m = RNG.integers(0, 256, shape, dtype=np.uint8)
+    v = {"rows reversed": m[::-1], "columns reversed": m[:, ::-1], "fortran": np.asfortranarray(m)}[layout]
+    assert np.array_equal(transpose_bits(v, scratch=_Scratch()), reference(np.ascontiguousarray(v)))
+
+
 def test_out_is_a_row_slice_of_a_bigger_array() -> None:
     m = RNG.integers(0, 256, (512, 1024), dtype=np.uint8)
     q = np.zeros((8 * 4096, 64), dtype=np.uint8)
