@@ -73,8 +73,12 @@ __all__ = [
     "mask_rows",
     "ot_receive",
     "ot_send",
+    "receiver_base_keys",
+    "receiver_for_session",
     "rot_receive",
     "rot_send",
+    "sender_base_keys",
+    "sender_for_session",
 ]
 
 MAX_ROWS = 1 << 16  # rows per internal chunk (bounded buffers)
@@ -103,7 +107,7 @@ class ExtReceiver:
         column PRGs and row counter, and a hash domain of its own, so instances made for
         different sessions may extend rows in any order relative to each other."""
         k0, k1 = self._keys
-        return ExtReceiver(derive_keys(k0, session), derive_keys(k1, session), self.width, session=session)
+        return receiver_for_session(k0, k1, self.width, session)
 
     def rows(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(U, T)`` for the next ``len(codes)`` rows (at most :data:`MAX_ROWS`).
@@ -174,7 +178,7 @@ class ExtSender:
 
     def derive(self, session: bytes) -> ExtSender:
         """The sender's half of :meth:`ExtReceiver.derive` (same ``s``, derived keys)."""
-        return ExtSender(self._s_bits, derive_keys(self._keys, session), self.width, session=session)
+        return sender_for_session(self._s_bits, self._keys, self.width, session)
 
     def rows(self, u: np.ndarray) -> np.ndarray:
         """``Q`` for the next ``len(u)`` rows: ``Q_j = T_j ^ (c_j & delta)`` (a new array)."""
@@ -237,12 +241,17 @@ def ext_receiver_setup(peer: str, width: int = 128, *, label: bytes = b"") -> St
     *sender* (:func:`_base_ots_by_extension_send`): 128 public-key base OTs as their receiver,
     then ``U`` from the peer (3 rounds).
     """
+    k0, k1 = yield from receiver_base_keys(peer, width, label=label)
+    return ExtReceiver(k0, k1, width)
+
+
+def receiver_base_keys(peer: str, width: int, *, label: bytes = b"") -> Step[tuple[np.ndarray, np.ndarray]]:
+    """The base OTs of :func:`ext_receiver_setup` as plain keys ``(k0, k1)``, ``(width, 16)``
+    uint8 each, to keep for sessions made later by :func:`receiver_for_session`."""
     _check_width(width)
     if width == _BASE_WIDTH:
-        k0, k1 = yield from base_ot_send(peer, width, label=label)
-    else:
-        k0, k1 = yield from _base_ots_by_extension_send(peer, width, label)
-    return ExtReceiver(k0, k1, width)
+        return (yield from base_ot_send(peer, width, label=label))
+    return (yield from _base_ots_by_extension_send(peer, width, label))
 
 
 def ext_sender_setup(peer: str, width: int = 128, *, label: bytes = b"") -> Step[ExtSender]:
@@ -252,13 +261,30 @@ def ext_sender_setup(peer: str, width: int = 128, *, label: bytes = b"") -> Step
     receiver of a 128-wide IKNP extension with choice bits ``s``
     (:func:`_base_ots_by_extension_receive`; 3 rounds).
     """
+    s, keys = yield from sender_base_keys(peer, width, label=label)
+    return ExtSender(s, keys, width)
+
+
+def sender_base_keys(peer: str, width: int, *, label: bytes = b"") -> Step[tuple[np.ndarray, np.ndarray]]:
+    """The base OTs of :func:`ext_sender_setup` as ``(s bits, keys)`` (``(width,)`` and
+    ``(width, 16)`` uint8), to keep for sessions made later by :func:`sender_for_session`."""
     _check_width(width)
     s = np.unpackbits(np.frombuffer(os.urandom(width // 8), dtype=np.uint8), bitorder="little")
     if width == _BASE_WIDTH:
         keys = yield from base_ot_receive(peer, s, label=label)
     else:
         keys = yield from _base_ots_by_extension_receive(peer, s, label)
-    return ExtSender(s, keys, width)
+    return s, keys
+
+
+def receiver_for_session(k0: np.ndarray, k1: np.ndarray, width: int, session: bytes) -> ExtReceiver:
+    """``ExtReceiver(k0, k1, width).derive(session)`` without building the parent's PRGs."""
+    return ExtReceiver(derive_keys(k0, session), derive_keys(k1, session), width, session=session)
+
+
+def sender_for_session(s_bits: np.ndarray, keys: np.ndarray, width: int, session: bytes) -> ExtSender:
+    """``ExtSender(s_bits, keys, width).derive(session)`` without building the parent's PRGs."""
+    return ExtSender(s_bits, derive_keys(keys, session), width, session=session)
 
 
 def _inner_labels(label: bytes) -> tuple[bytes, bytes]:

@@ -19,27 +19,47 @@ extension of :mod:`._extension` with width ``w = 512`` and row code words ``c_j 
   bits of ``s`` under ``C(x_j) ^ C(y)``, which the receiver cannot guess.
 
 The sender may evaluate ``F_j`` on any number of inputs per row (PSI evaluates each item in the
-rows its three cuckoo bins name). Steps: :func:`kkrt_receiver_setup` / :func:`kkrt_sender_setup`
-(three rounds: a coin toss for the code keys merged with the 512 base OTs, which are random OTs
-of a 128-wide IKNP extension over 128 public-key OTs, see :mod:`._extension`), then chunks of rows
-through :meth:`KkrtReceiver.encode` (``U`` to send) and :meth:`KkrtSender.absorb`; or the
-one-shot steps :func:`oprf_receive` / :func:`oprf_send`.
+rows its three cuckoo bins name). Steps: :func:`kkrt_receiver_setup` / :func:`kkrt_sender_setup`,
+then chunks of rows through :meth:`KkrtReceiver.encode` (``U`` to send) and
+:meth:`KkrtSender.absorb`; or the one-shot steps :func:`oprf_receive` / :func:`oprf_send`.
+
+Set-up and kept bases. Round 1 is a coin toss (the *session* seed: the code keys, and the
+label every session-specific key and hash domain derives from) in which each party also
+offers the ids of the :class:`KkrtBase` es it kept from earlier set-ups with this peer. With
+no base in common, the 512 base OTs follow (random OTs of a 128-wide IKNP extension over 128
+public-key OTs, :mod:`._extension`; 3 more rounds) and become a new base. Either way the
+session's OT extension runs on keys derived from the base under the session seed
+(:func:`~._extension.derive_keys`), with the row hash under a session domain: two sessions
+from one base share no PRG stream and no hash tweak, and keep the receiver's key pairs and
+the sender's ``s`` -- what one long IKNP/KKRT extension keeps for all its rows. So a later
+session costs one round and no public-key work (IKNP's point: base OTs are paid once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..ops._comm import Exchange, Step, gather
+from ..ops._comm import Exchange, Step
 from ._base import OtError
-from ._extension import MAX_ROWS, ExtReceiver, ExtSender, ext_receiver_setup, ext_sender_setup
+from ._extension import (
+    MAX_ROWS,
+    ExtReceiver,
+    ExtSender,
+    receiver_base_keys,
+    receiver_for_session,
+    sender_base_keys,
+    sender_for_session,
+)
 from ._kernels import RowHash, _into, _Scratch, aes_ecb
 
 __all__ = [
     "KKRT_WIDTH",
+    "KkrtBase",
     "KkrtReceiver",
     "KkrtSender",
     "PseudoRandomCode",
@@ -80,13 +100,36 @@ class PseudoRandomCode:
         return out.reshape(n, 16 * _BLOCKS)
 
 
-class KkrtReceiver:
-    """The OPRF receiver: encodes its inputs row by row; its output for row j is ``H(j, T_j)``."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class KkrtBase:
+    """The 512 base OTs of one KKRT direction between two parties, kept to set up later
+    sessions in one round (see :func:`kkrt_receiver_setup`); plain arrays, so picklable.
 
-    def __init__(self, ext: ExtReceiver, code: PseudoRandomCode) -> None:
+    Attributes:
+        id: 16 bytes both parties derive from the set-up's coin toss (how they find it again).
+        receiver: True for the OPRF receiver's half (``keys`` = both keys of each base OT,
+            ``(2, 512, 16)``), False for the sender's (``keys`` = ``k_i^{s_i}``, ``(512, 16)``,
+            and ``s_bits``).
+    """
+
+    id: bytes
+    receiver: bool
+    keys: np.ndarray = dataclasses.field(repr=False)
+    s_bits: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+
+class KkrtReceiver:
+    """The OPRF receiver: encodes its inputs row by row; its output for row j is ``H(j, T_j)``.
+
+    ``new_base`` is the :class:`KkrtBase` this set-up created (None when it reused one).
+    """
+
+    def __init__(self, ext: ExtReceiver, code: PseudoRandomCode, *, session: bytes = b"",
+                 new_base: KkrtBase | None = None) -> None:
         self.ext = ext
         self.code = code
-        self.hash = RowHash(b"kkrt/oprf")
+        self.hash = RowHash(b"kkrt/oprf" + session)
+        self.new_base = new_base
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For the next ``len(x)`` rows (<= 2^16): ``(U, outputs)``; ``U`` goes to the sender.
@@ -104,12 +147,17 @@ class KkrtReceiver:
 
 
 class KkrtSender:
-    """The OPRF sender: absorbs ``U`` chunks into ``Q`` rows and evaluates ``F_j`` on inputs."""
+    """The OPRF sender: absorbs ``U`` chunks into ``Q`` rows and evaluates ``F_j`` on inputs.
 
-    def __init__(self, ext: ExtSender, code: PseudoRandomCode) -> None:
+    ``new_base`` is the :class:`KkrtBase` this set-up created (None when it reused one).
+    """
+
+    def __init__(self, ext: ExtSender, code: PseudoRandomCode, *, session: bytes = b"",
+                 new_base: KkrtBase | None = None) -> None:
         self.ext = ext
         self.code = code
-        self.hash = RowHash(b"kkrt/oprf")
+        self.hash = RowHash(b"kkrt/oprf" + session)
+        self.new_base = new_base
 
     def absorb(self, u: np.ndarray) -> tuple[int, np.ndarray]:
         """``(first row index, Q rows)`` for the next ``len(u)`` rows of the receiver."""
@@ -140,22 +188,76 @@ def coin_toss(peer: str, nbytes: int = 16) -> Step[bytes]:
     theirs = got[peer]
     if not isinstance(theirs, bytes) or len(theirs) != nbytes:
         raise OtError(f"coin toss: expected {nbytes} bytes from {peer!r}")
+    return _coin(mine, theirs)
+
+
+def _coin(mine: bytes, theirs: bytes) -> bytes:
     a, b = sorted([mine, theirs])
     return hashlib.sha256(b"mpcactors/ot/coin\0" + a + b).digest()
 
 
-def kkrt_receiver_setup(peer: str, *, label: bytes = b"") -> Step[KkrtReceiver]:
-    """Receiver setup: code keys by coin toss, 512 base OTs as their sender (3 rounds: 128
-    public-key OTs as their receiver, then the peer's ``U`` of a 128-wide IKNP extension)."""
-    seed, ext = yield from gather([coin_toss(peer), ext_receiver_setup(peer, KKRT_WIDTH, label=label)])
-    return KkrtReceiver(ext, PseudoRandomCode(seed))
+_MAX_OFFERED = 8  # base ids a party offers at most
 
 
-def kkrt_sender_setup(peer: str, *, label: bytes = b"") -> Step[KkrtSender]:
-    """Sender setup: code keys by coin toss, 512 base OTs as their receiver (3 rounds: 128
-    public-key OTs as their sender, then ``U`` of a 128-wide IKNP extension to the peer)."""
-    seed, ext = yield from gather([coin_toss(peer), ext_sender_setup(peer, KKRT_WIDTH, label=label)])
-    return KkrtSender(ext, PseudoRandomCode(seed))
+def _open_session(peer: str, offered: Sequence[bytes], receiver: bool) -> Step[tuple[bytes, bytes | None]]:
+    """Round 1 of a KKRT set-up: a coin toss, and the ids of the bases each party holds.
+
+    Returns ``(seed, chosen)``: the fresh joint seed (the session: code keys, derived column
+    keys, hash domain) and the id of a base both hold (the receiver's first offer the sender
+    also holds, so both choose alike), or None.
+    """
+    mine = os.urandom(16)
+    ids = [bytes(i) for i in offered[:_MAX_OFFERED]]
+    got = yield Exchange(send={peer: {"c": mine, "b": ids}}, recv=frozenset({peer}))
+    msg = got[peer]
+    theirs = msg.get("c") if isinstance(msg, dict) else None
+    their_ids = msg.get("b") if isinstance(msg, dict) else None
+    if (not isinstance(theirs, bytes) or len(theirs) != 16 or not isinstance(their_ids, list)
+            or len(their_ids) > _MAX_OFFERED or not all(isinstance(i, bytes) for i in their_ids)):
+        raise OtError(f"KKRT set-up: malformed session message from {peer!r}")
+    first, second = (ids, their_ids) if receiver else (their_ids, ids)
+    chosen = next((i for i in first if i in second), None)
+    return _coin(mine, theirs), chosen
+
+
+def _base_id(seed: bytes) -> bytes:
+    return hashlib.sha256(b"mpcactors/ot/kkrt-base\0" + seed).digest()[:16]
+
+
+def kkrt_receiver_setup(peer: str, *, label: bytes = b"",
+                        bases: Sequence[KkrtBase] = ()) -> Step[KkrtReceiver]:
+    """Receiver set-up: a coin toss (the session) and the 512 base OTs as their sender.
+
+    One round when both parties still hold a base from an earlier set-up (``bases``, offered
+    by id): the session's column keys derive from it (:func:`~._extension.derive_keys` under
+    the fresh seed), so sessions never share a PRG stream or a hash domain, while the
+    receiver's base keys and the sender's ``s`` stay what they were -- as in one long OT
+    extension. Otherwise 4 rounds: the coin toss, then 128 public-key OTs as their receiver and
+    the peer's ``U`` of a 128-wide IKNP extension; the new base is ``new_base``.
+    """
+    seed, chosen = yield from _open_session(peer, [b.id for b in bases if b.receiver], True)
+    base = next((b for b in bases if b.receiver and b.id == chosen), None)
+    new = None
+    if base is None:
+        k0, k1 = yield from receiver_base_keys(peer, KKRT_WIDTH, label=label)
+        base = new = KkrtBase(_base_id(seed), True, np.stack([k0, k1]))
+    ext = receiver_for_session(base.keys[0], base.keys[1], KKRT_WIDTH, seed)
+    return KkrtReceiver(ext, PseudoRandomCode(seed), session=seed, new_base=new)
+
+
+def kkrt_sender_setup(peer: str, *, label: bytes = b"",
+                      bases: Sequence[KkrtBase] = ()) -> Step[KkrtSender]:
+    """Sender set-up, the other half of :func:`kkrt_receiver_setup` (1 or 4 rounds)."""
+    seed, chosen = yield from _open_session(peer, [b.id for b in bases if not b.receiver], False)
+    base = next((b for b in bases if not b.receiver and b.id == chosen), None)
+    new = None
+    if base is None:
+        s_bits, keys = yield from sender_base_keys(peer, KKRT_WIDTH, label=label)
+        base = new = KkrtBase(_base_id(seed), False, keys, s_bits)
+    if base.s_bits is None:
+        raise OtError("a KKRT sender's base needs its s bits")
+    ext = sender_for_session(base.s_bits, base.keys, KKRT_WIDTH, seed)
+    return KkrtSender(ext, PseudoRandomCode(seed), session=seed, new_base=new)
 
 
 def oprf_receive(peer: str, rcv: KkrtReceiver, x: np.ndarray) -> Step[np.ndarray]:

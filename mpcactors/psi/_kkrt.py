@@ -44,7 +44,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ from .._errors import PsiError
 from ..ops._comm import Exchange, Step, gather
 from ..ops._prg import Prg
 from ..ot._kernels import _into, aes_ecb
-from ..ot._kkrt import kkrt_receiver_setup, kkrt_sender_setup
+from ..ot._kkrt import KkrtBase, kkrt_receiver_setup, kkrt_sender_setup
 
 __all__ = [
     "DEFAULT_CHUNK_BINS",
@@ -202,6 +202,7 @@ class KkrtReceiverResult:
         n_peer: the sender's number of items.
         seconds: local compute time per phase.
         bytes_sent: payload bytes this party sent.
+        base: the OT base this run set up (for later runs with the same peer), or None.
     """
 
     own: np.ndarray
@@ -209,15 +210,17 @@ class KkrtReceiverResult:
     n_peer: int
     seconds: dict[str, float]
     bytes_sent: int
+    base: KkrtBase | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class KkrtSenderResult:
-    """The sender's result: it learns the receiver's size only."""
+    """The sender's result: it learns the receiver's size only (``base``: as the receiver's)."""
 
     n_peer: int
     seconds: dict[str, float]
     bytes_sent: int
+    base: KkrtBase | None = None
 
 
 class _Clock:
@@ -269,7 +272,7 @@ def _inputs(items: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS,
-                peer_limit: int | None = None) -> Step[KkrtReceiverResult]:
+                peer_limit: int | None = None, bases: Sequence[KkrtBase] = ()) -> Step[KkrtReceiverResult]:
     """KKRT PSI, receiver side (learns the intersection); see the module doc.
 
     Args:
@@ -278,6 +281,8 @@ def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS
         chunk: bins per streamed chunk (<= 2^16).
         peer_limit: the sender reports positions below this (default: its item count; a shard
             of a larger input reports positions in the whole input, see ``psi_send``).
+        bases: OT bases kept from earlier runs with this peer (a shared one saves the base
+            OTs, see :func:`~mpcactors.ot.kkrt_receiver_setup`).
 
     Returns:
         A :class:`KkrtReceiverResult`.
@@ -299,7 +304,8 @@ def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS
     table, which = placed
     prg = Prg(os.urandom(32))  # inputs of the empty bins
     clock.lap("cuckoo")
-    hello, rcv = yield from gather([_hello(peer, {"n": n, "cs": chunk, "hk": hkey}), kkrt_receiver_setup(peer)])
+    hello, rcv = yield from gather([_hello(peer, {"n": n, "cs": chunk, "hk": hkey}),
+                                    kkrt_receiver_setup(peer, bases=bases)])
     clock.skip()
     n_peer = hello.get("n")
     if not isinstance(n_peer, int) or not 0 <= n_peer <= MAX_ITEMS:
@@ -347,7 +353,7 @@ def psi_receive(peer: str, items: np.ndarray, *, chunk: int = DEFAULT_CHUNK_BINS
     keys = np.concatenate(key_parts) if key_parts else np.empty((0, 2), np.uint64)
     order = np.lexsort((keys[:, 1], keys[:, 0])) if keys.size else np.empty(0, np.int64)
     clock.lap("match")
-    return KkrtReceiverResult(own_all[order], peer_all[order], n_peer, clock.seconds, sent)
+    return KkrtReceiverResult(own_all[order], peer_all[order], n_peer, clock.seconds, sent, rcv.new_base)
 
 
 def _split(vals: np.ndarray, tag_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -380,7 +386,8 @@ def _match(own: tuple[np.ndarray, ...], v: np.ndarray, tag_bytes: int) -> tuple[
     return item_s[j].astype(np.int64), pos, np.stack([hi[hit], lo[hit]], axis=1)
 
 
-def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = None) -> Step[KkrtSenderResult]:
+def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = None,
+             bases: Sequence[KkrtBase] = ()) -> Step[KkrtSenderResult]:
     """KKRT PSI, sender side (learns only the receiver's size); see the module doc.
 
     Args:
@@ -389,6 +396,7 @@ def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = Non
             here is the position the receiver learns, unless:
         positions: ``(n,)`` uint32: the position to report for each item instead (a shard
             reports positions in the whole input).
+        bases: OT bases kept from earlier runs with this peer (see ``psi_receive``).
 
     Raises:
         PsiError: a malformed message from the receiver, or a chunk overflow (< 2^-40).
@@ -398,7 +406,7 @@ def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = Non
     n = items.shape[0]
     if positions is not None and positions.shape != (n,):
         raise ValueError(f"positions must be ({n},), not {positions.shape}")
-    hello, snd = yield from gather([_hello(peer, {"n": n}), kkrt_sender_setup(peer)])
+    hello, snd = yield from gather([_hello(peer, {"n": n}), kkrt_sender_setup(peer, bases=bases)])
     clock.skip()
     n_peer, cs, hkey = hello.get("n"), hello.get("cs"), hello.get("hk")
     if (not isinstance(n_peer, int) or not 0 <= n_peer <= MAX_ITEMS or not isinstance(cs, int)
@@ -457,4 +465,4 @@ def psi_send(peer: str, items: np.ndarray, *, positions: np.ndarray | None = Non
         # (a void view gathers whole rows; fancy indexing a uint8 matrix copies byte by byte)
         prev = msg.view(f"V{width}").reshape(cap)[np.argsort(key)].view(np.uint8).reshape(cap, width)
         clock.lap("send")
-    return KkrtSenderResult(n_peer, clock.seconds, sent)
+    return KkrtSenderResult(n_peer, clock.seconds, sent, snd.new_base)

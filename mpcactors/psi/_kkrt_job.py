@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .._errors import PsiError
 from ..ot._kernels import _into, aes_ecb
+from ..ot._kkrt import KkrtBase
 from ._checkpoint import Workspace, private_open
 from ._ecdh import POINT_BYTES, open_digests
 from ._kkrt import DEFAULT_CHUNK_BINS, KkrtReceiverResult, bins_for, params
@@ -49,8 +51,8 @@ from ._prepare import PreparedFiles
 from ._progress import ProgressReporter
 from ._shards import ShardRunner, ShardTask
 
-__all__ = ["MAX_SHARDS", "SHARD_MIN_ITEMS", "KkrtOutcome", "has_pairs", "kkrt_exchange",
-           "load_pairs", "shard_count", "split_shards"]
+__all__ = ["MAX_SHARDS", "SHARD_MIN_ITEMS", "KkrtBases", "KkrtOutcome", "has_pairs", "kkrt_exchange",
+           "load_pairs", "node_bases", "shard_count", "split_shards"]
 
 SPLIT_ROWS = 1 << 16  # stream positions opened and routed at a time
 MAX_SHARDS = 64
@@ -149,12 +151,16 @@ async def kkrt_exchange(
     n_recv, n_send = (n_own, n_peer) if matcher else (n_peer, n_own)
     progress = _Progress(reporter, n_own + n_peer, shards, n_recv, n_send)
     results: list[Any] = [None] * shards
+    bases = node_bases(node)
+    kept = bases.get(peer, matcher)
 
     async def one(s: int) -> None:
         task = ShardTask(index=s, receiver=matcher, peer=peer, items_path=str(work / f"{s}.items"),
-                         positions_path=str(work / f"{s}.pos"), peer_limit=n_peer)
+                         positions_path=str(work / f"{s}.pos"), peer_limit=n_peer, bases=kept)
         channel = node.channel(peer, job, f"{KIND}{s}")
         results[s] = await runner.run(task, channel, progress.round_of(s))
+        if results[s].base is not None:
+            bases.add(peer, results[s].base)
         progress.finish(s)
 
     async with anyio.create_task_group() as tg:
@@ -180,6 +186,38 @@ async def kkrt_exchange(
         rows = sum(_bins(int(getattr(r, "n_peer", 0))) for r in results)
     await anyio.to_thread.run_sync(_rmtree, work)
     return KkrtOutcome(rows, sent)
+
+
+class KkrtBases:
+    """The KKRT OT bases a node keeps per peer and role, newest first (a few each).
+
+    A base is the 512 base OTs of one set-up (:class:`~mpcactors.ot.KkrtBase`); a later job
+    with the same peer offers it and, if the peer still holds it too, sets up its sessions in
+    one round without public-key work. Kept in memory only: a restarted node sets up afresh.
+    """
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._bases: dict[tuple[str, bool], list[KkrtBase]] = {}
+
+    def get(self, peer: str, receiver: bool) -> tuple[KkrtBase, ...]:
+        return tuple(self._bases.get((peer, receiver), ()))
+
+    def add(self, peer: str, base: KkrtBase) -> None:
+        kept = self._bases.setdefault((peer, base.receiver), [])
+        kept[:] = [base] + [b for b in kept if b.id != base.id][: self.KEEP - 1]
+
+
+_NODE_BASES: weakref.WeakKeyDictionary[Any, KkrtBases] = weakref.WeakKeyDictionary()
+
+
+def node_bases(node: Any) -> KkrtBases:
+    """The :class:`KkrtBases` of ``node`` (made on first use; gone with the node)."""
+    try:
+        return _NODE_BASES.setdefault(node, KkrtBases())
+    except TypeError:  # a node that cannot be weakly referenced keeps none
+        return KkrtBases()
 
 
 def _bins(n: int) -> int:
@@ -219,7 +257,9 @@ class _Progress:
         self.budget = [total // shards + (1 if s < total % shards else 0) for s in range(shards)]
         self.spent = [0] * shards
         p = params(max(0, n_recv // shards), max(0, n_send // shards), DEFAULT_CHUNK_BINS)
-        self.rounds = p.chunks + 5  # data rounds + the setup rounds (base OT 2, its IKNP extension 1, hello)
+        # data rounds + the set-up (session 1 with the hello, then base OTs 2 and their IKNP
+        # extension 1 unless a kept base serves)
+        self.rounds = p.chunks + 5
 
     def round_of(self, s: int) -> Callable[[], None]:
         def on_round() -> None:

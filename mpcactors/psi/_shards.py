@@ -38,6 +38,7 @@ import numpy as np
 
 from .._errors import PsiError
 from ..ops._comm import Step
+from ..ot._kkrt import KkrtBase
 from ._kkrt import KkrtReceiverResult, KkrtSenderResult, psi_receive, psi_send
 from ._kkrt_shell import Advance, drive_rounds, local_advance
 from ._relay import MIN_ARRAY_BYTES, LaneNames, ShardLanes
@@ -93,6 +94,7 @@ class ShardTask:
         items_path: ``(n, 16)`` uint8 item hashes of this shard, a flat file.
         positions_path: ``(n,)`` little-endian uint32 stream positions of those items.
         peer_limit: the receiver's bound on the positions the sender reports (its input size).
+        bases: the OT bases this node keeps for the peer (a shared one saves the base OTs).
     """
 
     index: int
@@ -101,15 +103,16 @@ class ShardTask:
     items_path: str
     positions_path: str
     peer_limit: int
+    bases: tuple[KkrtBase, ...] = ()
 
 
 def shard_step(task: ShardTask) -> Step[Any]:
     """The sans-IO KKRT step of ``task`` (loads its items from the files)."""
     items = np.fromfile(task.items_path, dtype=np.uint8).reshape(-1, 16)
     if task.receiver:
-        return psi_receive(task.peer, items, peer_limit=task.peer_limit)
+        return psi_receive(task.peer, items, peer_limit=task.peer_limit, bases=task.bases)
     positions = np.fromfile(task.positions_path, dtype="<u4")
-    return psi_send(task.peer, items, positions=positions)
+    return psi_send(task.peer, items, positions=positions, bases=task.bases)
 
 
 class ShardRunner(Protocol):

@@ -179,7 +179,7 @@ def test_chosen_and_correlated_ot(iknp: tuple[Any, Any]) -> None:
 
 def test_kkrt_oprf() -> None:
     res, rounds = run_local({"s": kkrt_sender_setup("r"), "r": kkrt_receiver_setup("s")})
-    assert rounds == 3  # coin toss with the 128 public-key OTs (2), then IKNP's U for 512 keys
+    assert rounds == 4  # coin toss and base offers, 128 public-key OTs (2), IKNP's U for 512 keys
     snd, rcv = res["s"], res["r"]
     m = 5000
     x = RNG.integers(0, 256, (m, 16), dtype=np.uint8)
@@ -193,6 +193,57 @@ def test_kkrt_oprf() -> None:
     assert not np.any(np.all(snd.evaluate(q, rows, first, y) == out, axis=1))
     # a row's PRF differs from another row's on the same input
     assert not np.any(np.all(snd.evaluate(q, np.roll(rows, 1), first, x) == out, axis=1))
+
+
+def oprf_pair(snd: Any, rcv: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One OPRF run of ``x`` rows: (the receiver's outputs, the ``U`` the sender saw)."""
+    seen: list[Any] = []
+    res, _ = run_local({"s": recording(oprf_send("r", snd, len(x)), seen), "r": oprf_receive("s", rcv, x)})
+    first, q = res["s"]
+    assert np.array_equal(snd.evaluate(q, np.arange(len(x)), first, x), res["r"])
+    return res["r"], np.concatenate([msg["r"] for msg in seen])
+
+
+def test_kkrt_bases_are_kept_and_reused_in_one_round() -> None:
+    """A set-up hands out its base OTs; a later set-up that both parties offer it to takes one
+    round, and its session is fresh: other code, other column streams, other PRF."""
+    res, rounds = run_local({"s": kkrt_sender_setup("r"), "r": kkrt_receiver_setup("s")})
+    base_s, base_r = res["s"].new_base, res["r"].new_base
+    assert rounds == 4 and base_s is not None and base_r is not None
+    assert base_s.id == base_r.id and base_r.receiver and not base_s.receiver
+    x = RNG.integers(0, 256, (3000, 16), dtype=np.uint8)
+    outs, us, codes = [], [], []
+    for _ in range(2):
+        res, rounds = run_local({"s": kkrt_sender_setup("r", bases=[base_s]),
+                                 "r": kkrt_receiver_setup("s", bases=[base_r])})
+        assert rounds == 1 and res["s"].new_base is None and res["r"].new_base is None
+        out, u = oprf_pair(res["s"], res["r"], x)
+        outs.append(out)
+        us.append(u)
+        codes.append(res["r"].code(x))
+    assert not np.any(np.all(outs[0] == outs[1], axis=1))  # a fresh PRF per session
+    # no column stream repeats: with one, U_0 ^ U_1 would be C_0(x) ^ C_1(x), which the sender
+    # can compute (the code keys are a public coin toss) -- and learn x's rows from
+    assert not np.any(np.all(us[0] ^ us[1] == codes[0] ^ codes[1], axis=1))
+
+
+def test_kkrt_without_a_common_base_sets_up_afresh() -> None:
+    one, _ = run_local({"s": kkrt_sender_setup("r"), "r": kkrt_receiver_setup("s")})
+    two, _ = run_local({"s": kkrt_sender_setup("r"), "r": kkrt_receiver_setup("s")})
+    res, rounds = run_local({"s": kkrt_sender_setup("r", bases=[two["s"].new_base]),
+                             "r": kkrt_receiver_setup("s", bases=[one["r"].new_base])})
+    assert rounds == 4 and res["r"].new_base is not None
+    assert res["r"].new_base.id == res["s"].new_base.id != one["r"].new_base.id
+    x = RNG.integers(0, 256, (500, 16), dtype=np.uint8)
+    oprf_pair(res["s"], res["r"], x)
+
+
+def test_kkrt_setup_rejects_a_malformed_session_message() -> None:
+    def hostile() -> Generator[Exchange, Any, None]:
+        yield Exchange(send={"r": {"c": b"short", "b": []}}, recv=frozenset({"r"}))
+
+    with pytest.raises(OtError, match="malformed session message"):
+        run_local({"s": hostile(), "r": kkrt_receiver_setup("s")})
 
 
 # ---- the sender's view does not depend on the choice bits -------------------------------------

@@ -294,3 +294,25 @@ async def test_cancelled_job_aborts_the_peer_and_leaves_no_output(tmp_path: Path
     assert scope.cancelled_caught
     assert "aborted by party 'alice'" in str(caught["bob"]) and "Cancelled" in str(caught["bob"])
     assert list(tmp_path.iterdir()) == []  # no output, no temp file at either party
+
+
+@pytest.mark.trio
+async def test_kkrt_jobs_reuse_the_base_ots_of_an_earlier_job() -> None:
+    """The first KKRT job between two nodes leaves its base OTs with both; the next job sets up
+    from them (no new base); a node that lost its bases (a restart) makes both set up afresh."""
+    from mpcactors.psi._kkrt_job import node_bases
+
+    sets = [make_sets(20 + j, 300, 250, 90) for j in range(3)]
+    async with memory_nodes("alice", "bob") as nodes:
+        kept = {p: node_bases(nodes[p]) for p in nodes}
+        for j, (a, b, common) in enumerate(sets):
+            if j == 2:
+                kept["bob"].__init__()  # bob forgets his bases
+            res = await run_pair(nodes, f"reuse{j}", {"ids": a, "workers": 0, "protocol": "kkrt"},
+                                 {"ids": b, "workers": 0, "protocol": "kkrt"})
+            assert set(res["alice"].ids) == common and set(res["bob"].ids) == common
+            mine = [b.id for b in kept["alice"].get("bob", True)]  # alice matches: the OPRF receiver
+            theirs = [b.id for b in kept["bob"].get("alice", False)]
+            assert mine[0] == theirs[0]  # the newest base is common
+            # job 1 made no new base; job 2 had to (alice keeps the old one too)
+            assert (len(mine), len(theirs)) == {0: (1, 1), 1: (1, 1), 2: (2, 1)}[j]
