@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -481,7 +482,8 @@ def kkrt_rounds(n_recv: int, n_send: int, kept_base: bool = True) -> int:
 
     bases: dict[str, Any] = {"r": (), "s": ()}
     if kept_base:
-        first, _ = run_local({"r": psi_receive("s", item_hashes(["a"])), "s": psi_send("r", item_hashes(["b"]))})
+        steps: dict[str, Any] = {"r": psi_receive("s", item_hashes(["a"])), "s": psi_send("r", item_hashes(["b"]))}
+        first, _ = run_local(steps)
         bases = {p: (first[p].base,) for p in ("r", "s")}
     counts = {"r": 0, "s": 0}
 
@@ -520,12 +522,15 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, 
                 expected.append(exp)
                 jobs["alice"].append({"job": f"j{j}", "input": str(a), "output": str(folder / f"o_a_{j}.csv")})
                 jobs["bob"].append({"job": f"j{j}", "input": str(b), "output": str(folder / f"o_b_{j}.csv")})
-            rep = run_ours(folder, jobs, "both", wan, protocol, period=TIMED_PERIOD)
-            seq = max(rep[p]["runs"]["sequential"]["wall"] for p in ("alice", "bob"))
-            con = max(rep[p]["runs"]["concurrent"]["wall"] for p in ("alice", "bob"))
-            sent = max(rep[p]["runs"]["concurrent"]["bytes_sent"] for p in ("alice", "bob"))
-            ok = all(read_ids(str(folder / f"o_a_{j}.csv.{m}")) == expected[j]
-                     for j in range(k) for m in ("s", "c"))
+            seqs, cons, ok = [], [], True
+            for _rep in range(args.reps):  # (reps > 1: rows show the medians)
+                rep = run_ours(folder, jobs, "both", wan, protocol, period=TIMED_PERIOD)
+                seqs.append(max(rep[p]["runs"]["sequential"]["wall"] for p in ("alice", "bob")))
+                cons.append(max(rep[p]["runs"]["concurrent"]["wall"] for p in ("alice", "bob")))
+                sent = max(rep[p]["runs"]["concurrent"]["bytes_sent"] for p in ("alice", "bob"))
+                ok = ok and all(read_ids(str(folder / f"o_a_{j}.csv.{m}")) == expected[j]
+                                for j in range(k) for m in ("s", "c"))
+            seq, con = statistics.median(seqs), statistics.median(cons)
             model = ratio = "-"
             t_model: float | None = None
             if wan is not None and protocol == "kkrt":
@@ -534,7 +539,10 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, 
                 rounds = 4 + kkrt_rounds(1 << logn, 1 << logn)
                 t_model = sent * 8 / (wan[1] * 1e6) + rounds * 2 * wan[0] / 1000
                 model, ratio = f"{t_model:.2f} ({rounds} rounds)", f"{con / t_model:.2f}"
-            line = (f"| {protocol} | {where} | {k} x 2^{logn} | {seq:.2f} | {con:.2f} | "
+            each = f" ({', '.join(f'{c:.2f}' for c in cons)})" if len(cons) > 1 else ""
+            if t_model is not None and len(cons) > 1:
+                ratio += f" ({', '.join(f'{c / t_model:.2f}' for c in cons)})"
+            line = (f"| {protocol} | {where} | {k} x 2^{logn} | {seq:.2f} | {con:.2f}{each} | "
                     f"{seq / con:.2f} | {sent / 1e6:.1f} | {model} | {ratio} | {'yes' if ok else 'NO'} |")
             print(line, flush=True)
             rows.append(line)
@@ -543,7 +551,8 @@ def concurrency_part(args: argparse.Namespace, wan: tuple[float, float] | None, 
                             "bandwidth_mbps": None if wan is None else wan[1],
                             "jobs": k, "logn": logn, "ids_per_job": 1 << logn,
                             "serial_s": seq, "concurrent_s": con, "mb_sent": sent / 1e6,
-                            "model_s": t_model, "correct": ok, "load_avg": os.getloadavg()[0]})
+                            "model_s": t_model, "correct": ok, "load_avg": os.getloadavg()[0],
+                            "serial_runs_s": seqs, "concurrent_runs_s": cons})
     return rows
 
 
@@ -564,7 +573,7 @@ def main() -> int:
     ap.add_argument("--spu-python", default=sys.executable)
     ap.add_argument("--skip-wan", action="store_true")
     ap.add_argument("--reps", type=int, default=1,
-                    help="size part: runs per system, taking turns; rows show the median run")
+                    help="runs per row (size part: the systems take turns); rows show the median")
     ap.add_argument("--record", action="store_true", help="append to bench/RESULTS.md (## PSI)")
     ap.add_argument("--json", nargs="?", const=str(JSON_DEFAULT), default=None, metavar="PATH",
                     help=f"also write the figures as JSON (default path {JSON_DEFAULT.relative_to(ROOT)})")
