@@ -42,6 +42,7 @@ __all__ = [
     "mul_many",
     "mul_onehot_pow2",
     "public_ring",
+    "sum_split_products",
     "truncate_many",
     "weighted_sum",
 ]
@@ -289,16 +290,36 @@ def mul_onehot_pow2(
         if np.any(little):
             ints = np.rint(little).astype(np.int64)
             small_pairs.append((y, weighted_sum(proto, onehot, ints.view(np.uint64))))
-    prods = yield from mul_many(ctx.child("mul"), proto, big_pairs + small_pairs)
+    return (yield from sum_split_products(ctx, proto, big_pairs, small_pairs, k, "mul_onehot_pow2"))
+
+
+def sum_split_products(
+    ctx: OpContext,
+    proto: Protocol,
+    big: Sequence[tuple[Share, Share]],
+    small: Sequence[tuple[Share, Share]],
+    k: int,
+    what: str,
+) -> Step[Share]:
+    """``sum(a * b for big) + trunc(sum(a * b for small), k)``: all products in one round, then
+    one truncation by ``k`` of the small ones' sum (the weights scaled by 2^k), so results of
+    large magnitude never pass a truncation. Rounds: 1 + the truncation's (none without small).
+
+    Raises:
+        ValueError: both lists are empty (``what`` names the caller).
+    """
+    if not big and not small:
+        raise ValueError(f"{what}: every weight is zero")
+    prods = yield from mul_many(ctx.child("mul"), proto, list(big) + list(small))
     out = None
-    for p in prods[: len(big_pairs)]:
+    for p in prods[: len(big)]:
         out = p if out is None else proto.add(out, p)
-    if small_pairs:
-        acc = prods[len(big_pairs)]
-        for p in prods[len(big_pairs) + 1 :]:
+    if small:
+        acc = prods[len(big)]
+        for p in prods[len(big) + 1 :]:
             acc = proto.add(acc, p)
         (low,) = yield from truncate_many(ctx.child("trunc"), proto, [acc], k)
         out = low if out is None else proto.add(out, low)
-    if out is None:
-        raise ValueError("mul_onehot_pow2: every weight is zero")
+    if out is None:  # pragma: no cover - big or small is non-empty
+        raise RuntimeError(f"{what}: no product")
     return out

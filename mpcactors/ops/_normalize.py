@@ -47,7 +47,7 @@ import numpy as np
 from ._boolean import a2b, and_many
 from ._comm import Step, gather
 from ._context import OpContext
-from ._fxp import mul_many, truncate_many
+from ._fxp import mul_many, sum_split_products
 from ._protocol import Protocol, Share
 
 __all__ = [
@@ -323,18 +323,4 @@ def mul_pow2(
     """
     big = [(y, s.big) for y, s in terms if s.big is not None]
     small = [(y, s.small) for y, s in terms if s.small is not None]
-    if not big and not small:
-        raise ValueError("mul_pow2: every weight is zero")
-    prods = yield from mul_many(ctx.child("mul"), proto, big + small)
-    out = None
-    for p in prods[: len(big)]:
-        out = p if out is None else proto.add(out, p)
-    if small:
-        acc = prods[len(big)]
-        for p in prods[len(big) + 1 :]:
-            acc = proto.add(acc, p)
-        (low,) = yield from truncate_many(ctx.child("trunc"), proto, [acc], terms[0][1].k)
-        out = low if out is None else proto.add(out, low)
-    if out is None:  # pragma: no cover - big or small is non-empty
-        raise RuntimeError("mul_pow2: no product")
-    return out
+    return (yield from sum_split_products(ctx, proto, big, small, terms[0][1].k, "mul_pow2"))
