@@ -167,7 +167,7 @@ class Node:
                     except TimeoutError:
                         self._executor.fail_job(state, JobTimeout(job, timeout or 0.0, self.party))
                     except Exception as exc:  # noqa: BLE001 - the program raised: abort the job everywhere
-                        self._executor.fail_job(state, exc)
+                        self._executor.fail_job(state, _sole(exc))
                     scope.cancel()
 
                 tg.start_soon(main)
@@ -262,6 +262,16 @@ def _holds_secret(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_secret(v) for v in value.values())
     return False
+
+
+def _sole(error: BaseException) -> BaseException:
+    """The one exception inside (nested) single-exception groups, else ``error``: a program's
+    own task group wraps what failed in it, a peer's abort too, and the job must judge and
+    report that (a JobAborted naming the party and cause), not "ExceptionGroup: ... (1
+    sub-exception)"."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def set_numpy_huge_pages(enabled: bool | str) -> None:
