@@ -100,19 +100,28 @@ def _count_public_key_ots(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counts
 
 
-def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Width 512: 128 public-key OTs, then 512 random OTs by IKNP (3 rounds); the ext sender
-    gets exactly ``k_j^{s_j}``, and the other keys differ and look random."""
-    counts = _count_public_key_ots(monkeypatch)
-    res, rounds = run_local({"s": ext_sender_setup("r", 512), "r": ext_receiver_setup("s", 512)})
-    assert counts == [128]
-    assert rounds == 3
+def checked_setup(width: int) -> tuple[Any, Any, int]:
+    """An extension set-up of ``width``: ``(sender, receiver, rounds)``, having checked that the
+    sender holds exactly ``k_i^{s_i}`` of the receiver's key pairs."""
+    res, rounds = run_local({"s": ext_sender_setup("r", width), "r": ext_receiver_setup("s", width)})
     snd: Any = res["s"]
     rcv: Any = res["r"]
     k0, k1 = rcv._keys
     s = snd._s_bits.astype(bool)
-    assert k0.shape == k1.shape == snd._keys.shape == (512, 16)
     assert np.array_equal(np.where(s[:, None], k1, k0), snd._keys)
+    return snd, rcv, rounds
+
+
+def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Width 512: 128 public-key OTs, then 512 random OTs by IKNP (3 rounds); the ext sender
+    gets exactly ``k_j^{s_j}``, and the other keys differ and look random."""
+    counts = _count_public_key_ots(monkeypatch)
+    snd, rcv, rounds = checked_setup(512)
+    assert counts == [128]
+    assert rounds == 3
+    k0, k1 = rcv._keys
+    s = snd._s_bits.astype(bool)
+    assert k0.shape == k1.shape == snd._keys.shape == (512, 16)
     other = np.where(s[:, None], k0, k1)
     assert not np.any(np.all(other == snd._keys, axis=1))
     assert len({bytes(k) for k in np.concatenate([k0, k1])}) == 1024
@@ -127,14 +136,9 @@ def test_wide_setup_extends_128_public_key_base_ots(monkeypatch: pytest.MonkeyPa
 
 def test_narrow_setup_is_one_round_trip_of_public_key_ots(monkeypatch: pytest.MonkeyPatch) -> None:
     counts = _count_public_key_ots(monkeypatch)
-    res, rounds = run_local({"s": ext_sender_setup("r"), "r": ext_receiver_setup("s")})
+    _, _, rounds = checked_setup(128)
     assert counts == [128]
     assert rounds == 2
-    snd: Any = res["s"]
-    rcv: Any = res["r"]
-    k0, k1 = rcv._keys
-    s = snd._s_bits.astype(bool)
-    assert np.array_equal(np.where(s[:, None], k1, k0), snd._keys)
 
 
 def test_wide_setup_labels_separate_domains() -> None:
