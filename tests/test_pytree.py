@@ -128,6 +128,26 @@ def test_dtype_int_applies_to_every_leaf_and_refuses_floats():
         mpc.simulate(floats)
 
 
+def test_binary_inputs_are_flagged_per_leaf_and_checked_at_the_owner():
+    async def main(job):
+        bare = job.input("alice", lambda: np.array([0.0, 1.0, 1.0]), binary=True)
+        tree = await job.input("alice", lambda: {"y": np.array([1, 0]), "m": [np.array([True, False])]}, binary=True)
+        plain = job.input("alice", lambda: np.ones(2))
+        values = await job.reveal({"bare": bare, "tree": tree})
+        return bare.binary, tree["y"].binary, tree["m"][0].binary, plain.binary, (bare * 2).binary, values
+
+    for got in mpc.simulate(main).values():
+        assert got[:5] == (True, True, True, False, False)
+        np.testing.assert_array_equal(got[5]["bare"], [0.0, 1.0, 1.0])
+        np.testing.assert_array_equal(got[5]["tree"]["m"][0], [1, 0])
+
+    async def soft(job):
+        await job.input("alice", lambda: {"labels": np.array([[0.0, 1.0], [0.5, 1.0]])}, binary=True)
+
+    with pytest.raises(mpc.JobAborted, match=r'leaf \["labels"\], was declared binary=True but holds 0.5 at index \[1, 0\] \(1 of its 4 values'):
+        mpc.simulate(soft)
+
+
 def test_a_non_numeric_leaf_names_its_path():
     async def main(job):
         await job.input("alice", lambda: [{"id": 1, "deposit": 5.0}, {"id": 2, "name": "Bob"}])

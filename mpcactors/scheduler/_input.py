@@ -52,11 +52,14 @@ def encode_input(
     declared_kind: str | None,
     declared: tuple[int, ...] | None,
     fxp_bits: int,
+    binary: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The owner's spec and flat ring vector for ``raw`` (see module doc).
 
     Raises:
         TypeError: a leaf is not numeric (names its path), or floats where ``int`` was declared.
+        ValueError: ``binary`` and a leaf holds a value other than 0 and 1 (names the leaf, the
+            index and the value).
         ShapeError: a bare array whose shape differs from ``declared``; ``shape=`` for a pytree.
     """
     leaves, treedef = flatten(raw)
@@ -84,6 +87,8 @@ def encode_input(
             raise ShapeError(f"input at {owner!r} has shape {arr.shape}, declared {declared}")
         if arr.dtype.kind == "b":
             arr = arr.astype(np.int64)
+        if binary:
+            _check_binary(where, arr)
         try:
             rings.append(encode(arr, fxp_bits if kind == "f" else 0).reshape(-1))
         except ValueError as exc:
@@ -93,6 +98,16 @@ def encode_input(
     flat = np.concatenate(rings) if rings else np.zeros(0, dtype=np.uint64)
     spec = {"tree": treedef.to_wire(), "shapes": shapes, "kinds": "".join(kinds)}
     return spec, flat
+
+
+def _check_binary(where: str, arr: np.ndarray) -> None:
+    bad = np.flatnonzero((arr != 0) & (arr != 1))
+    if bad.size:
+        index = tuple(int(i) for i in np.unravel_index(bad[0], arr.shape))
+        raise ValueError(
+            f"{where} was declared binary=True but holds {arr.reshape(-1)[bad[0]].item()!r} at index {list(index)} "
+            f"({bad.size} of its {arr.size} values are neither 0 nor 1)"
+        )
 
 
 class _NotATensor:
@@ -179,11 +194,13 @@ class InputTree:
             "`tree = await job.input(...)` gives its secret leaves"
         )
 
-    def tensors(self, job: Job, raw: SecretTensor) -> Any:
-        """The pytree of SecretTensors, one local op per leaf."""
+    def tensors(self, job: Job, raw: SecretTensor, binary: bool = False) -> Any:
+        """The pytree of SecretTensors, one local op per leaf (each flagged ``binary``)."""
         out = []
         for i, (path, shp, kind) in enumerate(zip(self.paths, self.shapes, self.kinds, strict=True)):
-            out.append(job.op(f"input[{self.owner}]{path}", [raw], functools.partial(_leaf_step, i), shp, kind == "f"))
+            leaf = job.op(f"input[{self.owner}]{path}", [raw], functools.partial(_leaf_step, i), shp, kind == "f")
+            leaf.binary = binary
+            out.append(leaf)
         return unflatten(self.treedef, out)
 
 
@@ -225,8 +242,10 @@ class SecretInput(SecretTensor):
         fxp: bool,
         raw: SecretTensor,
         owner: str,
+        binary: bool = False,
     ) -> None:
         super().__init__(job, node, shape, fxp)
+        self.binary = binary
         self._raw = raw
         self._owner = owner
         self._tree: Any = None
@@ -248,7 +267,7 @@ class SecretInput(SecretTensor):
                 self.known_shape  # noqa: B018 - fills the cached shape
                 return self
             if self._tree is None:
-                self._tree = tree.tensors(self._job, self._raw)
+                self._tree = tree.tensors(self._job, self._raw, self.binary)
             return self._tree
 
         return wait().__await__()

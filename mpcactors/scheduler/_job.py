@@ -165,6 +165,7 @@ class Job:
         *,
         dtype: Any = None,
         shape: Sequence[int] | None = None,
+        binary: bool = False,
     ) -> SecretInput:
         """Secret-share a value that only ``owner`` knows: an array, or a pytree of them.
 
@@ -179,6 +180,12 @@ class Job:
                 float leaves fixed point (the owner's kinds travel with the structure).
             shape: optional, for a bare array: lets other parties use ``x.shape`` before the
                 value arrives, and is checked at the owner.
+            binary: the owner declares that every element of every leaf is 0 or 1 (0/1
+                labels, one-hot classes, masks), checked at the owner; every party must pass
+                the same. A public fact, like the shape: the value stays secret, but the
+                parties learn that it is binary. ``mpcactors.jit`` uses it to split an
+                expression into its two cases (docs/JIT.md): the guide's logistic regression
+                then needs no secure division. Tensors made from it do not carry it.
 
         Returns:
             A :class:`SecretInput`: a SecretTensor usable at once when the value is a bare
@@ -190,6 +197,8 @@ class Job:
             ValueError: ``owner`` is not a party of the job.
             TypeError (at the owner, aborting the job): a leaf is not numeric; the error names
                 its path, e.g. ``[0]["name"]``.
+            ValueError (at the owner, aborting the job): ``binary=True`` and a leaf holds a value
+                other than 0 and 1; the error names the leaf, the index and the value.
         """
         if owner not in self.parties:
             raise ValueError(f"input owner {owner!r} is not a party of job {self.id!r}: {list(self.parties)}")
@@ -212,7 +221,7 @@ class Job:
             ring = None
             if is_owner:
                 raw = value() if callable(value) else value
-                spec, ring = encode_input(owner, raw, declared_kind, declared, bits)
+                spec, ring = encode_input(owner, raw, declared_kind, declared, bits, binary)
                 _, share = yield from gather([send_spec(spec), proto.share(ctx, owner, ring, ring.shape)])
             else:
                 spec, share = yield from gather([recv_spec(), proto.share(ctx, owner, None, None)])
@@ -227,7 +236,7 @@ class Job:
         # shares come from a PRG): both step off the event loop; known sizes decide as usual
         raw_node.node.cost = LOADER_COST if callable(value) or known is None else _cost(known, [])
         bare = self.op(f"input[{owner}]", [raw_node], bare_step, known, fxp)
-        return SecretInput(self, bare.node, known, fxp, raw_node, owner)
+        return SecretInput(self, bare.node, known, fxp, raw_node, owner, bool(binary))
 
     def constant(self, value: Any, *, fxp: bool | None = None) -> SecretTensor:
         """A public value as a (trivially shared) secret tensor."""

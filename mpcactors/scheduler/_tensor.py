@@ -64,9 +64,14 @@ def static_shape(fn: Callable[..., np.ndarray], *shapes: tuple[int, ...] | None)
 
 
 class SecretTensor:
-    """A secret-shared array of a running job (see module doc). Build with ``job.input``."""
+    """A secret-shared array of a running job (see module doc). Build with ``job.input``.
 
-    __slots__ = ("_job", "_node", "_shape", "fxp")
+    ``binary`` is True for an input whose owner declared it holds only 0s and 1s
+    (``job.input(..., binary=True)``): a public fact, like the shape, that ``mpcactors.jit``
+    uses to simplify (docs/JIT.md, "case-split"). Results of ops do not carry it.
+    """
+
+    __slots__ = ("_job", "_node", "_shape", "binary", "fxp")
     __array_priority__ = 1000
 
     def __init__(self, job: Job, node: OpNode, shape: tuple[int, ...] | None, fxp: bool) -> None:
@@ -74,6 +79,7 @@ class SecretTensor:
         self._node = node
         self._shape = shape
         self.fxp = fxp
+        self.binary = False
 
     # ---- metadata ----------------------------------------------------------------------------
     @property
