@@ -9,8 +9,9 @@ benchmark data: 10000 x 20 features scaled by 0.1, 3 epochs, step 0.1), same run
 - SPU 0.9.5's simulator, ``spu.jit`` of the guide's program (run by the SPU venv's python: this
   file with ``--spu-worker PROTO``; bench/spu_sim.py's ``run_once`` times ``Runtime.run`` at
   every party, without compilation, input sharing and reconstruction);
-- ``mpcactors.jit`` of it, with the rewrites (docs/JIT.md "Rewrites") and without
-  (``rewrite=False``);
+- ``mpcactors.jit`` of it, with the rewrites (docs/JIT.md "Rewrites"): the labels declared 0/1
+  (``job.input(..., binary=True)``, "jit-binary": the *case-split* rule applies) and not ("jit");
+  and without the rewrites (``rewrite=False``);
 - the hand-written gradient, examples/logistic_regression.py's ``train``.
 
 Our time runs from the inputs being shared to the weights being computed (tracing, rewriting
@@ -123,7 +124,10 @@ def run_spu(spu_python: str, proto: str, reps: int) -> dict[str, Any]:
 
 # ---- mpcactors -------------------------------------------------------------------------------
 def run_ours(setup: str, program: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """One run of ``program`` ("jit", "jit-norewrite" or "hand") in ``setup``."""
+    """One run of ``program`` ("jit-binary", "jit", "jit-norewrite" or "hand") in ``setup``.
+
+    "jit-binary" is "jit" with the labels declared 0/1 (``job.input(..., binary=True)``).
+    """
     import trio
 
     import mpcactors as mpc
@@ -134,13 +138,13 @@ def run_ours(setup: str, program: str, x: np.ndarray, y: np.ndarray) -> dict[str
 
     async def main(job: Any) -> Any:
         a = await job.input(parties[0], lambda: x)
-        b = await job.input(parties[-1], lambda: y)
+        b = await job.input(parties[-1], lambda: y, binary=program == "jit-binary")
         s0 = job.statistics()
         t0 = trio.current_time()
         if program == "hand":
             w = hand.train(a, b)
         else:
-            jitted = mpc.jit(guide.logit_regression) if program == "jit" else mpc.jit(guide.logit_regression, rewrite=False)
+            jitted = mpc.jit(guide.logit_regression, rewrite=program != "jit-norewrite")
             w = await jitted(a, b)
         await w
         t1 = trio.current_time()
@@ -177,7 +181,7 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--setups", default="semi2k,rep3,semi2k-ot")
-    ap.add_argument("--programs", default="jit,jit-norewrite,hand")
+    ap.add_argument("--programs", default="jit-binary,jit,jit-norewrite,hand")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--spu-python", default="/work/spu-venv/bin/python")
     ap.add_argument("--no-spu", action="store_true")
@@ -220,6 +224,7 @@ def main() -> None:
 
 
 NAMES = {
+    "jit-binary": "mpcactors `mpc.jit`, labels declared 0/1",
     "jit": "mpcactors `mpc.jit` (rewrites)",
     "jit-norewrite": "mpcactors `mpc.jit(..., rewrite=False)`",
     "hand": "mpcactors hand-written gradient",

@@ -65,7 +65,7 @@ def accuracy(params, x, y) -> float:
 
 async def main(job):
     x = job.input("alice", lambda: load_dataset()[0])
-    y = job.input("bob", lambda: load_dataset()[1])
+    y = job.input("bob", lambda: load_dataset()[1], binary=True)  # one-hot classes
     params = await mpc.jit(train)(init_params(), x, y)
     return await job.reveal(params)
 

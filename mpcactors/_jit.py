@@ -109,7 +109,7 @@ class Jitted:
         traced = len(closed.jaxpr.eqns)
         fired: dict[str, int] = {}
         if self.rewrite:
-            closed, counts = rewrite(closed)
+            closed, counts = rewrite(closed, [bool(leaves[i].binary) for i in secrets])
             fired = dict(counts)
         interp = _Interpreter(job, name)
         get_logger(party=job.party, job=job.id, op="jit").debug(

@@ -7,7 +7,8 @@ round, a reciprocal or an ``exp`` a dozen or two, a negation or a public constan
 jaxprs (``jax.grad``'s above all) are written for float hardware, so they spend secure ops
 where an exact identity would not. :func:`rewrite` rebuilds the jaxpr in one forward pass,
 equation by equation, and every rewrite is an identity of real arithmetic that holds for every
-input (never one that holds only for, say, 0/1 labels):
+input, except *case-split*, which holds for inputs whose owner declared them 0/1
+(``job.input(..., binary=True)``, checked at the owner) and fires only for those:
 
 - *inline*: calls (``jit``, ``custom_jvp_call``, ``custom_vjp_call``, ...) are inlined, so the
   rules see across function boundaries (only the primal is ever evaluated);
@@ -22,9 +23,16 @@ input (never one that holds only for, say, 0/1 labels):
   ``exp`` then a reciprocal, and no ``exp`` overflow for large ``|x|``);
 - *reciprocal*: ``a / g`` is ``a * (1 / g)`` and ``g ** -k`` is ``(1 / g) ** k``, with ``1 / g``
   made once per ``g`` (``jax.grad`` of ``1 / g`` asks for ``g ** -2`` beside it);
-- *sigmoid-derivative*: ``p * s**2 * exp(-x)`` with ``s = sigmoid(x)`` is ``p * (s * (1 - s))``
+- *sigmoid-derivative*: ``p * s**2 * exp(-x)`` with ``s = sigmoid(x)`` is ``p * s * (1 - s)``
   (``exp(-x) / (1 + exp(-x))**2 = s (1 - s)``): no secure ``exp``, and ``s (1 - s)`` is ready
   long before ``p``;
+- *cancel*: factors ``g`` and ``1 / g`` of one product chain are both dropped;
+- *case-split*: for a binary input b, every elementwise value v that depends on b is also built
+  at b = 1 and at b = 0 (v1, v0: the other rules simplify them, ``s y + (1 - s)(1 - y)`` is
+  ``s`` or ``1 - s``, so its reciprocal cancels); where v is read by anything but an
+  elementwise op (a matmul, a reduction, an output), it becomes ``v0 + b (v1 - v0)`` if that is
+  ready sooner than v (by the depth estimate). For the guide's gradient this is the
+  hand-written ``s - y``: no reciprocal;
 - *factor*: ``a*c + a*d`` (and ``-(a*c) + a*d``, ``a*c - a*d``) is ``a * (c ± d)``: one product;
 - *reassociate*: a chain of products and negations is flattened and multiplied back two
   shallowest factors first (depth: rounds behind a value, estimated from a table of op costs),
@@ -32,8 +40,8 @@ input (never one that holds only for, say, 0/1 labels):
   last: one round follows it instead of one per factor after it; a public scale ``(p @ a) * c``
   moves into ``(p * c) @ a`` first, so it joins such a product too.
 
-*reassociate* and *factor* look through a product or negation only when its result is used
-once (use counts taken before the pass), so they never duplicate work. Dead equations are
+*reassociate* and *factor* look through a product only when its result is used once (use
+counts taken before the pass), so they never duplicate work; a negation (free) always. Dead equations are
 skipped before the pass and dropped after it (:func:`live`).
 """
 
@@ -54,17 +62,31 @@ _COST = {"mul": 2, "dot_general": 2, "div": 31, "logistic": 18, "exp": 13, "log"
          "min": 12, "reduce_max": 20, "reduce_min": 20, "argmax": 20, "select_n": 2, "abs": 12, "sign": 12}
 # fmt: on
 _AFFINE = ("add", "add_any", "sub", "neg", "mul")
+# Equations a case-split looks through: elementwise maps, and ops that only move elements.
+_ELEMENTWISE = frozenset((
+    "add", "add_any", "sub", "mul", "neg", "div", "exp", "exp2", "log", "log1p", "expm1", "logistic", "tanh",
+    "sqrt", "rsqrt", "integer_pow", "square", "pow", "max", "min", "abs", "sign", "convert_element_type",
+))  # fmt: skip
+_RESHAPING = frozenset(("reshape", "broadcast_in_dim", "squeeze", "expand_dims", "transpose", "slice", "rev", "copy"))
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
 
 
-def rewrite(closed: Any) -> tuple[Any, collections.Counter[str]]:
-    """Rewrite the closed jaxpr ``closed`` (module doc); return the new one and how often each rule fired."""
+def rewrite(closed: Any, binary: Sequence[bool] = ()) -> tuple[Any, collections.Counter[str]]:
+    """Rewrite the closed jaxpr ``closed`` (module doc); return the new one and how often each rule fired.
+
+    ``binary[i]`` says that input i holds only 0s and 1s (a fact its owner declared): the
+    *case-split* rule may then use it.
+    """
     from jax.extend.core import ClosedJaxpr, Jaxpr
 
     r = _Rewriter()
     r.count_uses(closed.jaxpr)
     invars = [r.fresh(v.aval) for v in closed.jaxpr.invars]
+    for v, flag in zip(invars, binary, strict=False):
+        if flag and np.dtype(v.aval.dtype).kind == "f":
+            r.cases[v] = (v, r.constant(np.ones(v.aval.shape), v.aval), r.constant(np.zeros(v.aval.shape), v.aval))
     outs = r.inline(closed.jaxpr, [r.constant(np.asarray(c), v.aval) for v, c in zip(closed.jaxpr.constvars, closed.consts, strict=True)], invars)
+    outs = [r.settle(None, a) for a in outs]
     eqns = live(Jaxpr([], invars, outs, r.eqns, debug_info=closed.jaxpr.debug_info))
     used = {id(v) for e in eqns for v in e.invars} | {id(v) for v in outs}
     consts = [(v, c) for v, c in r.consts if id(v) in used]
@@ -105,6 +127,9 @@ class _Rewriter:
         self.depth: dict[Any, int] = {}  # emitted var -> estimated rounds behind it
         self.seen: dict[Any, list[Any]] = {}  # CSE key -> outvars
         self.recip: dict[Any, Any] = {}  # g -> 1/g
+        self.recip_arg: dict[Any, Any] = {}  # 1/g -> g
+        self.cases: dict[Any, tuple[Any, Any, Any]] = {}  # v -> (b, v at b = 1, v at b = 0), b binary
+        self.settled: dict[Any, Any] = {}  # v -> what stands for it at a consumer (case-split)
         self.sigmoid_of: dict[Any, Any] = {}  # x -> sigmoid(x)
         self.uses: collections.Counter[Any] = collections.Counter()  # original var -> uses
         self.uses_of: dict[Any, int] = {}  # emitted var -> uses of the original vars it stands for
@@ -165,15 +190,74 @@ class _Rewriter:
 
         for eqn in live(jaxpr):
             ins = [read(v) for v in eqn.invars]
+            split = self.splits(eqn, ins) if self.cases else None
+            if self.cases and split is None and eqn.primitive.name not in _CALLS:
+                ins = [self.settle(eqn, a) for a in ins]
             outs = self.process(eqn, ins)
+            self.count(eqn, ins, outs)
             for var, new in zip(eqn.outvars, outs, strict=True):
                 env[var] = new
-                if self.is_const(new):
-                    continue
-                # the uses of ``var`` are now uses of ``new``, minus this equation's if it was
-                # an identity of its input (``x * 1`` is ``x``); a cse hit adds uses
-                self.uses_of[new] = self.uses_of.get(new, 0) + self.uses[var] - sum(1 for a in ins if a is new)
+            if split is not None and not self.is_const(outs[0]) and not self.has_cases(outs[0]):
+                b, ins1, ins0 = split
+                one, zero = self.process(eqn, ins1), self.process(eqn, ins0)
+                self.count(eqn, ins1, one)
+                self.count(eqn, ins0, zero)
+                self.cases[outs[0]] = (b, one[0], zero[0])
         return [read(v) for v in jaxpr.outvars]
+
+    def count(self, eqn: Any, ins: list[Any], outs: list[Any]) -> None:
+        """The uses of ``eqn``'s outputs are now uses of ``outs``, minus this equation's if it was
+        an identity of its input (``x * 1`` is ``x``); a cse hit adds uses."""
+        for var, new in zip(eqn.outvars, outs, strict=True):
+            if not self.is_const(new):
+                self.uses_of[new] = self.uses_of.get(new, 0) + self.uses[var] - sum(1 for a in ins if a is new)
+
+    # ---- case-split on a binary value ------------------------------------------------------------
+    def splits(self, eqn: Any, ins: list[Any]) -> tuple[Any, list[Any], list[Any]] | None:
+        """For an elementwise (or reshaping) equation over values with cases on ONE binary ``b``:
+        ``(b', its inputs at b = 1, at b = 0)``, where b' is b as this equation reshapes it."""
+        name = eqn.primitive.name
+        held = [a for a in ins if self.has_cases(a)]
+        if not held or len(eqn.outvars) != 1:
+            return None
+        if name in _RESHAPING:
+            if not self.has_cases(ins[0]) or len(held) > 1:
+                return None
+            b, one, zero = self.cases[ins[0]]
+            (bb,) = self.process(eqn, [b, *ins[1:]])
+            return bb, [one, *ins[1:]], [zero, *ins[1:]]
+        if name not in _ELEMENTWISE or len({self.cases[a][0] for a in held}) != 1:
+            return None
+        shape = eqn.outvars[0].aval.shape
+        if any(a.aval.shape != shape and getattr(self.const(a), "size", 0) != 1 for a in ins):
+            return None
+        b = self.cases[held[0]][0]
+        return b, [self.cases[a][1] if self.has_cases(a) else a for a in ins], [self.cases[a][2] if self.has_cases(a) else a for a in ins]
+
+    def has_cases(self, a: Any) -> bool:
+        from jax.extend.core import Var
+
+        return isinstance(a, Var) and a in self.cases
+
+    def settle(self, eqn: Any, a: Any) -> Any:
+        """What a consumer that does not propagate cases reads for ``a``: ``a`` itself, or, when
+        its two cases are ready sooner than ``a``, ``v0 + b (v1 - v0)`` (*case-split*)."""
+        from jax import lax
+
+        if not self.has_cases(a):
+            return a
+        if a in self.settled:
+            return self.settled[a]
+        b, one, zero = self.cases[a]
+        merged_depth = max(self.depth.get(one, 0), self.depth.get(zero, 0)) + _COST["mul"]
+        out = a
+        if merged_depth < self.depth.get(a, 0):
+            self.fired["case-split"] += 1
+            template = eqn if eqn is not None else self.defn[a]
+            diff = self.emit(template, lax.sub_p, [one, zero], a.aval)
+            out = self.emit(template, lax.add_p, [zero, self.emit(template, lax.mul_p, [b, diff], a.aval)], a.aval)
+        self.settled[a] = out
+        return out
 
     def process(self, eqn: Any, ins: list[Any]) -> list[Any]:
         """The atoms standing for ``eqn``'s outputs, given the atoms of its inputs."""
@@ -366,11 +450,12 @@ class _Rewriter:
                 return c.shape == aval.shape
             if v.aval.shape != aval.shape:
                 return False
+            neg = self.of(v, "neg")
+            if neg is not None:  # a negation is free: looked through even when used twice
+                sign = not sign
+                return collect(neg.invars[0])
             if v in self.private or self.single_use(v):
-                neg, mul = self.of(v, "neg"), self.of(v, "mul")
-                if neg is not None:
-                    sign = not sign
-                    return collect(neg.invars[0])
+                mul = self.of(v, "mul")
                 if mul is not None:
                     return all(collect(x) for x in mul.invars)
             factors.append(v)
@@ -378,7 +463,7 @@ class _Rewriter:
 
         if not (collect(a) and collect(b)):
             return None
-        replaced = self.sigmoid_derivative(eqn, factors)
+        replaced = self.sigmoid_derivative(eqn, factors) | self.cancel(factors)
         if float(scale) < 0:
             sign, scale = not sign, -scale
         moves = (float(scale) != 1.0 or any(self.is_const(f) for f in factors)) and len(factors) > 1
@@ -414,6 +499,18 @@ class _Rewriter:
             return True, neg.invars[0]
         return False, var
 
+    def cancel(self, factors: list[Any]) -> bool:
+        """Factors ``g`` and ``1 / g`` both present: *cancel* them (``g (1 / g) = 1``)."""
+        done = False
+        for r in [f for f in factors if f in self.recip_arg]:
+            g = self.recip_arg[r]
+            if r in factors and g in factors:
+                factors.remove(r)
+                factors.remove(g)
+                self.fired["cancel"] += 1
+                done = True
+        return done
+
     def sigmoid_derivative(self, eqn: Any, factors: list[Any]) -> bool:
         """Factors ``exp(-x)`` and ``s**2`` with ``s = sigmoid(x)`` become one factor ``s * (1 - s)``."""
         from jax import lax
@@ -430,8 +527,9 @@ class _Rewriter:
                     continue
                 self.fired["sigmoid-derivative"] += 1
                 one = self.constant(np.ones(()), s.aval)
-                ds = self.emit(eqn, lax.mul_p, [s, self.emit(eqn, lax.sub_p, [one, s], s.aval)], s.aval)
-                factors[:] = [v for k, v in enumerate(factors) if k not in (i, j)] + [ds]
+                # two factors, not their product: the pass multiplies them first (they are the
+                # shallowest), and *cancel* can still find s
+                factors[:] = [v for k, v in enumerate(factors) if k not in (i, j)] + [s, self.emit(eqn, lax.sub_p, [one, s], s.aval)]
                 return True
         return False
 
@@ -532,6 +630,7 @@ class _Rewriter:
         one = self.constant(np.ones(()), g.aval)
         (r,) = self.emit_raw(new_jaxpr_eqn([one, g], [self.fresh(g.aval)], lax.div_p, {}, eqn.effects, eqn.source_info, eqn.ctx), [one, g])
         self.recip[g] = r
+        self.recip_arg[r] = g
         return r
 
     def rule_integer_pow(self, eqn: Any, x: Any, *, y: int, **_: Any) -> Any:

@@ -301,7 +301,8 @@ def test_logit_regression_as_the_guide_writes_it(protocol, opts):
     assert abs(mod["auc"](y, w, x) - mod["auc"](y, w_plain, x)) < 1e-3
 
 
-def test_mlp_gradient_equals_plain_jax():
+@pytest.mark.parametrize("binary", [False, True], ids=["labels", "labels-declared-0/1"])
+def test_mlp_gradient_equals_plain_jax(binary):
     main = load_program(str(EXAMPLES / "jax_mlp.py"), "main")
     mod = main.__globals__
     params = mod["init_params"]()
@@ -309,7 +310,7 @@ def test_mlp_gradient_equals_plain_jax():
 
     async def grads(job):
         xs = job.input("alice", lambda: x)
-        ys = job.input("bob", lambda: y)
+        ys = job.input("bob", lambda: y, binary=binary)  # one-hot classes
         return await job.reveal(await mpc.jit(jax.grad(mod["loss"]))(params, xs, ys))
 
     got = mpc.simulate(grads)["carol"]

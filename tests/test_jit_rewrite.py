@@ -21,15 +21,16 @@ from mpcactors._jit_rewrite import rewrite
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GUIDE = load_program(str(EXAMPLES / "jax_logistic_regression.py"), "main").__globals__
+HAND = load_program(str(EXAMPLES / "logistic_regression.py"), "main").__globals__
 RNG = np.random.default_rng(5)
 X = RNG.uniform(-3, 3, (6, 4)).astype(np.float32)
 P = RNG.uniform(0.5, 2, (6, 4)).astype(np.float32)  # positive: divisors
 
 
-def rewritten(fn, *args):
+def rewritten(fn, *args, binary=()):
     """(live primitive names of the rewritten jaxpr, rules fired, rewritten outputs, plain outputs)."""
     closed = jax.make_jaxpr(fn)(*args)
-    new, fired = rewrite(closed)
+    new, fired = rewrite(closed, binary)
     from jax.extend.core import jaxpr_as_fun
 
     got = jaxpr_as_fun(new)(*args)
@@ -132,12 +133,64 @@ def test_the_guide_gradient_rewritten_equals_plain_jax_for_every_label(labels):
     close(got, want, 1e-4)
 
 
+def test_a_factor_and_its_reciprocal_cancel():
+    names, fired, got, want = rewritten(lambda x, p: (p * (x / p) * x, -((x + 1) / p) * p), X, P)
+    assert fired["cancel"] == 2 and "div" not in names
+    close(got, want, 1e-5)
+
+
+def _guide_data(labels):
+    x, y = GUIDE["synthetic"](64, 5)
+    if labels == "soft":
+        y = np.random.default_rng(1).uniform(0.2, 0.8, y.shape)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def test_binary_labels_split_the_guide_gradient_into_its_cases_without_a_division():
+    """With y declared 0/1, d/dw of -log(s y + (1 - s)(1 - y)) is x^T (s - y): no reciprocal."""
+    x, y = _guide_data("binary")
+    names, fired, got, want = rewritten(GUIDE["logit_regression"], x, y, binary=(False, True))
+    assert fired["case-split"] == 2 and fired["cancel"] >= 4
+    assert "div" not in names and "log" not in names and "exp" not in names
+    assert names.count("logistic") == 2
+    closed = rewrite(jax.make_jaxpr(GUIDE["logit_regression"])(x, y), (False, True))[0].jaxpr
+    public = set(closed.constvars)
+    from jax.extend.core import Literal
+
+    products = [e for e in _live(closed) if e.primitive.name == "mul"]
+    assert products and all(any(isinstance(v, Literal) or v in public for v in e.invars) for e in products)
+    close(got, want, 1e-4)
+
+
+def test_the_case_split_needs_the_declaration_to_be_true():
+    """The split program is exact for 0/1 labels only: soft labels give another result, which is
+    why ``job.input(..., binary=True)`` checks every value at the owner."""
+    x, y = _guide_data("soft")
+    closed = jax.make_jaxpr(GUIDE["logit_regression"])(x, y)
+    split, fired = rewrite(closed, (False, True))
+    assert fired["case-split"] == 2
+    from jax.extend.core import jaxpr_as_fun
+
+    (got,) = jaxpr_as_fun(split)(x, y)
+    assert np.abs(np.asarray(got) - np.asarray(GUIDE["logit_regression"](x, y))).max() > 5e-4  # 10^-7 when exact
+    close(jaxpr_as_fun(rewrite(closed)[0])(x, y), [GUIDE["logit_regression"](x, y)], 1e-4)
+
+
+def test_a_case_split_happens_only_where_it_shortens_the_path():
+    """log(s y + (1 - s)(1 - y)) as a value: two logs cost the rounds of one, so no split."""
+    y = (RNG.uniform(size=(6, 4)) > 0.5).astype(np.float32)
+    s = RNG.uniform(0.1, 0.9, (6, 4)).astype(np.float32)
+    names, fired, got, want = rewritten(lambda s, y: jnp.sum(jnp.log(s * y + (1 - s) * (1 - y))), s, y, binary=(False, True))
+    assert "case-split" not in fired and names.count("log") == 1
+    close(got, want, 1e-4)
+
+
 # ---- on secret data ----------------------------------------------------------------------------
-async def _run_lr(job, x, y, rewrite_on):
+async def _run_lr(job, x, y, rewrite_on, binary=False, hand=False):
     a = await job.input("alice", lambda: x)
-    b = await job.input("bob", lambda: y)
+    b = await job.input("bob", lambda: y, binary=binary)
     s0 = job.statistics()
-    w = await mpc.jit(GUIDE["logit_regression"], rewrite=rewrite_on)(a, b)
+    w = HAND["train"](a, b) if hand else await mpc.jit(GUIDE["logit_regression"], rewrite=rewrite_on)(a, b)
     await w
     s1 = job.statistics()
     return await job.reveal(w), s1.rounds - s0.rounds, s1.ops - s0.ops
@@ -159,6 +212,25 @@ def test_secure_guide_program_fewer_rounds_same_weights(protocol, parties, opts)
     np.testing.assert_allclose(w_on, want, atol=2e-3)
     np.testing.assert_allclose(w_off, want, atol=5e-3)
     assert rounds_on < rounds_off and ops_on < ops_off
+
+
+@pytest.mark.parametrize(
+    ("protocol", "parties", "opts"),
+    [("rep3", ["alice", "bob", "carol"], {}), ("semi2k", ["alice", "bob", "carol"], {"dealer": "carol"})],
+    ids=["rep3", "semi2k"],
+)
+def test_binary_labels_bring_the_guide_program_within_the_hand_written_rounds(protocol, parties, opts):
+    """Issue 17's target: rounds at most the hand-written gradient's + 20%, same weights."""
+    x, y = GUIDE["synthetic"](200, 5)
+    want = np.asarray(GUIDE["logit_regression"](x.astype(np.float32), y.astype(np.float32)))
+
+    def run(**kw):
+        return mpc.simulate(functools.partial(_run_lr, x=x, y=y, rewrite_on=True, **kw), parties=parties, protocol=protocol, **opts)["alice"]
+
+    (w_split, rounds_split, _), (_, rounds_plain, _), (w_hand, rounds_hand, _) = run(binary=True), run(), run(hand=True)
+    np.testing.assert_allclose(w_split, want, atol=2e-3)
+    np.testing.assert_allclose(w_hand, want, atol=2e-3)
+    assert rounds_split <= 1.2 * rounds_hand < rounds_plain
 
 
 def test_dead_equations_add_no_ops_to_the_graph():
