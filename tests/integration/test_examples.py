@@ -59,3 +59,23 @@ def test_federated_example_as_five_tls_processes(tmp_path):
     for p in parties:
         np.testing.assert_allclose(weights[p], weights[fl.SERVER])
     assert fl.accuracy(weights[fl.SERVER]) > 0.85
+
+
+def test_the_guides_jax_logistic_regression_as_three_tls_processes(tmp_path):
+    """``mpcactors run`` of examples/jax_logistic_regression.py (``mpc.jit`` of the guide's program,
+    labels declared 0/1): three TLS processes end with plain JAX's weights."""
+    pytest.importorskip("jax")
+    guide = load("jax_logistic_regression")
+    parties = ["alice", "bob", "carol"]
+    cfg = make_cluster(tmp_path, parties=parties, protocol="rep3")
+    outs = {p: tmp_path / f"{p}.json" for p in parties}
+    procs = {
+        p: start(["run", str(ROOT / "examples" / "jax_logistic_regression.py"), "--config", str(cfg), "--party", p, "--output", str(outs[p]), "--timeout", "150"])
+        for p in parties
+    }
+    for p, (code, _, err) in finish(procs, timeout=200).items():
+        assert code == 0, (p, err)
+    x, y = guide.load_dataset()
+    want = np.asarray(guide.logit_regression(x, y))
+    for p in parties:
+        np.testing.assert_allclose(np.array(json.loads(outs[p].read_text())), want, atol=2e-3)
