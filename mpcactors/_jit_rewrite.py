@@ -65,9 +65,12 @@ _AFFINE = ("add", "add_any", "sub", "neg", "mul")
 # Equations a case-split looks through: elementwise maps, and ops that only move elements.
 _ELEMENTWISE = frozenset((
     "add", "add_any", "sub", "mul", "neg", "div", "exp", "exp2", "log", "log1p", "expm1", "logistic", "tanh",
-    "sqrt", "rsqrt", "integer_pow", "square", "pow", "max", "min", "abs", "sign", "convert_element_type",
+    "sqrt", "rsqrt", "integer_pow", "square", "pow", "max", "min", "abs", "sign",
 ))  # fmt: skip
-_RESHAPING = frozenset(("reshape", "broadcast_in_dim", "squeeze", "expand_dims", "transpose", "slice", "rev", "copy"))
+# ... and unary ones that also apply to the binary value itself (int labels become floats)
+_RESHAPING = frozenset((
+    "reshape", "broadcast_in_dim", "squeeze", "expand_dims", "transpose", "slice", "rev", "copy", "convert_element_type",
+))  # fmt: skip
 _CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
 
 
@@ -83,7 +86,7 @@ def rewrite(closed: Any, binary: Sequence[bool] = ()) -> tuple[Any, collections.
     r.count_uses(closed.jaxpr)
     invars = [r.fresh(v.aval) for v in closed.jaxpr.invars]
     for v, flag in zip(invars, binary, strict=False):
-        if flag and np.dtype(v.aval.dtype).kind == "f":
+        if flag:
             r.cases[v] = (v, r.constant(np.ones(v.aval.shape), v.aval), r.constant(np.zeros(v.aval.shape), v.aval))
     outs = r.inline(closed.jaxpr, [r.constant(np.asarray(c), v.aval) for v, c in zip(closed.jaxpr.constvars, closed.consts, strict=True)], invars)
     outs = [r.settle(None, a) for a in outs]
