@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +105,7 @@ def run_ours(setup: str, op: str, args: list[np.ndarray], *, latency_ms: float =
         "run_s": max(r["run_s"] for r in out.values()),
         "rounds": first["rounds"],
         "mb_sent": first["bytes"] / 1e6,
+        "mb_all": sum(r["bytes"] for r in out.values()) / 1e6,  # semi2k-ot's holders send unequal shares
         "value": first["value"],
     }
 
@@ -224,6 +224,7 @@ def main() -> None:
                     "ours_s": ours,
                     "rounds": res["rounds"],
                     "mb": res["mb_sent"],
+                    "mb_all": res["mb_all"],
                     "check": check(op, args, res["value"]),
                     "spu_s": spu_s,
                     "spu_note": (spu or {}).get("error", (spu or {}).get("check", "")) if spu else ("spu not installed" if proto else "no SPU equivalent"),
@@ -231,7 +232,7 @@ def main() -> None:
                 }
             )
             r = rows[-1]
-            print(f"{op:11s} {setup:14s} ours {ours:7.3f} s  rounds {r['rounds']:4d}  {r['mb']:8.2f} MB  "
+            print(f"{op:11s} {setup:14s} ours {ours:7.3f} s  rounds {r['rounds']:4d}  {r['mb']:8.2f} MB ({r['mb_all']:8.2f} all)  "
                   f"SPU {spu_s if spu_s is not None else float('nan'):7.3f} s  speedup {r['ratio'] or float('nan'):5.2f}x  {r['check']}", flush=True)
     wan = wan_rows(20.0) if a.wan else []
     if a.record:
@@ -266,13 +267,13 @@ def record(rows: list[dict[str, Any]], wan: list[tuple[str, float, float, int]])
         (f"### compute_bench {datetime.date.today()} ({platform.machine()}, {platform.processor() or 'cpu'}, 2 cores, "
          f"python {platform.python_version()})"),
         "",
-        "| op | setup | mpcactors run s | rounds | MB sent (party 0) | SPU run s | SPU/ours | accuracy |",
+        "| op | setup | mpcactors run s | rounds | MB sent (party 0 / all) | SPU run s | SPU/ours | accuracy |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         spu = f"{r['spu_s']:.3f}" if r["spu_s"] else r["spu_note"]
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-        lines.append(f"| {r['op']} | {r['setup']} | {r['ours_s']:.3f} | {r['rounds']} | {r['mb']:.1f} | {spu} | {ratio} | {r['check']} |")
+        lines.append(f"| {r['op']} | {r['setup']} | {r['ours_s']:.3f} | {r['rounds']} | {r['mb']:.1f} / {r['mb_all']:.1f} | {spu} | {ratio} | {r['check']} |")
     if wan:
         lines += [
             "",
@@ -290,4 +291,4 @@ def record(rows: list[dict[str, Any]], wan: list[tuple[str, float, float, int]])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

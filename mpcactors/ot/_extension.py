@@ -82,6 +82,10 @@ __all__ = [
 ]
 
 MAX_ROWS = 1 << 16  # rows per internal chunk (bounded buffers)
+# column bytes per PRG expansion and transpose of the choice-bit paths (2^18 rows, 4 MiB of
+# rows): ~1.5x faster than 2^16 rows, whose 128 keystream calls and ~30 numpy calls per
+# transpose cost as much in call overhead as in work
+_COLUMN_STEP = 1 << 15
 _BASE_WIDTH = 128  # public-key base OTs per set-up; wider set-ups extend them (IKNP)
 
 
@@ -152,7 +156,7 @@ class ExtReceiver:
         packed = np.packbits(r, bitorder="little")
         u = np.empty((self.width, nb), dtype=np.uint8)
         t = np.empty((8 * nb, self.width // 8), dtype=np.uint8)
-        step = MAX_ROWS // 8  # transpose in cache-sized blocks (the streams do not care)
+        step = _COLUMN_STEP  # transpose in blocks (the streams do not care)
         for lo in range(0, nb, step):
             hi = min(nb, lo + step)
             g0 = self._g0.expand(hi - lo)
@@ -203,7 +207,7 @@ class ExtSender:
             )
         sel = self._s_bits.astype(bool)
         q = np.empty((8 * nb, self.width // 8), dtype=np.uint8)
-        step = MAX_ROWS // 8
+        step = _COLUMN_STEP
         for lo in range(0, nb, step):
             hi = min(nb, lo + step)
             g = self._g.expand(hi - lo)  # a view of a reused buffer: ours until the next expand

@@ -176,6 +176,10 @@ def _transpose_blocks(src: np.ndarray, dst: np.ndarray, sc: _Scratch) -> None:
         np.bitwise_xor(b, d, out=b)
         np.left_shift(d, s, out=d)
         np.bitwise_xor(a, d, out=a)
+    if ni == 2 and ni <= cw:  # IKNP's 128 columns: move the two words of a block row as one
+        units = blocks_out.view(np.complex128).reshape(cw, 64).T  # 16-byte units: ~2x faster
+        np.copyto(units, x.view(np.complex128).reshape(units.shape))
+        return
     np.copyto(x_out, x)
 
 
@@ -262,6 +266,9 @@ class RowHash:
                 np.bitwise_xor(y64[:, b, 0], index, out=z64[:, b, 0])
                 np.bitwise_xor(y64[:, b, 1], np.uint64(t * wb + b), out=z64[:, b, 1])
             _into(self._enc, z[: 16 * total], pz)
+            if wb == 1:  # one block a row: XOR straight into the output (contiguous words)
+                np.bitwise_xor(pz64[:, 0], y64[:, 0], out=out[:, 2 * t : 2 * t + 2])
+                continue
             np.bitwise_xor(pz64, y64, out=pz64)
             for w in range(2):
                 acc = out[:, 2 * t + w]

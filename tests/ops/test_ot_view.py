@@ -18,8 +18,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mpcactors.ops import _ot_triples as _ot
 from mpcactors.ops._comm import Exchange, Step, run_local
-from mpcactors.ops._ot_triples import OtSource, ot_setup
+from mpcactors.ops._matmul import ring_matmul
+from mpcactors.ops._ot_triples import (
+    GILBOA_KEEP,
+    OtSource,
+    Side,
+    _pack_tau,
+    _unpack_tau,
+    ot_setup,
+    trunc_keep,
+)
 from mpcactors.ot import OtError
 from mpcactors.ot._kernels import ColumnPrg
 
@@ -74,8 +84,10 @@ def _u_agreement(seen: list[Any], bob_b: np.ndarray) -> float:
 
 
 def _tau_hits(seen: list[Any], bob_a: np.ndarray) -> float:
-    """How often tau equals bob's a in the low byte (chance: 1/256)."""
-    tau = next(m["tau"] for m in seen if "tau" in m)[:, 0]
+    """How often tau equals bob's a in the low byte (chance: 1/256). tau travels as the kept
+    low bytes of each correction (at least one byte of every word)."""
+    packed = next(m["tau"] for m in seen if "tau" in m)
+    tau = _unpack_tau(packed, 64 * N, Side(64 * N, 1, GILBOA_KEEP))[:, 0]
     delta = np.repeat(bob_a, 64)
     return float(np.mean((tau & np.uint64(0xFF)) == (delta & np.uint64(0xFF))))
 
@@ -114,4 +126,74 @@ def test_malformed_ot_message_raises_ot_error_naming_the_peer() -> None:
         yield Exchange(send={"alice": {"u": np.zeros((3, 3), dtype=np.uint8)}}, recv=frozenset({"alice"}))
 
     with pytest.raises(OtError, match=r"expected IKNP columns .* from 'bob'"):
+        run_local({"alice": step, "bob": bob()})
+
+
+def _made(make: Callable[[OtSource], Any], label: bytes) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Run one maker of OtSource at both holders; (alice's arrays, bob's arrays, rounds)."""
+    c = Cluster(*CONFIGS["semi2k-2-ot"])
+    pairs, _ = run_local({p: ot_setup(p, [q for q in c.parties if q != p], label) for p in c.parties})
+    ctxs = c.contexts()
+    steps = {}
+    for p, q in (("alice", "bob"), ("bob", "alice")):
+        _, steps[p] = make(OtSource(ctxs[p], p, c.parties, pairs[p][q]))
+    out, rounds = run_local(steps)
+    return out["alice"], out["bob"], rounds
+
+
+@pytest.mark.parametrize("small", [False, True])
+def test_every_correlation_is_correct_across_blocks_and_chunks(monkeypatch: pytest.MonkeyPatch, small: bool) -> None:
+    """Triples, AND triples, matrix triples, truncation tuples and B2A bits against numpy, also
+    with kernel blocks and rounds a few hundred rows long (block and chunk edges inside a
+    Gilboa group's packed corrections, a random bit range split between the two senders)."""
+    if small:
+        monkeypatch.setattr(_ot, "BLOCK", 192)
+        monkeypatch.setattr(_ot, "ROUND_BYTES", 640 * 24)
+        monkeypatch.setattr(_ot, "ROT_ROUND_BYTES", 640 * 16)
+    n, d = 37, 18
+    (a0, b0, c0), (a1, b1, c1), rounds = _made(lambda s: s.triple((n,)), b"t")
+    np.testing.assert_array_equal(c0 + c1, (a0 + a1) * (b0 + b1))
+    assert rounds > 2 if small else rounds == 2
+    (a0, b0, c0), (a1, b1, c1), _ = _made(lambda s: s.and_triple((n, 2)), b"a")
+    np.testing.assert_array_equal(c0 ^ c1, (a0 ^ a1) & (b0 ^ b1))
+    assert 0.45 < np.unpackbits((a0 ^ a1).view(np.uint8)).mean() < 0.55  # a is random, not 0
+    (a0, b0, c0), (a1, b1, c1), _ = _made(lambda s: s.matrix_triple((3, 5), (5, 2)), b"m")
+    np.testing.assert_array_equal(c0 + c1, ring_matmul(a0 + a1, b0 + b1))
+    (r0, m0, s0), (r1, m1, s1), _ = _made(lambda s: s.trunc_tuple((n,), d), b"r")
+    r = r0 + r1
+    np.testing.assert_array_equal(m0 + m1, (r << np.uint64(1)) >> np.uint64(d + 1))
+    np.testing.assert_array_equal(s0 + s1, r >> np.uint64(63))
+    (x0, y0), (x1, y1), _ = _made(lambda s: s.bit_pair((n,)), b"b")
+    np.testing.assert_array_equal(x0 ^ x1, y0 + y1)
+    assert set(np.unique(x0 ^ x1)) == {0, 1}
+
+
+def test_kept_bytes_survive_packing() -> None:
+    """Packed corrections keep at least the kept low bytes of every row position (and 36 or 54
+    words of 64 travel for Gilboa and a d = 18 truncation), whatever the row width."""
+    rng = np.random.default_rng(3)
+    for keep, words in ((GILBOA_KEEP, 36), (trunc_keep(18), 54)):
+        for width in (1, 3):
+            side = Side(64 * 5, width, keep)
+            tau = rng.integers(0, 2**64, size=(64 * 5, width), dtype=np.uint64)
+            packed = _pack_tau(tau, side)
+            assert packed.shape == (5 * words * width,) and packed.dtype == np.uint64
+            k = np.array(keep * 5, dtype=np.uint64)[:, None]
+            mask = np.where(k == 8, np.uint64(2**64 - 1), (np.uint64(1) << (np.uint64(8) * k)) - np.uint64(1))
+            np.testing.assert_array_equal(_unpack_tau(packed, 64 * 5, side) & mask, tau & mask)
+
+
+def test_malformed_corrections_raise_ot_error_naming_the_peer() -> None:
+    c = Cluster(*CONFIGS["semi2k-2-ot"])
+    pairs, _ = run_local({p: ot_setup(p, [q for q in c.parties if q != p], b"bad2") for p in c.parties})
+    ctxs = c.contexts()
+    _, step = OtSource(ctxs["alice"], "alice", c.parties, pairs["alice"]["bob"]).triple((8,))
+    _, honest = OtSource(ctxs["bob"], "bob", c.parties, pairs["bob"]["alice"]).triple((8,))
+
+    def bob() -> Step[None]:  # honest first round, then corrections unpacked (64 words a group)
+        ex = next(honest)
+        yield ex
+        yield Exchange(send={"alice": {"tau": np.zeros((512, 1), dtype=np.uint64)}}, recv=frozenset({"alice"}))
+
+    with pytest.raises(OtError, match=r"corrections of 512 x 1 OTs from 'bob'"):
         run_local({"alice": step, "bob": bob()})
