@@ -269,9 +269,15 @@ def _hash_words(h: Callable[..., np.ndarray], rows: np.ndarray, first: int, word
 
 
 def _flip(q: np.ndarray, delta: np.ndarray) -> None:
-    """``q ^= delta`` on every row, in place (as words: a uint8 broadcast is ~8x slower)."""
-    q64 = q.view(U64)
-    np.bitwise_xor(q64, delta.view(U64), out=q64)
+    """``q ^= delta`` on every row of a C-contiguous ``q``, in place, as words against a tile of
+    ``delta`` (a broadcast of a 2-word row runs 2 words per inner loop: ~10x slower)."""
+    flat = q.view(U64).reshape(-1)
+    d = delta.view(U64)
+    tile = np.tile(d, min(q.shape[0], 4096))
+    whole = flat.size // tile.size * tile.size
+    body = flat[:whole].reshape(-1, tile.size)
+    np.bitwise_xor(body, tile, out=body)
+    np.bitwise_xor(flat[whole:], tile[: flat.size - whole], out=flat[whole:])
 
 
 def _u_columns(peer: str, body: Any, width: int, rows: int, t: int) -> np.ndarray:
@@ -617,29 +623,31 @@ class OtSource:
         c = np.ascontiguousarray(cross) + ring_matmul(a, b)
         return [a_full, b_full, c.reshape(matmul_shape(ashape, bshape))]
 
-    def _random_bits(self, bits: np.ndarray, arith: np.ndarray, unit: int, keep: tuple[int, ...] | None) -> Step[None]:
-        """Turn private random bits (``arith`` a copy) into the arithmetic shares of
-        r = s XOR t = s + t - 2 s t, in place: one correlated OT per bit (delta = the sender's
-        bit s, choice = the receiver's bit t). Holder 0 sends for the first half of the bits (in
-        whole ``unit``s), holder 1 for the rest, so both directions run in the same rounds."""
+    def _random_bits(self, bits: np.ndarray, unit: int, keep: tuple[int, ...] | None, add: Sink) -> Step[None]:
+        """Arithmetic shares of the random bits r = s XOR t = s + t - 2 s t, one correlated OT
+        per bit (delta = the sender's private bit s, choice = the receiver's bit t): this
+        holder's share of bit j is its own bit plus what ``add(lo, hi, c)`` receives for bits
+        lo..hi-1 (``c`` = 2 x0 as sender, -2 (x0 + t s) as receiver; mod 2^(8 keep)). Holder 0
+        sends for the first half of ``bits`` (bool, in whole ``unit``s), holder 1 for the rest,
+        so both directions run in the same rounds."""
         count = bits.size
         half = count // unit // 2 * unit
         mine, theirs = (0, half), (half, count)
         if not self.first:
             mine, theirs = theirs, mine
-        flags = bits.astype(bool)
         s0, r0 = mine[0], theirs[0]
 
         def on_send(lo: int, hi: int, x0: np.ndarray) -> None:
-            arith[s0 + lo : s0 + hi] += x0[:, 0] << U64(1)  # s - 2 (-x0)
+            add(s0 + lo, s0 + hi, x0[:, 0] << U64(1))  # s - 2 (-x0)
 
         def on_recv(lo: int, hi: int, y: np.ndarray) -> None:
-            arith[r0 + lo : r0 + hi] -= y[:, 0] << U64(1)  # t - 2 (x0 + t s)
+            add(r0 + lo, r0 + hi, np.negative(y[:, 0] << U64(1)))  # t - 2 (x0 + t s)
 
         yield from _cot_pair(
             self.peer, self.snd, self.rcv,
             Side(mine[1] - mine[0], 1, keep), Side(theirs[1] - theirs[0], 1, keep),
-            lambda lo, hi: bits[s0 + lo : s0 + hi], on_send, lambda lo, hi: flags[r0 + lo : r0 + hi], on_recv,
+            lambda lo, hi: bits[s0 + lo : s0 + hi].astype(U64), on_send,
+            lambda lo, hi: bits[r0 + lo : r0 + hi], on_recv,
         )
 
     def bit_pair(self, shape: tuple[int, ...]) -> Made:
@@ -649,23 +657,37 @@ class OtSource:
 
         def step() -> Step[list[np.ndarray]]:
             arith = bits.copy()
-            yield from self._random_bits(bits, arith, 1, None)
+
+            def add(lo: int, hi: int, c: np.ndarray) -> None:
+                arith[lo:hi] += c
+
+            yield from self._random_bits(bits.astype(bool), 1, None, add)
             return [bits.reshape(shape), arith.reshape(shape)]
 
         return [bits.reshape(shape), None], step()
 
     def trunc_tuple(self, shape: tuple[int, ...], bits: int) -> Made:
-        """(r, r_mid, r_msb) of ``_trunc.py`` from 64 random shared bits per element (none early)."""
+        """(r, r_mid, r_msb) of ``_trunc.py`` from 64 random shared bits per element (none early).
+
+        The bits are those of a private random word w per element, so the bits' own parts of the
+        three sums are w, bits d..62 of w and bit 63 of w; the OT parts are added per block of
+        whole elements (no 64-word array per element)."""
         n = int(np.prod(shape, dtype=np.int64))
-        rbits = self.ctx.prg().random_bits(64 * n)
+        word = self.ctx.prg().random_u64(n)
 
         def step() -> Step[list[np.ndarray]]:
-            arith = rbits.copy()
-            yield from self._random_bits(rbits, arith, 64, trunc_keep(bits))
-            w = arith.reshape(n, 64)
-            r = w @ _POW2  # sum_k 2^k r_k, mod 2^64
-            r_mid = w[:, bits:63] @ _POW2[: 63 - bits]  # bits d..62 of r
-            r_msb = np.ascontiguousarray(w[:, 63])
+            r = word.copy()  # sum_k 2^k r_k, mod 2^64
+            r_mid = (word << U64(1)) >> U64(bits + 1)  # bits d..62 of r
+            r_msb = word >> U64(63)
+
+            def add(lo: int, hi: int, c: np.ndarray) -> None:
+                c64 = c.reshape(-1, 64)
+                e = slice(lo // 64, hi // 64)
+                r[e] += np.einsum("nl,l->n", c64, _POW2)
+                r_mid[e] += np.einsum("nl,l->n", c64[:, bits:63], _POW2[: 63 - bits])
+                r_msb[e] += c64[:, 63]
+
+            yield from self._random_bits(_bits_of(word), 64, trunc_keep(bits), add)
             return [r.reshape(shape), r_mid.reshape(shape), r_msb.reshape(shape)]
 
         return [None, None, None], step()

@@ -148,7 +148,10 @@ def _transpose_blocks(src: np.ndarray, dst: np.ndarray, sc: _Scratch) -> None:
     else:
         x_in, x_out = blocks_in.transpose(1, 0, 2), blocks_out.transpose(1, 2, 0)
     x = sc.get("tb_x", 64 * n, np.uint64).reshape(x_in.shape)
-    if ni <= cw:
+    if ni <= 2 < cw:  # IKNP's 128 columns: one 2-d copy per block row, ~5x faster than a 3-d one
+        for i in range(ni):
+            np.copyto(x[:, :, i], blocks_in[i])
+    elif ni <= cw:
         np.copyto(x, x_in)
     else:
         # ~32 KiB of mat at a time: a single copy reads runs of cw words 512 cw bytes apart (one
