@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from _cluster import two_party_cluster
+
 from mpcactors._demo import free_ports
 
 HERE = Path(__file__).resolve().parent
@@ -61,21 +63,7 @@ JSON_DEFAULT = HERE / "results" / "psi_bench.json"
 
 def make_cluster(folder: Path) -> Path:
     """A two-party TLS cluster file (free loopback ports) with certificates generated."""
-    from mpcactors._certs import generate_certs
-    from mpcactors._config import load_config
-
-    pa, pb = free_ports(2)
-    lines = [f'cluster = "psibench-{os.getpid()}"', 'protocol = "semi2k"', "",
-             "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "",
-             "[link]", "connect_retry_times = 100", "connect_retry_interval_ms = 50",
-             "connect_timeout_s = 60", "peer_timeout_s = 60", ""]
-    for name, port in (("alice", pa), ("bob", pb)):
-        lines += [f"[parties.{name}]", f'address = "127.0.0.1:{port}"',
-                  f'cert = "certs/{name}.pem"', f'key = "certs/{name}.key"', ""]
-    path = folder / "cluster.toml"
-    path.write_text("\n".join(lines))
-    generate_certs(load_config(path))
-    return path
+    return two_party_cluster(folder, "psibench")
 
 
 def gen_data(folder: Path, logn: int, tag: str) -> tuple[Path, Path, set[str]]:

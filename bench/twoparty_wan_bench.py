@@ -39,24 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float) -> Path:
-    """A two-party TLS cluster file on free loopback ports, certificates generated."""
-    from mpcactors._certs import generate_certs
-    from mpcactors._config import load_config
-    from mpcactors._demo import free_ports
+    """A two-party TLS cluster file on free loopback ports with the WAN profile, certificates generated."""
+    from _cluster import two_party_cluster
 
-    pa, pb = free_ports(2)
-    lines = [f'cluster = "wanbench-{os.getpid()}"', 'protocol = "semi2k"', f'dealer = "{dealer}"', "",
-             "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "",
-             "[link]", "connect_retry_times = 100", "connect_retry_interval_ms = 50",
-             "connect_timeout_s = 60", "peer_timeout_s = 120", "",
-             "[wan]", f"latency_ms = {latency_ms}", f"bandwidth_mbps = {mbps}", ""]
-    for name, port in (("alice", pa), ("bob", pb)):
-        lines += [f"[parties.{name}]", f'address = "127.0.0.1:{port}"',
-                  f'cert = "certs/{name}.pem"', f'key = "certs/{name}.key"', ""]
-    path = folder / "cluster.toml"
-    path.write_text("\n".join(lines))
-    generate_certs(load_config(path))
-    return path
+    return two_party_cluster(folder, "wanbench", [f'dealer = "{dealer}"'],
+                             ["[wan]", f"latency_ms = {latency_ms}", f"bandwidth_mbps = {mbps}", ""])
 
 
 def op_data(op: str, n: int) -> list[np.ndarray]:

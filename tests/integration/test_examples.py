@@ -44,18 +44,23 @@ def test_vertical_logistic_regression_matches_plaintext():
     assert np.max(np.abs(out["w"] - w_plain)) < 1e-2
 
 
-def test_federated_example_as_five_tls_processes(tmp_path):
-    fl = load("federated_logreg")
-    parties = [fl.SERVER, *fl.CLIENTS]
-    cfg = make_cluster(tmp_path, parties=parties, protocol="semi2k", dealer=fl.SERVER)
+def run_example(tmp_path, name, parties, **cluster):
+    """``mpcactors run examples/<name>.py`` at every party of a TLS cluster; {party: its JSON output}."""
+    cfg = make_cluster(tmp_path, parties=parties, **cluster)
     outs = {p: tmp_path / f"{p}.json" for p in parties}
     procs = {
-        p: start(["run", str(ROOT / "examples" / "federated_logreg.py"), "--config", str(cfg), "--party", p, "--output", str(outs[p]), "--timeout", "150"])
+        p: start(["run", str(ROOT / "examples" / f"{name}.py"), "--config", str(cfg), "--party", p, "--output", str(outs[p]), "--timeout", "150"])
         for p in parties
     }
     for p, (code, _, err) in finish(procs, timeout=200).items():
         assert code == 0, (p, err)
-    weights = {p: np.array(json.loads(outs[p].read_text())) for p in parties}
+    return {p: json.loads(outs[p].read_text()) for p in parties}
+
+
+def test_federated_example_as_five_tls_processes(tmp_path):
+    fl = load("federated_logreg")
+    parties = [fl.SERVER, *fl.CLIENTS]
+    weights = {p: np.array(w) for p, w in run_example(tmp_path, "federated_logreg", parties, protocol="semi2k", dealer=fl.SERVER).items()}
     for p in parties:
         np.testing.assert_allclose(weights[p], weights[fl.SERVER])
     assert fl.accuracy(weights[fl.SERVER]) > 0.85
@@ -66,16 +71,8 @@ def test_the_guides_jax_logistic_regression_as_three_tls_processes(tmp_path):
     labels declared 0/1): three TLS processes end with plain JAX's weights."""
     pytest.importorskip("jax")
     guide = load("jax_logistic_regression")
-    parties = ["alice", "bob", "carol"]
-    cfg = make_cluster(tmp_path, parties=parties, protocol="rep3")
-    outs = {p: tmp_path / f"{p}.json" for p in parties}
-    procs = {
-        p: start(["run", str(ROOT / "examples" / "jax_logistic_regression.py"), "--config", str(cfg), "--party", p, "--output", str(outs[p]), "--timeout", "150"])
-        for p in parties
-    }
-    for p, (code, _, err) in finish(procs, timeout=200).items():
-        assert code == 0, (p, err)
+    got = run_example(tmp_path, "jax_logistic_regression", ["alice", "bob", "carol"], protocol="rep3")
     x, y = guide.load_dataset()
     want = np.asarray(guide.logit_regression(x, y))
-    for p in parties:
-        np.testing.assert_allclose(np.array(json.loads(outs[p].read_text())), want, atol=2e-3)
+    for w in got.values():
+        np.testing.assert_allclose(np.array(w), want, atol=2e-3)
