@@ -18,18 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mpcactors.ops import _ot_triples as _ot
+from mpcactors.ops import _ot_engine as _ot
 from mpcactors.ops._comm import Exchange, Step, run_local
 from mpcactors.ops._matmul import ring_matmul
-from mpcactors.ops._ot_triples import (
-    GILBOA_KEEP,
-    OtSource,
-    Side,
-    _pack_tau,
-    _unpack_tau,
-    ot_setup,
-    trunc_keep,
-)
+from mpcactors.ops._ot_engine import GILBOA_KEEP, Side, _pack_tau, _unpack_tau, ot_setup
+from mpcactors.ops._ot_triples import OtSource, trunc_keep
 from mpcactors.ot import OtError
 from mpcactors.ot._kernels import ColumnPrg
 
