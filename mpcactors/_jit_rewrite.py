@@ -515,7 +515,7 @@ class _Rewriter:
         return done
 
     def sigmoid_derivative(self, eqn: Any, factors: list[Any]) -> bool:
-        """Factors ``exp(-x)`` and ``s**2`` with ``s = sigmoid(x)`` become one factor ``s * (1 - s)``."""
+        """Factors ``exp(-x)`` and ``s**2`` with ``s = sigmoid(x)`` become the factors ``s`` and ``1 - s``."""
         from jax import lax
 
         for i, f in enumerate(factors):
