@@ -32,9 +32,10 @@ receiver ``x_j + r_j delta_j``.
   sender and ``t`` at the receiver; arithmetically ``r = s + t - 2 s t`` and ``s t`` is one
   correlated OT with ``delta = s`` and choice ``t``. Holder 0 is the sender of the first half of
   the bits and holder 1 of the rest, so both directions share the rounds and the traffic.
-* **Truncation tuples** (r, bits d..62 of r, msb r) for ``_trunc.py`` (Damgard et al. 2019): r is
-  built from 64 random bits with both sharings, ``r = sum_k 2^k r_k``; then ``r_mid`` and
-  ``r_msb`` are linear in the arithmetic shares of the bits.
+* **Truncation bits** for ``_trunc.py``'s two-holder truncation: a private random bit at each
+  holder and an additive sharing of their product, one correlated OT per element (delta = the
+  sender's bit, choice = the receiver's; only the low ``ceil(d / 8)`` bytes of its correction
+  matter, as the product enters the truncation times ``2^(64-d)``).
 
 Who sees what: only OT messages travel (``_ot_engine.py``): neither depends on the other holder's
 shares. Semi-honest only.
@@ -281,38 +282,45 @@ class OtSource:
 
         return [bits.reshape(shape), None], step()
 
-    def trunc_tuple(self, shape: tuple[int, ...], bits: int) -> Made:
-        """(r, r_mid, r_msb) of ``_trunc.py`` from 64 random shared bits per element (none early).
+    def trunc_bits(self, shape: tuple[int, ...], bits: int) -> Made:
+        """(a_i, [a_0 a_1]_i) for the two-holder truncation of ``_trunc.py``: a private random bit
+        a_i per element at each holder (early) and an additive sharing of the product of the two
+        holders' bits, valid modulo 2^bits (``bits`` <= 62, what the truncation reads).
 
-        The bits are those of a private random word w per element, so the bits' own parts of the
-        three sums are w, bits d..62 of w and bit 63 of w; the OT parts are added per block of
-        whole elements (no 64-word array per element)."""
+        One correlated OT per element (delta = the sender's bit, choice = the receiver's: the
+        sender keeps -x, the receiver x + a_0 a_1), only ``ceil(bits / 8)`` bytes of each
+        correction on the wire; holder 0 sends for the first half of the elements and holder 1
+        for the rest, so both directions share the two rounds and the traffic."""
         n = int(np.prod(shape, dtype=np.int64))
-        word = self.ctx.prg().random_u64(n)
+        own = self.ctx.prg().random_bits(n)
 
         def step() -> Step[list[np.ndarray]]:
-            r = word.copy()  # sum_k 2^k r_k, mod 2^64
-            r_mid = (word << U64(1)) >> U64(bits + 1)  # bits d..62 of r
-            r_msb = word >> U64(63)
+            half = n // 2
+            mine, theirs = (0, half), (half, n)
+            if not self.first:
+                mine, theirs = theirs, mine
+            # rows in whole groups of 64 (short corrections); the padding rows are discarded
+            sent = np.zeros(-(-(mine[1] - mine[0]) // 64) * 64, dtype=U64)
+            sent[: mine[1] - mine[0]] = own[mine[0] : mine[1]]
+            chosen = np.zeros(-(-(theirs[1] - theirs[0]) // 64) * 64, dtype=bool)
+            chosen[: theirs[1] - theirs[0]] = own[theirs[0] : theirs[1]].astype(bool)
+            x_snd = np.empty(sent.size, dtype=U64)
+            x_rcv = np.empty(chosen.size, dtype=U64)
 
-            def add(lo: int, hi: int, c: np.ndarray) -> None:
-                c64 = c.reshape(-1, 64)
-                e = slice(lo // 64, hi // 64)
-                r[e] += np.einsum("nl,l->n", c64, _POW2)
-                r_mid[e] += np.einsum("nl,l->n", c64[:, bits:63], _POW2[: 63 - bits])
-                r_msb[e] += c64[:, 63]
+            def on_send(lo: int, hi: int, x0: np.ndarray) -> None:
+                np.negative(x0[:, 0], out=x_snd[lo:hi])
 
-            yield from self._random_bits(_bits_of(word), 64, trunc_keep(bits), add)
-            return [r.reshape(shape), r_mid.reshape(shape), r_msb.reshape(shape)]
+            def on_recv(lo: int, hi: int, y: np.ndarray) -> None:
+                x_rcv[lo:hi] = y[:, 0]
 
-        return [None, None, None], step()
+            keep = (-(-bits // 8),) * 64
+            yield from _cot_pair(
+                self.peer, self.snd, self.rcv, Side(sent.size, 1, keep), Side(chosen.size, 1, keep),
+                lambda lo, hi: sent[lo:hi], on_send, lambda lo, hi: chosen[lo:hi], on_recv,
+            )
+            prod = np.empty(n, dtype=U64)
+            prod[mine[0] : mine[1]] = x_snd[: mine[1] - mine[0]]
+            prod[theirs[0] : theirs[1]] = x_rcv[: theirs[1] - theirs[0]]
+            return [own.reshape(shape), prod.reshape(shape)]
 
-
-def trunc_keep(bits: int) -> tuple[int, ...]:
-    """Bytes of the corrections of a truncation tuple's 64 bits that matter (module doc).
-
-    The OT output x of bit k enters as 2 x; bit k < d only in r (weight 2^k), bit d <= k <= 62
-    also in r_mid (weight 2^(k-d)), bit 63 in r_msb (weight 1, kept exact): 63 - k, 63 - (k - d)
-    and 63 low bits of x matter."""
-    need = [63 - k if k < bits else 63 - (k - bits) for k in range(63)] + [63]
-    return tuple(-(-b // 8) for b in need)
+        return [own.reshape(shape), None], step()

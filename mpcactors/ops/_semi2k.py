@@ -14,6 +14,9 @@ share to the last holder (see ``_dealer.py``), so every communicating op is ONE 
   round. One round; result floor(x / 2^d) + e, e in {0, 1}, never a failure for |x| < 2^62, and
   c is uniform. (The SecureML local truncation used before for 2 holders failed with
   probability ~ |x| / 2^63 by ~2^(64-d): products of 10^4 blew up a few times per 10^6.)
+  Two holders without a dealer instead share the wrap bit of their shares of x + 2^62 (one
+  correlated OT per element, made from the shape, and a 1-bit opening each; ``_trunc.py``):
+  the same result and range.
 * bit_to_arith: a dealt random bit r with a boolean and an arithmetic sharing; open c = b XOR r
   (packed bits) and set [b] = c + (1 - 2c) [r]. One round.
 * share: the owner sends the shape to everyone and data to at most one holder; the other holders
@@ -64,7 +67,14 @@ from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
 from ._ot_triples import Made, OtPair, OtSource, ot_setup
 from ._protocol import Kind, Protocol, Share
-from ._trunc import masked_share, truncated_share, tuple_specs, tuple_values
+from ._trunc import (
+    masked_share,
+    truncated_share,
+    tuple_specs,
+    tuple_values,
+    wrap_opening,
+    wrap_truncated_share,
+)
 
 __all__ = ["NO_DEALER", "TRUSTED_FIRST_PARTY", "Semi2k"]
 
@@ -338,7 +348,7 @@ class Semi2k(Protocol):
         specs: Sequence[Dealt],
         finish: Finish,
         opening: Callable[[list[Any]], Any],
-        make: Callable[[OtSource], Made],
+        make: Callable[[OtSource], Made] | None,
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
         """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
         may use only the free arrays) to every other holder. Without a dealer ``make`` makes the
@@ -350,6 +360,8 @@ class Semi2k(Protocol):
             non-holder dealer.
         """
         if self._dealing is None:
+            if make is None:
+                raise RuntimeError("semi2k: this object has no maker by OT (internal)")
             return (yield from self._ot_round(ctx, specs, opening, make))
         own, corrections = self._dealing.deal(ctx, specs, finish)
         dealing = self._dealing.dealing
@@ -486,7 +498,9 @@ class Semi2k(Protocol):
 
         The dealer deals (r free; r_mid, r_msb corrected) from the shape alone; holders open
         c = x + 2^62 + r among themselves (never to the dealer, who knows r) while the dealer's
-        correction travels in the same round.
+        correction travels in the same round. Two holders without a dealer compute the wrap bit
+        of their shares instead, from one correlated OT per element whose first round carries
+        the 1-bit openings (``_trunc.py``, "Two holders without a dealer"): two rounds.
         """
         need_kind("truncate", "arith", x)
         if not 0 <= bits <= 62:
@@ -495,12 +509,20 @@ class Semi2k(Protocol):
             return x
         shape = x.shape
         first = self.party == self._first
+        if self._dealing is None:
+            early, bits_step = self._source(ctx).trunc_bits(shape, bits)
+            a_i = early[0]
+            if a_i is None:
+                raise RuntimeError("semi2k: truncation bits without the early bit (internal)")
+            o_i = wrap_opening(x.parts[0], a_i, first)
+            own, got = yield from gather([bits_step, _open(self._peer(), pack_bits(o_i))])
+            return self._wrap_share(x, own, o_i, got, bits)
         own, c_i, theirs = yield from self._dealt_round(
             ctx,
             tuple_specs(shape),
             lambda totals: tuple_values(bits, totals),
             lambda own: masked_share(x.parts[0], own[0], first),
-            lambda src: src.trunc_tuple(shape, bits),
+            None,  # never made by OT: two holders without a dealer take the branch above
         )
         if own is None:
             return Share((), shape, "arith")
@@ -509,9 +531,22 @@ class Semi2k(Protocol):
             np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
         return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
 
+    def _peer(self) -> str:
+        """The other holder (two holders, no dealer)."""
+        (peer,) = (h for h in self._holders if h != self.party)
+        return peer
+
+    def _wrap_share(self, x: Share, own: list[np.ndarray], o_i: np.ndarray, got: Any, bits: int) -> Share:
+        """The two-holder truncation's share from the truncation bits ``own`` = (a_i, [a_0 a_1]_i),
+        this holder's opened bit and the other's (``_trunc.wrap_truncated_share``)."""
+        peer = self._peer()
+        o_peer = recv_bits(got, x.shape, peer, "opened wrap bit")
+        y = wrap_truncated_share(x.parts[0], own[0], own[1], o_i, o_peer, bits, self.party == self._first)
+        return Share((y,), x.shape, "arith")
+
     def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
-        """The fixed-point product. Without a dealer the truncation tuple is made by OT in the
-        product's rounds (it needs only the shape), so the truncation adds only its opening."""
+        """The fixed-point product. Without a dealer the truncation bits are made by OT in the
+        product's rounds (they need only the shape), so the truncation adds only its opening."""
         if self._dealing is None and 0 < bits <= 62:
             need_kind("mul", "arith", x, y)
             return (yield from self._ot_product_trunc(ctx, self.mul, x, y, same_shape("mul", x, y), bits))
@@ -533,15 +568,11 @@ class Semi2k(Protocol):
         shape: tuple[int, ...],
         bits: int,
     ) -> Step[Share]:
-        tctx = ctx.child("trunc")
-        _, tuple_step = self._source(tctx).trunc_tuple(shape, bits)
-        z, own = yield from gather([product(ctx.child("mul"), x, y), tuple_step])
-        first = self.party == self._first
-        (peer,) = (h for h in self._holders if h != self.party)
-        c_i = masked_share(z.parts[0], own[0], first)
-        c = fresh(np.add, c_i, 0)
-        np.add(c, recv_array((yield from _open(peer, c_i)), shape, peer, "masked value"), out=c)
-        return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
+        _, bits_step = self._source(ctx.child("trunc")).trunc_bits(shape, bits)
+        z, own = yield from gather([product(ctx.child("mul"), x, y), bits_step])
+        o_i = wrap_opening(z.parts[0], own[0], self.party == self._first)
+        got = yield from _open(self._peer(), pack_bits(o_i))
+        return self._wrap_share(z, own, o_i, got, bits)
 
     # ---- boolean -> arithmetic ---------------------------------------------------------------------
     def bit_to_arith(self, ctx: OpContext, b: Share) -> Step[Share]:

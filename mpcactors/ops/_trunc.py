@@ -23,10 +23,35 @@ Keller, Rachuri, Scholl, "Improved primitives for MPC over mixed arithmetic-bina
 
 Where the tuple comes from is the protocol's business: semi2k's dealer deals it from shapes
 alone, in the round of the opening (``_semi2k.py``: free r, corrected r_mid and r_msb); rep3's
-third party deals it to the other two (``_rep3.py``); a two-party semi2k without a dealer will
-make the same tuple by OT (DESIGN.md section 11) and call the same :func:`truncated_share`. That
-is the interface: :data:`TUPLE_SPECS` says what is dealt, :func:`tuple_values` computes the
-corrected arrays from r, :func:`masked_share` and :func:`truncated_share` are the holders' halves.
+third party deals it to the other two (``_rep3.py``). That is the interface: :data:`TUPLE_SPECS`
+says what is dealt, :func:`tuple_values` computes the corrected arrays from r,
+:func:`masked_share` and :func:`truncated_share` are the holders' halves.
+
+Two holders without a dealer: the wrap bit by one OT
+-----------------------------------------------------
+Making the tuple above by OT costs 64 correlated OTs per element (its 64 random bits). Two
+holders need only one (the "MSB known" truncation of Cheetah, Huang, Lu, Hong, Chen, USENIX
+Security 2022, section 4.3; Rathee et al., CrypTFlow2, CCS 2020):
+
+* x' = x + 2^62 (holder 0 adds) lies in [0, 2^63) for |x| < 2^62, so its msb is 0. With
+  x' = x'_0 + x'_1 mod 2^64, the wrap w = [x'_0 + x'_1 >= 2^64] is m_0 OR m_1 for the share
+  msbs m_i: two set msbs always wrap; exactly one set must wrap, or x' would have its msb set.
+* Then x'_0 + x'_1 = x' + w 2^64 over the integers, so
+      (x'_0 >> d) + (x'_1 >> d) - w 2^(64-d) = floor(x' / 2^d) - c,  c in {0, 1}
+  (c is the carry of the two low d-bit parts), and adding 1 - 2^(62-d) gives floor(x / 2^d) + e
+  with e = 1 - c in {0, 1}: the same contract as the tuple's, for the same |x| < 2^62.
+* w = m_0 + m_1 - m_0 m_1, and only w mod 2^d matters (it is multiplied by 2^(64-d)). The
+  product of the two holders' private bits comes from preprocessing that needs only the shape
+  (``_ot_triples.OtSource.trunc_bits``): a private random bit a_i at each holder and an additive
+  sharing of a_0 a_1 mod 2^d, one correlated OT per element. Holder i opens o_i = m_i XOR a_i
+  (one bit, uniform to the other holder because a_i is used once), so m_i = o_i + (1 - 2 o_i)
+  a_i and
+      m_0 m_1 = o_0 o_1 + o_1 (1 - 2 o_0) a_0 + o_0 (1 - 2 o_1) a_1 + (1 - 2 o_0)(1 - 2 o_1) a_0 a_1,
+  linear in what each holder knows (:func:`wrap_truncated_share`).
+
+One round of 1-bit openings (the OT's two rounds need only the shape: they run beside a product,
+or carry the openings in their first round), 16 bytes of IKNP U and ceil(d / 8) bytes of
+correction per element, instead of 64 OTs.
 """
 
 from __future__ import annotations
@@ -38,7 +63,14 @@ import numpy as np
 from ._checks import U64
 from ._dealer import Dealt
 
-__all__ = ["masked_share", "truncated_share", "tuple_specs", "tuple_values"]
+__all__ = [
+    "masked_share",
+    "truncated_share",
+    "tuple_specs",
+    "tuple_values",
+    "wrap_opening",
+    "wrap_truncated_share",
+]
 
 _ONE = U64(1)
 _TOP = U64(63)
@@ -82,3 +114,40 @@ def truncated_share(
         y += (c << _ONE) >> U64(bits + 1)
         y -= U64(1 << (62 - bits))
     return y
+
+
+def wrap_opening(x_i: np.ndarray, a_i: np.ndarray, first: bool) -> np.ndarray:
+    """This holder's opened bit o_i = msb(x'_i) XOR a_i (0/1 words; the first holder's x'_i is
+    x_i + 2^62): the two-holder truncation's only message (module doc)."""
+    x = np.add(x_i, _OFFSET) if first else x_i
+    return np.asarray((x >> _TOP) ^ a_i)
+
+
+def wrap_truncated_share(
+    x_i: np.ndarray,
+    a_i: np.ndarray,
+    ab_i: np.ndarray,
+    o_i: np.ndarray,
+    o_peer: np.ndarray,
+    bits: int,
+    first: bool,
+) -> np.ndarray:
+    """This holder's additive share of floor(x / 2^d) + e, e in {0, 1}, for |x| < 2^62, two
+    holders (module doc): ``a_i`` its random bit, ``ab_i`` its share of a_0 a_1 (mod 2^d),
+    ``o_i`` and ``o_peer`` the two opened bits."""
+    shape = np.shape(x_i)
+    x = np.add(np.reshape(x_i, -1), _OFFSET) if first else np.reshape(x_i, -1)  # 1-d: no scalar ops
+    o_i, o_peer = np.reshape(o_i, -1), np.reshape(o_peer, -1)
+    m = x >> _TOP
+    s_own = _ONE - (o_i << _ONE)  # 1 - 2 o_i (mod 2^64)
+    s_peer = _ONE - (o_peer << _ONE)
+    prod = s_own * s_peer * np.reshape(ab_i, -1)  # this holder's share of m_0 m_1
+    prod += o_peer * s_own * np.reshape(a_i, -1)
+    if first:
+        prod += o_i * o_peer
+    w = m - prod  # share of w = m_0 + m_1 - m_0 m_1 (mod 2^d is what counts)
+    y = x >> U64(bits)
+    y -= w << U64(64 - bits)
+    if first:
+        y += U64((1 - (1 << (62 - bits))) % (1 << 64))
+    return y.reshape(shape)

@@ -36,10 +36,11 @@ PROTOCOLS = ("semi2k", "semi2k-ot", "rep3")
 # Rounds of the MSB circuit (2 A2B summands in 2-party semi2k, 3 in rep3), of a comparison
 # (+1 bit_to_arith), of one truncation, of one product and of a fixed-point product. Without a
 # dealer (semi2k-ot) every product and B2A bit takes one more round (its triple's OT runs with
-# the opening) and a truncation two more (its tuple is made first; one more with a product).
+# the opening) and a truncation one more (its wrap bit's OT carries the 1-bit openings in its first
+# round; beside a product the OT runs with the product and the openings follow).
 MSB_ROUNDS = {"semi2k": 6, "semi2k-ot": 12, "rep3": 7}
 CMP_ROUNDS = {"semi2k": 7, "semi2k-ot": 14, "rep3": 8}
-TRUNC_ROUNDS = {"semi2k": 1, "semi2k-ot": 3, "rep3": 2}
+TRUNC_ROUNDS = {"semi2k": 1, "semi2k-ot": 2, "rep3": 2}
 MUL_ROUNDS = {"semi2k": 1, "semi2k-ot": 2, "rep3": 1}
 MUL_TRUNC_ROUNDS = {"semi2k": 2, "semi2k-ot": 3, "rep3": 2}
 

@@ -80,7 +80,7 @@ class Cluster:
         }
         self.holders = self.protos[self.parties[0]].holders
         # semi2k without a dealer makes its correlations by OT inside the op: +1 round for a
-        # product or a B2A bit (the opening travels in the OT's first round), +2 for truncation
+        # product, a B2A bit or a truncation (the opening travels in the OT's first round)
         self.ot = protocol == "semi2k" and dealer == "none"
         rng = np.random.default_rng(seed)
         shared = {}
@@ -100,7 +100,7 @@ class Cluster:
         if self.name == "rep3":
             return {"trunc": 2}.get(kernel, 1)
         if self.ot:
-            return {"trunc": 3}.get(kernel, 2)
+            return 2
         return 1
 
     def contexts(self) -> dict[str, OpContext]:

@@ -22,11 +22,12 @@ from mpcactors.ops import _ot_engine as _ot
 from mpcactors.ops._comm import Exchange, Step, run_local
 from mpcactors.ops._matmul import ring_matmul
 from mpcactors.ops._ot_engine import GILBOA_KEEP, Side, _pack_tau, _unpack_tau, ot_setup
-from mpcactors.ops._ot_triples import OtSource, trunc_keep
+from mpcactors.ops._ot_triples import OtSource
+from mpcactors.ops._prg import Prg
 from mpcactors.ot import OtError
 from mpcactors.ot._kernels import ColumnPrg
 
-from .conftest import CONFIGS, Cluster
+from .conftest import CONFIGS, Cluster, ring, signed
 
 N = 512  # triples: 64 N = 32768 correlated OTs each way
 
@@ -136,7 +137,7 @@ def _made(make: Callable[[OtSource], Any], label: bytes) -> tuple[list[np.ndarra
 
 @pytest.mark.parametrize("small", [False, True])
 def test_every_correlation_is_correct_across_blocks_and_chunks(monkeypatch: pytest.MonkeyPatch, small: bool) -> None:
-    """Triples, AND triples, matrix triples, truncation tuples and B2A bits against numpy, also
+    """Triples, AND triples, matrix triples, truncation bits and B2A bits against numpy, also
     with kernel blocks and rounds a few hundred rows long (block and chunk edges inside a
     Gilboa group's packed corrections, a random bit range split between the two senders)."""
     if small:
@@ -152,10 +153,11 @@ def test_every_correlation_is_correct_across_blocks_and_chunks(monkeypatch: pyte
     assert 0.45 < np.unpackbits((a0 ^ a1).view(np.uint8)).mean() < 0.55  # a is random, not 0
     (a0, b0, c0), (a1, b1, c1), _ = _made(lambda s: s.matrix_triple((3, 5), (5, 2)), b"m")
     np.testing.assert_array_equal(c0 + c1, ring_matmul(a0 + a1, b0 + b1))
-    (r0, m0, s0), (r1, m1, s1), _ = _made(lambda s: s.trunc_tuple((n,), d), b"r")
-    r = r0 + r1
-    np.testing.assert_array_equal(m0 + m1, (r << np.uint64(1)) >> np.uint64(d + 1))
-    np.testing.assert_array_equal(s0 + s1, r >> np.uint64(63))
+    (a0, p0), (a1, p1), rounds = _made(lambda s: s.trunc_bits((n,), d), b"r")
+    mod = np.uint64((1 << d) - 1)  # the product is shared modulo 2^d (short corrections)
+    np.testing.assert_array_equal((p0 + p1) & mod, a0 & a1)
+    assert set(np.unique(a0)) == {0, 1} and set(np.unique(a1)) == {0, 1}
+    assert rounds == 2  # 19 + 18 elements: one padded group of 64 rows each way, even when small
     (x0, y0), (x1, y1), _ = _made(lambda s: s.bit_pair((n,)), b"b")
     np.testing.assert_array_equal(x0 ^ x1, y0 + y1)
     assert set(np.unique(x0 ^ x1)) == {0, 1}
@@ -163,9 +165,10 @@ def test_every_correlation_is_correct_across_blocks_and_chunks(monkeypatch: pyte
 
 def test_kept_bytes_survive_packing() -> None:
     """Packed corrections keep at least the kept low bytes of every row position (and 36 or 54
-    words of 64 travel for Gilboa and a d = 18 truncation), whatever the row width."""
+    words of 64 travel for Gilboa and a d = 18 truncation's 3-byte corrections), whatever the
+    row width."""
     rng = np.random.default_rng(3)
-    for keep, words in ((GILBOA_KEEP, 36), (trunc_keep(18), 54)):
+    for keep, words in ((GILBOA_KEEP, 36), ((3,) * 64, 32)):
         for width in (1, 3):
             side = Side(64 * 5, width, keep)
             tau = rng.integers(0, 2**64, size=(64 * 5, width), dtype=np.uint64)
@@ -190,3 +193,33 @@ def test_malformed_corrections_raise_ot_error_naming_the_peer() -> None:
 
     with pytest.raises(OtError, match=r"corrections of 512 x 1 OTs from 'bob'"):
         run_local({"alice": step, "bob": bob()})
+
+
+def _truncation_view(monkeypatch: pytest.MonkeyPatch, broken: bool) -> float:
+    """Truncate 4096 values by 18 bits with no dealer; returns the largest deviation from 1/2 of
+    the agreement of the bits alice receives with the msbs of bob's shares (what they open)."""
+    if broken:  # every private random bit 0: the opened bit is the share's msb in the clear
+        monkeypatch.setattr(Prg, "random_bits", lambda self, shape: np.zeros(shape, dtype=np.uint64))
+    c = Cluster(*CONFIGS["semi2k-2-ot"])
+    x = np.random.default_rng(11).integers(-(2**61), 2**61, 4096)
+    sx = c.share(ring(x))
+    ctxs = c.contexts()
+    seen: list[Any] = []
+    steps = {p: pr.truncate(ctxs[p], sx[p], 18) for p, pr in c.protos.items()}
+    steps["alice"] = _recording(steps["alice"], seen)
+    out, rounds = run_local(steps)
+    assert rounds == 2
+    got = signed(c.reveal(out)) - (x >> 18)
+    assert set(np.unique(got)) <= {0, 1}  # floor(x / 2^18) + {0, 1}, also when broken
+    # gather's payload {index: sub-payload}: sub-step 1 is the opening, a packed uint8 array
+    (opened,) = [m[1] for m in seen if isinstance(m, dict) and isinstance(m.get(1), np.ndarray)]
+    o_bob = np.unpackbits(opened, count=x.size)
+    m_bob = (sx["bob"].parts[0] >> np.uint64(63)).astype(np.uint8)
+    return float(abs((o_bob == m_bob).mean() - 0.5))
+
+
+def test_truncation_openings_hide_the_share_msbs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1-bit opening of the two-holder truncation is masked by a private random bit: at
+    chance against bob's share msbs, and the distinguisher catches an unmasked variant."""
+    assert _truncation_view(monkeypatch, broken=False) < 0.05  # sd ~0.008 at 4096 bits
+    assert _truncation_view(monkeypatch, broken=True) > 0.45  # measured 0.5: the msbs themselves
