@@ -23,6 +23,7 @@ from mpcactors.ops._ring import decode, encode, to_ring
 from ._reference import Reference
 
 __all__ = [
+    "A2B_ROUNDS",
     "CMP_ROUNDS",
     "MSB_ROUNDS",
     "MUL_ROUNDS",
@@ -38,8 +39,12 @@ PROTOCOLS = ("semi2k", "semi2k-ot", "rep3")
 # dealer (semi2k-ot) every product and B2A bit takes one more round (its triple's OT runs with
 # the opening) and a truncation one more (its wrap bit's OT carries the 1-bit openings in its first
 # round; beside a product the OT runs with the product and the openings follow).
-MSB_ROUNDS = {"semi2k": 6, "semi2k-ot": 12, "rep3": 7}
-CMP_ROUNDS = {"semi2k": 7, "semi2k-ot": 14, "rep3": 8}
+# semi2k-ot's MSB (64 bits) is the millionaires' protocol (_millionaire.py): its random OTs, the
+# leaf words and 4 tree levels; A2B keeps the AND circuit (1 + 6 AND rounds, two per AND without
+# a dealer).
+MSB_ROUNDS = {"semi2k": 6, "semi2k-ot": 6, "rep3": 7}
+CMP_ROUNDS = {"semi2k": 7, "semi2k-ot": 8, "rep3": 8}
+A2B_ROUNDS = {"semi2k": 7, "semi2k-ot": 14, "rep3": 8}
 TRUNC_ROUNDS = {"semi2k": 1, "semi2k-ot": 2, "rep3": 2}
 MUL_ROUNDS = {"semi2k": 1, "semi2k-ot": 2, "rep3": 1}
 MUL_TRUNC_ROUNDS = {"semi2k": 2, "semi2k-ot": 3, "rep3": 2}
