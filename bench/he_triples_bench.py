@@ -1,6 +1,6 @@
 """Time the HE cross terms of a matrix triple (mpcactors/ops/_he_triples.py) beside SPU CHEETAH.
 
-    OMP_NUM_THREADS=1 python bench/he_triples_bench.py --sizes 64,256 \
+    OMP_NUM_THREADS=1 python bench/he_triples_bench.py --sizes 64,256 [--mul 1000000] \
         [--spu-python /work/spu-venv/bin/python]
 
 Both holders run in this process (``run_local``), so the CPU time is the two holders' together
@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # OpenFHE's OpenMP pool spins on 
 import numpy as np
 
 from mpcactors.ops._comm import Exchange, Step, run_local
-from mpcactors.ops._he_triples import he_cross_terms, plan_blocks, primes_for
+from mpcactors.ops._he_triples import he_cross_products, he_cross_terms, plan_blocks, primes_for
 from mpcactors.ops._prg import Prg
 
 HERE = Path(__file__).resolve().parent
@@ -86,8 +86,29 @@ def ours(size: int) -> dict[str, Any]:
     }
 
 
-def cheetah(spu_python: str, size: int) -> dict[str, Any]:
-    cmd = [spu_python, str(HERE / "spu_sim.py"), "--proto", "CHEETAH", "--op", f"matmul{size}", "--reps", "1"]
+def ours_mul(size: int) -> dict[str, Any]:
+    rng = np.random.default_rng(size)
+    a = [rng.integers(0, 1 << 64, size, dtype=np.uint64) for _ in range(2)]
+    b = [rng.integers(0, 1 << 64, size, dtype=np.uint64) for _ in range(2)]
+    sent = {"alice": [0], "bob": [0]}
+    steps = {
+        "alice": _counting(he_cross_products("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]),
+        "bob": _counting(he_cross_products("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]),
+    }
+    wall, cpu = time.perf_counter(), time.process_time()
+    res, rounds = run_local(steps)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with np.errstate(over="ignore"):
+        ok = bool(np.array_equal(res["alice"] + res["bob"], a[0] * b[1] + a[1] * b[0]))
+    return {
+        "op": f"mul {size} cross terms (HE, slots)", "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "rounds": rounds, "mb_sent_each": [round(sent[p][0] / 2**20, 1) for p in ("alice", "bob")],
+        "check": ok, "load": os.getloadavg()[0],
+    }
+
+
+def cheetah(spu_python: str, op: str) -> dict[str, Any]:
+    cmd = [spu_python, str(HERE / "spu_sim.py"), "--proto", "CHEETAH", "--op", op, "--reps", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     res = json.loads(lines[-1]) if lines else {"error": f"exit {out.returncode}: {out.stderr[-300:]}"}
@@ -98,12 +119,17 @@ def cheetah(spu_python: str, size: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="64,256")
+    ap.add_argument("--mul", type=int, default=0, help="also elementwise products of this size")
     ap.add_argument("--spu-python", default=None)
     a = ap.parse_args()
-    for size in (int(s) for s in a.sizes.split(",")):
+    for size in (int(s) for s in a.sizes.split(",") if s):
         print(json.dumps(ours(size)), flush=True)
         if a.spu_python:
-            print(json.dumps(cheetah(a.spu_python, size)), flush=True)
+            print(json.dumps(cheetah(a.spu_python, f"matmul{size}")), flush=True)
+    if a.mul:
+        print(json.dumps(ours_mul(a.mul)), flush=True)
+        if a.spu_python and a.mul == 1_000_000:  # spu_sim's mul is 10^6 elements
+            print(json.dumps(cheetah(a.spu_python, "mul")), flush=True)
     sys.exit(0)
 
 
