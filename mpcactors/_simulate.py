@@ -40,7 +40,7 @@ def simulate(
         parties: party names (default: alice, bob, carol for rep3; alice, bob for semi2k).
         protocol: "rep3" or "semi2k".
         **options: ``fxp_bits`` (default 18), ``dealer`` (semi2k: a party name, "none" -- the
-            default with two parties, which make their own correlations by OT -- or the insecure
+            default: the parties make their own correlations by OT, by pairs -- or the insecure
             "trusted-first-party"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
@@ -53,7 +53,7 @@ def simulate(
             Chrome/Perfetto trace-event JSON file; docs/TRACE.md).
 
     Raises:
-        ConfigError: unknown protocol or option; semi2k with more than two parties and no dealer.
+        ConfigError: unknown protocol or option.
         JobAborted / JobTimeout: the job failed (the first party's error is raised).
     """
     return trio.run(functools.partial(simulate_async, program, parties, protocol, **options))

@@ -315,7 +315,7 @@ def msb(ctx: OpContext, proto: Protocol, x: Share, bits: int = 64) -> Step[Share
     """
     if bits not in (2, 4, 8, 16, 32, 64):
         raise ValueError(f"bits must be a power of two in 2..64, not {bits!r}")
-    if bits == 64 and getattr(proto, "dealerless", False):
+    if bits == 64 and getattr(proto, "dealerless", False) and len(proto.holders) == 2:
         # two holders, no dealer: the millionaires' protocol on OT (6 rounds, ~1/4 the traffic)
         return (yield from millionaire_share(ctx, proto, x, bits))
     level = 7 - bits.bit_length()

@@ -83,6 +83,39 @@ def gather(steps: Iterable[Step[Any]]) -> Step[list[Any]]:
     return results
 
 
+def gather_peers(steps: Mapping[str, Step[Any]]) -> Step[dict[str, Any]]:
+    """Run one step per peer in lockstep, each talking only to its own peer; one merged Exchange
+    per round.
+
+    The payload to peer p is its step's own, with no index: p runs the matching step for this
+    party among its own peers, in whatever order (positional :func:`gather` indices would differ
+    between the two ends of a pair when each holder lists the others). Returns
+    ``{peer: result}``.
+
+    Raises:
+        RuntimeError: a step sends to or expects another party than its peer (a protocol bug).
+    """
+    results: dict[str, Any] = {}
+    pending: dict[str, Exchange] = {}
+    for peer, g in steps.items():
+        _advance(g, peer, None, results, pending)
+    while pending:
+        send: dict[str, Any] = {}
+        recv: set[str] = set()
+        for peer, ex in pending.items():
+            if set(ex.send) - {peer} or ex.recv - {peer}:
+                raise RuntimeError(f"gather_peers: the step for {peer!r} talks to other parties")
+            if peer in ex.send:
+                send[peer] = ex.send[peer]
+            recv |= ex.recv
+        got = yield Exchange(send=send, recv=frozenset(recv))
+        current = pending
+        pending = {}
+        for peer, ex in current.items():
+            _advance(steps[peer], peer, {peer: got[peer]} if peer in ex.recv else {}, results, pending)
+    return results
+
+
 def _advance(
     gen: Step[Any],
     key: Any,

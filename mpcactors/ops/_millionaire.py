@@ -301,5 +301,5 @@ def millionaire_share(ctx: OpContext, proto: Protocol, x: Share, bits: int = 64)
     """:func:`millionaire_msb` on a share of semi2k without a dealer (``_boolean.msb``)."""
     if not isinstance(proto, Semi2k) or not proto.dealerless:
         raise TypeError(f"the millionaires' protocol needs semi2k without a dealer, not {proto!r}")
-    out = yield from millionaire_msb(ctx, proto._source(ctx), x.parts[0], bits)
+    out = yield from millionaire_msb(ctx, proto._pair_source(ctx), x.parts[0], bits)
     return Share((out,), x.shape, "bool")

@@ -51,7 +51,7 @@ from ..ot._extension import (
     ext_sender_setup,
 )
 from ._checks import U64
-from ._comm import Exchange, Step, gather
+from ._comm import Exchange, Step, gather, gather_peers
 
 __all__ = ["GILBOA_KEEP", "OtPair", "Side", "matmul_ot_rounds", "ot_rounds", "ot_setup"]
 
@@ -91,8 +91,7 @@ def ot_setup(party: str, peers: Sequence[str], job: bytes) -> Step[dict[str, OtP
             rcv, snd = yield from gather([r_step, s_step])
         return OtPair(peer, snd, rcv)
 
-    pairs = yield from gather([one(p) for p in peers])
-    return {p.peer: p for p in pairs}
+    return (yield from gather_peers({p: one(p) for p in peers}))
 
 
 # ---- the engine: correlated OT both ways, chunked ------------------------------------------------

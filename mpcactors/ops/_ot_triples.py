@@ -170,18 +170,65 @@ class OtSource:
 
         return [None, b, None], step()
 
+    def and_cross(self, a: np.ndarray, b: np.ndarray) -> Step[np.ndarray]:
+        """This holder's XOR share of ``(a_me & b_peer) ^ (a_peer & b_me)`` for its own 64-bit
+        words ``a``, ``b`` (any shape): one correlated OT per bit each way (delta = a bit of
+        a_me, choice = the bit of b_peer; the output's low bit is the share), one byte of each
+        correction kept. For more than two holders, whose a_i must be one value for every
+        peer (:meth:`and_triple` defines a_i by the OTs of one pair)."""
+        n = a.size
+        abits = _bits_of(a).astype(U64)
+        bbits = _bits_of(b)
+        out = np.zeros(8 * n, dtype=np.uint8)
+
+        def sink(lo: int, hi: int, x: np.ndarray) -> None:
+            out[lo // 8 : hi // 8] ^= np.packbits((x[:, 0] & U64(1)).astype(bool), bitorder="little")
+
+        side = Side(64 * n, 1, (1,) * 64)
+        yield from _cot_pair(
+            self.peer, self.snd, self.rcv, side, side, lambda lo, hi: abits[lo:hi], sink, lambda lo, hi: bbits[lo:hi], sink
+        )
+        return out.view(U64).reshape(a.shape)
+
+    def products(self, deltas: np.ndarray | None, choices: np.ndarray | None) -> Step[tuple[np.ndarray, np.ndarray]]:
+        """Additive shares of ``delta_j * choice_j`` with this peer: as sender for ``deltas``
+        (uint64 words; share -x_j) and as receiver for ``choices`` (bool; share
+        x_j + choice_j delta_j), one correlated OT each, full words. Either may be None (no
+        rows that way): the two rounds are kept, so holders with nothing to do stay in step."""
+        d = np.zeros(0, dtype=U64) if deltas is None else np.ascontiguousarray(deltas, dtype=U64)
+        r = np.zeros(0, dtype=bool) if choices is None else np.asarray(choices, dtype=bool)
+        sent = np.empty(d.size, dtype=U64)
+        got = np.empty(r.size, dtype=U64)
+
+        def on_send(lo: int, hi: int, x0: np.ndarray) -> None:
+            np.negative(x0[:, 0], out=sent[lo:hi])
+
+        def on_recv(lo: int, hi: int, y: np.ndarray) -> None:
+            got[lo:hi] = y[:, 0]
+
+        yield from _cot_pair(
+            self.peer, self.snd, self.rcv, Side(d.size, 1), Side(r.size, 1),
+            lambda lo, hi: d[lo:hi], on_send, lambda lo, hi: r[lo:hi], on_recv,
+        )
+        return sent, got
+
     def matrix_triple(self, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> Made:
         """A matrix triple (A_i, B_i, C_i), C = A @ B, under numpy's matmul rules; A_i, B_i
         early. Stacks are one 2-d triple per matrix of the broadcast stack, run together."""
         g = self.ctx.prg()
         a_full = g.random_u64(ashape)
         b_full = g.random_u64(bshape)
-        if len(ashape) <= 2 and len(bshape) <= 2:
-            return [a_full, b_full, None], self._matrix(a_full, b_full, ashape, bshape)
-        return [a_full, b_full, None], self._stack(a_full, b_full, ashape, bshape)
+        return [a_full, b_full, None], self._matrix_or_stack(a_full, b_full, True)
+
+    def _matrix_or_stack(self, a_full: np.ndarray, b_full: np.ndarray, local: bool) -> Step[list[np.ndarray]]:
+        """[A_i, B_i, C_i] for this holder's A_i, B_i; C_i has A_i B_i only if ``local`` (without
+        it, C_i is this holder's share of the two cross terms with this peer alone)."""
+        if a_full.ndim <= 2 and b_full.ndim <= 2:
+            return (yield from self._matrix(a_full, b_full, a_full.shape, b_full.shape, local))
+        return (yield from self._stack(a_full, b_full, a_full.shape, b_full.shape, local))
 
     def _stack(
-        self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...]
+        self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...], local: bool
     ) -> Step[list[np.ndarray]]:
         out = matmul_shape(ashape, bshape)
         a2 = a_full.reshape((1,) + ashape) if len(ashape) == 1 else a_full
@@ -196,13 +243,13 @@ class OtSource:
         # interleave them; products of broadcast copies share A_i or B_i but not the OTs.
         subs = [OtSource(self.ctx.child(f"stack{i}"), self.party, self._holders, self._pair) for i in range(n)]
         res = yield from gather(
-            [sub._matrix(ab[i], bb[i], ab[i].shape, bb[i].shape) for i, sub in enumerate(subs)]
+            [sub._matrix(ab[i], bb[i], ab[i].shape, bb[i].shape, local) for i, sub in enumerate(subs)]
         )
         cross = np.stack([r[2] for r in res]) if n else np.zeros((0,) + out[-2:], dtype=U64)
         return [a_full, b_full, cross.reshape(out)]
 
     def _matrix(
-        self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...]
+        self, a_full: np.ndarray, b_full: np.ndarray, ashape: tuple[int, ...], bshape: tuple[int, ...], local: bool
     ) -> Step[list[np.ndarray]]:
         a = a_full.reshape((1,) + ashape if len(ashape) == 1 else ashape)
         b = b_full.reshape(bshape + (1,) if len(bshape) == 1 else bshape)
@@ -236,7 +283,9 @@ class OtSource:
             self.peer, self.snd, self.rcv, side, side, deltas, on_send, lambda lo, hi: rbits[lo:hi], on_recv
         )
         cross = acc_t if transposed else acc_t.T  # (m, n) either way
-        c = np.ascontiguousarray(cross) + ring_matmul(a, b)
+        c = np.ascontiguousarray(cross)
+        if local:
+            c += ring_matmul(a, b)
         return [a_full, b_full, c.reshape(matmul_shape(ashape, bshape))]
 
     def _random_bits(self, bits: np.ndarray, unit: int, keep: tuple[int, ...] | None, add: Sink) -> Step[None]:

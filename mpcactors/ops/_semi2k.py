@@ -65,6 +65,7 @@ from ._comm import Exchange, Step, gather
 from ._context import OpContext
 from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
+from ._ot_pairwise import PairwiseSource
 from ._ot_triples import Made, OtPair, OtSource, ot_setup
 from ._protocol import Kind, Protocol, Share
 from ._trunc import (
@@ -80,6 +81,7 @@ __all__ = ["NO_DEALER", "TRUSTED_FIRST_PARTY", "Semi2k"]
 
 TRUSTED_FIRST_PARTY = "trusted-first-party"
 NO_DEALER = "none"
+Source = OtSource | PairwiseSource  # the makers of correlations without a dealer
 
 
 class Semi2k(Protocol):
@@ -90,12 +92,12 @@ class Semi2k(Protocol):
         parties: every party of the job, the dealer included.
         fxp_bits: fixed-point fractional bits.
         dealer: a party of the job that deals and holds no shares, ``"trusted-first-party"``
-            (insecure: the first holder deals), or None / ``"none"``: no dealer, the two holders
-            make their correlations by oblivious transfer (``_ot_triples.py``).
+            (insecure: the first holder deals), or None / ``"none"``: no dealer, the holders
+            make their correlations by oblivious transfer, two holders with each other
+            (``_ot_triples.py``), more by pairs (``_ot_pairwise.py``).
 
     Raises:
-        ConfigError: a dealer that is not a party, fewer than 2 holders, more than 2 holders
-            without a dealer, or a bad party list.
+        ConfigError: a dealer that is not a party, fewer than 2 holders, or a bad party list.
     """
 
     name = "semi2k"
@@ -114,12 +116,6 @@ class Semi2k(Protocol):
         if dealer is None or dealer == NO_DEALER:
             holders = self.parties
             dealing = None
-            if len(holders) != 2:
-                raise ConfigError(
-                    f"semi2k without a dealer needs exactly 2 parties (OT between the two), got "
-                    f"{list(holders)!r}; name a dealer for more",
-                    key="dealer",
-                )
         elif dealer == TRUSTED_FIRST_PARTY:
             holders = self.parties
             dealing = holders[0]
@@ -157,7 +153,7 @@ class Semi2k(Protocol):
         return self._dealing is None
 
     def job_setup(self, ctx: OpContext, job: bytes) -> Step[None] | None:
-        """Without a dealer: base OTs with the other holder, run in the job's set-up op."""
+        """Without a dealer: base OTs with every other holder, run in the job's set-up op."""
         if self._dealing is not None:
             return None
         return self._setup_ot(job)
@@ -166,14 +162,24 @@ class Semi2k(Protocol):
         peers = [h for h in self._holders if h != self.party]
         self._ot = yield from ot_setup(self.party, peers, job)
 
-    def _source(self, ctx: OpContext) -> OtSource:
+    def _source(self, ctx: OpContext) -> Source:
+        """The op's maker of correlations: with the other holder, or with every other holder by
+        pairs when there are more than two."""
         if self._ot is None:
             raise OtError(
-                f"semi2k at {self.party!r}: no base OTs with the other holder (the job's set-up "
+                f"semi2k at {self.party!r}: no base OTs with the other holders (the job's set-up "
                 "op did not run them)"
             )
+        if len(self._holders) > 2:
+            return PairwiseSource(ctx, self.party, self._holders, self._ot)
         (pair,) = self._ot.values()
         return OtSource(ctx, self.party, self._holders, pair)
+
+    def _pair_source(self, ctx: OpContext) -> OtSource:
+        src = self._source(ctx)
+        if not isinstance(src, OtSource):
+            raise TypeError("semi2k: a two-holder correlation asked of more holders (internal)")
+        return src
 
     @property
     def insecure(self) -> bool:
@@ -348,7 +354,7 @@ class Semi2k(Protocol):
         specs: Sequence[Dealt],
         finish: Finish,
         opening: Callable[[list[Any]], Any],
-        make: Callable[[OtSource], Made] | None,
+        make: Callable[[Source], Made] | None,
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
         """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
         may use only the free arrays) to every other holder. Without a dealer ``make`` makes the
@@ -393,21 +399,22 @@ class Semi2k(Protocol):
         ctx: OpContext,
         specs: Sequence[Dealt],
         opening: Callable[[list[Any]], Any],
-        make: Callable[[OtSource], Made],
+        make: Callable[[Source], Made],
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
-        """The object made by OT with the other holder (``_ot_triples.py``), the opening sent in
-        the OT's first round when the free arrays are drawn locally (triples, random bits: one
-        extra round in all), after the OT otherwise (truncation tuples: two extra rounds)."""
+        """The object made by OT with the other holders (``_ot_triples.py``, ``_ot_pairwise.py``),
+        the opening sent in the OT's first round when the free arrays are drawn locally
+        (triples, random bits: one extra round in all), after the OT otherwise (truncation
+        tuples of more than two holders)."""
         early, step = make(self._source(ctx))
-        (peer,) = (h for h in self._holders if h != self.party)
+        peers = self._peers()
         if all(e is not None for e, s in zip(early, specs) if not s.corrected):
             mine = opening(early)
-            own, got = yield from gather([step, _open(peer, mine)])
+            own, got = yield from gather([step, _open(peers, mine)])
         else:
             own = yield from step
             mine = opening(own)
-            got = yield from _open(peer, mine)
-        return own, mine, {peer: got}
+            got = yield from _open(peers, mine)
+        return own, mine, got
 
     # ---- Beaver products ---------------------------------------------------------------------------
     def _beaver(
@@ -441,7 +448,7 @@ class Semi2k(Protocol):
                 return [ring_matmul(totals[0], totals[1])]
             return [np.asarray(mul(totals[0], totals[1], out=totals[0]))]  # totals are ours
 
-        def make(src: OtSource) -> Made:
+        def make(src: Source) -> Made:
             if boolean:
                 return src.and_triple(x.shape)
             if matrix:
@@ -509,20 +516,20 @@ class Semi2k(Protocol):
             return x
         shape = x.shape
         first = self.party == self._first
-        if self._dealing is None:
-            early, bits_step = self._source(ctx).trunc_bits(shape, bits)
+        if self._dealing is None and len(self._holders) == 2:
+            early, bits_step = self._pair_source(ctx).trunc_bits(shape, bits)
             a_i = early[0]
             if a_i is None:
                 raise RuntimeError("semi2k: truncation bits without the early bit (internal)")
             o_i = wrap_opening(x.parts[0], a_i, first)
-            own, got = yield from gather([bits_step, _open(self._peer(), pack_bits(o_i))])
+            own, got = yield from gather([bits_step, _open(self._peers(), pack_bits(o_i))])
             return self._wrap_share(x, own, o_i, got, bits)
         own, c_i, theirs = yield from self._dealt_round(
             ctx,
             tuple_specs(shape),
             lambda totals: tuple_values(bits, totals),
             lambda own: masked_share(x.parts[0], own[0], first),
-            None,  # never made by OT: two holders without a dealer take the branch above
+            lambda src: _pairwise(src).trunc_tuple(shape, bits),  # more than two holders
         )
         if own is None:
             return Share((), shape, "arith")
@@ -531,16 +538,15 @@ class Semi2k(Protocol):
             np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
         return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
 
-    def _peer(self) -> str:
-        """The other holder (two holders, no dealer)."""
-        (peer,) = (h for h in self._holders if h != self.party)
-        return peer
+    def _peers(self) -> list[str]:
+        """The other holders."""
+        return [h for h in self._holders if h != self.party]
 
-    def _wrap_share(self, x: Share, own: list[np.ndarray], o_i: np.ndarray, got: Any, bits: int) -> Share:
+    def _wrap_share(self, x: Share, own: list[np.ndarray], o_i: np.ndarray, got: dict[str, Any], bits: int) -> Share:
         """The two-holder truncation's share from the truncation bits ``own`` = (a_i, [a_0 a_1]_i),
         this holder's opened bit and the other's (``_trunc.wrap_truncated_share``)."""
-        peer = self._peer()
-        o_peer = recv_bits(got, x.shape, peer, "opened wrap bit")
+        ((peer, msg),) = got.items()
+        o_peer = recv_bits(msg, x.shape, peer, "opened wrap bit")
         y = wrap_truncated_share(x.parts[0], own[0], own[1], o_i, o_peer, bits, self.party == self._first)
         return Share((y,), x.shape, "arith")
 
@@ -568,10 +574,20 @@ class Semi2k(Protocol):
         shape: tuple[int, ...],
         bits: int,
     ) -> Step[Share]:
-        _, bits_step = self._source(ctx.child("trunc")).trunc_bits(shape, bits)
+        first = self.party == self._first
+        if len(self._holders) > 2:  # the tuple by pairwise OT beside the product, then c = z + r
+            _, tuple_step = _pairwise(self._source(ctx.child("trunc"))).trunc_tuple(shape, bits)
+            z, own = yield from gather([product(ctx.child("mul"), x, y), tuple_step])
+            c_i = masked_share(z.parts[0], own[0], first)
+            got = yield from _open(self._peers(), c_i)
+            c = fresh(np.add, c_i, 0)
+            for h, msg in got.items():
+                np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
+            return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
+        _, bits_step = self._pair_source(ctx.child("trunc")).trunc_bits(shape, bits)
         z, own = yield from gather([product(ctx.child("mul"), x, y), bits_step])
-        o_i = wrap_opening(z.parts[0], own[0], self.party == self._first)
-        got = yield from _open(self._peer(), pack_bits(o_i))
+        o_i = wrap_opening(z.parts[0], own[0], first)
+        got = yield from _open(self._peers(), pack_bits(o_i))
         return self._wrap_share(z, own, o_i, got, bits)
 
     # ---- boolean -> arithmetic ---------------------------------------------------------------------
@@ -603,7 +619,13 @@ class Semi2k(Protocol):
         return Share((z,), shape, "arith")
 
 
-def _open(peer: str, mine: Any) -> Step[Any]:
-    """Send this holder's opening to the other holder and receive its opening (one round)."""
-    got = yield Exchange(send={peer: mine}, recv=frozenset({peer}))
-    return got[peer]
+def _open(peers: Sequence[str], mine: Any) -> Step[dict[str, Any]]:
+    """Send this holder's opening to the other holders and receive theirs (one round)."""
+    got = yield Exchange(send={p: mine for p in peers}, recv=frozenset(peers))
+    return {p: got[p] for p in peers}
+
+
+def _pairwise(src: Source) -> PairwiseSource:
+    if not isinstance(src, PairwiseSource):
+        raise TypeError("semi2k: a correlation of more than two holders asked of two (internal)")
+    return src

@@ -1,7 +1,8 @@
 """Two parties and nobody else: semi2k with no dealer as two real TLS processes (issue 12).
 
 alice and bob make their own correlations by OT; no third process, no trusted party, and no
-trusted-first-party warning. The programs' results are checked against plaintext numpy.
+trusted-first-party warning (three parties with no dealer make theirs by pairs, also checked
+here). The programs' results are checked against plaintext numpy.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return g.uniform(-4, 4, (40, 6)), g.uniform(-4, 4, (40, 6)), g.uniform(-1, 1, (6, 3))
 
 
-def _run(tmp_path, prog, dealer, timeout=150) -> dict[str, object]:
-    cfg = make_cluster(tmp_path, PARTIES, "semi2k", dealer=dealer)
-    outs = {p: tmp_path / f"{p}.json" for p in PARTIES}
+def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES) -> dict[str, object]:
+    cfg = make_cluster(tmp_path, parties, "semi2k", dealer=dealer)
+    outs = {p: tmp_path / f"{p}.json" for p in parties}
     procs = {
         p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--output", str(outs[p]),
                   "--timeout", str(timeout), "--log-level", "warning"])
-        for p in PARTIES
+        for p in parties
     }
     results = {}
     for p, (code, _, err) in finish(procs, timeout=timeout + 30).items():
@@ -65,13 +66,19 @@ def _run(tmp_path, prog, dealer, timeout=150) -> dict[str, object]:
     return results
 
 
-@pytest.mark.parametrize("dealer", [None, "none"])  # the default with two parties, and explicit
-def test_ops_agree_with_numpy_as_two_tls_processes(tmp_path, dealer):
+@pytest.mark.parametrize(
+    ("dealer", "parties"),
+    [(None, PARTIES), ("none", PARTIES), ("none", ("alice", "bob", "carol"))],
+    ids=["2-default", "2-none", "3-none"],  # the default with two parties, explicit, three by pairs
+)
+def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties):
     prog = tmp_path / "ops.py"
     prog.write_text(OPS_PROGRAM)
     x, y, w = _data()
     n = np.arange(-20, 20)
-    for got in _run(tmp_path, prog, dealer).values():
+    results = _run(tmp_path, prog, dealer, parties=parties)
+    assert sorted(results) == sorted(parties)
+    for got in results.values():
         r = {k: np.asarray(v) for k, v in got.items()}  # type: ignore[union-attr]
         np.testing.assert_allclose(r["mul"], x * y, atol=1e-4)
         np.testing.assert_array_equal(r["less"], (x < y).astype(int))

@@ -26,6 +26,7 @@ CONFIGS = {
     "semi2k-4+dealer": ("semi2k", ("alice", "bob", "carol", "dave", "erin"), "erin"),
     "semi2k-tfp-2": ("semi2k", ("alice", "bob"), "trusted-first-party"),
     "semi2k-2-ot": ("semi2k", ("alice", "bob"), "none"),
+    "semi2k-3-ot": ("semi2k", ("alice", "bob", "carol"), "none"),
     "semi2k-tfp-3": ("semi2k", ("alice", "bob", "carol"), "trusted-first-party"),
     "rep3": ("rep3", ("alice", "bob", "carol"), None),
 }
@@ -99,6 +100,9 @@ class Cluster:
         """Rounds of one kernel op ("mul", "and", "b2a", "trunc") in this configuration."""
         if self.name == "rep3":
             return {"trunc": 2}.get(kernel, 1)
+        if self.ot and len(self.holders) > 2:  # by pairs: random bits fold in one holder a stage
+            stages = 2 * (len(self.holders) - 1)
+            return {"trunc": stages + 1, "b2a": stages}.get(kernel, 2)
         if self.ot:
             return 2
         return 1

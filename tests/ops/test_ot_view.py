@@ -22,6 +22,7 @@ from mpcactors.ops import _ot_engine as _ot
 from mpcactors.ops._comm import Exchange, Step, run_local
 from mpcactors.ops._matmul import ring_matmul
 from mpcactors.ops._ot_engine import GILBOA_KEEP, Side, _pack_tau, _unpack_tau, ot_setup
+from mpcactors.ops._ot_pairwise import PairwiseSource
 from mpcactors.ops._ot_triples import OtSource
 from mpcactors.ops._prg import Prg
 from mpcactors.ot import OtError
@@ -223,3 +224,44 @@ def test_truncation_openings_hide_the_share_msbs(monkeypatch: pytest.MonkeyPatch
     chance against bob's share msbs, and the distinguisher catches an unmasked variant."""
     assert _truncation_view(monkeypatch, broken=False) < 0.05  # sd ~0.008 at 4096 bits
     assert _truncation_view(monkeypatch, broken=True) > 0.45  # measured 0.5: the msbs themselves
+
+
+@pytest.mark.parametrize("holders", [3, 4])
+def test_pairwise_correlations_of_more_holders(holders: int) -> None:
+    """Triples, AND triples, matrix triples (2-d and stacked), B2A bits and truncation tuples of
+    3 and 4 holders by pairwise OT agree with numpy on the sums of the holders' parts."""
+    names = ("alice", "bob", "carol", "dave")[:holders]
+    c = Cluster("semi2k", names, "none")
+    pairs, _ = run_local({p: ot_setup(p, [q for q in names if q != p], b"pw") for p in names})
+    n, d = 37, 18
+
+    def made(make: Callable[[PairwiseSource], Any]) -> list[list[np.ndarray]]:
+        ctxs = c.contexts()
+        steps = {p: make(PairwiseSource(ctxs[p], p, names, pairs[p]))[1] for p in names}
+        out, _ = run_local(steps)
+        return [out[p] for p in names]
+
+    def total(parts: list[np.ndarray], xor: bool = False) -> np.ndarray:
+        acc = parts[0].copy()
+        for x in parts[1:]:
+            acc = acc ^ x if xor else acc + x
+        return acc
+
+    res = made(lambda s: s.triple((n,)))
+    a, b, cc = (total([r[i] for r in res]) for i in range(3))
+    np.testing.assert_array_equal(cc, a * b)
+    res = made(lambda s: s.and_triple((n, 2)))
+    a, b, cc = (total([r[i] for r in res], xor=True) for i in range(3))
+    np.testing.assert_array_equal(cc, a & b)
+    for ashape, bshape in (((3, 5), (5, 2)), ((2, 3, 4), (4,))):
+        res = made(lambda s: s.matrix_triple(ashape, bshape))
+        a, b, cc = (total([r[i] for r in res]) for i in range(3))
+        np.testing.assert_array_equal(cc, ring_matmul(a, b))
+    res = made(lambda s: s.bit_pair((n,)))
+    boolean, arith = total([r[0] for r in res], xor=True), total([r[1] for r in res])
+    np.testing.assert_array_equal(arith, boolean)
+    assert set(np.unique(boolean)) == {0, 1}
+    res = made(lambda s: s.trunc_tuple((n,), d))
+    r, r_mid, r_msb = (total([x[i] for x in res]) for i in range(3))
+    np.testing.assert_array_equal(r_mid, (r << np.uint64(1)) >> np.uint64(d + 1))
+    np.testing.assert_array_equal(r_msb, r >> np.uint64(63))

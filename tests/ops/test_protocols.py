@@ -333,7 +333,7 @@ def test_configs_cover_the_must_show_matrix() -> None:
         for cfg in CONFIGS.values()
         if cfg[0] == "semi2k" and cfg[2] != "trusted-first-party"
     )
-    assert holders == [2, 2, 3, 4]  # 2 holders with a dealer and with none (OT)
+    assert holders == [2, 2, 3, 3, 4]  # 2 and 3 holders with a dealer and with none (OT, by pairs)
 
 
 # ---- configuration errors -------------------------------------------------------------------------

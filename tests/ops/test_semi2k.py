@@ -25,16 +25,18 @@ def dealer_cluster(holders: int = 2) -> Cluster:
 
 # ---- configuration -----------------------------------------------------------------------------------
 def test_no_dealer_means_two_holders_by_ot_and_no_warning() -> None:
-    """With no dealer named (or dealer = "none") two parties make their own correlations; no
-    trusted-first-party warning is logged; more than two parties need a dealer."""
+    """With no dealer named (or dealer = "none") the parties make their own correlations, two
+    with each other and more by pairs; no trusted-first-party warning is logged."""
     for dealer in (None, "none"):
         with capture_logs() as logs:
             proto = make_protocol("semi2k", "alice", ("alice", "bob"), dealer=dealer)
         assert logs == []
         assert isinstance(proto, Semi2k) and proto.dealerless and not proto.insecure
         assert proto.holders == ("alice", "bob")
-    with pytest.raises(ConfigError, match="without a dealer needs exactly 2 parties"):
-        make_protocol("semi2k", "alice", ("alice", "bob", "carol"))
+    with capture_logs() as logs:
+        proto = make_protocol("semi2k", "carol", ("alice", "bob", "carol"))
+    assert logs == []
+    assert isinstance(proto, Semi2k) and proto.dealerless and proto.holders == ("alice", "bob", "carol")
 
 
 def test_dealer_must_be_a_party_and_leave_two_holders() -> None:
