@@ -55,7 +55,9 @@ def _counting(gen: Step[Any], sent: list[int]) -> Step[Any]:
 def _check(a: list[np.ndarray], b: list[np.ndarray], got: np.ndarray, samples: int = 64) -> bool:
     """Sampled entries of A_0 B_1 + A_1 B_0 mod 2^64, in Python integers."""
     rng = np.random.default_rng(7)
-    for r, c in zip(rng.integers(0, got.shape[0], samples), rng.integers(0, got.shape[1], samples), strict=True):
+    for r, c in zip(
+        rng.integers(0, got.shape[0], samples), rng.integers(0, got.shape[1], samples), strict=True
+    ):
         want = sum(int(x) * int(y) for x, y in zip(a[0][r], b[1][:, c], strict=True))
         want += sum(int(x) * int(y) for x, y in zip(a[1][r], b[0][:, c], strict=True))
         if want % (1 << 64) != int(got[r, c]):
@@ -69,8 +71,12 @@ def ours(size: int) -> dict[str, Any]:
     b = [rng.integers(0, 1 << 64, (size, size), dtype=np.uint64) for _ in range(2)]
     sent = {"alice": [0], "bob": [0]}
     steps = {
-        "alice": _counting(he_cross_terms("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]),
-        "bob": _counting(he_cross_terms("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]),
+        "alice": _counting(
+            he_cross_terms("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]
+        ),
+        "bob": _counting(
+            he_cross_terms("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]
+        ),
     }
     wall, cpu = time.perf_counter(), time.process_time()
     res, rounds = run_local(steps)
@@ -79,9 +85,14 @@ def ours(size: int) -> dict[str, Any]:
         got = res["alice"] + res["bob"]
     plan = plan_blocks(size, size, size, 16384)
     return {
-        "op": f"matmul{size} cross terms (HE)", "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "rounds": rounds,
+        "op": f"matmul{size} cross terms (HE)",
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "rounds": rounds,
         "mb_sent_each": [round(sent[p][0] / 2**20, 1) for p in ("alice", "bob")],
-        "blocks": [plan.mb, plan.kb, plan.nb], "primes": len(primes_for(size)), "check": _check(a, b, got),
+        "blocks": [plan.mb, plan.kb, plan.nb],
+        "primes": len(primes_for(size)),
+        "check": _check(a, b, got),
         "load": os.getloadavg()[0],
     }
 
@@ -92,8 +103,12 @@ def ours_mul(size: int) -> dict[str, Any]:
     b = [rng.integers(0, 1 << 64, size, dtype=np.uint64) for _ in range(2)]
     sent = {"alice": [0], "bob": [0]}
     steps = {
-        "alice": _counting(he_cross_products("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]),
-        "bob": _counting(he_cross_products("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]),
+        "alice": _counting(
+            he_cross_products("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]
+        ),
+        "bob": _counting(
+            he_cross_products("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]
+        ),
     }
     wall, cpu = time.perf_counter(), time.process_time()
     res, rounds = run_local(steps)
@@ -101,9 +116,13 @@ def ours_mul(size: int) -> dict[str, Any]:
     with np.errstate(over="ignore"):
         ok = bool(np.array_equal(res["alice"] + res["bob"], a[0] * b[1] + a[1] * b[0]))
     return {
-        "op": f"mul {size} cross terms (HE, slots)", "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-        "rounds": rounds, "mb_sent_each": [round(sent[p][0] / 2**20, 1) for p in ("alice", "bob")],
-        "check": ok, "load": os.getloadavg()[0],
+        "op": f"mul {size} cross terms (HE, slots)",
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "rounds": rounds,
+        "mb_sent_each": [round(sent[p][0] / 2**20, 1) for p in ("alice", "bob")],
+        "check": ok,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -111,7 +130,9 @@ def cheetah(spu_python: str, op: str) -> dict[str, Any]:
     cmd = [spu_python, str(HERE / "spu_sim.py"), "--proto", "CHEETAH", "--op", op, "--reps", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    res = json.loads(lines[-1]) if lines else {"error": f"exit {out.returncode}: {out.stderr[-300:]}"}
+    res = (
+        json.loads(lines[-1]) if lines else {"error": f"exit {out.returncode}: {out.stderr[-300:]}"}
+    )
     res["load"] = os.getloadavg()[0]
     return res
 

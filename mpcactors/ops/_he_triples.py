@@ -50,10 +50,11 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
   partial decryptions only of ciphertexts j computed. Semi-honest only; 128-bit classic
   (``HEStd_128_classic``: OpenFHE picks ``N = 16384``, ``log2 Q = 240``).
 
-Rounds: the leader's public keys, the follower's joint keys, then per prime two rounds in which
-both holders send at once (their encrypted shares, then the evaluated ciphertexts with a
-partial decryption): ``2 + 2 P`` rounds, ``P = 6`` primes for ``k <= 2^22``. One prime at a
-time bounds the memory (a ciphertext is about 1 MB).
+Rounds: :func:`he_keys` makes the joint keys once (the leader's public keys, then the
+follower's joint keys: two rounds, reusable for every triple of a job); then per prime two rounds
+in which both holders send at once (their encrypted shares, then the evaluated ciphertexts with
+a partial decryption): ``2 P`` rounds, ``P = 6`` primes for ``k <= 2^22``. One prime at a time
+bounds the memory (a ciphertext is about 1 MB).
 
 OpenFHE is an optional dependency imported on first use; its Python wheel (1.6.1) ships a
 CPython 3.10 extension only. Its OpenMP pool spins: set ``OMP_NUM_THREADS`` where the process
@@ -73,11 +74,30 @@ from ._checks import U64
 from ._comm import Exchange, Step
 from ._prg import Prg
 
-__all__ = ["PRIMES", "SIGMA", "BlockPlan", "he_cross_products", "he_cross_terms", "plan_blocks", "primes_for"]
+__all__ = [
+    "PRIMES",
+    "SIGMA",
+    "BlockPlan",
+    "HeKeys",
+    "he_cross_products",
+    "he_cross_terms",
+    "he_keys",
+    "plan_blocks",
+    "primes_for",
+]
 
 SIGMA = 40  # statistical security of the integer masks, per entry
 # 32-bit primes = 1 mod 2^16 (largest below 2^32): coprime CRT moduli, NTT-friendly for N <= 2^15.
-PRIMES = (4293918721, 4292804609, 4292149249, 4292018177, 4291952641, 4289462273, 4288806913, 4288086017)
+PRIMES = (
+    4293918721,
+    4292804609,
+    4292149249,
+    4292018177,
+    4291952641,
+    4289462273,
+    4288806913,
+    4288086017,
+)
 _MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
 # Measured costs at N = 16384, log2 Q = 240, one thread (ms): a ciphertext x plaintext product
 # with its add; an encrypted A block (encrypt, serialize, deserialize); a B block plaintext
@@ -104,7 +124,9 @@ class BlockPlan:
     def cost(self) -> float:
         """Modelled milliseconds per prime and direction."""
         im, ik, jn = self.counts
-        return _COST_MUL * im * ik * jn + _COST_A * im * ik + _COST_B * ik * jn + _COST_OUT * im * jn
+        return (
+            _COST_MUL * im * ik * jn + _COST_A * im * ik + _COST_B * ik * jn + _COST_OUT * im * jn
+        )
 
 
 def plan_blocks(m: int, k: int, n: int, degree: int) -> BlockPlan:
@@ -192,7 +214,11 @@ def _context(fhe: Any, t: int) -> Any:
     params.SetSecurityLevel(fhe.SecurityLevel.HEStd_128_classic)
     params.SetMultipartyMode(fhe.MultipartyMode.NOISE_FLOODING_MULTIPARTY)
     cc = fhe.GenCryptoContext(params)
-    for feature in (fhe.PKESchemeFeature.PKE, fhe.PKESchemeFeature.LEVELEDSHE, fhe.PKESchemeFeature.MULTIPARTY):
+    for feature in (
+        fhe.PKESchemeFeature.PKE,
+        fhe.PKESchemeFeature.LEVELEDSHE,
+        fhe.PKESchemeFeature.MULTIPARTY,
+    ):
         cc.Enable(feature)
     return cc
 
@@ -276,7 +302,10 @@ def _elementwise_layout(shape: tuple[int, ...], degree: int) -> _Layout:
         return out.reshape(count, degree)
 
     return _Layout(
-        packed=True, mine=slots, plain=slots, terms=[[(o, o)] for o in range(count)],
+        packed=True,
+        mine=slots,
+        plain=slots,
+        terms=[[(o, o)] for o in range(count)],
         where=np.arange(size).reshape(shape),
     )
 
@@ -287,7 +316,13 @@ def _encode(cc: Any, layout: _Layout, x: np.ndarray, t: int) -> Any:
 
 
 def _evaluate(
-    fhe: Any, cc: Any, keys: tuple[Any, Any], theirs: list[bytes], plain: np.ndarray, mask: np.ndarray, t: int,
+    fhe: Any,
+    cc: Any,
+    keys: tuple[Any, Any],
+    theirs: list[bytes],
+    plain: np.ndarray,
+    mask: np.ndarray,
+    t: int,
     layout: _Layout,
 ) -> tuple[list[bytes], list[bytes]]:
     """Per output ``sum Enc(a) b + Enc(mask)`` and this holder's (flooded) partial decryption
@@ -308,7 +343,9 @@ def _evaluate(
     return out, shares
 
 
-def _open(fhe: Any, cc: Any, secret: Any, ct: bytes, share: bytes, t: int, layout: _Layout, degree: int) -> np.ndarray:
+def _open(
+    fhe: Any, cc: Any, secret: Any, ct: bytes, share: bytes, t: int, layout: _Layout, degree: int
+) -> np.ndarray:
     """Fuse the peer's partial decryption with this holder's: the plaintext mod t."""
     c = fhe.DeserializeCiphertextString(ct, fhe.BINARY)
     lead = cc.MultipartyDecryptLead([c], secret)[0]
@@ -319,51 +356,97 @@ def _open(fhe: Any, cc: Any, secret: Any, ct: bytes, share: bytes, t: int, layou
     return (vals % t).astype(U64)
 
 
-def _joint_keys(fhe: Any, ctxs: list[Any], peer: str, leader: bool) -> Step[tuple[list[Any], list[Any]]]:
-    """One joint key per context: the leader's KeyGen, then the follower's MultipartyKeyGen."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeKeys:
+    """One holder's half of the joint BFV keys, one per CRT prime (from :func:`he_keys`); reuse
+    them for every triple of a job."""
+
+    fhe: Any  # the openfhe module
+    primes: tuple[int, ...]
+    contexts: list[Any]
+    secrets: list[Any]  # this holder's secret key share per prime
+    joint: list[Any]  # the joint public key per prime
+
+    def prefix(self, primes: tuple[int, ...]) -> tuple[list[Any], list[Any], list[Any]]:
+        """(contexts, secrets, joint keys) of the first ``len(primes)`` primes."""
+        if self.primes[: len(primes)] != primes:
+            raise ValueError(
+                f"these keys cover {len(self.primes)} primes, the product needs {len(primes)}"
+            )
+        n = len(primes)
+        return self.contexts[:n], self.secrets[:n], self.joint[:n]
+
+
+def he_keys(peer: str, *, leader: bool, primes: tuple[int, ...] = PRIMES[:6]) -> Step[HeKeys]:
+    """Make the joint keys with ``peer``: the leader's KeyGen, then the follower's
+    MultipartyKeyGen (secret ``s_L + s_F``), per prime. Two rounds, one message each way.
+
+    Raises:
+        ModuleNotFoundError: OpenFHE is not installed.
+    """
+    fhe = _openfhe()
     ser = fhe.BINARY
+    ctxs = [_context(fhe, t) for t in primes]
     if leader:
-        keys = [cc.KeyGen() for cc in ctxs]
-        yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in keys]}})
+        pairs = [cc.KeyGen() for cc in ctxs]
+        yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in pairs]}})
         got = yield Exchange(recv=frozenset({peer}))
-        return keys, [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
-    got = yield Exchange(recv=frozenset({peer}))
-    pks = [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
-    keys = [cc.MultipartyKeyGen(pk) for cc, pk in zip(ctxs, pks, strict=True)]
-    yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in keys]}})
-    return keys, [kp.publicKey for kp in keys]
+        joint = [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
+    else:
+        got = yield Exchange(recv=frozenset({peer}))
+        pks = [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
+        pairs = [cc.MultipartyKeyGen(pk) for cc, pk in zip(ctxs, pks, strict=True)]
+        yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in pairs]}})
+        joint = [kp.publicKey for kp in pairs]
+    return HeKeys(fhe, tuple(primes), ctxs, [kp.secretKey for kp in pairs], joint)
 
 
 def _cross(
-    fhe: Any, ctxs: list[Any], primes: tuple[int, ...], layout: _Layout, peer: str, a: np.ndarray, b: np.ndarray,
-    prg: Prg, bits: int, *, leader: bool,
+    keys: HeKeys,
+    primes: tuple[int, ...],
+    layout: _Layout,
+    peer: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    prg: Prg,
+    bits: int,
 ) -> Step[np.ndarray]:
     """The protocol of the module docstring for one layout; see :func:`he_cross_terms`."""
+    fhe = keys.fhe
+    ctxs, secrets, joint = keys.prefix(primes)
     degree = int(ctxs[0].GetRingDimension())
-    keys, joint = yield from _joint_keys(fhe, ctxs, peer, leader)
     words = prg.random_u64((_MASK_WORDS,) + layout.where.shape)  # R, uniform in [0, 2^bits)
     words[_MASK_WORDS - 1] &= np.uint64((1 << (bits - 64 * (_MASK_WORDS - 1))) - 1)
     outputs = len(layout.terms)
     residues: list[np.ndarray] = []
     for p, (cc, t) in enumerate(zip(ctxs, primes, strict=True)):
         tt = np.uint64(t)
-        mine = [fhe.Serialize(cc.Encrypt(joint[p], _encode(cc, layout, x, t)), fhe.BINARY) for x in layout.mine(a % tt)]
+        mine = [
+            fhe.Serialize(cc.Encrypt(joint[p], _encode(cc, layout, x, t)), fhe.BINARY)
+            for x in layout.mine(a % tt)
+        ]
         got = yield Exchange(send={peer: {"a": mine}}, recv=frozenset({peer}))
         mask = _residue(prg.random_u64((2, outputs, degree)), t)  # 128 bits per residue
         mask.reshape(-1)[layout.where] = _residue(words, t)
-        out, shares = _evaluate(fhe, cc, (joint[p], keys[p].secretKey), got[peer]["a"], layout.plain(b % tt), mask, t, layout)
+        out, shares = _evaluate(
+            fhe, cc, (joint[p], secrets[p]), got[peer]["a"], layout.plain(b % tt), mask, t, layout
+        )
         got = yield Exchange(send={peer: {"c": out, "d": shares}}, recv=frozenset({peer}))
-        opened = np.stack([
-            _open(fhe, cc, keys[p].secretKey, c, d, t, layout, degree)
-            for c, d in zip(got[peer]["c"], got[peer]["d"], strict=True)
-        ])
+        opened = np.stack(
+            [
+                _open(fhe, cc, secrets[p], c, d, t, layout, degree)
+                for c, d in zip(got[peer]["c"], got[peer]["d"], strict=True)
+            ]
+        )
         residues.append(opened.reshape(-1)[layout.where])
     with np.errstate(over="ignore"):
         return _garner(residues, primes) - words[0]
 
 
-def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool) -> Step[np.ndarray]:
-    """This holder's additive share of ``A_me B_peer + A_peer B_me`` (matrix products) over Z_2^64.
+def he_cross_terms(
+    peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool, keys: HeKeys | None = None
+) -> Step[np.ndarray]:
+    """This holder's additive share of ``A_me B_peer + A_peer B_me`` (matrix products), Z_2^64.
 
     Both holders run it at once with their own shares ``a`` (m, k) and ``b`` (k, n) (the shapes
     are public and equal at both) and opposite ``leader`` flags. See the module docstring.
@@ -374,30 +457,37 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader:
         b: this holder's share of B, uint64 (k, n).
         prg: private randomness for the masks.
         leader: True at exactly one holder (it makes the first key of each joint key).
+        keys: joint keys from :func:`he_keys`; made here (two rounds more) when None.
 
     Returns:
         uint64 (m, n); the two holders' results add up to ``A_0 B_1 + A_1 B_0`` mod 2^64.
 
     Raises:
-        ValueError: the shapes do not chain or ``k`` needs more primes than :data:`PRIMES`.
+        ValueError: the shapes do not chain, or ``k`` needs more primes than there are keys.
         ModuleNotFoundError: OpenFHE is not installed.
     """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"he_cross_terms needs A (m, k) and B (k, n), not {a.shape!r} and {b.shape!r}")
+        raise ValueError(
+            f"he_cross_terms needs A (m, k) and B (k, n), not {a.shape!r} and {b.shape!r}"
+        )
     (m, k), n = a.shape, b.shape[1]
     primes = primes_for(k)
-    fhe = _openfhe()
-    ctxs = [_context(fhe, t) for t in primes]
-    layout = _matmul_layout(plan_blocks(m, k, n, int(ctxs[0].GetRingDimension())), int(ctxs[0].GetRingDimension()))
-    bits = 128 + (k - 1).bit_length() + SIGMA
-    return (yield from _cross(fhe, ctxs, primes, layout, peer, a, b, prg, bits, leader=leader))
+    if keys is None:
+        keys = yield from he_keys(peer, leader=leader, primes=primes)
+    degree = int(keys.contexts[0].GetRingDimension())
+    layout = _matmul_layout(plan_blocks(m, k, n, degree), degree)
+    return (
+        yield from _cross(keys, primes, layout, peer, a, b, prg, 128 + (k - 1).bit_length() + SIGMA)
+    )
 
 
-def he_cross_products(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool) -> Step[np.ndarray]:
+def he_cross_products(
+    peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool, keys: HeKeys | None = None
+) -> Step[np.ndarray]:
     """This holder's share of ``a_me * b_peer + a_peer * b_me`` elementwise (SIMD slots).
 
     The same protocol as :func:`he_cross_terms` with batched (slot) encoding: ``N`` products
-    per ciphertext, no sums, the same CRT primes (``= 1 mod 2N``) and masks.
+    per ciphertext, no sums, the same CRT primes (``= 1 mod 2N``), masks and keys.
 
     Raises:
         ValueError: ``a`` and ``b`` differ in shape.
@@ -406,7 +496,7 @@ def he_cross_products(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, lead
     if a.shape != b.shape:
         raise ValueError(f"he_cross_products needs equal shapes, not {a.shape!r} and {b.shape!r}")
     primes = primes_for(1)
-    fhe = _openfhe()
-    ctxs = [_context(fhe, t) for t in primes]
-    layout = _elementwise_layout(a.shape, int(ctxs[0].GetRingDimension()))
-    return (yield from _cross(fhe, ctxs, primes, layout, peer, a, b, prg, 128 + SIGMA, leader=leader))
+    if keys is None:
+        keys = yield from he_keys(peer, leader=leader, primes=primes)
+    layout = _elementwise_layout(a.shape, int(keys.contexts[0].GetRingDimension()))
+    return (yield from _cross(keys, primes, layout, peer, a, b, prg, 128 + SIGMA))

@@ -26,6 +26,7 @@ from mpcactors.ops._he_triples import (
     _wanted,
     he_cross_products,
     he_cross_terms,
+    he_keys,
     plan_blocks,
     primes_for,
 )
@@ -64,14 +65,20 @@ def test_residue_and_garner_rebuild_big_integers() -> None:
     primes = PRIMES[:6]
     words = rng.integers(0, 1 << 64, (3, 5, 7), dtype=U64)
     words[2] >>= np.uint64(1)  # below 2^191 < prod(primes)
-    value = [[sum(int(words[w, i, j]) << (64 * w) for w in range(3)) for j in range(7)] for i in range(5)]
+    value = [
+        [sum(int(words[w, i, j]) << (64 * w) for w in range(3)) for j in range(7)] for i in range(5)
+    ]
     for t in primes:
-        assert [[int(x) for x in row] for row in _residue(words, t)] == [[v % t for v in row] for row in value]
+        assert [[int(x) for x in row] for row in _residue(words, t)] == [
+            [v % t for v in row] for row in value
+        ]
     got = _garner([_residue(words, t) for t in primes], primes)
     assert [[int(x) for x in row] for row in got] == [[v % (1 << 64) for v in row] for row in value]
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (3, 7, 2), (9, 5, 11), (2, 40, 3), (17, 1, 13)])
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(1, 1, 1), (3, 7, 2), (9, 5, 11), (2, 40, 3), (17, 1, 13)]
+)
 def test_block_encoding_gives_the_inner_products(m: int, k: int, n: int) -> None:
     """The plaintext algebra of the protocol at a small ring degree: sum over the k blocks of
     a_(i,l)(X) b_(l,j)(X) mod X^N + 1 holds A B at the wanted exponents."""
@@ -102,14 +109,18 @@ def test_plan_fits_the_ring_and_covers_the_matrices() -> None:
 
 
 def _cross(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    pytest.importorskip("openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python")
+    pytest.importorskip(
+        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
+    )
     rng = np.random.default_rng(seed)
     a = [rng.integers(0, 1 << 64, (m, k), dtype=U64) for _ in range(2)]
     b = [rng.integers(0, 1 << 64, (k, n), dtype=U64) for _ in range(2)]
-    res, rounds = run_local({
-        "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes([seed]) * 32), leader=True),
-        "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([seed + 1]) * 32), leader=False),
-    })
+    res, rounds = run_local(
+        {
+            "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes([seed]) * 32), leader=True),
+            "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([seed + 1]) * 32), leader=False),
+        }
+    )
     with np.errstate(over="ignore"):
         return res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]), rounds
 
@@ -131,27 +142,65 @@ def test_cross_terms_match_numpy_over_many_blocks() -> None:
 @pytest.mark.slow
 def test_each_holders_result_alone_looks_random() -> None:
     """One holder's result is masked: it does not equal the cross term, nor does its half."""
-    pytest.importorskip("openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python")
+    pytest.importorskip(
+        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
+    )
     rng = np.random.default_rng(5)
     a = [rng.integers(0, 1 << 64, (4, 6), dtype=U64) for _ in range(2)]
     b = [rng.integers(0, 1 << 64, (6, 3), dtype=U64) for _ in range(2)]
-    res, _ = run_local({
-        "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes(32)), leader=True),
-        "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
-    })
+    res, _ = run_local(
+        {
+            "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes(32)), leader=True),
+            "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
+        }
+    )
     for mine in res.values():
         assert not np.any(mine == _mm(a[0], b[1])) and not np.any(mine == _mm(a[1], b[0]))
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 5), (16385,)])
 def test_elementwise_cross_products_match_numpy(shape: tuple[int, ...]) -> None:
-    pytest.importorskip("openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python")
+    pytest.importorskip(
+        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
+    )
     rng = np.random.default_rng(len(shape))
     a = [rng.integers(0, 1 << 64, shape, dtype=U64) for _ in range(2)]
     b = [rng.integers(0, 1 << 64, shape, dtype=U64) for _ in range(2)]
-    res, _ = run_local({
-        "alice": he_cross_products("bob", a[0], b[0], Prg(bytes(32)), leader=True),
-        "bob": he_cross_products("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
-    })
+    res, _ = run_local(
+        {
+            "alice": he_cross_products("bob", a[0], b[0], Prg(bytes(32)), leader=True),
+            "bob": he_cross_products("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
+        }
+    )
     with np.errstate(over="ignore"):
         assert np.array_equal(res["alice"] + res["bob"], a[0] * b[1] + a[1] * b[0])
+
+
+def test_keys_made_once_serve_several_triples() -> None:
+    pytest.importorskip(
+        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
+    )
+    keys, setup_rounds = run_local(
+        {
+            "alice": he_keys("bob", leader=True),
+            "bob": he_keys("alice", leader=False),
+        }
+    )
+    assert setup_rounds == 2
+    rng = np.random.default_rng(11)
+    for m, k, n in [(2, 3, 4), (5, 1, 2)]:
+        a = [rng.integers(0, 1 << 64, (m, k), dtype=U64) for _ in range(2)]
+        b = [rng.integers(0, 1 << 64, (k, n), dtype=U64) for _ in range(2)]
+        res, rounds = run_local(
+            {
+                "alice": he_cross_terms(
+                    "bob", a[0], b[0], Prg(bytes(32)), leader=True, keys=keys["alice"]
+                ),
+                "bob": he_cross_terms(
+                    "alice", a[1], b[1], Prg(bytes([2]) * 32), leader=False, keys=keys["bob"]
+                ),
+            }
+        )
+        assert rounds == 2 * len(primes_for(k))
+        with np.errstate(over="ignore"):
+            assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
