@@ -42,10 +42,12 @@ term ``A_r (B_s, B'_s)`` is shared as the low bits of ``k^0`` and ``k^(A_r)``). 
 Every bit is packed 64 elements a word.
 
 Rounds: the random OTs (one per ``ROT_ROUND_BYTES`` of ``U``: 1 for small inputs), one for the
-leaf words, ``ceil(log2 k)`` for the tree: 6 for 64 bits with ``m = 4``. Traffic per element and
-direction with ``l = 64, m = 4``: (31.5 leaf + 15 node) random OTs of 16 bytes, 16 leaf words of
-32 bits for half of the elements, 43 opened bits: about 790 bytes (the AND circuit of
-``_boolean.msb``: ~3 KB).
+leaf words, ``ceil(log2 k)`` for the tree: 6 for 64 bits with ``m`` = 4 or 5. Traffic per element
+and direction, ``l = 64``: ``m = 5``: (31.5 leaf + 12 node) random OTs of 16 bytes, 13 leaf
+words of 64 bits for half of the elements, 35 opened bits: about 750 bytes; ``m = 4``: (31.5 +
+15) OTs, 16 words of 32 bits, 43 bits: about 780 bytes (the AND circuit of ``_boolean.msb``:
+~3 KB). The leaves always cost ``l - 1`` OTs; a larger ``m`` saves tree nodes but doubles the
+words per bit (``m <= 5``: a pad is a slice of one 64-bit OT output).
 
 Who sees what: the chooser sees ``U`` of the sender's OTs (pseudorandom, ``_ot_engine.py``), the
 2^w padded pairs of each leaf, of which it can unpad only pair ``b_j`` (every other pad ``F(v)``
@@ -73,7 +75,7 @@ from ._semi2k import Semi2k
 
 __all__ = ["CHUNK_BITS", "millionaire_msb", "millionaire_rounds", "millionaire_share"]
 
-CHUNK_BITS = 4  # m: bits per leaf (CrypTFlow2's choice; measured against 3 and 5 in bench/RESULTS.md)
+CHUNK_BITS = 5  # m: bits per leaf (CrypTFlow2 uses 4; 5 measured 2-8 % faster, bench/RESULTS.md)
 _THREE = U64(3)
 
 
