@@ -42,10 +42,14 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
     key encryption of the mask re-randomizes ``c_1`` (RLWE);
   - its noise is ``e b(X) + ...``: j's partial decryption runs in OpenFHE's
     ``NOISE_FLOODING_MULTIPARTY`` mode, which for BFV adds two 60-bit towers to ``Q`` and
-    floods ``c_1 s_j`` with a ring element uniform modulo ``Q / q_0`` (OpenFHE
+    floods ``c_1 s_j`` with a ring element uniform modulo ``Q_l / q_0`` (OpenFHE
     docs/static_docs/Threshold_FHE.md; Li and Micciancio, EUROCRYPT 2021, on why this is
-    needed), about 2^180, far above ``2^40`` times the product noise (below 2^70 here). So i
-    sees ``Delta v + e + flood``: ``e`` is hidden statistically.
+    needed). Every ciphertext is compressed (modulus switched) to 3 of Q's 4 towers before it
+    leaves, the fewest that mode accepts: the flood is uniform below ``Q_3 / q_0 ~ 2^120``, the
+    product noise after the switch is about ``2^10 ||b||_1 (k / k')`` < 2^60 (a fresh, switched
+    ciphertext's noise times the plaintext's norm, ``||b||_1 <= N 2^31``, summed over the
+    blocks), and ``Delta = Q_3 / t ~ 2^148``. So i sees ``Delta v + e + flood`` and ``e`` is
+    hidden up to about ``2^-60`` (heuristic noise bound, not a proof).
   Holder j sees only ciphertexts under the joint key (semantic security, RLWE), and i's
   partial decryptions only of ciphertexts j computed. Semi-honest only; 128-bit classic
   (``HEStd_128_classic``: OpenFHE picks ``N = 16384``, ``log2 Q = 240``).
@@ -99,6 +103,9 @@ PRIMES = (
     4288086017,
 )
 _MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
+# RNS towers kept after encryption (of 4): the fewest OpenFHE's flooded partial decryption
+# accepts. Flood ~ Q_3 / q_0 = 2^120 against product noise below ~2^60, Delta = Q_3 / t ~ 2^148.
+_TOWERS = 3
 # Measured costs at N = 16384, log2 Q = 240, one thread (ms): a ciphertext x plaintext product
 # with its add; an encrypted A block (encrypt, serialize, deserialize); a B block plaintext
 # (encode, NTT); a returned block (mask encryption, both partial decryptions, (de)serialize).
@@ -223,11 +230,11 @@ def _context(fhe: Any, t: int) -> Any:
     return cc
 
 
-def _centered(x: np.ndarray, t: int) -> list[int]:
-    """Residues in ``[0, t)`` as the signed list OpenFHE's coefficient encoding takes."""
-    y = x.astype(np.int64)
+def _centered(x: np.ndarray, t: int) -> np.ndarray:
+    """Residues in ``[0, t)`` as the signed int64 values OpenFHE's encodings take."""
+    y = np.ascontiguousarray(x, dtype=np.int64)
     y[y > t // 2] -= t
-    return y.tolist()  # type: ignore[no-any-return]
+    return y
 
 
 def _a_polys(a: np.ndarray, plan: BlockPlan, degree: int) -> np.ndarray:
@@ -313,9 +320,11 @@ def _elementwise_layout(shape: tuple[int, ...], degree: int) -> _Layout:
     )
 
 
-def _encode(cc: Any, layout: _Layout, x: np.ndarray, t: int) -> Any:
+def _encode(cc: Any, layout: _Layout, x: np.ndarray, t: int, level: int = 0) -> Any:
+    """A plaintext for a ciphertext with ``level`` towers dropped (numpy: OpenFHE's fast path)."""
     values = _centered(x, t)
-    return cc.MakePackedPlaintext(values) if layout.packed else cc.MakeCoefPackedPlaintext(values)
+    make = cc.MakePackedPlaintext if layout.packed else cc.MakeCoefPackedPlaintext
+    return make(values, 1, level)
 
 
 def _evaluate(
@@ -332,7 +341,8 @@ def _evaluate(
     of it, both serialized."""
     joint, secret = keys
     cts = [fhe.DeserializeCiphertextString(x, fhe.BINARY) for x in theirs]
-    pts = [_encode(cc, layout, row, t) for row in plain]
+    dropped = round(math.log2(cc.GetModulus()) / 60) - _TOWERS  # of Q's 60-bit towers
+    pts = [_encode(cc, layout, row, t, dropped) for row in plain]
     out: list[bytes] = []
     shares: list[bytes] = []
     for o, pairs in enumerate(layout.terms):
@@ -340,7 +350,9 @@ def _evaluate(
         for ci, pi in pairs[1:]:
             acc = cc.EvalAdd(acc, cc.EvalMult(cts[ci], pts[pi]))
         # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
-        acc = cc.EvalAdd(acc, cc.Encrypt(joint, _encode(cc, layout, mask[o], t)))
+        acc = cc.EvalAdd(
+            acc, cc.Compress(cc.Encrypt(joint, _encode(cc, layout, mask[o], t)), _TOWERS)
+        )
         out.append(fhe.Serialize(acc, fhe.BINARY))
         shares.append(fhe.Serialize(cc.MultipartyDecryptMain([acc], secret)[0], fhe.BINARY))
     return out, shares
@@ -425,7 +437,9 @@ def _cross(
     for p, (cc, t) in enumerate(zip(ctxs, primes, strict=True)):
         tt = np.uint64(t)
         mine = [
-            fhe.Serialize(cc.Encrypt(joint[p], _encode(cc, layout, x, t)), fhe.BINARY)
+            fhe.Serialize(
+                cc.Compress(cc.Encrypt(joint[p], _encode(cc, layout, x, t)), _TOWERS), fhe.BINARY
+            )
             for x in layout.mine(a % tt)
         ]
         got = yield Exchange(send={peer: {"a": mine}}, recv=frozenset({peer}))
