@@ -46,9 +46,9 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
     docs/static_docs/Threshold_FHE.md; Li and Micciancio, EUROCRYPT 2021, on why this is
     needed). Every ciphertext is compressed (modulus switched) to 3 of Q's 4 towers before it
     leaves, the fewest that mode accepts: the flood is uniform below ``Q_3 / q_0 ~ 2^120``, the
-    product noise after the switch is about ``2^10 ||b||_1 (k / k')`` < 2^60 (a fresh, switched
-    ciphertext's noise times the plaintext's norm, ``||b||_1 <= N 2^31``, summed over the
-    blocks), and ``Delta = Q_3 / t ~ 2^148``. So i sees ``Delta v + e + flood`` and ``e`` is
+    product noise after the switch is at most about ``2^10 ||b||_1 (k / k')`` < 2^60 (a fresh,
+    switched ciphertext's noise times the plaintext's norm, ``||b||_1 <= k' n' 2^31`` for a
+    block, ``N 2^31`` for slots, summed over the blocks), and ``Delta = Q_3 / t ~ 2^148``. So i sees ``Delta v + e + flood`` and ``e`` is
     hidden up to about ``2^-60`` (heuristic noise bound, not a proof).
   Holder j sees only ciphertexts under the joint key (semantic security, RLWE), and i's
   partial decryptions only of ciphertexts j computed. Semi-honest only; 128-bit classic
