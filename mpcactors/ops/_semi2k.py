@@ -68,6 +68,7 @@ from ._matmul import matmul_shape, ring_matmul
 from ._ot_pairwise import PairwiseSource
 from ._ot_triples import Made, OtPair, OtSource, ot_setup
 from ._protocol import Kind, Protocol, Share
+from ._semi2k_prep import Prepared, Source, fitting, pair, pairwise, prepare_product
 from ._trunc import (
     masked_share,
     truncated_share,
@@ -81,7 +82,6 @@ __all__ = ["NO_DEALER", "TRUSTED_FIRST_PARTY", "Semi2k"]
 
 TRUSTED_FIRST_PARTY = "trusted-first-party"
 NO_DEALER = "none"
-Source = OtSource | PairwiseSource  # the makers of correlations without a dealer
 
 
 class Semi2k(Protocol):
@@ -176,10 +176,7 @@ class Semi2k(Protocol):
         return OtSource(ctx, self.party, self._holders, pair)
 
     def _pair_source(self, ctx: OpContext) -> OtSource:
-        src = self._source(ctx)
-        if not isinstance(src, OtSource):
-            raise TypeError("semi2k: a two-holder correlation asked of more holders (internal)")
-        return src
+        return pair(self._source(ctx))
 
     @property
     def insecure(self) -> bool:
@@ -355,10 +352,12 @@ class Semi2k(Protocol):
         finish: Finish,
         opening: Callable[[list[Any]], Any],
         make: Callable[[Source], Made] | None,
+        prepared: list[np.ndarray] | None = None,
     ) -> Step[tuple[list[np.ndarray] | None, Any, dict[str, Any]]]:
         """Deal one object (``_dealer.py``) and, in the same round, send ``opening(own)`` (which
         may use only the free arrays) to every other holder. Without a dealer ``make`` makes the
-        object by OT (:meth:`_ot_round`).
+        object by OT (:meth:`_ot_round`), unless it was ``prepared`` ahead (:meth:`prepare`): then
+        only the opening's round is left, as with a dealer.
 
         Returns:
             ``(own, mine, theirs)``: this holder's dealt arrays with the corrections filled in,
@@ -366,6 +365,9 @@ class Semi2k(Protocol):
             non-holder dealer.
         """
         if self._dealing is None:
+            if prepared is not None:
+                mine = opening(prepared)
+                return prepared, mine, (yield from _open(self._peers(), mine))
             if make is None:
                 raise RuntimeError("semi2k: this object has no maker by OT (internal)")
             return (yield from self._ot_round(ctx, specs, opening, make))
@@ -425,8 +427,10 @@ class Semi2k(Protocol):
         out_shape: tuple[int, ...],
         boolean: bool,
         matrix: bool,
+        prepared: list[np.ndarray] | None = None,
     ) -> Step[Share]:
-        """z = x * y (or x @ y, or x & y) with one dealt triple, in one round (module doc).
+        """z = x * y (or x @ y, or x & y) with one dealt (or ``prepared``) triple, in one round
+        (module doc).
 
         Math (Beaver 1991; CrypTen beaver.py): with a dealt triple c = a b, open e = x - a and
         f = y - b; then x y = c + e b + a f + e f, and holder i's share is
@@ -461,10 +465,11 @@ class Semi2k(Protocol):
             finish,
             lambda own: (fresh(minus, x.parts[0], own[0]), fresh(minus, y.parts[0], own[1])),
             make,
+            fitting(prepared, (x.shape, y.shape, out_shape)),
         )
         if own is None:
             return Share((), out_shape, x.kind)
-        a, b, c = own  # a, b: this holder's own PRG arrays, free to overwrite; c: read only
+        a, b, c = own  # a, b: this holder's own PRG arrays (or prepared ones), overwritten; c: read only
         opened = [
             recv_arrays(msg, (x.shape, y.shape), h, "masked operands") for h, msg in theirs.items()
         ]
@@ -483,15 +488,38 @@ class Semi2k(Protocol):
         plus(z, c, out=z)
         return Share((z,), out_shape, x.kind)
 
-    def mul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+    def mul(self, ctx: OpContext, x: Share, y: Share, prepared: Prepared | None = None) -> Step[Share]:
+        """Elementwise product; ``prepared``: its triple made ahead by :meth:`prepare`."""
         need_kind("mul", "arith", x, y)
         shape = same_shape("mul", x, y)
-        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=False))
+        triple = prepared.triple if prepared is not None else None
+        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=False, prepared=triple))
 
-    def matmul(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
+    def matmul(self, ctx: OpContext, x: Share, y: Share, prepared: Prepared | None = None) -> Step[Share]:
+        """Matrix product; ``prepared``: its matrix triple made ahead by :meth:`prepare`."""
         need_kind("matmul", "arith", x, y)
         shape = matmul_shape(x.shape, y.shape)
-        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=True))
+        triple = prepared.triple if prepared is not None else None
+        return (yield from self._beaver(ctx, x, y, shape, boolean=False, matrix=True, prepared=triple))
+
+    # ---- preprocessing ahead, from shapes ----------------------------------------------------------
+    @property
+    def prepares(self) -> bool:
+        """True when products can have their correlations made ahead (no dealer: the dealer's
+        own part already needs only shapes and runs ahead)."""
+        return self._dealing is None
+
+    def prepare(
+        self, ctx: OpContext, kind: str, xshape: tuple[int, ...], yshape: tuple[int, ...], bits: int
+    ) -> Step[Prepared]:
+        """The correlations of one product made from shapes alone, before its operands exist:
+        the triple (``kind`` "mul": operands of one shape; "matmul": a matrix triple) and, for
+        ``bits`` > 0, the truncation's correlation (two holders: the wrap bit's; more: the
+        tuple). The scheduler runs this as an op of its own as soon as the product is built, so
+        the product's online part is the dealer's: the opening, then the truncation's opening
+        (:meth:`mul` / :meth:`mul_trunc` with ``prepared``)."""
+        trunc = self._source(ctx.child("trunc")) if bits else None
+        return (yield from prepare_product(self._source(ctx.child("mul")), trunc, kind, xshape, yshape, bits))
 
     def and_(self, ctx: OpContext, x: Share, y: Share) -> Step[Share]:
         need_kind("and_", "bool", x, y)
@@ -529,7 +557,7 @@ class Semi2k(Protocol):
             tuple_specs(shape),
             lambda totals: tuple_values(bits, totals),
             lambda own: masked_share(x.parts[0], own[0], first),
-            lambda src: _pairwise(src).trunc_tuple(shape, bits),  # more than two holders
+            lambda src: pairwise(src).trunc_tuple(shape, bits),  # more than two holders
         )
         if own is None:
             return Share((), shape, "arith")
@@ -550,42 +578,54 @@ class Semi2k(Protocol):
         y = wrap_truncated_share(x.parts[0], own[0], own[1], o_i, o_peer, bits, self.party == self._first)
         return Share((y,), x.shape, "arith")
 
-    def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
-        """The fixed-point product. Without a dealer the truncation bits are made by OT in the
-        product's rounds (they need only the shape), so the truncation adds only its opening."""
+    def mul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int, prepared: Prepared | None = None) -> Step[Share]:
+        """The fixed-point product. Without a dealer the truncation's correlation is made by OT
+        in the product's rounds (it needs only the shape), so the truncation adds only its
+        opening; ``prepared`` (:meth:`prepare`): both made ahead, two rounds as with a dealer."""
         if self._dealing is None and 0 < bits <= 62:
             need_kind("mul", "arith", x, y)
-            return (yield from self._ot_product_trunc(ctx, self.mul, x, y, same_shape("mul", x, y), bits))
+            return (yield from self._ot_product_trunc(ctx, self.mul, x, y, same_shape("mul", x, y), bits, prepared))
         return (yield from super().mul_trunc(ctx, x, y, bits))
 
-    def matmul_trunc(self, ctx: OpContext, x: Share, y: Share, bits: int) -> Step[Share]:
+    def matmul_trunc(
+        self, ctx: OpContext, x: Share, y: Share, bits: int, prepared: Prepared | None = None
+    ) -> Step[Share]:
         """:meth:`mul_trunc` for matmul."""
         if self._dealing is None and 0 < bits <= 62:
             need_kind("matmul", "arith", x, y)
-            return (yield from self._ot_product_trunc(ctx, self.matmul, x, y, matmul_shape(x.shape, y.shape), bits))
+            shape = matmul_shape(x.shape, y.shape)
+            return (yield from self._ot_product_trunc(ctx, self.matmul, x, y, shape, bits, prepared))
         return (yield from super().matmul_trunc(ctx, x, y, bits))
 
     def _ot_product_trunc(
         self,
         ctx: OpContext,
-        product: Callable[[OpContext, Share, Share], Step[Share]],
+        product: Callable[..., Step[Share]],
         x: Share,
         y: Share,
         shape: tuple[int, ...],
         bits: int,
+        prepared: Prepared | None,
     ) -> Step[Share]:
         first = self.party == self._first
-        if len(self._holders) > 2:  # the tuple by pairwise OT beside the product, then c = z + r
-            _, tuple_step = _pairwise(self._source(ctx.child("trunc"))).trunc_tuple(shape, bits)
+        if prepared is not None and (prepared.bits != bits or prepared.shapes != (x.shape, y.shape, shape)):
+            prepared = None  # made for another use (not by the scheduler): make both here
+        if prepared is not None and prepared.trunc is not None:
+            z = yield from product(ctx.child("mul"), x, y, prepared=prepared)
+            own = prepared.trunc
+        elif len(self._holders) > 2:  # the tuple by pairwise OT beside the product, then c = z + r
+            _, tuple_step = pairwise(self._source(ctx.child("trunc"))).trunc_tuple(shape, bits)
             z, own = yield from gather([product(ctx.child("mul"), x, y), tuple_step])
+        else:
+            _, bits_step = pair(self._source(ctx.child("trunc"))).trunc_bits(shape, bits)
+            z, own = yield from gather([product(ctx.child("mul"), x, y), bits_step])
+        if len(self._holders) > 2:
             c_i = masked_share(z.parts[0], own[0], first)
             got = yield from _open(self._peers(), c_i)
             c = fresh(np.add, c_i, 0)
             for h, msg in got.items():
                 np.add(c, recv_array(msg, shape, h, "masked value"), out=c)
             return Share((truncated_share(c, own[1], own[2], bits, first),), shape, "arith")
-        _, bits_step = self._pair_source(ctx.child("trunc")).trunc_bits(shape, bits)
-        z, own = yield from gather([product(ctx.child("mul"), x, y), bits_step])
         o_i = wrap_opening(z.parts[0], own[0], first)
         got = yield from _open(self._peers(), pack_bits(o_i))
         return self._wrap_share(z, own, o_i, got, bits)
@@ -623,9 +663,3 @@ def _open(peers: Sequence[str], mine: Any) -> Step[dict[str, Any]]:
     """Send this holder's opening to the other holders and receive theirs (one round)."""
     got = yield Exchange(send={p: mine for p in peers}, recv=frozenset(peers))
     return {p: got[p] for p in peers}
-
-
-def _pairwise(src: Source) -> PairwiseSource:
-    if not isinstance(src, PairwiseSource):
-        raise TypeError("semi2k: a correlation of more than two holders asked of two (internal)")
-    return src

@@ -198,7 +198,8 @@ class InputTree:
         """The pytree of SecretTensors, one local op per leaf (each flagged ``binary``)."""
         out = []
         for i, (path, shp, kind) in enumerate(zip(self.paths, self.shapes, self.kinds, strict=True)):
-            leaf = job.op(f"input[{self.owner}]{path}", [raw], functools.partial(_leaf_step, i), shp, kind == "f")
+            # made after the await at every party, from the shapes that came with the value
+            leaf = job.op(f"input[{self.owner}]{path}", [raw], functools.partial(_leaf_step, i), shp, kind == "f", public=True)
             leaf.binary = binary
             out.append(leaf)
         return unflatten(self.treedef, out)
@@ -243,8 +244,9 @@ class SecretInput(SecretTensor):
         raw: SecretTensor,
         owner: str,
         binary: bool = False,
+        public: bool = False,
     ) -> None:
-        super().__init__(job, node, shape, fxp)
+        super().__init__(job, node, shape, fxp, public)
         self.binary = binary
         self._raw = raw
         self._owner = owner
@@ -265,6 +267,7 @@ class SecretInput(SecretTensor):
             if tree.treedef.is_leaf:
                 await self._job.wait(self._node)
                 self.known_shape  # noqa: B018 - fills the cached shape
+                self.public = self._shape is not None  # every party awaits here
                 return self
             if self._tree is None:
                 self._tree = tree.tensors(self._job, self._raw, self.binary)

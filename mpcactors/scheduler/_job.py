@@ -150,13 +150,30 @@ class Job:
         factory: Callable[[Any, list[Share]], Any],
         shape: tuple[int, ...] | None,
         fxp: bool,
+        prepare: Callable[[Any], Any] | None = None,
+        public: bool | None = None,
     ) -> SecretTensor:
-        """Add an op over ``inputs`` (secret tensors of this job); used by the op builders."""
+        """Add an op over ``inputs`` (secret tensors of this job); used by the op builders.
+
+        ``prepare(ctx)``: a step that makes the op's correlations from shapes alone
+        (``Semi2k.prepare``). It becomes an op of its own that waits only for the job's set-up,
+        so it runs ahead while the inputs are still being computed (its rounds merge with
+        theirs); its result is the op's last input.
+
+        ``public``: whether every party knows ``shape`` here (default: when every input's shape
+        is public, ``SecretTensor.public_shape``); builders that decide on shapes use only those.
+        """
         nodes = [t.node for t in inputs] or [self._setup]
+        if prepare is not None:
+            prep = self._state.graph.add(name + ".prepare", [self._setup], lambda ctx, ins: prepare(ctx), _cost(shape, inputs))
+            self._executor.submit(prep)
+            nodes = nodes + [prep]
         node = self._state.graph.add(name, nodes, factory, _cost(shape, inputs))
         node.detail = "fxp" if fxp else "int"
         self._executor.submit(node)
-        return SecretTensor(self, node, shape, fxp)
+        if public is None:
+            public = all(t.public for t in inputs)
+        return SecretTensor(self, node, shape, fxp, public)
 
     def input(
         self,
@@ -236,7 +253,7 @@ class Job:
         # shares come from a PRG): both step off the event loop; known sizes decide as usual
         raw_node.node.cost = LOADER_COST if callable(value) or known is None else _cost(known, [])
         bare = self.op(f"input[{owner}]", [raw_node], bare_step, known, fxp)
-        return SecretInput(self, bare.node, known, fxp, raw_node, owner, bool(binary))
+        return SecretInput(self, bare.node, known, fxp, raw_node, owner, bool(binary), declared is not None)
 
     def constant(self, value: Any, *, fxp: bool | None = None) -> SecretTensor:
         """A public value as a (trivially shared) secret tensor."""

@@ -152,6 +152,23 @@ def _negative(job: Any, x: SecretTensor) -> SecretTensor:
 
 
 # ---- products ----------------------------------------------------------------------------------
+def _prepare(
+    proto: Any, kind: str, xshape: tuple[int, ...] | None, yshape: tuple[int, ...] | None, bits: int
+) -> Callable[[Any], Any] | None:
+    """The product's preparation from shapes (``Semi2k.prepare``, no dealer), or None when the
+    protocol prepares nothing ahead or a shape is not known at every party yet (the parties
+    must build the same graph: ``SecretTensor.public_shape``)."""
+    if not getattr(proto, "prepares", False) or xshape is None or yshape is None:
+        return None
+    return lambda ctx: proto.prepare(ctx, kind, xshape, yshape, bits)
+
+
+def _prepared(ins: list[Any]) -> dict[str, Any]:
+    """``{"prepared": ...}`` when the op has its preparation as a third input."""
+    return {"prepared": ins[2]} if len(ins) > 2 else {}
+
+
+
 @builder("mul")
 def _mul(job: Any, a: Any, b: Any) -> SecretTensor:
     proto = _proto(job)
@@ -163,11 +180,14 @@ def _mul(job: Any, a: Any, b: Any) -> SecretTensor:
         def both(ctx: Any, ins: list[Share]) -> Any:
             out = _common_shape(ins[0].shape, ins[1].shape)
             x, y = _bcast(ins[0], out), _bcast(ins[1], out)
+            kw = _prepared(ins)
             if trunc:
-                return (yield from proto.mul_trunc(ctx, x, y, f))
-            return (yield from proto.mul(ctx, x, y))
+                return (yield from proto.mul_trunc(ctx, x, y, f, **kw))
+            return (yield from proto.mul(ctx, x, y, **kw))
 
-        return job.op("mul", [a, b], both, shape, a.fxp or b.fxp)
+        public = static_shape(np.multiply, a.public_shape, b.public_shape)  # the same at every party
+        prep = _prepare(proto, "mul", public, public, f if trunc else 0)
+        return job.op("mul", [a, b], both, shape, a.fxp or b.fxp, prepare=prep)
     x, pub = (a, _public(b)) if isinstance(a, SecretTensor) else (b, _public(a))
     shape = static_shape(np.multiply, x.known_shape, pub.shape)
     if _is_integral(pub):
@@ -200,11 +220,13 @@ def _matmul(job: Any, a: Any, b: Any) -> SecretTensor:
         trunc = a.fxp and b.fxp
 
         def both(ctx: Any, ins: list[Share]) -> Any:
+            kw = _prepared(ins)
             if trunc:
-                return (yield from proto.matmul_trunc(ctx, ins[0], ins[1], f))
-            return (yield from proto.matmul(ctx, ins[0], ins[1]))
+                return (yield from proto.matmul_trunc(ctx, ins[0], ins[1], f, **kw))
+            return (yield from proto.matmul(ctx, ins[0], ins[1], **kw))
 
-        return job.op("matmul", [a, b], both, shape, a.fxp or b.fxp)
+        prep = _prepare(proto, "matmul", a.public_shape, b.public_shape, f if trunc else 0)
+        return job.op("matmul", [a, b], both, shape, a.fxp or b.fxp, prepare=prep)
     left = not isinstance(a, SecretTensor)
     x, pub = (b, _public(a)) if left else (a, _public(b))
     shape = static_shape(np.matmul, *((pub.shape, x.known_shape) if left else (x.known_shape, pub.shape)))

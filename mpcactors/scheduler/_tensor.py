@@ -71,13 +71,18 @@ class SecretTensor:
     uses to simplify (docs/JIT.md, "case-split"). Results of ops do not carry it.
     """
 
-    __slots__ = ("_job", "_node", "_shape", "binary", "fxp")
+    __slots__ = ("_job", "_node", "_shape", "binary", "fxp", "public")
     __array_priority__ = 1000
 
-    def __init__(self, job: Job, node: OpNode, shape: tuple[int, ...] | None, fxp: bool) -> None:
+    def __init__(
+        self, job: Job, node: OpNode, shape: tuple[int, ...] | None, fxp: bool, public: bool = False
+    ) -> None:
         self._job = job
         self._node = node
         self._shape = shape
+        # the shape is known at every party at this point of the program: declared, awaited, or
+        # inferred from such shapes (not the owner's local knowledge, nor a race with the op)
+        self.public = public and shape is not None
         self.fxp = fxp
         self.binary = False
 
@@ -100,6 +105,12 @@ class SecretTensor:
         if self._shape is None and self._node.done:
             self._shape = tuple(self._node.result.shape)
         return self._shape
+
+    @property
+    def public_shape(self) -> tuple[int, ...] | None:
+        """The shape if every party knows it at this point of the program, else None: what the
+        parties may build differently on (``known_shape`` can differ between parties)."""
+        return self._shape if self.public else None
 
     @property
     def ndim(self) -> int:
@@ -143,6 +154,7 @@ class SecretTensor:
         async def wait() -> SecretTensor:
             await self._job.wait(self._node)
             self.known_shape  # noqa: B018 - fills the cached shape
+            self.public = True  # every party awaits here
             return self
 
         return wait().__await__()

@@ -218,3 +218,39 @@ def test_independent_chains_pay_the_longest_chain_of_latency():
             np.testing.assert_allclose(v, np.full(4, 1.0 + i), atol=1e-3)
         rounds = elapsed / latency
         assert 4.5 <= rounds <= 7.5, (party, rounds)  # ~5 rounds of one-way latency, not 40
+
+
+@pytest.mark.parametrize("holders", [2, 3])
+def test_products_without_a_dealer_prepare_ahead(holders):
+    """Without a dealer each product's correlations are made from shapes by an op of its own as
+    soon as the product is built, beside the inputs' rounds: a chain of k products pays the
+    preparation once, then the dealer's rounds per product (1 for integers, 2 fixed point)."""
+    parties = ["alice", "bob", "carol"][:holders]
+    setup = ("semi2k", parties, {"dealer": "none"})
+    leads = {}
+    for k in (2, 5):
+
+        async def program(job, k=k):
+            x = await job.input(parties[0], np.full(3, 3), dtype=int)
+            y = await job.input(parties[-1], np.full(3, -1), dtype=int)
+            u = await job.input(parties[0], np.full(3, 1.5))
+            v = await job.input(parties[-1], np.full(3, 1.0))
+            m = await job.input(parties[-1], np.eye(3))
+            before = rounds_of(job)
+            z, w = x, u
+            for _ in range(k):
+                z = z * y
+                w = m @ (w * v)
+            await z
+            await w
+            return z.rounds - before, w.rounds - before, await job.reveal([z, w])
+
+        out = sim(setup, program)
+        z_rounds = max(r[0] for r in out.values())
+        w_rounds = max(r[1] for r in out.values())
+        leads[k] = (z_rounds - k, w_rounds - 4 * k)  # int mul: 1 round; fxp mul and matmul: 2 each
+        for _, _, (z, w) in out.values():
+            np.testing.assert_array_equal(z, np.full(3, 3 * (-1) ** k))
+            np.testing.assert_allclose(w, np.full(3, 1.5), atol=1e-4)
+    assert leads[2] == leads[5]  # the preparation is paid once, not per product
+    assert leads[2][0] <= 2 and leads[2][1] <= 2 * (holders - 1)  # its OT rounds, ahead of all
