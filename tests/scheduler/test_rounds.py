@@ -254,3 +254,18 @@ def test_products_without_a_dealer_prepare_ahead(holders):
             np.testing.assert_allclose(w, np.full(3, 1.5), atol=1e-4)
     assert leads[2] == leads[5]  # the preparation is paid once, not per product
     assert leads[2][0] <= 2 and leads[2][1] <= 2 * (holders - 1)  # its OT rounds, ahead of all
+
+
+def test_public_shape_is_the_same_at_every_party():
+    """Graph decisions (a product's preparation) use shapes every party knows at that point of
+    the program: declared or awaited, not the owner's local value."""
+
+    async def program(job):
+        x = job.input("alice", np.ones(3))  # alice knows (3,) from her value, bob does not
+        d = job.input("bob", np.ones(2), shape=(2,))  # declared: known everywhere
+        before = (x.public_shape, d.public_shape, (x * x).public_shape, (d * d).public_shape)
+        await x
+        return before, x.public_shape, (x * x).public_shape
+
+    out = mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", timeout=30)
+    assert out == {p: ((None, (2,), None, (2,)), (3,), (3,)) for p in ("alice", "bob")}
