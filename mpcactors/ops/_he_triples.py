@@ -63,6 +63,12 @@ bounds the memory (a ciphertext is about 1 MB).
 OpenFHE is an optional dependency imported on first use; its Python wheel (1.6.1) ships a
 CPython 3.10 extension only. Its OpenMP pool spins: set ``OMP_NUM_THREADS`` where the process
 starts (the library reads no environment).
+
+Status: an experiment, measured and not wired into semi2k (``OtSource.matrix_triple`` keeps OT).
+On this host (bench/RESULTS.md, 2026-12-03) a 256 x 256 x 256 matrix triple took 127 s of CPU
+and 642 MB per holder against SPU CHEETAH's 7.7 s in the same run, and about the OT triple's
+time (212 s, 8,692 MB per holder); and the wheel does not import under the project's Python
+3.11, so CI runs only this module's plain-integer tests (encoding, CRT, block plans).
 """
 
 from __future__ import annotations
