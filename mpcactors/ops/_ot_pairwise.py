@@ -40,7 +40,7 @@ from ._comm import Step, gather_peers
 from ._context import OpContext
 from ._matmul import ring_matmul
 from ._ot_engine import OtPair
-from ._ot_triples import Made, OtSource, _bits_of
+from ._ot_triples import Made, OtSource, _bits_of, draw_operands
 
 __all__ = ["PairwiseSource"]
 
@@ -68,9 +68,7 @@ class PairwiseSource:
 
     def triple(self, shape: tuple[int, ...]) -> Made:
         """An elementwise Beaver triple (a_i, b_i, c_i); a_i, b_i early."""
-        g = self.ctx.prg()
-        a = g.random_u64(shape)
-        b = g.random_u64(shape)
+        a, b = draw_operands(self.ctx, shape, shape)
 
         def step() -> Step[list[np.ndarray]]:
             c = np.multiply(a, b).reshape(-1)
@@ -84,9 +82,7 @@ class PairwiseSource:
 
     def and_triple(self, shape: tuple[int, ...]) -> Made:
         """A boolean triple over 64-bit words; a_i, b_i early."""
-        g = self.ctx.prg()
-        a = g.random_u64(shape)
-        b = g.random_u64(shape)
+        a, b = draw_operands(self.ctx, shape, shape)
 
         def step() -> Step[list[np.ndarray]]:
             crosses = yield from gather_peers({p: self.srcs[p].and_cross(a, b) for p in self.peers})
@@ -99,9 +95,7 @@ class PairwiseSource:
 
     def matrix_triple(self, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> Made:
         """A matrix triple (A_i, B_i, C_i), C = A @ B, under numpy's matmul rules; A_i, B_i early."""
-        g = self.ctx.prg()
-        a = g.random_u64(ashape)
-        b = g.random_u64(bshape)
+        a, b = draw_operands(self.ctx, ashape, bshape)
 
         def step() -> Step[list[np.ndarray]]:
             res = yield from gather_peers({p: self.srcs[p]._matrix_or_stack(a, b, False) for p in self.peers})

@@ -83,6 +83,12 @@ def _weighted(v: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def draw_operands(ctx: OpContext, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """This holder's private random parts (a_i, b_i) of a triple, from its PRG stream of the op."""
+    g = ctx.prg()
+    return g.random_u64(ashape), g.random_u64(bshape)
+
+
 # Each maker of OtSource returns (early, step): the arrays a holder has before any message (from
 # its private PRG; None where an OT output is needed) and the step that completes the list.
 Made = tuple[list[np.ndarray | None], Step[list[np.ndarray]]]
@@ -130,9 +136,7 @@ class OtSource:
 
     def triple(self, shape: tuple[int, ...]) -> Made:
         """An elementwise Beaver triple (a_i, b_i, c_i); a_i, b_i early."""
-        g = self.ctx.prg()
-        a = g.random_u64(shape)
-        b = g.random_u64(shape)
+        a, b = draw_operands(self.ctx, shape, shape)
 
         def step() -> Step[list[np.ndarray]]:
             c = np.multiply(a, b).reshape(-1)
@@ -215,9 +219,7 @@ class OtSource:
     def matrix_triple(self, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> Made:
         """A matrix triple (A_i, B_i, C_i), C = A @ B, under numpy's matmul rules; A_i, B_i
         early. Stacks are one 2-d triple per matrix of the broadcast stack, run together."""
-        g = self.ctx.prg()
-        a_full = g.random_u64(ashape)
-        b_full = g.random_u64(bshape)
+        a_full, b_full = draw_operands(self.ctx, ashape, bshape)
         return [a_full, b_full, None], self._matrix_or_stack(a_full, b_full, True)
 
     def _matrix_or_stack(self, a_full: np.ndarray, b_full: np.ndarray, local: bool) -> Step[list[np.ndarray]]:

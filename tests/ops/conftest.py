@@ -151,6 +151,18 @@ class Cluster:
         return {p: fn(pr) for p, pr in self.protos.items()}
 
 
+def recording(gen: Step[Any], seen: list[Any]) -> Step[Any]:
+    """Forward ``gen``'s exchanges, keeping every payload it receives."""
+    reply = None
+    try:
+        while True:
+            ex: Exchange = gen.send(reply) if reply is not None else next(gen)
+            reply = yield ex
+            seen.extend(reply.values())
+    except StopIteration as stop:
+        return stop.value
+
+
 def ring(values: Any) -> np.ndarray:
     """Signed integers -> uint64 ring elements."""
     return np.asarray(values, dtype=np.int64).view(np.uint64)

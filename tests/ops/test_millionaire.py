@@ -24,6 +24,7 @@ from mpcactors.ops._ring import to_ring
 from mpcactors.ot import OtError
 
 from ._fixtures import Harness
+from .conftest import recording
 
 U64 = np.uint64
 EDGES = np.array([0, -1, 2**63 - 1, -(2**63), 1, -2, 2**62, -(2**62)], dtype=np.int64)
@@ -122,25 +123,13 @@ def test_rejects_bad_widths(h: Harness) -> None:
 # ---- alice's view ---------------------------------------------------------------------------
 
 
-def _recording(gen: Step[Any], seen: list[Any]) -> Step[Any]:
-    """Forward ``gen``'s exchanges, keeping every payload it receives."""
-    reply = None
-    try:
-        while True:
-            ex: Exchange = gen.send(reply) if reply is not None else next(gen)
-            reply = yield ex
-            seen.extend(reply.values())
-    except StopIteration as stop:
-        return stop.value
-
-
 def _leaf_words(h: Harness, bob_part: np.ndarray) -> list[np.ndarray]:
     """The leaf words alice receives from bob (bob the OT sender of the upper half)."""
     seen: list[Any] = []
 
     def step(ctx: OpContext, proto: Protocol, part: np.ndarray) -> Step[np.ndarray]:
         inner = _step(ctx, proto, part, 64, 4)
-        return (yield from (_recording(inner, seen) if ctx.party == "alice" else inner))
+        return (yield from (recording(inner, seen) if ctx.party == "alice" else inner))
 
     alice = np.random.default_rng(5).integers(0, 2**64, size=bob_part.shape, dtype=np.uint64)
     h.run(step, {"alice": alice, "bob": bob_part})

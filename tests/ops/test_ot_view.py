@@ -28,21 +28,9 @@ from mpcactors.ops._prg import Prg
 from mpcactors.ot import OtError
 from mpcactors.ot._kernels import ColumnPrg
 
-from .conftest import CONFIGS, Cluster, ring, signed
+from .conftest import CONFIGS, Cluster, recording, ring, signed
 
 N = 512  # triples: 64 N = 32768 correlated OTs each way
-
-
-def _recording(gen: Step[Any], seen: list[Any]) -> Step[Any]:
-    """Forward ``gen``'s exchanges, keeping every payload it receives."""
-    reply = None
-    try:
-        while True:
-            ex: Exchange = gen.send(reply) if reply is not None else next(gen)
-            reply = yield ex
-            seen.extend(reply.values())
-    except StopIteration as stop:
-        return stop.value
 
 
 def _zero_hash(rows: np.ndarray, index: np.ndarray, out_blocks: int = 1) -> np.ndarray:
@@ -61,7 +49,7 @@ def _triples(break_bob: Callable[[OtSource], None] | None) -> tuple[list[Any], l
     steps = {}
     for p, src in srcs.items():
         _, step = src.triple((N,))
-        steps[p] = _recording(step, seen) if p == "alice" else step
+        steps[p] = recording(step, seen) if p == "alice" else step
     out, _ = run_local(steps)
     a0, b0, c0 = out["alice"]
     a1, b1, c1 = out["bob"]
@@ -207,7 +195,7 @@ def _truncation_view(monkeypatch: pytest.MonkeyPatch, broken: bool) -> float:
     ctxs = c.contexts()
     seen: list[Any] = []
     steps = {p: pr.truncate(ctxs[p], sx[p], 18) for p, pr in c.protos.items()}
-    steps["alice"] = _recording(steps["alice"], seen)
+    steps["alice"] = recording(steps["alice"], seen)
     out, rounds = run_local(steps)
     assert rounds == 2
     got = signed(c.reveal(out)) - (x >> 18)
@@ -254,7 +242,7 @@ def test_pairwise_correlations_of_more_holders(holders: int) -> None:
     a, b, cc = (total([r[i] for r in res], xor=True) for i in range(3))
     np.testing.assert_array_equal(cc, a & b)
     for ashape, bshape in (((3, 5), (5, 2)), ((2, 3, 4), (4,))):
-        res = made(lambda s: s.matrix_triple(ashape, bshape))
+        res = made(lambda s, ashape=ashape, bshape=bshape: s.matrix_triple(ashape, bshape))
         a, b, cc = (total([r[i] for r in res]) for i in range(3))
         np.testing.assert_array_equal(cc, ring_matmul(a, b))
     res = made(lambda s: s.bit_pair((n,)))
