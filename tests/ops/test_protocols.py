@@ -144,6 +144,10 @@ def test_mul_matches_numpy(cluster: Cluster, data: st.DataObject) -> None:
     ],
 )
 def test_matmul_matches_numpy(cluster: Cluster, sa: tuple[int, ...], sb: tuple[int, ...]) -> None:
+    if cluster.ot and len(cluster.holders) > 2 and sa == (40, 90):
+        # 16 s here: each pair runs OtSource's chunked matrix triple, which semi2k-2-ot runs on
+        # this shape; the pairwise sums are checked on every other shape
+        pytest.skip("three holders by pairs: the chunked two-holder triple is tested with semi2k-2-ot")
     rng = np.random.default_rng(5)
     a, b = rand(rng, sa), rand(rng, sb)
     sx, sy = cluster.share(a), cluster.share(b, owner=cluster.parties[-1])
