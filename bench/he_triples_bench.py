@@ -65,22 +65,24 @@ def _check(a: list[np.ndarray], b: list[np.ndarray], got: np.ndarray, samples: i
     return True
 
 
+def _both_holders(fn: Any, a: list[np.ndarray], b: list[np.ndarray]) -> tuple[Any, int, float, float, dict[str, list[int]]]:
+    """Run ``fn`` (he_cross_terms / he_cross_products) at alice (leader) and bob in this process:
+    (results, rounds, wall s, CPU s, bytes sent per holder)."""
+    sent = {"alice": [0], "bob": [0]}
+    steps = {
+        "alice": _counting(fn("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]),
+        "bob": _counting(fn("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]),
+    }
+    wall, cpu = time.perf_counter(), time.process_time()
+    res, rounds = run_local(steps)
+    return res, rounds, time.perf_counter() - wall, time.process_time() - cpu, sent
+
+
 def ours(size: int) -> dict[str, Any]:
     rng = np.random.default_rng(size)
     a = [rng.integers(0, 1 << 64, (size, size), dtype=np.uint64) for _ in range(2)]
     b = [rng.integers(0, 1 << 64, (size, size), dtype=np.uint64) for _ in range(2)]
-    sent = {"alice": [0], "bob": [0]}
-    steps = {
-        "alice": _counting(
-            he_cross_terms("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]
-        ),
-        "bob": _counting(
-            he_cross_terms("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]
-        ),
-    }
-    wall, cpu = time.perf_counter(), time.process_time()
-    res, rounds = run_local(steps)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    res, rounds, wall, cpu, sent = _both_holders(he_cross_terms, a, b)
     with np.errstate(over="ignore"):
         got = res["alice"] + res["bob"]
     plan = plan_blocks(size, size, size, 16384)
@@ -101,18 +103,7 @@ def ours_mul(size: int) -> dict[str, Any]:
     rng = np.random.default_rng(size)
     a = [rng.integers(0, 1 << 64, size, dtype=np.uint64) for _ in range(2)]
     b = [rng.integers(0, 1 << 64, size, dtype=np.uint64) for _ in range(2)]
-    sent = {"alice": [0], "bob": [0]}
-    steps = {
-        "alice": _counting(
-            he_cross_products("bob", a[0], b[0], Prg(os.urandom(32)), leader=True), sent["alice"]
-        ),
-        "bob": _counting(
-            he_cross_products("alice", a[1], b[1], Prg(os.urandom(32)), leader=False), sent["bob"]
-        ),
-    }
-    wall, cpu = time.perf_counter(), time.process_time()
-    res, rounds = run_local(steps)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    res, rounds, wall, cpu, sent = _both_holders(he_cross_products, a, b)
     with np.errstate(over="ignore"):
         ok = bool(np.array_equal(res["alice"] + res["bob"], a[0] * b[1] + a[1] * b[0]))
     return {
