@@ -156,16 +156,20 @@ class Job:
         """Add an op over ``inputs`` (secret tensors of this job); used by the op builders.
 
         ``prepare(ctx)``: a step that makes the op's correlations from shapes alone
-        (``Semi2k.prepare``). It becomes an op of its own that waits only for the job's set-up,
-        so it runs ahead while the inputs are still being computed (its rounds merge with
-        theirs); its result is the op's last input.
+        (``Semi2k.prepare``). It becomes an op of its own that runs ahead while the inputs are
+        still being computed (its rounds merge with theirs): it waits for the ops
+        :data:`PREPARE_AHEAD` inputs above the op's inputs, so it starts that many ops before
+        its product could, and a long program does not hold every product's correlations at
+        once.
+        Its result is the op's last input.
 
         ``public``: whether every party knows ``shape`` here (default: when every input's shape
         is public, ``SecretTensor.public_shape``); builders that decide on shapes use only those.
         """
         nodes = [t.node for t in inputs] or [self._setup]
         if prepare is not None:
-            prep = self._state.graph.add(name + ".prepare", [self._setup], lambda ctx, ins: prepare(ctx), _cost(shape, inputs))
+            after = _ancestors(nodes, PREPARE_AHEAD)
+            prep = self._state.graph.add(name + ".prepare", after, lambda ctx, ins: prepare(ctx), _cost(shape, inputs))
             self._executor.submit(prep)
             nodes = nodes + [prep]
         node = self._state.graph.add(name, nodes, factory, _cost(shape, inputs))
@@ -387,6 +391,26 @@ def _job_link_stats(stats: Any, peer: str, job: str) -> Any:
         return None
     return jobs.get((peer, job))
 
+
+
+# How many ops a product's preparation may start before the product (Job.op(prepare=...)): two
+# cover a preparation's two OT rounds behind a chain of integer products (one round each); the
+# correlations held at once are those of the products within this distance of the frontier.
+PREPARE_AHEAD = 2
+
+
+def _ancestors(nodes: Sequence[OpNode], hops: int) -> list[OpNode]:
+    """The ops ``hops`` inputs above ``nodes`` (a path that ends sooner, at an op with no inputs,
+    ends there), in graph order: the same at every party. Other products' preparations are not
+    followed: waiting for them would run the preparations of a chain one after another."""
+    level = {n.op_id: n for n in nodes}
+    for _ in range(hops):
+        up: dict[int, OpNode] = {}
+        for n in level.values():
+            above = [i for i in n.inputs if not i.name.endswith(".prepare")] or [n]
+            up.update((i.op_id, i) for i in above)
+        level = up
+    return [level[k] for k in sorted(level)]
 
 
 def _cost(shape: tuple[int, ...] | None, inputs: Sequence[SecretTensor]) -> int:

@@ -269,3 +269,30 @@ def test_public_shape_is_the_same_at_every_party():
 
     out = mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", timeout=30)
     assert out == {p: ((None, (2,), None, (2,)), (3,), (3,)) for p in ("alice", "bob")}
+
+
+def test_preparations_run_a_bounded_distance_ahead():
+    """A preparation waits for the ops PREPARE_AHEAD inputs above its product's inputs, so a long
+    chain does not hold every product's correlations at once; preparations never wait for
+    each other (a chain's would then run one after another)."""
+    from mpcactors.scheduler._job import PREPARE_AHEAD
+
+    async def program(job):
+        u = await job.input("alice", np.full(3, 1.5))
+        v = await job.input("bob", np.full(3, 1.0))
+        chain = [u]
+        for _ in range(8):
+            chain.append(chain[-1] * v)
+        value = await job.reveal(chain[-1])
+        preps = [n for n in job._state.graph.nodes if n.name == "mul.prepare"]
+        products = [t.node for t in chain[1:]]
+        waits = [sorted(products.index(i) for i in p.inputs if i in products) for p in preps]
+        return value, waits, any(i.name.endswith(".prepare") for p in preps for i in p.inputs)
+
+    out = mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", timeout=60)
+    for value, waits, chained in out.values():
+        np.testing.assert_allclose(value, np.full(3, 1.5), atol=1e-4)
+        assert not chained
+        # product k (0-based) prepares once product k - 1 - PREPARE_AHEAD is done; the first
+        # PREPARE_AHEAD + 1 prepare right after the inputs
+        assert waits == [[] for _ in range(PREPARE_AHEAD + 1)] + [[k - 1 - PREPARE_AHEAD] for k in range(PREPARE_AHEAD + 1, 8)]
