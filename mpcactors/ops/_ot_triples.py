@@ -194,13 +194,23 @@ class OtSource:
         )
         return out.view(U64).reshape(a.shape)
 
-    def products(self, deltas: np.ndarray | None, choices: np.ndarray | None) -> Step[tuple[np.ndarray, np.ndarray]]:
+    def products(
+        self, deltas: np.ndarray | None, choices: np.ndarray | None, keep_bytes: int | None = None
+    ) -> Step[tuple[np.ndarray, np.ndarray]]:
         """Additive shares of ``delta_j * choice_j`` with this peer: as sender for ``deltas``
         (uint64 words; share -x_j) and as receiver for ``choices`` (bool; share
-        x_j + choice_j delta_j), one correlated OT each, full words. Either may be None (no
-        rows that way): the two rounds are kept, so holders with nothing to do stay in step."""
+        x_j + choice_j delta_j), one correlated OT each. Either may be None (no rows that way):
+        the two rounds are kept, so holders with nothing to do stay in step. ``keep_bytes``:
+        only that many low bytes of each correction travel (the shares are then valid modulo
+        2^(8 keep_bytes)); the rows are padded to whole groups of 64 and the padding dropped."""
         d = np.zeros(0, dtype=U64) if deltas is None else np.ascontiguousarray(deltas, dtype=U64)
         r = np.zeros(0, dtype=bool) if choices is None else np.asarray(choices, dtype=bool)
+        nd, nr = d.size, r.size
+        keep = None
+        if keep_bytes is not None:
+            keep = (keep_bytes,) * 64
+            d = np.concatenate([d, np.zeros(-nd % 64, dtype=U64)])
+            r = np.concatenate([r, np.zeros(-nr % 64, dtype=bool)])
         sent = np.empty(d.size, dtype=U64)
         got = np.empty(r.size, dtype=U64)
 
@@ -211,10 +221,10 @@ class OtSource:
             got[lo:hi] = y[:, 0]
 
         yield from _cot_pair(
-            self.peer, self.snd, self.rcv, Side(d.size, 1), Side(r.size, 1),
+            self.peer, self.snd, self.rcv, Side(d.size, 1, keep), Side(r.size, 1, keep),
             lambda lo, hi: d[lo:hi], on_send, lambda lo, hi: r[lo:hi], on_recv,
         )
-        return sent, got
+        return sent[:nd], got[:nr]
 
     def matrix_triple(self, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> Made:
         """A matrix triple (A_i, B_i, C_i), C = A @ B, under numpy's matmul rules; A_i, B_i
@@ -350,28 +360,12 @@ class OtSource:
             mine, theirs = (0, half), (half, n)
             if not self.first:
                 mine, theirs = theirs, mine
-            # rows in whole groups of 64 (short corrections); the padding rows are discarded
-            sent = np.zeros(-(-(mine[1] - mine[0]) // 64) * 64, dtype=U64)
-            sent[: mine[1] - mine[0]] = own[mine[0] : mine[1]]
-            chosen = np.zeros(-(-(theirs[1] - theirs[0]) // 64) * 64, dtype=bool)
-            chosen[: theirs[1] - theirs[0]] = own[theirs[0] : theirs[1]].astype(bool)
-            x_snd = np.empty(sent.size, dtype=U64)
-            x_rcv = np.empty(chosen.size, dtype=U64)
-
-            def on_send(lo: int, hi: int, x0: np.ndarray) -> None:
-                np.negative(x0[:, 0], out=x_snd[lo:hi])
-
-            def on_recv(lo: int, hi: int, y: np.ndarray) -> None:
-                x_rcv[lo:hi] = y[:, 0]
-
-            keep = (-(-bits // 8),) * 64
-            yield from _cot_pair(
-                self.peer, self.snd, self.rcv, Side(sent.size, 1, keep), Side(chosen.size, 1, keep),
-                lambda lo, hi: sent[lo:hi], on_send, lambda lo, hi: chosen[lo:hi], on_recv,
+            x_snd, x_rcv = yield from self.products(
+                own[mine[0] : mine[1]], own[theirs[0] : theirs[1]].astype(bool), -(-bits // 8)
             )
             prod = np.empty(n, dtype=U64)
-            prod[mine[0] : mine[1]] = x_snd[: mine[1] - mine[0]]
-            prod[theirs[0] : theirs[1]] = x_rcv[: theirs[1] - theirs[0]]
+            prod[mine[0] : mine[1]] = x_snd
+            prod[theirs[0] : theirs[1]] = x_rcv
             return [own.reshape(shape), prod.reshape(shape)]
 
         return [own.reshape(shape), None], step()
