@@ -4,17 +4,20 @@ random OT both ways at once, chunked into rounds (the correlations built on it: 
 Theory of operation
 -------------------
 Once per job (op 0, :func:`ot_setup`) each holder runs 128 Chou-Orlandi base OTs in each direction
-with the other holder (``ot/_base.py``), so each is an IKNP extension sender towards the other and
-an extension receiver from it. Every op then derives its own pair of extension instances from the
-base keys and the op's address (:meth:`~mpcactors.ot._extension.ExtSender.derive`): instances of
+with the other holder (``ot/_base.py``) and turns them into a SoftSpoken set-up (``ot/_softspoken.py``,
+k = 2: one more message, the GGM corrections), so each is an OT-extension sender towards the other
+and a receiver from it. Every op then derives its own pair of extension instances from the
+set-up and the op's address (:meth:`~mpcactors.ot._softspoken.SoftSender.derive`): instances of
 different ops are independent, so concurrent ops may extend in any order.
 
-Everything rests on one primitive, additive correlated OT over Z_2^64 (IKNP03 with the Gilboa
-correction, ``cot_send``/``cot_receive``): the sender inputs ``delta_j`` (a vector of L words),
-the receiver a bit ``r_j``; the sender gets a random ``x_j`` and the receiver ``x_j + r_j delta_j``.
-:func:`_cot_pair` runs this in both directions at once, chunked: in round t each holder sends
-its IKNP matrix ``U`` for chunk t (as receiver) and its correction ``tau = x^0 + delta - x^1`` for
-chunk t-1 (as sender), so ``c`` chunks cost ``c + 1`` rounds and no chunk is held whole.
+Everything rests on one primitive, additive correlated OT over Z_2^64 (OT extension with the
+Gilboa correction, as ``ot.cot_send``/``ot.cot_receive``): the sender inputs ``delta_j`` (a
+vector of L words), the receiver a bit ``r_j``; the sender gets a random ``x_j`` and the receiver
+``x_j + r_j delta_j``. SoftSpoken gives the IKNP correlation ``Q_j = T_j ^ r_j s`` for 8 bytes of
+``U`` per OT (IKNP: 16). :func:`_cot_pair` runs this in both directions at once, chunked: in
+round t each holder sends its matrix ``U`` (64 columns) for chunk t (as receiver) and its
+correction ``tau = x^0 + delta - x^1`` for chunk t-1 (as sender), so ``c`` chunks cost ``c + 1``
+rounds and no chunk is held whole.
 
 Short corrections. When every use of an OT's output is multiplied by ``2^e`` (mod 2^64), only
 its low ``64 - e`` bits matter, and only those of ``tau`` travel (``Side.keep``: kept bytes per
@@ -27,11 +30,11 @@ receiver adds the short ``tau`` as if its high bytes were zero: its output is th
 unchanged: the short ``tau`` is a function (the low bytes) of the full one, which is already
 pseudorandom to the receiver, so its view only shrinks; the sender's view (``U``) is as before.
 
-Who sees what: a holder sees the other's ``U`` rows (pseudorandom: masked by a PRG of a base-OT
-key it does not hold) and ``tau`` corrections (each masked by the hash of a row the receiver
+Who sees what: a holder sees the other's ``U`` columns (pseudorandom: each masked by the PRG of
+the one GGM leaf it does not hold) and ``tau`` corrections (each masked by the hash of a row the receiver
 cannot compute: ``H(Q ^ s)`` for the message it did not choose). Neither depends on the other
 holder's shares; the test suite checks both with a distinguisher that catches an unmasked
-variant. Semi-honest only, as IKNP without the KOS15 check.
+variant. Semi-honest only: SoftSpoken without its consistency check.
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ from typing import Any
 import numpy as np
 
 from ..ot._base import OtError
-from ..ot._extension import (
-    ExtReceiver,
-    ExtSender,
-    ext_receiver_setup,
-    ext_sender_setup,
+from ..ot._softspoken import (
+    U_COLUMNS,
+    SoftReceiver,
+    SoftSender,
+    soft_receiver_setup,
+    soft_sender_setup,
 )
 from ._checks import U64
 from ._comm import Exchange, Step, gather, gather_peers
@@ -60,7 +64,7 @@ ROUND_BYTES = 1 << 25  # U + tau bytes per chunk (one round) and direction
 # a round) stays under glibc's largest mmap threshold (32 MiB) and is reused, not page-faulted
 ROT_ROUND_BYTES = 30 << 20
 BLOCK = 1 << 18  # rows one kernel pass takes (4 MiB of rows: few calls, reused heap memory)
-_WIDTH = 128
+_U_BYTES = U_COLUMNS // 8  # bytes of U per OT
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,12 +72,13 @@ class OtPair:
     """Base OTs with one peer: this holder as extension sender to it and as receiver from it."""
 
     peer: str
-    sender: ExtSender
-    receiver: ExtReceiver
+    sender: SoftSender
+    receiver: SoftReceiver
 
 
 def ot_setup(party: str, peers: Sequence[str], job: bytes) -> Step[dict[str, OtPair]]:
-    """Base OTs with every peer, both directions at once (2 rounds, 128 OTs each way)."""
+    """SoftSpoken set-ups with every peer, both directions at once (3 rounds: 128 base OTs
+    each way, then the GGM corrections of :mod:`~mpcactors.ot._softspoken`)."""
     label = b"mpcactors/semi2k-ot/v1/" + job
 
     def one(peer: str) -> Step[OtPair]:
@@ -83,8 +88,8 @@ def ot_setup(party: str, peers: Sequence[str], job: bytes) -> Step[dict[str, OtP
         lab_fs = label + b"/" + first.encode() + b">" + second.encode()
         lab_sf = label + b"/" + second.encode() + b">" + first.encode()
         # gather pairs sub-steps by index: index 0 is the direction first -> second at both
-        s_step = ext_sender_setup(peer, _WIDTH, label=lab_fs if me_first else lab_sf)
-        r_step = ext_receiver_setup(peer, _WIDTH, label=lab_sf if me_first else lab_fs)
+        s_step = soft_sender_setup(peer, label=lab_fs if me_first else lab_sf)
+        r_step = soft_receiver_setup(peer, label=lab_sf if me_first else lab_fs)
         if me_first:
             snd, rcv = yield from gather([s_step, r_step])
         else:
@@ -167,10 +172,10 @@ class Side:
     keep: tuple[int, ...] | None = None
 
     def row_bytes(self) -> float:
-        """Bytes on the wire per row: 16 of ``U`` and the kept bytes of ``tau``."""
+        """Bytes on the wire per row: 8 of ``U`` (SoftSpoken's columns) and the kept bytes of ``tau``."""
         if self.keep is None:
-            return _WIDTH // 8 + 8 * self.width
-        return _WIDTH // 8 + self.width * 8 * _pairing(self.keep).words / 64
+            return _U_BYTES + 8 * self.width
+        return _U_BYTES + self.width * 8 * _pairing(self.keep).words / 64
 
     def tau_words(self, rows: int) -> int:
         """Packed correction words of ``rows`` rows (``keep`` given): :func:`_pack_tau`."""
@@ -253,17 +258,17 @@ def _u_columns(peer: str, body: Any, width: int, rows: int, t: int) -> np.ndarra
     cols = (width, -(-rows // 8))
     if not isinstance(u_in, np.ndarray) or u_in.shape != cols or u_in.dtype != np.uint8:
         raise OtError(
-            f"correlated OT: expected IKNP columns {cols} uint8 from {peer!r} in round {t}, "
+            f"correlated OT: expected OT-extension columns {cols} uint8 from {peer!r} in round {t}, "
             f"got {getattr(u_in, 'shape', type(u_in).__name__)}"
         )
     return u_in
 
 
-def _receive_rows(rcv: ExtReceiver, r: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Receiver rows for choice bits ``r``: ``U`` columns ``(128, ceil(B/8))`` uint8 to send
+def _receive_rows(rcv: SoftReceiver, r: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Receiver rows for choice bits ``r``: ``U`` columns ``(64, ceil(B/8))`` uint8 to send
     and ``H(T)`` of every row, ``(B, width)`` uint64, in blocks of :data:`BLOCK` rows."""
     b = r.size
-    u = np.empty((rcv.width, -(-b // 8)), dtype=np.uint8)
+    u = np.empty((rcv.u_width, -(-b // 8)), dtype=np.uint8)
     ht = np.empty((b, width), dtype=U64)
     for lo in range(0, b, BLOCK):
         hi = min(b, lo + BLOCK)
@@ -274,7 +279,7 @@ def _receive_rows(rcv: ExtReceiver, r: np.ndarray, width: int) -> tuple[np.ndarr
     return u, ht
 
 
-def _send_rows(snd: ExtSender, u_in: np.ndarray, b: int, width: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+def _send_rows(snd: SoftSender, u_in: np.ndarray, b: int, width: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Sender rows from the receiver's ``U`` columns, :data:`BLOCK` rows at a time:
     ``(lo, hi, H(Q), H(Q ^ s))`` for rows ``lo..hi-1``, each ``(hi - lo, width)`` uint64."""
     for lo in range(0, b, BLOCK):
@@ -297,8 +302,8 @@ Sink = Callable[[int, int, np.ndarray], None]
 
 def _cot_pair(
     peer: str,
-    snd: ExtSender | None,
-    rcv: ExtReceiver | None,
+    snd: SoftSender | None,
+    rcv: SoftReceiver | None,
     send: Side,
     recv: Side,
     deltas: Deltas | None,
@@ -345,7 +350,7 @@ def _cot_pair(
             if snd is None or deltas is None or on_send is None:
                 raise OtError("correlated OT: sender side without its state")
             a, b = sc[t]
-            u_in = _u_columns(peer, body, snd.width, b - a, t)
+            u_in = _u_columns(peer, body, snd.u_width, b - a, t)
             packed = []
             for lo, hi, x0, x1 in _send_rows(snd, u_in, b - a, send.width):
                 d = deltas(a + lo, a + hi)
@@ -382,8 +387,8 @@ RotSink = Callable[[int, int, np.ndarray, np.ndarray], None]
 
 def _rot_pair(
     peer: str,
-    snd: ExtSender,
-    rcv: ExtReceiver,
+    snd: SoftSender,
+    rcv: SoftReceiver,
     rows: int,
     on_send: RotSink,
     choices: Chosen,
@@ -391,14 +396,14 @@ def _rot_pair(
 ) -> Step[None]:
     """Random OT with ``peer``, ``rows`` each way at once, without corrections: round t carries
     ``U`` of chunk t both ways (``max(1, chunks)`` rounds; module doc, AND triples)."""
-    ch = _chunks(rows, _WIDTH // 8 * ROUND_BYTES / ROT_ROUND_BYTES)
+    ch = _chunks(rows, _U_BYTES * ROUND_BYTES / ROT_ROUND_BYTES)
     if not ch:
         yield Exchange(send={peer: {}}, recv=frozenset({peer}))
         return
     for t, (a, b) in enumerate(ch):
         u, xr = _receive_rows(rcv, np.asarray(choices(a, b), dtype=bool), 1)
         got = yield Exchange(send={peer: {"u": u}}, recv=frozenset({peer}))
-        u_in = _u_columns(peer, got.get(peer), snd.width, b - a, t)
+        u_in = _u_columns(peer, got.get(peer), snd.u_width, b - a, t)
         for lo, hi, x0, x1 in _send_rows(snd, u_in, b - a, 1):
             on_send(a + lo, a + hi, x0, x1)
         on_recv(a, b, xr)

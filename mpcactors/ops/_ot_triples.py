@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Everything here is built on correlated OT over Z_2^64 both ways at once (``_ot_engine.py``: the
-base OTs once per job, IKNP extension instances per op, chunked rounds, short corrections): the
+base OTs and a SoftSpoken set-up once per job, extension instances per op, chunked rounds, short corrections): the
 sender inputs ``delta_j``, the receiver a bit ``r_j``; the sender gets a random ``x_j`` and the
 receiver ``x_j + r_j delta_j``.
 
@@ -27,7 +27,7 @@ receiver ``x_j + r_j delta_j``.
   i's ``a_i`` is defined by its OTs as sender (bit ``lsb(x^0 XOR x^1)``), the other holder
   chooses with the bits of its ``b_j``, and the cross term ``a_i AND b_j`` is shared as
   ``lsb(x^0)`` and ``lsb(x^r)``. ``a_i`` is known only after the OT (``b_i`` is early), and
-  only ``U`` travels: 16 bytes per bit instead of 24 (:func:`_rot_pair`, ``c`` rounds).
+  only ``U`` travels: 8 bytes per bit instead of 16 (:func:`_rot_pair`, ``c`` rounds).
 * **Random bits with both sharings** (B2A, bit injection): ``r = s XOR t`` with ``s`` at the
   sender and ``t`` at the receiver; arithmetically ``r = s + t - 2 s t`` and ``s t`` is one
   correlated OT with ``delta = s`` and choice ``t``. Holder 0 is the sender of the first half of

@@ -1,12 +1,12 @@
 """semi2k without a dealer: what a holder sees while the triples are made does not depend on the
 other holder's shares.
 
-alice's whole view of making a Beaver triple with bob is what bob sends her: the IKNP matrix
+alice's whole view of making a Beaver triple with bob is what bob sends her: the OT-extension matrix
 ``U`` (bob as receiver: his choice bits are the bits of his b) and the Gilboa corrections ``tau``
 (bob as sender: masked sums with his a). Two distinguishers look for bob's secrets in it: the
 agreement of every column of ``U`` with bob's bits, and how often ``tau`` equals bob's a in its
 low byte. Both are at chance for the real protocol and catch deliberately broken variants: a
-receiver whose two key streams coincide (the mask of ``U`` cancels) and a sender whose row hash
+receiver whose GGM leaves coincide (the mask of ``U`` cancels) and a sender whose row hash
 is zero (an unmasked Gilboa message).
 """
 
@@ -26,7 +26,7 @@ from mpcactors.ops._ot_pairwise import PairwiseSource
 from mpcactors.ops._ot_triples import OtSource
 from mpcactors.ops._prg import Prg
 from mpcactors.ot import OtError
-from mpcactors.ot._kernels import ColumnPrg
+from mpcactors.ot._softspoken import SoftReceiver
 
 from .conftest import CONFIGS, Cluster, recording, ring, signed
 
@@ -77,12 +77,13 @@ def _tau_hits(seen: list[Any], bob_a: np.ndarray) -> float:
 
 def test_alice_sees_nothing_of_bobs_shares() -> None:
     seen, _, bob = _triples(None)
-    assert _u_agreement(seen, bob[1]) < 0.03  # measured ~0.01 (max of 128 columns, sd 0.003)
+    assert _u_agreement(seen, bob[1]) < 0.03  # measured ~0.01 (max of 64 columns, sd 0.003)
     assert _tau_hits(seen, bob[0]) < 0.02  # chance 0.004
 
 
 def _equal_streams(src: OtSource) -> None:
-    src.rcv._g1 = ColumnPrg(src.rcv._keys[0])  # G(k0) ^ G(k0) = 0: U is bob's bits in the clear
+    # every leaf of a small VOLE the same: XOR of its 4 streams = 0, so U is bob's bits in the clear
+    src.rcv = SoftReceiver(np.repeat(src.rcv._leaves[:, :1], 4, axis=1))
 
 
 def _unmasked_gilboa(src: OtSource) -> None:
@@ -108,7 +109,7 @@ def test_malformed_ot_message_raises_ot_error_naming_the_peer() -> None:
     def bob() -> Step[None]:  # sends rows of the wrong shape instead of IKNP columns
         yield Exchange(send={"alice": {"u": np.zeros((3, 3), dtype=np.uint8)}}, recv=frozenset({"alice"}))
 
-    with pytest.raises(OtError, match=r"expected IKNP columns .* from 'bob'"):
+    with pytest.raises(OtError, match=r"expected OT-extension columns .* from 'bob'"):
         run_local({"alice": step, "bob": bob()})
 
 

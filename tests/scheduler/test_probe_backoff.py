@@ -3,6 +3,7 @@ then backing off while the job stays still, and never spinning however long it s
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import trio
@@ -35,7 +36,7 @@ def _run(stall_until: float, horizon: float, moves: tuple[float, ...] = ()) -> l
 def test_a_still_job_is_probed_after_one_second_then_ever_more_rarely() -> None:
     probes = _run(0.0, 200.0)
     assert probes[:5] == [1.0, 3.0, 7.0, 15.0, 31.0]  # 1 s idle, then 2, 4, 8, 16 s apart
-    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert all(g >= 16.0 for g in gaps[4:]), gaps  # never faster than every 16 s
     assert len(probes) <= 5 + (200 - 31) // 16 + 1  # (a spinning probe made thousands)
 
