@@ -111,6 +111,7 @@ def check_peer_certificate(cert: dict[str, Any] | None, expected: str, address: 
 
 
 # anyio >= 4.7 names these wait_readable / wait_writable / notify_closing.
+LINGER_S = 1.0  # how long a refused handshake waits for the dialer to close (see _linger)
 _wait_readable: Any = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
 _wait_writable: Any = getattr(anyio, "wait_writable", None) or anyio.wait_socket_writable
 _notify_closing: Any = getattr(anyio, "notify_closing", lambda sock: None)
@@ -158,9 +159,39 @@ class TlsSocketStream(ByteStream):
                     await _wait_readable(tls)
                 except ssl.SSLWantWriteError:
                     await _wait_writable(tls)
+        except ssl.SSLError as exc:
+            if server_side and not isinstance(exc, ssl.SSLEOFError):
+                await stream._linger()
+            stream._close_now()
+            raise
         except BaseException:
             stream._close_now()
             raise
+
+    async def _linger(self) -> None:
+        """After refusing a handshake (OpenSSL has written the alert): send FIN and read what the
+        dialer still sends until it closes, for at most :data:`LINGER_S`.
+
+        Closing at once would reset the connection if the dialer's first message (sent as soon
+        as its side of TLS 1.3 finished, before we checked its certificate) is unread, and the
+        reset can reach the dialer before it reads the alert: its write or read then fails as a
+        broken connection, it retries, and the person sees "unavailable after 5 attempts"
+        instead of "refused our certificate: unknown ca" (measured: 4 % of rejections under CPU
+        load). This is the lingering close of HTTP servers.
+        """
+        sock = self._sock
+        with anyio.move_on_after(LINGER_S):
+            try:
+                sock.shutdown(socket.SHUT_WR)  # drops the TLS object: recv below is plain TCP
+                while True:
+                    await _wait_readable(sock)
+                    try:
+                        if not sock.recv(65536):
+                            return
+                    except BlockingIOError:
+                        continue
+            except OSError:
+                return
 
     @property
     def peer_certificate(self) -> dict[str, Any] | None:
