@@ -310,13 +310,14 @@ def msb(ctx: OpContext, proto: Protocol, x: Share, bits: int = 64) -> Step[Share
         Boolean share of x's shape, every word 0 or 1 (1 iff x < 0). Exact (in range).
 
     Rounds: log2(bits) AND rounds with two summands (6 for 64 bits: semi2k, 2 holders), one
-    more with three (rep3). semi2k without a dealer, 64 bits: CrypTFlow2's millionaires'
-    protocol (``_millionaire.py``), the OT rounds + 1 + 4 (shorter ``bits`` keep the circuit).
+    more with three (rep3). semi2k with two holders and no dealer, any ``bits``: CrypTFlow2's
+    millionaires' protocol (``_millionaire.py``), the OT rounds + 1 + ceil(log2 leaves) (6 for
+    64 bits, 4 for 16).
     """
     if bits not in (2, 4, 8, 16, 32, 64):
         raise ValueError(f"bits must be a power of two in 2..64, not {bits!r}")
-    if bits == 64 and getattr(proto, "dealerless", False) and len(proto.holders) == 2:
-        # two holders, no dealer: the millionaires' protocol on OT (6 rounds, ~1/4 the traffic)
+    if getattr(proto, "dealerless", False) and len(proto.holders) == 2:
+        # two holders, no dealer: the millionaires' protocol on OT, for any width
         return (yield from millionaire_share(ctx, proto, x, bits))
     level = 7 - bits.bit_length()
     shape = x.shape

@@ -311,7 +311,7 @@ def exp(ctx: OpContext, proto: Protocol, x: Share) -> Step[Share]:
     0 or the true value (< 3.1e-5). Saturation holds for |x| < 2^14 (k must fit the 16-bit
     comparisons; the first truncation sees |x| 2^37.5).
     The thresholds on k are 16-bit comparisons (k is a small integer): 4 lanes a word, 4 AND
-    rounds.
+    rounds (two holders without a dealer: the millionaires' protocol on 16 bits).
     Rounds: semi2k 10, rep3 13.
     """
     f = proto.fxp_bits
