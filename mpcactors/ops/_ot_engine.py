@@ -64,6 +64,10 @@ ROUND_BYTES = 1 << 25  # U + tau bytes per chunk (one round) and direction
 # a round) stays under glibc's largest mmap threshold (32 MiB) and is reused, not page-faulted
 ROT_ROUND_BYTES = 30 << 20
 BLOCK = 1 << 18  # rows one kernel pass takes (4 MiB of rows: few calls, reused heap memory)
+# bytes of one block's hash outputs and corrections (rows x L words): wide correlations (a matrix
+# triple's columns) are hashed, corrected and summed this much at a time, so no chunk-sized
+# temporaries are made (each was fresh memory: matmul 256 spent half its CPU in page faults)
+BLOCK_BYTES = 1 << 21
 _U_BYTES = U_COLUMNS // 8  # bytes of U per OT
 
 
@@ -235,6 +239,23 @@ def _tau_ok(tau: np.ndarray, rows: int, side: Side) -> bool:
     return tau.shape == (side.tau_words(rows),) and tau.dtype == U64
 
 
+def _block_rows(width: int) -> int:
+    """Rows of a block of ``width``-word outputs: :data:`BLOCK_BYTES` of them, a multiple of 64
+    (a Gilboa group), at most :data:`BLOCK`."""
+    return max(64, min(BLOCK, BLOCK_BYTES // (8 * width) // 64 * 64))
+
+
+def _add_corrections(y: np.ndarray, tau: np.ndarray, r: np.ndarray, side: Side) -> None:
+    """The receiver's ``y += r * tau`` (``tau`` in its wire form), a block of rows at a time."""
+    rows = y.shape[0]
+    step = _block_rows(side.width)
+    groups = tau.reshape(rows // 64, -1) if side.keep is not None else tau
+    for s in range(0, rows, step):
+        e = min(rows, s + step)
+        part = _unpack_tau(groups[s // 64 : e // 64].reshape(-1), e - s, side) if side.keep is not None else tau[s:e]
+        y[s:e] += np.multiply(part, r[s:e, None])  # 3x a masked add
+
+
 def _hash_words(h: Callable[..., np.ndarray], rows: np.ndarray, first: int, words: int) -> np.ndarray:
     idx = np.arange(first, first + rows.shape[0], dtype=np.uint64)
     out = h(rows, idx, -(-words // 2))
@@ -270,25 +291,32 @@ def _receive_rows(rcv: SoftReceiver, r: np.ndarray, width: int) -> tuple[np.ndar
     b = r.size
     u = np.empty((rcv.u_width, -(-b // 8)), dtype=np.uint8)
     ht = np.empty((b, width), dtype=U64)
+    step = _block_rows(width)
     for lo in range(0, b, BLOCK):
         hi = min(b, lo + BLOCK)
         first = rcv.rows_done
         u_blk, t_blk = rcv.choice_columns(r[lo:hi])
         u[:, lo // 8 : lo // 8 + u_blk.shape[1]] = u_blk
-        ht[lo:hi] = _hash_words(rcv.hash, t_blk, first, width)
+        for s in range(0, hi - lo, step):
+            e = min(hi - lo, s + step)
+            ht[lo + s : lo + e] = _hash_words(rcv.hash, t_blk[s:e], first + s, width)
     return u, ht
 
 
 def _send_rows(snd: SoftSender, u_in: np.ndarray, b: int, width: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Sender rows from the receiver's ``U`` columns, :data:`BLOCK` rows at a time:
     ``(lo, hi, H(Q), H(Q ^ s))`` for rows ``lo..hi-1``, each ``(hi - lo, width)`` uint64."""
+    step = _block_rows(width)
     for lo in range(0, b, BLOCK):
         hi = min(b, lo + BLOCK)
         first = snd.rows_done
         q = snd.rows_from_columns(u_in[:, lo // 8 : -(-hi // 8)], hi - lo)
-        x0 = _hash_words(snd.hash, q, first, width)
-        _flip(q, snd.delta)
-        yield lo, hi, x0, _hash_words(snd.hash, q, first, width)
+        for s in range(0, hi - lo, step):
+            e = min(hi - lo, s + step)
+            qs = q[s:e]
+            x0 = _hash_words(snd.hash, qs, first + s, width)
+            _flip(qs, snd.delta)
+            yield lo + s, lo + e, x0, _hash_words(snd.hash, qs, first + s, width)
 
 
 # Callbacks of _cot_pair: deltas(a, b) -> the sender's correlations of rows a..b, (b - a, L)
@@ -374,7 +402,7 @@ def _cot_pair(
             y = kept
             if y is None or kept_r is None:  # set in round t - 1 < len(rc)
                 raise OtError("correlated OT: corrections before rows (internal)")
-            y += np.multiply(_unpack_tau(tau_in, b - a, recv), kept_r[:, None])  # 3x a masked add
+            _add_corrections(y, tau_in, kept_r, recv)
             if on_recv is not None:
                 on_recv(a, b, y)
         kept, kept_r = new_kept, new_r
