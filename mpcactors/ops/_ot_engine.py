@@ -196,15 +196,17 @@ def _chunks(n: int, row_bytes: float) -> list[tuple[int, int]]:
     return [(s, min(n, s + step)) for s in range(0, n, step)]
 
 
-def _pack_tau(tau: np.ndarray, side: Side) -> np.ndarray:
+def _pack_tau(tau: np.ndarray, side: Side, into: np.ndarray | None = None) -> np.ndarray:
     """The wire form of corrections ``(rows, L)`` uint64: as they are, or (``side.keep``) only
     their kept low bytes, two row positions per word where they fit (:func:`_pairing`): for
-    Gilboa's 64 positions 36 words instead of 64 (288 bytes, exactly the kept ones)."""
+    Gilboa's 64 positions 36 words instead of 64 (288 bytes, exactly the kept ones). ``into``:
+    a flat uint64 array of :meth:`Side.tau_words` words to write into (``side.keep`` given)."""
     if side.keep is None:
         return tau
     pl = _pairing(side.keep)
     src = tau.reshape(-1, 64, side.width)
-    out = np.empty((src.shape[0], pl.words, side.width), dtype=U64)
+    shape = (src.shape[0], pl.words, side.width)
+    out = np.empty(shape, dtype=U64) if into is None else into.reshape(shape)
     pairs = out[:, : pl.pairs]
     for o0, o1, sl in pl.lo:
         np.bitwise_and(src[:, sl], pl.mask[o0:o1, None], out=pairs[:, o0:o1])
@@ -256,10 +258,20 @@ def _add_corrections(y: np.ndarray, tau: np.ndarray, r: np.ndarray, side: Side) 
         y[s:e] += np.multiply(part, r[s:e, None])  # 3x a masked add
 
 
-def _hash_words(h: Callable[..., np.ndarray], rows: np.ndarray, first: int, words: int) -> np.ndarray:
+def _hash_words(
+    h: Callable[..., np.ndarray], rows: np.ndarray, first: int, words: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``words`` uint64 of the row hash of each row; into ``out`` ((rows, words), contiguous)
+    when given (straight, for an even ``words``)."""
     idx = np.arange(first, first + rows.shape[0], dtype=np.uint64)
-    out = h(rows, idx, -(-words // 2))
-    return out.view(U64)[:, :words]
+    if out is not None and words % 2 == 0:
+        h(rows, idx, words // 2, out=out)
+        return out
+    res = h(rows, idx, -(-words // 2)).view(U64)[:, :words]
+    if out is None:
+        return res
+    np.copyto(out, res)
+    return out
 
 
 def _flip(q: np.ndarray, delta: np.ndarray) -> None:
@@ -285,12 +297,14 @@ def _u_columns(peer: str, body: Any, width: int, rows: int, t: int) -> np.ndarra
     return u_in
 
 
-def _receive_rows(rcv: SoftReceiver, r: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _receive_rows(
+    rcv: SoftReceiver, r: np.ndarray, width: int, ht: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Receiver rows for choice bits ``r``: ``U`` columns ``(64, ceil(B/8))`` uint8 to send
     and ``H(T)`` of every row, ``(B, width)`` uint64, in blocks of :data:`BLOCK` rows."""
     b = r.size
     u = np.empty((rcv.u_width, -(-b // 8)), dtype=np.uint8)
-    ht = np.empty((b, width), dtype=U64)
+    ht = np.empty((b, width), dtype=U64) if ht is None else ht[:b]
     step = _block_rows(width)
     for lo in range(0, b, BLOCK):
         hi = min(b, lo + BLOCK)
@@ -299,7 +313,7 @@ def _receive_rows(rcv: SoftReceiver, r: np.ndarray, width: int) -> tuple[np.ndar
         u[:, lo // 8 : lo // 8 + u_blk.shape[1]] = u_blk
         for s in range(0, hi - lo, step):
             e = min(hi - lo, s + step)
-            ht[lo + s : lo + e] = _hash_words(rcv.hash, t_blk[s:e], first + s, width)
+            _hash_words(rcv.hash, t_blk[s:e], first + s, width, out=ht[lo + s : lo + e])
     return u, ht
 
 
@@ -355,6 +369,9 @@ def _cot_pair(
     tau_out: np.ndarray | None = None
     kept: np.ndarray | None = None  # receiver: H(T) of the chunk whose tau arrives next
     kept_r: np.ndarray | None = None
+    # H(T) of chunk t lives in buffer t % 2 until chunk t's corrections arrive in round t + 1
+    # (every on_recv consumes its rows at once): two buffers, not a fresh one per round
+    bufs = [np.empty((max(b - a for a, b in rc), recv.width), dtype=U64) for _ in range(2)] if rc else []
     for t in range(rounds):
         msg: dict[str, np.ndarray] = {}
         new_kept = new_r = None
@@ -363,7 +380,7 @@ def _cot_pair(
                 raise OtError("correlated OT: receiver side without its state")
             a, b = rc[t]
             new_r = np.asarray(choices(a, b), dtype=bool)
-            msg["u"], new_kept = _receive_rows(rcv, new_r, recv.width)
+            msg["u"], new_kept = _receive_rows(rcv, new_r, recv.width, bufs[t % 2])
         if tau_out is not None:
             msg["tau"] = tau_out
             tau_out = None
@@ -379,7 +396,12 @@ def _cot_pair(
                 raise OtError("correlated OT: sender side without its state")
             a, b = sc[t]
             u_in = _u_columns(peer, body, snd.u_width, b - a, t)
-            packed = []
+            # the round's message, filled a block at a time (no list of blocks to concatenate)
+            if send.keep is None:
+                tau_out = np.empty((b - a, send.width), dtype=U64)
+            else:
+                tau_out = np.empty(send.tau_words(b - a), dtype=U64)
+                per_group = send.tau_words(64)
             for lo, hi, x0, x1 in _send_rows(snd, u_in, b - a, send.width):
                 d = deltas(a + lo, a + hi)
                 if d.shape[0] == hi - lo:
@@ -388,9 +410,11 @@ def _cot_pair(
                     tau = np.add(x0.reshape(-1, 64, send.width), d.reshape(-1, 1, send.width))
                     tau = tau.reshape(hi - lo, send.width)
                 tau -= x1
-                packed.append(_pack_tau(tau, send))
+                if send.keep is None:
+                    tau_out[lo:hi] = tau
+                else:
+                    _pack_tau(tau, send, into=tau_out[lo // 64 * per_group : hi // 64 * per_group])
                 on_send(a + lo, a + hi, x0)
-            tau_out = packed[0] if len(packed) == 1 else np.concatenate(packed)
         if 0 < t <= len(rc):
             a, b = rc[t - 1]
             tau_in = body.get("tau") if body else None

@@ -235,15 +235,21 @@ class RowHash:
         self._enc = aes_ecb(hashlib.sha256(b"mpcactors/ot/tmmo\0" + domain).digest()[:16])
         self._sc = _Scratch()
 
-    def __call__(self, rows: np.ndarray, index: np.ndarray, out_blocks: int = 1) -> np.ndarray:
-        """Args: rows ``(n, 16 W)`` uint8; index ``(n,)`` uint64 row indices (the tweak).
+    def __call__(
+        self, rows: np.ndarray, index: np.ndarray, out_blocks: int = 1, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Args: rows ``(n, 16 W)`` uint8; index ``(n,)`` uint64 row indices (the tweak); out:
+        a C-contiguous ``(n, 2 * out_blocks)`` uint64 array to write into (new when None).
 
-        Returns: a new ``(n, 16 * out_blocks)`` uint8 array.
+        Returns: ``out`` as a ``(n, 16 * out_blocks)`` uint8 view.
         """
         n, nbytes = rows.shape
         rows = np.ascontiguousarray(rows)
         index = np.asarray(index, dtype=np.uint64).reshape(n)
-        out = np.empty((n, out_blocks * 2), dtype=np.uint64)
+        if out is None:
+            out = np.empty((n, out_blocks * 2), dtype=np.uint64)
+        elif out.shape != (n, out_blocks * 2) or out.dtype != np.uint64 or not out.flags.c_contiguous:
+            raise ValueError(f"RowHash out must be C-contiguous ({n}, {out_blocks * 2}) uint64, not {out.shape} {out.dtype}")
         if nbytes == 16 and out_blocks > 1:  # one input block, many output blocks (OT messages)
             step = max(1, (1 << 20) // (16 * out_blocks))
             for s in range(0, n, step):
@@ -266,11 +272,15 @@ class RowHash:
         y64 = y[: 16 * n].view(np.uint64).reshape(n, 1, 2)
         z = self._sc.get("z", 16 * n * blocks + 16)
         z64 = z[: 16 * n * blocks].view(np.uint64).reshape(n, blocks, 2)
-        np.bitwise_xor(y64[:, :, 0], index[:, None], out=z64[:, :, 0])
+        # word by word: a broadcast over (n, blocks, 2) would run inner loops of 2 words
+        np.copyto(z64[:, :, 0], (y64[:, 0, 0] ^ index)[:, None])
         np.bitwise_xor(y64[:, :, 1], np.arange(blocks, dtype=np.uint64)[None, :], out=z64[:, :, 1])
         pz = self._sc.get("pz", 16 * n * blocks + 16)
         _into(self._enc, z[: 16 * n * blocks], pz)
-        np.bitwise_xor(pz[: 16 * n * blocks].view(np.uint64).reshape(n, blocks, 2), y64, out=out.reshape(n, blocks, 2))
+        pz64 = pz[: 16 * n * blocks].view(np.uint64).reshape(n, blocks, 2)
+        o = out.reshape(n, blocks, 2)
+        for w in range(2):
+            np.bitwise_xor(pz64[:, :, w], y64[:, :, w], out=o[:, :, w])
 
     def _hash_slice(self, rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
         n, nbytes = rows.shape

@@ -33,7 +33,10 @@ from .conftest import CONFIGS, Cluster, recording, ring, signed
 N = 512  # triples: 64 N = 32768 correlated OTs each way
 
 
-def _zero_hash(rows: np.ndarray, index: np.ndarray, out_blocks: int = 1) -> np.ndarray:
+def _zero_hash(rows: np.ndarray, index: np.ndarray, out_blocks: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    if out is not None:
+        out[...] = 0
+        return out.view(np.uint8)
     return np.zeros((rows.shape[0], 16 * out_blocks), dtype=np.uint8)
 
 
