@@ -186,19 +186,24 @@ async def _expect_rejection(
             assert not stats.peers["alice"].connected
 
 
-@pytest.mark.anyio
-async def test_certificate_from_another_ca_is_rejected(tmp_path: Path) -> None:
-    cfg = tls_cluster(tmp_path)
+def _rogue_alice(cfg: ClusterConfig, tmp_path: Path) -> ClusterConfig:
+    """``cfg`` with alice's certificate issued by another CA (bob's entry unchanged)."""
     rogue = make_ca("rogue")
     key, cert = issue_party_cert(rogue, "alice")
     write_cert(tmp_path / "rogue-alice.pem", cert)
     write_key(tmp_path / "rogue-alice.key", key)
     alice = cfg.party("alice")
-    bad = cfg.replace(parties=(
+    return cfg.replace(parties=(
         alice.__class__(alice.name, alice.host, alice.port, tmp_path / "rogue-alice.pem",
                         tmp_path / "rogue-alice.key"),
         cfg.party("bob"),
     ))  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_certificate_from_another_ca_is_rejected(tmp_path: Path) -> None:
+    cfg = tls_cluster(tmp_path)
+    bad = _rogue_alice(cfg, tmp_path)
     await _expect_rejection(bad, cfg, "TLS|certificate|unknown ca")
 
 
@@ -210,16 +215,7 @@ async def test_a_refused_dialer_reads_the_alert_even_after_writing_first(tmp_pat
     then retried and reported "unavailable after 5 attempts"; 4 % of runs under CPU load).
     Here the rogue dialer writes, waits until the server has rejected it, then reads."""
     cfg = tls_cluster(tmp_path)
-    rogue = make_ca("rogue")
-    key, cert = issue_party_cert(rogue, "alice")
-    write_cert(tmp_path / "rogue-alice.pem", cert)
-    write_key(tmp_path / "rogue-alice.key", key)
-    alice = cfg.party("alice")
-    bad = cfg.replace(parties=(
-        alice.__class__(alice.name, alice.host, alice.port, tmp_path / "rogue-alice.pem",
-                        tmp_path / "rogue-alice.key"),
-        cfg.party("bob"),
-    ))  # fmt: skip
+    bad = _rogue_alice(cfg, tmp_path)
     ctx = client_context(bad, "alice")
     with anyio.fail_after(20):
         async with open_node(cfg, "bob", wait_connected=False, linger_s=0) as bob:
