@@ -318,8 +318,9 @@ def _receive_rows(
 
 
 def _send_rows(snd: SoftSender, u_in: np.ndarray, b: int, width: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Sender rows from the receiver's ``U`` columns, :data:`BLOCK` rows at a time:
-    ``(lo, hi, H(Q), H(Q ^ s))`` for rows ``lo..hi-1``, each ``(hi - lo, width)`` uint64."""
+    """Sender rows from the receiver's ``U`` columns, :data:`BLOCK` rows at a time, hashed and
+    yielded in blocks of :func:`_block_rows`: ``(lo, hi, H(Q), H(Q ^ s))`` for rows
+    ``lo..hi-1``, each ``(hi - lo, width)`` uint64."""
     step = _block_rows(width)
     for lo in range(0, b, BLOCK):
         hi = min(b, lo + BLOCK)
@@ -371,7 +372,7 @@ def _cot_pair(
     kept_r: np.ndarray | None = None
     # H(T) of chunk t lives in buffer t % 2 until chunk t's corrections arrive in round t + 1
     # (every on_recv consumes its rows at once): two buffers, not a fresh one per round
-    bufs = [np.empty((max(b - a for a, b in rc), recv.width), dtype=U64) for _ in range(2)] if rc else []
+    bufs = [np.empty((max(b - a for a, b in rc), recv.width), dtype=U64) for _ in range(min(2, len(rc)))]
     for t in range(rounds):
         msg: dict[str, np.ndarray] = {}
         new_kept = new_r = None
@@ -380,7 +381,7 @@ def _cot_pair(
                 raise OtError("correlated OT: receiver side without its state")
             a, b = rc[t]
             new_r = np.asarray(choices(a, b), dtype=bool)
-            msg["u"], new_kept = _receive_rows(rcv, new_r, recv.width, bufs[t % 2])
+            msg["u"], new_kept = _receive_rows(rcv, new_r, recv.width, bufs[t % len(bufs)])
         if tau_out is not None:
             msg["tau"] = tau_out
             tau_out = None
