@@ -203,9 +203,15 @@ class ColumnPrg:
     party equals the other's as long as both call :meth:`expand` with the same sizes.
     """
 
-    def __init__(self, keys: np.ndarray) -> None:
+    def __init__(self, keys: np.ndarray, rows: list[int] | None = None, height: int | None = None) -> None:
+        """``rows[i]``: the output row of key ``i`` (default: row ``i``) among ``height`` rows
+        (default: one per key); rows without a key are left unwritten (SoftSpoken's sender
+        has no stream for its punctured leaf)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint8).reshape(-1, 16)
-        self.width = keys.shape[0]
+        self._rows = list(range(keys.shape[0])) if rows is None else list(rows)
+        self.width = keys.shape[0] if height is None else height
+        if len(self._rows) != keys.shape[0] or not all(0 <= r < self.width for r in self._rows):
+            raise ValueError(f"ColumnPrg: {keys.shape[0]} keys need as many rows in 0..{self.width - 1}")
         self._encs = [
             Cipher(algorithms.AES(bytes(k)), modes.CTR(bytes(16))).encryptor() for k in keys
         ]
@@ -219,8 +225,8 @@ class ColumnPrg:
         if self._buf.shape[1] < nbytes + 16:
             self._buf = np.empty((self.width, nbytes + 16), dtype=np.uint8)
         zeros = memoryview(self._zeros[:nbytes])  # type: ignore[arg-type]
-        for i, enc in enumerate(self._encs):
-            enc.update_into(zeros, memoryview(self._buf[i]))  # type: ignore[attr-defined,arg-type]
+        for row, enc in zip(self._rows, self._encs, strict=True):
+            enc.update_into(zeros, memoryview(self._buf[row]))  # type: ignore[attr-defined,arg-type]
         return self._buf[:, :nbytes]
 
 

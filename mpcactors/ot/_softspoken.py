@@ -49,12 +49,11 @@ from __future__ import annotations
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..ops._comm import Exchange, Step
 from ._base import OtError
 from ._extension import _COLUMN_STEP, derive_keys, receiver_base_keys, sender_base_keys
-from ._kernels import RowHash, _Scratch, transpose_bits
+from ._kernels import ColumnPrg, RowHash, _Scratch, transpose_bits
 
 __all__ = ["U_COLUMNS", "WIDTH", "K", "SoftReceiver", "SoftSender", "soft_receiver_setup", "soft_sender_setup"]
 
@@ -103,26 +102,14 @@ def _subset_xor(g: np.ndarray, out: np.ndarray) -> None:
                     np.bitwise_xor(dst, sel[:, hi, lo], out=dst)
 
 
-class _Streams:
-    """AES-128-CTR keystreams of some leaves, written into slots of a ``(C, 2^k, n)`` buffer."""
+def _streams(keys: np.ndarray, slots: list[tuple[int, int]]) -> ColumnPrg:
+    """AES-128-CTR keystreams of some leaves, leaf ``(i, x)`` in row ``i 2^k + x``: expanded
+    and viewed as ``(C, 2^k, n)``."""
+    return ColumnPrg(keys, [i * LEAVES + x for i, x in slots], U_COLUMNS * LEAVES)
 
-    def __init__(self, keys: np.ndarray, slots: list[tuple[int, int]]) -> None:
-        self._encs = [
-            Cipher(algorithms.AES(bytes(k)), modes.CTR(bytes(16))).encryptor() for k in keys.reshape(-1, 16)
-        ]
-        self._slots = slots
-        self._zeros = np.zeros(0, dtype=np.uint8)
-        self._buf = np.empty((U_COLUMNS, LEAVES, 16), dtype=np.uint8)
 
-    def expand(self, nbytes: int) -> np.ndarray:
-        if self._zeros.size < nbytes:
-            self._zeros = np.zeros(nbytes, dtype=np.uint8)
-        if self._buf.shape[2] < nbytes + 16:  # OpenSSL wants 15 spare bytes
-            self._buf = np.empty((U_COLUMNS, LEAVES, nbytes + 16), dtype=np.uint8)
-        zeros = memoryview(self._zeros[:nbytes])  # type: ignore[arg-type]
-        for enc, (i, x) in zip(self._encs, self._slots, strict=True):
-            enc.update_into(zeros, memoryview(self._buf[i, x]))  # type: ignore[attr-defined,arg-type]
-        return self._buf[:, :, :nbytes]
+def _expand(g: ColumnPrg, nbytes: int) -> np.ndarray:
+    return g.expand(nbytes).reshape(U_COLUMNS, LEAVES, nbytes)
 
 
 class SoftReceiver:
@@ -133,7 +120,7 @@ class SoftReceiver:
 
     def __init__(self, leaves: np.ndarray, *, session: bytes = b"") -> None:
         self._leaves = np.array(leaves, dtype=np.uint8).reshape(U_COLUMNS, LEAVES, 16)
-        self._g = _Streams(self._leaves, [(i, x) for i in range(U_COLUMNS) for x in range(LEAVES)])
+        self._g = _streams(self._leaves, [(i, x) for i in range(U_COLUMNS) for x in range(LEAVES)])
         self._sc = _Scratch()
         self.rows_done = 0
         self.hash = RowHash(b"softspoken/rot" + session)
@@ -153,7 +140,7 @@ class SoftReceiver:
         t = np.empty((8 * nb, WIDTH // 8), dtype=np.uint8)
         for lo in range(0, nb, _COLUMN_STEP):
             hi = min(nb, lo + _COLUMN_STEP)
-            g = self._g.expand(hi - lo)
+            g = _expand(self._g, hi - lo)
             v = self._sc.get("v", WIDTH * (hi - lo)).reshape(U_COLUMNS, K, hi - lo)
             _subset_xor(g, v)
             # u = XOR of all leaves = g0 ^ (XOR of the leaves with bit k-1 set) ^ (the rest)
@@ -180,7 +167,7 @@ class SoftSender:
         self._known = np.array(known, dtype=np.uint8).reshape(U_COLUMNS, LEAVES - 1, 16)
         self.delta = np.packbits(self._s_bits, bitorder="little")
         self._masks = _bit_masks(U_COLUMNS, self._s_bits)
-        self._g = _Streams(self._known, [(i, y) for i in range(U_COLUMNS) for y in range(1, LEAVES)])
+        self._g = _streams(self._known, [(i, y) for i in range(U_COLUMNS) for y in range(1, LEAVES)])
         self._sc = _Scratch()
         self.rows_done = 0
         self.hash = RowHash(b"softspoken/rot" + session)
@@ -200,7 +187,7 @@ class SoftSender:
         for lo in range(0, nb, _COLUMN_STEP):
             hi = min(nb, lo + _COLUMN_STEP)
             n = hi - lo
-            h = self._g.expand(n)  # slot y holds G(L_{Delta ^ y}); slot 0 unused
+            h = _expand(self._g, n)  # slot y holds G(L_{Delta ^ y}); slot 0 unused
             w = self._sc.get("w", WIDTH * n).reshape(U_COLUMNS, K, n)
             _subset_xor(h, w)
             c = u_cols[:, lo:hi]
