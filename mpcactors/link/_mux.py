@@ -53,7 +53,15 @@ from typing import Final
 
 from .._errors import JobAborted, MpcError, ProtocolError
 from ._frames import MAX_FRAME_CHUNKS, MAX_NAME_CHARS, Chunk, Credit, Data, JobAbort
-from ._mux_state import InChannel, JobCounters, JobState, OutChannel, detached, message_buffer
+from ._mux_state import (
+    InChannel,
+    JobCounters,
+    JobState,
+    OutChannel,
+    ReceiveMaps,
+    detached,
+    message_buffer,
+)
 
 __all__ = ["JobCounters", "Mux", "detached"]
 
@@ -112,6 +120,7 @@ class Mux:
         self._new_job_error: MpcError | None = None  # set while the link is lost
         self.messages_sent = 0
         self.messages_received = 0
+        self.receive_maps = ReceiveMaps()  # buffers of big incoming messages, reused
 
     # ---- jobs --------------------------------------------------------------------------------
 
@@ -146,6 +155,8 @@ class Mux:
         before = self._held(job)
         job.error, job.drain_first = detached(error), drain_first
         self._live -= 1
+        if not self._live:
+            self.receive_maps.release()
         self._unopened_held += self._held(job) - before
         self._ended[job.name] = None
         if len(self._ended) > _ENDED_MEMORY:
@@ -558,7 +569,7 @@ class Mux:
                 raise ProtocolError(
                     f"{where}: message of {c.total} bytes > max_message_bytes={self.max_message_bytes}"
                 )
-            buf = message_buffer(c.total, c.data)
+            buf = message_buffer(c.total, c.data, self.receive_maps)
             if len(c.data) != c.total:
                 buf[: len(c.data)] = c.data
                 ch.partial, ch.got = buf, len(c.data)

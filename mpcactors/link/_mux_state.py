@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
+import sys
 from collections import deque
 from typing import Any, Final, TypeVar
 
@@ -15,9 +16,10 @@ import numpy as np
 
 from .._errors import MpcError
 
-__all__ = ["InChannel", "JobCounters", "JobState", "OutChannel", "detached", "message_buffer"]
+__all__ = ["InChannel", "JobCounters", "JobState", "OutChannel", "ReceiveMaps", "detached", "message_buffer"]
 
 _HUGE_BYTES: Final = 4 << 20  # numpy asks for transparent huge pages from this size
+RECEIVE_MAP_BYTES: Final = 128 << 20  # free receive maps a mux keeps for reuse, at most
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,18 +113,67 @@ class JobState:
         self.counters = JobCounters()
 
 
-def message_buffer(total: int, first: memoryview | bytes) -> memoryview:
+class ReceiveMaps:
+    """Anonymous maps (small pages) for incoming messages of at least 4 MiB, reused.
+
+    Numpy asks for transparent huge pages at that size, and a huge page's first touch may stall
+    for compaction (measured: up to 23 ms to fill 256 KiB on a 2-core VM) in the middle of the
+    reader's turn; a fresh map of small pages costs ~0.5 ms per 256 KiB of page faults, evenly,
+    but over every byte of every message: 30 MB rounds of OT spent a third of the link's CPU
+    there. So a map whose message nobody reads any more is reused: the arrays a reader decodes
+    are views that keep the map referenced, and a map that only this pool refers to (CPython's
+    reference count) is free. A message takes a free map of at most 5/4 of its size; at most
+    ``keep_bytes`` of maps are kept, and :meth:`release` drops the free ones (no job is live).
+    """
+
+    def __init__(self, keep_bytes: int = RECEIVE_MAP_BYTES) -> None:
+        self.keep_bytes = keep_bytes
+        self._maps: list[mmap.mmap] = []
+
+    def _free(self, i: int) -> bool:
+        return sys.getrefcount(self._maps[i]) == 2  # the list's reference and the argument's
+
+    def take(self, total: int) -> memoryview:
+        """A buffer of ``total`` bytes: a free map's first ``total`` bytes, or a new map."""
+        best = -1
+        sizes = [len(m) for m in self._maps]  # indices only below: a loop variable would count
+        for i, size in enumerate(sizes):
+            if total <= size <= total + total // 4 and (best < 0 or size < sizes[best]) and self._free(i):
+                best = i
+        if best >= 0:
+            return memoryview(self._maps[best])[:total]
+        fresh = mmap.mmap(-1, total)
+        held = sum(len(m) for m in self._maps)
+        for i in reversed(range(len(self._maps))):
+            if held + total <= self.keep_bytes:
+                break
+            if self._free(i):
+                held -= len(self._maps.pop(i))
+        if held + total <= self.keep_bytes:
+            self._maps.append(fresh)
+        return memoryview(fresh)
+
+    def release(self) -> None:
+        """Drop the free maps (the ones in use leave the pool when their readers drop them)."""
+        self._maps = [self._maps[i] for i in range(len(self._maps)) if not self._free(i)]
+
+    def held_bytes(self) -> int:
+        """Bytes of the maps in the pool, free or in use."""
+        return sum(len(m) for m in self._maps)
+
+
+def message_buffer(total: int, first: memoryview | bytes, maps: ReceiveMaps | None = None) -> memoryview:
     """A writable buffer for a message of ``total`` bytes whose first chunk is ``first``.
 
     Small messages start as a copy of a complete first chunk; bigger ones are allocated
-    uninitialised (a zero-filled bytearray would touch every page twice) and filled by the caller.
+    uninitialised (a zero-filled bytearray would touch every page twice) and filled by the
+    caller; from 4 MiB they are anonymous maps, from ``maps`` when given (:class:`ReceiveMaps`).
     """
     if total < 1 << 16:
         return memoryview(bytearray(first if len(first) == total else total))
     if total < _HUGE_BYTES:
         raw: Any = np.empty(total, dtype=np.uint8)
         return memoryview(raw).cast("B")
-    # numpy asks for transparent huge pages at this size, and a huge page's first touch may
-    # stall for compaction (measured: up to 23 ms to fill 256 KiB on a 2-core VM) in the middle
-    # of the reader's turn. An anonymous map of small pages costs ~0.5 ms per 256 KiB, evenly.
+    if maps is not None:
+        return maps.take(total)
     return memoryview(mmap.mmap(-1, total))

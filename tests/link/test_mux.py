@@ -364,3 +364,62 @@ def test_a_frame_header_cannot_cost_more_than_its_bounded_decode() -> None:
         decoder.receive_data(frame_bytes(frame))
         with pytest.raises(ProtocolError, match="malformed frame"):
             decoder.next_frame()
+
+
+# ---- receive maps: big incoming messages reuse the map of one nobody reads any more -----------
+
+
+def _big_message(lp: LinkPair, fill: int, size: int = 5 << 20) -> memoryview:
+    lp.a.mux.enqueue("bulk", "b", bytes([fill]) * size)
+    lp.pump(rounds=2000)
+    got = lp.b.mux.take("bulk", "b")
+    assert got is not None and len(got) == size
+    return got
+
+
+def test_a_big_message_reuses_the_map_of_one_that_was_dropped_but_never_one_still_read() -> None:
+    import numpy as np
+
+    lp = LinkPair(window=1 << 24, chunk=1 << 18, budget=1 << 19)
+    lp.connect()
+    first = _big_message(lp, 1)
+    held = np.frombuffer(first, dtype=np.uint8)[3:]  # a reader's array: a view of the map
+    owner = id(first.obj)  # not the map itself: a reference would keep it in use
+    del first
+    second = _big_message(lp, 2)
+    assert id(second.obj) != owner  # the first message is still read: its map is not touched
+    assert held.min() == held.max() == 1
+    second_owner = id(second.obj)
+    del held
+    third = _big_message(lp, 3)
+    assert id(third.obj) == owner  # nothing refers to the first map any more: reused
+    assert bytes(third[:4]) == b"\x03" * 4 and np.frombuffer(third, dtype=np.uint8).min() == 3
+    assert np.frombuffer(second, dtype=np.uint8).max() == 2 and id(second.obj) == second_owner
+
+
+def test_receive_maps_match_sizes_keep_a_bounded_pool_and_release_free_maps() -> None:
+    from mpcactors.link._mux_state import ReceiveMaps
+
+    maps = ReceiveMaps(keep_bytes=16 << 20)
+    a = maps.take(8 << 20)
+    a_owner = id(a.obj)  # an id: a reference would keep the map in use
+    del a
+    assert id(maps.take(4 << 20).obj) != a_owner  # 8 MiB is more than 5/4 of 4 MiB: a new map
+    b = maps.take(7 << 20)
+    assert id(b.obj) == a_owner and len(b) == 7 << 20
+    held_b = b
+    del b
+    c = maps.take(8 << 20)  # the 8 MiB map is in use (held_b): a new one, for which the free
+    assert id(c.obj) != a_owner and maps.held_bytes() == 16 << 20  # 4 MiB one leaves the pool
+    del held_b, c
+    maps.release()
+    assert maps.held_bytes() == 0
+
+
+def test_the_free_receive_maps_are_released_when_no_job_is_live() -> None:
+    lp = LinkPair(window=1 << 24, chunk=1 << 18, budget=1 << 19)
+    lp.connect()
+    _big_message(lp, 7)  # read and dropped
+    assert lp.b.mux.receive_maps.held_bytes() == 5 << 20
+    lp.b.mux.close_job("bulk")
+    assert lp.b.mux.receive_maps.held_bytes() == 0
