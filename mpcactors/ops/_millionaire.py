@@ -41,7 +41,7 @@ term ``A_r (B_s, B'_s)`` is shared as the low bits of ``k^0`` and ``k^(A_r)``). 
 ``eq_hi ^ A``, ``lt_lo ^ B`` and ``eq_lo ^ B'`` (the root only the first two), Beaver over GF(2).
 Every bit is packed 64 elements a word.
 
-Rounds: the random OTs (one per ``ROT_ROUND_BYTES`` of ``U``: 1 for small inputs), one for the
+Rounds: the random OTs (one per ``ROUND_BYTES`` of ``U``: 1 for small inputs), one for the
 leaf words, ``ceil(log2 k)`` for the tree: 6 for 64 bits with ``m`` = 4 or 5. Traffic per element
 and direction, ``l = 64``: ``m = 5``: (31.5 leaf + 12 node) random OTs of 16 bytes, 13 leaf
 words of 64 bits for half of the elements, 35 opened bits: about 750 bytes; ``m = 4``: (31.5 +

@@ -136,7 +136,6 @@ def test_every_correlation_is_correct_across_blocks_and_chunks(monkeypatch: pyte
     if small:
         monkeypatch.setattr(_ot, "BLOCK", 192)
         monkeypatch.setattr(_ot, "ROUND_BYTES", 640 * 24)
-        monkeypatch.setattr(_ot, "ROT_ROUND_BYTES", 640 * 16)
     n, d = 37, 18
     (a0, b0, c0), (a1, b1, c1), rounds = _made(lambda s: s.triple((n,)), b"t")
     np.testing.assert_array_equal(c0 + c1, (a0 + a1) * (b0 + b1))
