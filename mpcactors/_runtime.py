@@ -24,7 +24,9 @@ from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
 from ._trace import NodeTracing, TraceFile
+from .link import NodeStatistics
 from .link import open_node as open_link
+from .link._abc import JobChannel, JobLink
 from .ops._registry import make_protocol
 from .scheduler._budget import MemoryBudget
 from .scheduler._executor import Executor, JobState
@@ -39,7 +41,7 @@ Program = Callable[..., Awaitable[Any]]
 class Node:
     """A party's runtime node (see module doc). Made by :func:`open_node`."""
 
-    def __init__(self, config: ClusterConfig, party: str, link: Any, executor: Executor) -> None:
+    def __init__(self, config: ClusterConfig, party: str, link: JobLink, executor: Executor) -> None:
         self.config = config
         self.party = party
         self.link = link
@@ -56,11 +58,11 @@ class Node:
     def peers(self) -> tuple[str, ...]:
         return tuple(p for p in self.parties if p != self.party)
 
-    def channel(self, peer: str, job: str, name: str) -> Any:
+    def channel(self, peer: str, job: str, name: str) -> JobChannel:
         """A raw message channel of the link (for custom protocols)."""
         return self.link.channel(peer, job, name)
 
-    def statistics(self) -> Any:
+    def statistics(self) -> NodeStatistics:
         """The link's statistics (bytes, frames, messages per peer and job; RTT per peer)."""
         return self.link.statistics()
 

@@ -34,13 +34,16 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from ._log import get_logger
 from ._trace_events import trace_document, write_trace
+
+if TYPE_CHECKING:  # annotations only: nothing below the runtime imports the link from here
+    from .link._abc import JobLink
 
 __all__ = ["JobTrace", "NodeTracing", "TraceFile", "TracePart", "Tracer"]
 
@@ -192,7 +195,7 @@ class Tracer:
                 self.jobs[job].received.append(frame)
 
 
-def _queued(link: Any, job: str) -> bool:
+def _queued(link: JobLink, job: str) -> bool:
     """True while some of ``job``'s messages wait in the link for the writer (or for credit)."""
     return any(s.queued_bytes for (_, j), s in link.statistics().jobs.items() if j == job)
 
@@ -200,7 +203,7 @@ def _queued(link: Any, job: str) -> bool:
 class NodeTracing:
     """A node's traced jobs: attaches a :class:`Tracer` to the link while any job is traced."""
 
-    def __init__(self, party: str, link: Any) -> None:
+    def __init__(self, party: str, link: JobLink) -> None:
         self.party = party
         self._link = link
         self._tracer: Tracer | None = None
@@ -243,7 +246,7 @@ class NodeTracing:
         except OSError as exc:  # the job's outcome matters more than its trace: say so, go on
             get_logger(party=self.party).error("trace not written", job=trace.job, path=str(target), error=str(exc))
 
-    async def psi(self, target: str | os.PathLike[str] | TraceFile, run_psi: Callable[..., Any], link: Any, **kwargs: Any) -> Any:
+    async def psi(self, target: str | os.PathLike[str] | TraceFile, run_psi: Callable[..., Any], link: JobLink, **kwargs: Any) -> Any:
         """``await run_psi(link, **kwargs)`` with its job traced (phases from its progress events)."""
         trace = self.start(str(kwargs.get("job")), "psi")
         user = kwargs.get("progress")

@@ -23,12 +23,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import anyio
 import numpy as np
 
 from .._errors import AggregationError, ConfigError, LinkError
+from ..link._abc import JobLink
 from ..secagg import secure_aggregate
 
 __all__ = ["Aggregate", "PlainAggregator", "SecureAggregator"]
@@ -117,7 +117,7 @@ class SecureAggregator:
             )
         return clip, frac
 
-    async def aggregate(self, link: Any, *, job: str, vector: np.ndarray | None, server: str,
+    async def aggregate(self, link: JobLink, *, job: str, vector: np.ndarray | None, server: str,
                         clients: Sequence[str], tag: str,
                         dropout_after: str | None = None) -> Aggregate | None:  # fmt: skip
         """Sum the clients' vectors at ``server``; None at the clients."""
@@ -157,7 +157,7 @@ class PlainAggregator:
     def threshold_for(self, n_clients: int) -> int:
         return 1
 
-    async def aggregate(self, link: Any, *, job: str, vector: np.ndarray | None, server: str,
+    async def aggregate(self, link: JobLink, *, job: str, vector: np.ndarray | None, server: str,
                         clients: Sequence[str], tag: str,
                         dropout_after: str | None = None) -> Aggregate | None:  # fmt: skip
         if dropout_after is not None:

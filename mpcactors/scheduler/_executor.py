@@ -38,6 +38,7 @@ import numpy as np
 
 from .._errors import JobAborted, JobError, MpcError, PeerLost, ProtocolError
 from .._log import get_logger
+from ..link._abc import JobLink
 from ..link._codec import encode_payload
 from ..ops._comm import Exchange
 from ..ops._protocol import Share
@@ -57,7 +58,7 @@ class Executor:
     """Node-wide scheduler of ops (see module doc).
 
     Args:
-        link: a link node (``mpcactors.link``) providing ``channel(peer, job, name)``.
+        link: the node's links (:class:`~mpcactors.link._abc.JobLink`): ``channel(peer, job, name)``.
         party: this party's name.
         tick_budget_s: inline stepping longer than this flushes the messages produced so far
             and yields to the event loop, so no tick holds the loop for long.
@@ -74,7 +75,7 @@ class Executor:
 
     def __init__(
         self,
-        link: Any,
+        link: JobLink,
         party: str,
         *,
         tick_budget_s: float = 0.005,

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._errors import JobError
 from .._pytree import flatten, unflatten
+from ..link._abc import JobLink
 from ..ops._comm import Exchange, Step, gather
 from ..ops._protocol import Protocol, Share
 from ..ops._ring import decode
@@ -80,7 +81,7 @@ class Job:
         self,
         state: JobState,
         executor: Executor,
-        link: Any,
+        link: JobLink,
         settings: JobSettings,
     ) -> None:
         self._state = state
@@ -117,7 +118,7 @@ class Job:
         return self._state.protocol.holders
 
     @property
-    def link(self) -> Any:
+    def link(self) -> JobLink:
         """The node's link (channels for custom protocols: ``job.link.channel(peer, job.id, name)``)."""
         return self._link
 
