@@ -12,11 +12,26 @@ from typing import Any, Protocol
 from ._hooks import FrameTracer
 from ._stats import NodeStatistics
 
-__all__ = ["JobChannel", "JobLink"]
+__all__ = ["Channels", "JobChannel", "JobLink"]
 
 
 class JobChannel(Protocol):
     """One named, ordered, reliable message channel of a job with one peer (:class:`~._node.Channel`)."""
+
+    @property
+    def peer(self) -> str:
+        """The party at the other end."""
+        ...
+
+    @property
+    def job(self) -> str:
+        """The job the channel belongs to."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The channel's name within the job."""
+        ...
 
     async def send(self, obj: Any) -> None:
         """Encode and queue ``obj``; waits only while the job's outbox exceeds its window."""
@@ -35,17 +50,27 @@ class JobChannel(Protocol):
         ...
 
 
-class JobLink(Protocol):
-    """A party's links to all its peers, addressed by job (:class:`~._node.Node`)."""
+class Channels(Protocol):
+    """A party's channels to its peers: what a job that speaks for itself (secure aggregation)
+    needs. :class:`~._node.Node` and the runtime's node both have them."""
 
     @property
     def party(self) -> str:
         """This party's name."""
         ...
 
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The other parties of the cluster."""
+        ...
+
     def channel(self, peer: str, job: str, name: str) -> JobChannel:
         """A channel of ``job`` with ``peer``; opens the job locally for that peer."""
         ...
+
+
+class JobLink(Channels, Protocol):
+    """A party's links to all its peers, addressed by job (:class:`~._node.Node`)."""
 
     def abort_job(self, job: str, reason: str) -> None:
         """Abort ``job`` with every peer."""

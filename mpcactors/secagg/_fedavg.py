@@ -31,6 +31,7 @@ import numpy as np
 
 from .._errors import AggregationError, ConfigError, LinkError
 from .._log import get_logger
+from ..link._abc import Channels
 from ._runner import DEFAULT_CLIP, DEFAULT_FRAC_BITS, DEFAULT_RING_BITS, plain_sum, secure_sum
 
 __all__ = ["FedAvgConfig", "FedAvgResult", "RoundInfo", "federated_averaging", "logistic_predict"]
@@ -117,7 +118,7 @@ def local_train(
 
 
 async def federated_averaging(
-    node: Any,
+    node: Channels,
     *,
     job: str,
     server: str,
@@ -166,7 +167,7 @@ async def federated_averaging(
     return await _train(node, job, server, clients, x, y, config, threshold, tag)
 
 
-async def _aggregate(node: Any, vector: Any, r: int, job: str, server: str, clients: Sequence[str],
+async def _aggregate(node: Channels, vector: Any, r: int, job: str, server: str, clients: Sequence[str],
                      cfg: FedAvgConfig, threshold: int, tag: str) -> np.ndarray | None:  # fmt: skip
     round_tag = f"{tag}/round-{r}"
     if not cfg.secure:
@@ -179,7 +180,7 @@ async def _aggregate(node: Any, vector: Any, r: int, job: str, server: str, clie
     )  # fmt: skip
 
 
-async def _serve(node: Any, job: str, server: str, clients: Sequence[str], n_features: int,
+async def _serve(node: Channels, job: str, server: str, clients: Sequence[str], n_features: int,
                  cfg: FedAvgConfig, threshold: int, tag: str, log: Any) -> FedAvgResult:  # fmt: skip
     channels = [node.channel(c, job, f"{tag}/model") for c in clients]
     w = np.zeros(n_features + 1)
@@ -206,7 +207,7 @@ async def _serve(node: Any, job: str, server: str, clients: Sequence[str], n_fea
     return FedAvgResult(w, tuple(history))
 
 
-async def _train(node: Any, job: str, server: str, clients: Sequence[str], x: np.ndarray,
+async def _train(node: Channels, job: str, server: str, clients: Sequence[str], x: np.ndarray,
                  y: np.ndarray, cfg: FedAvgConfig, threshold: int, tag: str) -> FedAvgResult:  # fmt: skip
     channel = node.channel(server, job, f"{tag}/model")
     wait = 2 * cfg.stage_timeout_s

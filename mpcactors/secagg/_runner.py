@@ -35,6 +35,7 @@ import numpy as np
 from .._certs import PartyCredentials
 from .._errors import AggregationError, ConfigError, JobError, LinkError
 from .._log import get_logger
+from ..link._abc import Channels, JobChannel
 from ._client import ClientState, SecAggClient
 from ._masking import Quantizer
 from ._protocol import SecAggParams, Stage
@@ -80,7 +81,7 @@ class AggregationReport:
 
 
 async def secure_sum(
-    node: Any,
+    node: Channels,
     *,
     job: str,
     vector: Any,
@@ -181,7 +182,7 @@ async def secure_sum(
 
 
 async def secure_aggregate(
-    node: Any,
+    node: Channels,
     *,
     job: str,
     vector: Any,
@@ -226,7 +227,7 @@ async def secure_aggregate(
     return dataclasses.replace(report, seconds=time.perf_counter() - started)
 
 
-def _check_roles(node: Any, server: str, clients: Sequence[str], timeout: float) -> str:
+def _check_roles(node: Channels, server: str, clients: Sequence[str], timeout: float) -> str:
     if server in clients:
         raise ConfigError(f"the server {server!r} cannot also be a client", key="clients")
     parties = {node.party, *node.peers}
@@ -248,7 +249,7 @@ def _check_roles(node: Any, server: str, clients: Sequence[str], timeout: float)
 
 
 async def _serve(
-    node: Any, params: SecAggParams, clients: list[str], own: Any, timeout: float, log: Any
+    node: Channels, params: SecAggParams, clients: list[str], own: Any, timeout: float, log: Any
 ) -> AggregationReport:
     machine = SecAggServer(params, clients, own)
     channels = {c: node.channel(c, params.job, params.tag) for c in clients}
@@ -307,7 +308,7 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return leaves[0] if leaves else group
 
 
-async def _read(machine: SecAggServer, channel: Any, client: str, log: Any) -> None:
+async def _read(machine: SecAggServer, channel: JobChannel, client: str, log: Any) -> None:
     """Read ``client``'s messages until one counts for the current stage (stale ones skipped)."""
     while client in machine.expected:
         try:
@@ -326,7 +327,7 @@ async def _send_each(
     await _each(msgs, lambda c: _send(channels[c], msgs[c], c, log), timeout)
 
 
-async def _send(channel: Any, msg: Any, client: str, log: Any) -> None:
+async def _send(channel: JobChannel, msg: Any, client: str, log: Any) -> None:
     try:
         await channel.send(msg)
     except LinkError as exc:
@@ -337,7 +338,7 @@ async def _send(channel: Any, msg: Any, client: str, log: Any) -> None:
 
 
 async def _participate(
-    node: Any,
+    node: Channels,
     params: SecAggParams,
     server: str,
     vector: Any,
@@ -384,7 +385,7 @@ async def _participate(
 
 
 async def plain_sum(
-    node: Any,
+    node: Channels,
     *,
     job: str,
     vector: Any,
