@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .._errors import JobAborted, MpcError, PeerLost, PsiError, PsiInputError
 from .._log import get_logger
+from ..link._abc import JobLink
 from ._checkpoint import Workspace, resume_agreed
 from ._csvjoin import OutputSink, matcher_result, other_result
 from ._ecdh import new_secret
@@ -106,7 +107,7 @@ class PsiResult:
 
 
 async def run_psi(
-    node: Any,
+    node: JobLink,
     *,
     peer: str,
     job: str,
@@ -197,7 +198,7 @@ class _Ready:
 class _Job:
     """The state of one run of one job at this party (see the module doc for the phases)."""
 
-    def __init__(self, node: Any, me: str, peer: str, job: str, spec: Any, settings: PsiSettings,
+    def __init__(self, node: JobLink, me: str, peer: str, job: str, spec: Any, settings: PsiSettings,
                  out_path: Path | None, progress: Any, checkpoint_dir: Any, chunk_size: int,
                  workers: int | None, start_timeout: float) -> None:
         self.node, self.me, self.peer, self.job = node, me, peer, job

@@ -42,6 +42,7 @@ import numpy as np
 from cryptography.hazmat.primitives import hashes
 
 from .._errors import PsiError
+from ..link._abc import JobLink
 from ..ot._kernels import _into, aes_ecb
 from ..ot._kkrt import KkrtBase
 from ._checkpoint import Workspace, private_open
@@ -131,7 +132,7 @@ class KkrtOutcome:
 
 
 async def kkrt_exchange(
-    node: Any,
+    node: JobLink,
     ws: Workspace,
     files: PreparedFiles,
     runner: ShardRunner,
@@ -212,7 +213,7 @@ class KkrtBases:
 _NODE_BASES: weakref.WeakKeyDictionary[Any, KkrtBases] = weakref.WeakKeyDictionary()
 
 
-def node_bases(node: Any) -> KkrtBases:
+def node_bases(node: JobLink) -> KkrtBases:
     """The :class:`KkrtBases` of ``node`` (made on first use; gone with the node)."""
     try:
         return _NODE_BASES.setdefault(node, KkrtBases())

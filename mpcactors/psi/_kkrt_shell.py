@@ -20,6 +20,7 @@ import anyio.to_thread
 import numpy as np
 
 from .._errors import PsiError
+from ..link._abc import JobChannel, JobLink
 from ..ops._comm import Exchange, Step
 from ._kkrt import KkrtReceiverResult, KkrtSenderResult, psi_receive, psi_send
 
@@ -49,13 +50,13 @@ def local_advance(step: Step[Any]) -> Advance:
     return advance
 
 
-async def drive(step: Step[Any], channel: Any, peer: str,
+async def drive(step: Step[Any], channel: JobChannel, peer: str,
                 on_round: Callable[[], None] | None = None) -> Any:
     """Run ``step`` to completion against ``peer`` over ``channel``; returns its result."""
     return await drive_rounds(local_advance(step), channel, peer, on_round)
 
 
-async def drive_rounds(advance: Advance, channel: Any, peer: str,
+async def drive_rounds(advance: Advance, channel: JobChannel, peer: str,
                        on_round: Callable[[], None] | None = None, *,
                        abandon_on_cancel: bool = False) -> Any:
     """Relay the rounds of ``advance`` (a local step or a worker's) over ``channel``."""
@@ -83,7 +84,7 @@ async def drive_rounds(advance: Advance, channel: Any, peer: str,
             on_round()
 
 
-async def kkrt_psi(node: Any, *, peer: str, job: str, items: np.ndarray, receiver: bool,
+async def kkrt_psi(node: JobLink, *, peer: str, job: str, items: np.ndarray, receiver: bool,
                    on_round: Callable[[], None] | None = None) -> KkrtReceiverResult | KkrtSenderResult:
     """One KKRT PSI exchange of ``items`` (``(n, 16)`` uint8) with ``peer`` in ``job``."""
     channel = node.channel(peer, job, CHANNEL)

@@ -46,6 +46,7 @@ import anyio.to_thread
 import numpy as np
 
 from .._errors import PsiError
+from ..link._abc import JobChannel, JobLink
 
 # Worker processes import the main module: unguarded top-level code runs again in each of them.
 WORKER_HINT = (
@@ -141,7 +142,7 @@ class EcPool:
 class Wire:
     """The job's three channels to the peer, with typed message checks."""
 
-    def __init__(self, node: Any, peer: str, job: str) -> None:
+    def __init__(self, node: JobLink, peer: str, job: str) -> None:
         self.peer = peer
         self.job = job
         self.ctl = node.channel(peer, job, "ctl")
@@ -235,7 +236,7 @@ async def exchange(
                 await sem.acquire()
                 tg.start_soon(one, c)
 
-    async def take(ch: Any, plan: StreamPlan, pending: set[int], width: int) -> tuple[int, bytes]:
+    async def take(ch: JobChannel, plan: StreamPlan, pending: set[int], width: int) -> tuple[int, bytes]:
         msg = await ch.receive()
         if not isinstance(msg, dict):
             raise wire.bad(f"expected a chunk, got {_short(msg)}")

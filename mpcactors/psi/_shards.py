@@ -37,6 +37,7 @@ import anyio.to_thread
 import numpy as np
 
 from .._errors import PsiError
+from ..link._abc import JobChannel
 from ..ops._comm import Step
 from ..ot._kkrt import KkrtBase
 from ._kkrt import KkrtReceiverResult, KkrtSenderResult, psi_receive, psi_send
@@ -122,14 +123,14 @@ class ShardRunner(Protocol):
     malformed peer message or a failed worker; link errors pass through.
     """
 
-    async def run(self, task: ShardTask, channel: Any,
+    async def run(self, task: ShardTask, channel: JobChannel,
                   on_round: Callable[[], None] | None = None) -> ShardResult: ...
 
 
 class ThreadShards:
     """Every shard in this process; the numpy work of each round in a worker thread."""
 
-    async def run(self, task: ShardTask, channel: Any,
+    async def run(self, task: ShardTask, channel: JobChannel,
                   on_round: Callable[[], None] | None = None) -> ShardResult:
         step = await anyio.to_thread.run_sync(shard_step, task)
         return await drive_rounds(local_advance(step), channel, task.peer, on_round)  # type: ignore[no-any-return]
@@ -147,7 +148,7 @@ class ProcessShards:
     def __init__(self) -> None:
         self.context = multiprocessing.get_context("forkserver")
 
-    async def run(self, task: ShardTask, channel: Any,
+    async def run(self, task: ShardTask, channel: JobChannel,
                   on_round: Callable[[], None] | None = None) -> ShardResult:
         await anyio.to_thread.run_sync(start_shard_server)
         lanes = ShardLanes.create(min_bytes=MIN_ARRAY_BYTES)
