@@ -1,6 +1,6 @@
 """What the layers above need of a node's links, as structural types (trio's ``abc.py`` style).
 
-The scheduler, the runtime, tracing and secure aggregation are written against these protocols,
+The scheduler, the runtime, tracing, secure aggregation and PSI are written against these protocols,
 not against :class:`~mpcactors.link.Node`, so the arrows between the layers stay visible and a
 test or another transport can stand in for the link.
 """
