@@ -57,7 +57,7 @@ from ..ot._softspoken import (
 from ._checks import U64
 from ._comm import Exchange, Step, gather, gather_peers
 
-__all__ = ["GILBOA_KEEP", "OtPair", "Side", "matmul_ot_rounds", "ot_rounds", "ot_setup"]
+__all__ = ["GILBOA_KEEP", "OtPair", "Side", "idle_rounds", "matmul_ot_rounds", "ot_rounds", "ot_setup"]
 
 # U + tau bytes per chunk (one round) and direction (random OTs: U only): 30 MiB, so a round's
 # message, and the sender's buffer that encodes it, stay under glibc's largest mmap threshold
@@ -466,6 +466,15 @@ def _rot_pair(
 def ot_rounds(width: int, rows: int, keep: tuple[int, ...] | None = None) -> int:
     """Rounds of :func:`_cot_pair` for ``rows`` correlated OTs of ``width`` words each way."""
     return max(len(_chunks(rows, Side(rows, width, keep).row_bytes())), 1) + 1
+
+
+def idle_rounds(peer: str, rounds: int) -> Step[tuple[np.ndarray, np.ndarray]]:
+    """``rounds`` empty exchanges with ``peer``: a pair with no OTs in a stage where other pairs
+    run :func:`_cot_pair` (``_ot_pairwise``) keeps their round count, so no holder runs ahead
+    into the next stage. Returns no outputs either way, like an empty ``OtSource.products``."""
+    for _ in range(rounds):
+        yield Exchange(send={peer: {}}, recv=frozenset({peer}))
+    return np.zeros(0, dtype=U64), np.zeros(0, dtype=U64)
 
 
 def matmul_ot_rounds(ashape: tuple[int, ...], bshape: tuple[int, ...]) -> int:

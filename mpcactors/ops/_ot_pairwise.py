@@ -18,8 +18,9 @@ rounds (the scheduler merges them into one frame per peer).
   by folding in one holder at a time, ``u_k = u_{k-1} XOR s_k = u_{k-1} + s_k - 2 u_{k-1} s_k``;
   ``u_{k-1}`` is additively shared among holders 0..k-1 and ``s_k`` is holder k's private bit, so
   ``u_{k-1} s_k`` is one correlated OT from each earlier holder (delta = its share of u_{k-1},
-  choice = s_k). n - 1 stages of two rounds; holders outside a stage's pairs exchange empty
-  rounds, so every holder takes part in every round.
+  choice = s_k). n - 1 stages of one OT each (two rounds, more for big arrays); holders outside
+  a stage's pairs exchange as many empty rounds, so every holder takes part in every round and
+  none starts the next stage early.
 * **Truncation tuples** (r, r_mid, r_msb) for ``_trunc.py`` (Damgard et al. S&P 2019) from 64
   such random bits per element: r = sum 2^k r_k, r_mid = sum_{k=d..62} 2^(k-d) r_k, r_msb = r_63
   are linear in the bits' arithmetic shares. (Two holders use the cheaper wrap-bit truncation.)
@@ -39,7 +40,7 @@ from ._checks import U64
 from ._comm import Step, gather_peers
 from ._context import OpContext
 from ._matmul import ring_matmul
-from ._ot_engine import OtPair
+from ._ot_engine import OtPair, idle_rounds, ot_rounds
 from ._ot_triples import Made, OtSource, _bits_of, draw_operands
 
 __all__ = ["PairwiseSource"]
@@ -120,8 +121,8 @@ class PairwiseSource:
                     steps[p] = self.srcs[p].products(None, bits)
                 elif self.index < k and p == hk:
                     steps[p] = self.srcs[p].products(u, None)
-                else:  # not a pair of this stage: empty rounds, to stay in step
-                    steps[p] = self.srcs[p].products(None, None)
+                else:  # not a pair of this stage: as many empty rounds as its pairs take
+                    steps[p] = idle_rounds(p, ot_rounds(1, bits.size))
             res = yield from gather_peers(steps)
             if self.index == k:  # u_k = s_k - 2 sum_i [u_{k-1} s_k]_i  (my share of u_{k-1} is 0)
                 prod = np.zeros(bits.size, dtype=U64)
