@@ -36,10 +36,16 @@ Security 2022, section 4.3; Rathee et al., CrypTFlow2, CCS 2020):
 * x' = x + 2^62 (holder 0 adds) lies in [0, 2^63) for |x| < 2^62, so its msb is 0. With
   x' = x'_0 + x'_1 mod 2^64, the wrap w = [x'_0 + x'_1 >= 2^64] is m_0 OR m_1 for the share
   msbs m_i: two set msbs always wrap; exactly one set must wrap, or x' would have its msb set.
-* Then x'_0 + x'_1 = x' + w 2^64 over the integers, so
-      (x'_0 >> d) + (x'_1 >> d) - w 2^(64-d) = floor(x' / 2^d) - c,  c in {0, 1}
-  (c is the carry of the two low d-bit parts), and adding 1 - 2^(62-d) gives floor(x / 2^d) + e
-  with e = 1 - c in {0, 1}: the same contract as the tuple's, for the same |x| < 2^62.
+* Then x'_0 + x'_1 = x' + w 2^64 over the integers. Holder 0 rounds its part down, holder 1
+  up (ceil(v / 2^d) = (v >> d) + [v mod 2^d != 0]), so
+      (x'_0 >> d) + ceil(x'_1 / 2^d) - w 2^(64-d) = floor(x' / 2^d) + e,  e in {0, 1},
+  where e = 1 exactly when the low d-bit parts do not carry and holder 1's is nonzero: for
+  low parts l_0 + l_1 = (x' mod 2^d) + c 2^d, a carry (c = 1) forces l_1 > 0 and e = 0. So e = 1
+  with probability (x' mod 2^d) / 2^d, the dropped fraction, and never when x is a multiple of
+  2^d (a zero truncates to exactly zero). Adding -2^(62-d) gives floor(x / 2^d) + e: the same
+  contract as the tuple's, for the same |x| < 2^62. (Both holders rounding down would give
+  e = 1 - c instead, which is 1 with probability 2^-d even for x = 0: a selected-away term of
+  an exact sum would come back as 1 ulp.)
 * w = m_0 + m_1 - m_0 m_1, and only w mod 2^d matters (it is multiplied by 2^(64-d)). The
   product of the two holders' private bits comes from preprocessing that needs only the shape
   (``_ot_triples.OtSource.trunc_bits``): a private random bit a_i at each holder and an additive
@@ -72,6 +78,7 @@ __all__ = [
     "wrap_truncated_share",
 ]
 
+_ZERO = U64(0)
 _ONE = U64(1)
 _TOP = U64(63)
 _OFFSET = U64(1 << 62)
@@ -149,5 +156,7 @@ def wrap_truncated_share(
     y = x >> U64(bits)
     y -= w << U64(64 - bits)
     if first:
-        y += U64((1 - (1 << (62 - bits))) % (1 << 64))
+        y -= U64(1 << (62 - bits))
+    else:  # rounds up: + [x'_1 mod 2^d != 0]
+        y += (x & U64((1 << bits) - 1)) != _ZERO
     return y.reshape(shape)
