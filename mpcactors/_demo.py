@@ -26,6 +26,7 @@ import anyio
 import numpy as np
 
 from ._config import load_config
+from ._pytree import to_jsonable
 from ._ticker import Ticker, is_terminal
 
 __all__ = ["demo_inputs", "expected_results", "party_main", "run_demo"]
@@ -113,7 +114,6 @@ async def compute_program(job: Any, index: int) -> dict[str, Any]:
 # ---- one party ---------------------------------------------------------------------------------
 def party_main(config_path: str, party: str, trace: str | None = None) -> int:
     from ._trace import TraceFile
-    from .cli import to_jsonable
 
     traces = TraceFile() if trace is not None else None
     report = anyio.run(_party, config_path, party, traces, backend="trio")

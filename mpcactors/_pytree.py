@@ -22,9 +22,11 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ._errors import ShapeError
 
-__all__ = ["LEAF", "TreeDef", "flatten", "leaf_paths", "tree_map", "unflatten"]
+__all__ = ["LEAF", "TreeDef", "flatten", "leaf_paths", "to_jsonable", "tree_map", "unflatten"]
 
 # Kinds of TreeDef nodes: "leaf", "none", "list", "tuple", "dict".
 _CONTAINERS = ("none", "list", "tuple", "dict")
@@ -222,3 +224,17 @@ def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any, is_leaf: Callable[[A
 def _describe(t: TreeDef) -> str:
     text = str(t.to_wire())
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def to_jsonable(value: Any) -> Any:
+    """A result as JSON-ready values: arrays and numpy scalars become lists and Python numbers,
+    dict keys strings, tuples lists (what ``mpcactors run`` prints and saves, and the demo reports)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value

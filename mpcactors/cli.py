@@ -21,6 +21,7 @@ import trio
 from ._config import load_config
 from ._errors import ConfigError, MpcError
 from ._log import configure_logging
+from ._pytree import to_jsonable
 from ._signals import stop_on_signals
 
 __all__ = ["main"]
@@ -259,18 +260,6 @@ def _stopped(box: dict[str, Any]) -> bool:
     detail = f": {type(error).__name__}: {error}" if error is not None else ""
     print(f"mpcactors: {stopped.reason}{detail}", file=sys.stderr)
     return True
-
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def format_result(result: Any) -> str:

@@ -28,7 +28,7 @@ def test_fl_over_tls_processes_with_a_client_crashing_mid_training(tmp_path):
         "import json, os, pathlib, sys, types\n"
         "import trio\n"
         "import mpcactors as mpc\n"
-        "from mpcactors.cli import to_jsonable\n"
+        "from mpcactors._pytree import to_jsonable\n"
         f"sys.path.insert(0, {str(ROOT / 'examples')!r})\n"
         "import fl_linear_regression as ex\n"
         "class CrashAtRound2:\n"
