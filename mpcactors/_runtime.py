@@ -32,6 +32,7 @@ from .scheduler._budget import MemoryBudget
 from .scheduler._executor import Executor, JobState
 from .scheduler._job import Job, JobSettings
 from .scheduler._tensor import SecretTensor
+from .secagg import secure_sum
 
 __all__ = ["Node", "open_node"]
 
@@ -145,7 +146,7 @@ class Node:
         traced = self._tracing.start(job, "compute") if trace is not None else None
         state = JobState(job, self.party, proto, on_fail=on_fail, tracer=traced)
         self._executor.open_job(state)
-        handle = Job(state, self._executor, self.link, settings)
+        handle = Job(state, self._executor, self.link, settings, aggregate=secure_sum)
         handle.check_ranges = check_ranges
         log.info("job started", protocol=proto_name)
         try:

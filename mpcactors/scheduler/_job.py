@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -72,6 +72,10 @@ def _check_settings(party: str, peers: Sequence[str], settings: JobSettings) -> 
             raise JobError(f"job {settings.job!r}: parties disagree on {detail}", job=settings.job)
 
 
+# The secure aggregation a job's secure_sum runs (``secagg.secure_sum``), given by whoever opens
+# the job (the runtime): the scheduler does not import secagg, a job of its own over the link.
+SecureSum = Callable[..., Awaitable[Any]]
+
 class Job:
     """What a program sees of its job (see module doc). Made by ``node.run`` / ``simulate``."""
 
@@ -83,11 +87,13 @@ class Job:
         executor: Executor,
         link: JobLink,
         settings: JobSettings,
+        aggregate: SecureSum | None = None,
     ) -> None:
         self._state = state
         self._executor = executor
         self._link = link
         self._settings = settings
+        self._aggregate = aggregate
         self._aggregations = 0  # secure_sum calls so far: each gets its own channel tag
         self._setup = self._add_setup()
 
@@ -366,15 +372,15 @@ class Job:
             **options: clip, frac_bits, ring_bits, neighbours, consistency_check,
                 stage_timeout_s (see ``mpcactors.secagg.secure_sum``).
         """
-        from ..secagg import secure_sum
-
+        if self._aggregate is None:
+            raise RuntimeError(f"job {self.id!r} was opened without secure aggregation")
         if server not in self.parties:
             raise ValueError(f"secure_sum server {server!r} is not a party of job {self.id!r}")
         clients = [p for p in self.parties if p != server]
         if threshold is None:
             threshold = max(2, len(clients) // 2 + 1)
         self._aggregations += 1
-        return await secure_sum(
+        return await self._aggregate(
             self._link,
             job=self.id,
             tag=f"secagg{self._aggregations}",
