@@ -243,11 +243,12 @@ def test_truncate_within_one(cluster: Cluster, data: st.DataObject, bits: int) -
 def test_truncate_is_exact_on_multiples_and_rounds_up_with_the_fraction(cluster: Cluster) -> None:
     """e in {0, 1} is 1 with probability the dropped fraction: never for a multiple of 2^d (a
     zero stays exactly zero: an op summing selected terms relies on it), and ~3/4 of the time for
-    a fraction of 3/4. Two holders without a dealer once rounded a zero up with probability 2^-d:
-    for 2^16 zeros and d = 12 that fails this test in all but 1e-7 of runs. And 85,536 elements
-    need more than one OT round per stage of three holders' random bits: the holders outside a
-    stage once ran ahead into the next one (a lockstep error)."""
-    n, d = 1 << 16, 12
+    a fraction of 3/4. Two holders without a dealer once rounded a multiple up with probability
+    2^-d: for 2^15 multiples (a quarter of them zeros) and d = 12 that fails this test in all but
+    3e-4 of runs. And 52,768 elements need more than one OT round (~31,000
+    elements) per stage of three holders' random bits: the holders outside a stage once ran
+    ahead into the next one (a lockstep error)."""
+    n, d = 1 << 15, 12
     rng = np.random.default_rng(5)
     whole = rng.integers(-(2**40), 2**40, n) << d
     whole[: n // 4] = 0
