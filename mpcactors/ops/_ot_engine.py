@@ -265,6 +265,10 @@ def _hash_words(
     """``words`` uint64 of the row hash of each row; into ``out`` ((rows, words), contiguous)
     when given (straight, for an even ``words``)."""
     idx = np.arange(first, first + rows.shape[0], dtype=np.uint64)
+    if words == 1:  # the hash writes only the first word
+        out = np.empty((rows.shape[0], 1), dtype=U64) if out is None else out
+        h(rows, idx, 1, out=out)
+        return out
     if out is not None and words % 2 == 0:
         h(rows, idx, words // 2, out=out)
         return out

@@ -245,16 +245,18 @@ class RowHash:
         self, rows: np.ndarray, index: np.ndarray, out_blocks: int = 1, out: np.ndarray | None = None
     ) -> np.ndarray:
         """Args: rows ``(n, 16 W)`` uint8; index ``(n,)`` uint64 row indices (the tweak); out:
-        a C-contiguous ``(n, 2 * out_blocks)`` uint64 array to write into (new when None).
+        a C-contiguous ``(n, 2 * out_blocks)`` uint64 array to write into (new when None), or
+        ``(n, 1)`` for one block's first word only (one-word OTs: no pass for the other word).
 
-        Returns: ``out`` as a ``(n, 16 * out_blocks)`` uint8 view.
+        Returns: ``out`` as a ``(n, 16 * out_blocks)`` uint8 view (``(n, 8)`` for one word).
         """
         n, nbytes = rows.shape
         rows = np.ascontiguousarray(rows)
         index = np.asarray(index, dtype=np.uint64).reshape(n)
+        words = 1 if out is not None and out_blocks == 1 and out.ndim == 2 and out.shape[1] == 1 else 2 * out_blocks
         if out is None:
             out = np.empty((n, out_blocks * 2), dtype=np.uint64)
-        elif out.shape != (n, out_blocks * 2) or out.dtype != np.uint64 or not out.flags.c_contiguous:
+        elif out.shape != (n, words) or out.dtype != np.uint64 or not out.flags.c_contiguous:
             raise ValueError(f"RowHash out must be C-contiguous ({n}, {out_blocks * 2}) uint64, not {out.shape} {out.dtype}")
         if nbytes == 16 and out_blocks > 1:  # one input block, many output blocks (OT messages)
             step = max(1, (1 << 20) // (16 * out_blocks))
@@ -264,8 +266,8 @@ class RowHash:
         # Slices of ~1 MiB of rows: the AES passes and numpy passes of a slice stay in cache.
         step = max(1, (1 << 20) // max(1, nbytes))
         for s in range(0, n, step):
-            self._hash_slice(rows[s : s + step], index[s : s + step], out[s : s + step])
-        return out.view(np.uint8).reshape(n, 16 * out_blocks)
+            self._hash_slice(rows[s : s + step], index[s : s + step], out[s : s + step], out_blocks)
+        return out.view(np.uint8).reshape(n, 8 * words)
 
     def _wide_slice(self, rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
         """The hash of one-block rows to ``T`` blocks, all ``T`` tweaks of a row at once: the
@@ -288,10 +290,10 @@ class RowHash:
         for w in range(2):
             np.bitwise_xor(pz64[:, :, w], y64[:, :, w], out=o[:, :, w])
 
-    def _hash_slice(self, rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    def _hash_slice(self, rows: np.ndarray, index: np.ndarray, out: np.ndarray, out_blocks: int) -> None:
         n, nbytes = rows.shape
         wb = nbytes // 16
-        out_blocks = out.shape[1] // 2
+        words = out.shape[1] - 2 * (out_blocks - 1)  # of the last block: 2, or 1 (first word only)
         total = n * wb
         y = self._sc.get("y", 16 * total + 16).reshape(-1)  # pi(x), 15 spare bytes for OpenSSL
         _into(self._enc, rows.reshape(-1), y)
@@ -308,10 +310,11 @@ class RowHash:
                 np.bitwise_xor(y64[:, b, 1], np.uint64(t * wb + b), out=z64[:, b, 1])
             _into(self._enc, z[: 16 * total], pz)
             if wb == 1:  # one block a row: XOR straight into the output (contiguous words)
-                np.bitwise_xor(pz64[:, 0], y64[:, 0], out=out[:, 2 * t : 2 * t + 2])
+                w = words if t == out_blocks - 1 else 2
+                np.bitwise_xor(pz64[:, 0, :w], y64[:, 0, :w], out=out[:, 2 * t : 2 * t + w])
                 continue
             np.bitwise_xor(pz64, y64, out=pz64)
-            for w in range(2):
+            for w in range(words if t == out_blocks - 1 else 2):
                 acc = out[:, 2 * t + w]
                 np.copyto(acc, pz64[:, 0, w])
                 for b in range(1, wb):
