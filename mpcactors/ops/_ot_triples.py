@@ -195,20 +195,24 @@ class OtSource:
         return out.view(U64).reshape(a.shape)
 
     def products(
-        self, deltas: np.ndarray | None, choices: np.ndarray | None, keep_bytes: int | None = None
+        self,
+        deltas: np.ndarray | None,
+        choices: np.ndarray | None,
+        keep_bytes: int | tuple[int, ...] | None = None,
     ) -> Step[tuple[np.ndarray, np.ndarray]]:
         """Additive shares of ``delta_j * choice_j`` with this peer: as sender for ``deltas``
         (uint64 words; share -x_j) and as receiver for ``choices`` (bool; share
         x_j + choice_j delta_j), one correlated OT each. Either may be None (no rows that way):
         the two rounds are kept, so holders with nothing to do stay in step. ``keep_bytes``:
         only that many low bytes of each correction travel (the shares are then valid modulo
-        2^(8 keep_bytes)); the rows are padded to whole groups of 64 and the padding dropped."""
+        2^(8 keep_bytes)), or a tuple of 64: row 64 j + l keeps ``keep_bytes[l]``; the rows are
+        padded to whole groups of 64 and the padding dropped."""
         d = np.zeros(0, dtype=U64) if deltas is None else np.ascontiguousarray(deltas, dtype=U64)
         r = np.zeros(0, dtype=bool) if choices is None else np.asarray(choices, dtype=bool)
         nd, nr = d.size, r.size
         keep = None
         if keep_bytes is not None:
-            keep = (keep_bytes,) * 64
+            keep = (keep_bytes,) * 64 if isinstance(keep_bytes, int) else tuple(keep_bytes)
             d = np.concatenate([d, np.zeros(-nd % 64, dtype=U64)])
             r = np.concatenate([r, np.zeros(-nr % 64, dtype=bool)])
         sent = np.empty(d.size, dtype=U64)
