@@ -92,14 +92,10 @@ def _subset_xor(g: np.ndarray, out: np.ndarray) -> None:
     for b in range(K):
         sel = g.reshape(c, leaves >> (b + 1), 2, 1 << b, n)[:, :, 1]  # x with bit b set
         dst = out[:, b]
-        first = True
-        for hi in range(sel.shape[1]):
-            for lo in range(sel.shape[2]):
-                if first:
-                    np.copyto(dst, sel[:, hi, lo])
-                    first = False
-                else:
-                    np.bitwise_xor(dst, sel[:, hi, lo], out=dst)
+        srcs = [sel[:, hi, lo] for hi in range(sel.shape[1]) for lo in range(sel.shape[2])]
+        np.bitwise_xor(srcs[0], srcs[1], out=dst)  # 2^(k-1) >= 2 sources: no copy first
+        for src in srcs[2:]:
+            np.bitwise_xor(dst, src, out=dst)
 
 
 def _streams(keys: np.ndarray, slots: list[tuple[int, int]]) -> ColumnPrg:
@@ -145,8 +141,8 @@ class SoftReceiver:
             _subset_xor(g, v)
             # u = XOR of all leaves = g0 ^ (XOR of the leaves with bit k-1 set) ^ (the rest)
             uc = u[:, lo:hi]
-            np.copyto(uc, v[:, K - 1])
-            for x in range(LEAVES >> 1):  # the leaves with the top bit clear
+            np.bitwise_xor(v[:, K - 1], g[:, 0], out=uc)
+            for x in range(1, LEAVES >> 1):  # the other leaves with the top bit clear
                 np.bitwise_xor(uc, g[:, x], out=uc)
             transpose_bits(v.reshape(WIDTH, hi - lo), out=t[8 * lo : 8 * hi], scratch=self._sc)
         u ^= packed[None, :]
