@@ -17,6 +17,11 @@ sub-steps advanced in lockstep, their messages merged, so k independent sub-step
 of the longest one). The executor also merges rounds *across* ops and jobs; protocol authors never
 batch by hand.
 
+A step may also hand the driver local work that needs no message of the round (``meanwhile``,
+an :class:`Ahead`): the executor runs it in a worker thread while the round's messages are in
+flight, so computing the next round's outgoing data overlaps the transfer. It is a hint only:
+the step calls :meth:`Ahead.result` when it resumes, which computes whatever the driver did not.
+
 Rule every step must keep: in a given round, party A expects a message from B exactly when B's
 same step sends one to A in that round. Every party runs the same program, so this holds when
 the step's control flow depends only on public values (shapes, party names, op attributes).
@@ -25,12 +30,37 @@ the step's control flow depends only on public values (shapes, party names, op a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Iterable, Mapping
-from typing import Any, TypeVar
+import threading
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
-__all__ = ["EMPTY", "Exchange", "Step", "gather", "run_local"]
+__all__ = ["EMPTY", "Ahead", "Exchange", "Step", "gather", "run_local"]
 
 T = TypeVar("T")
+
+
+class Ahead(Generic[T]):
+    """Local work computed at most once: by the driver while a round's messages are in flight
+    (``Exchange.meanwhile``), or by the step itself when it resumes (:meth:`result`)."""
+
+    __slots__ = ("_fn", "_lock", "_value")
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn: Callable[[], T] | None = fn
+        self._lock = threading.Lock()  # the driver's run and the step's never overlap; insurance
+        self._value: Any = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._fn is not None:
+                self._value = self._fn()
+                self._fn = None
+
+    def result(self) -> T:
+        """The work's value (computed now if the driver did not run it)."""
+        self()
+        value: T = self._value
+        return value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,6 +69,8 @@ class Exchange:
 
     send: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # peer -> payload
     recv: frozenset[str] = frozenset()  # peers whose payload this round needs
+    # local work needing no message of this round, for the driver to run while they travel
+    meanwhile: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.recv, frozenset):
@@ -74,7 +106,7 @@ def gather(steps: Iterable[Step[Any]]) -> Step[list[Any]]:
             for peer, payload in ex.send.items():
                 send.setdefault(peer, {})[i] = payload
             recv |= ex.recv
-        got = yield Exchange(send=send, recv=frozenset(recv))
+        got = yield Exchange(send=send, recv=frozenset(recv), meanwhile=_merged(pending.values()))
         current = pending
         pending = {}
         for i, ex in current.items():
@@ -108,12 +140,27 @@ def gather_peers(steps: Mapping[str, Step[Any]]) -> Step[dict[str, Any]]:
             if peer in ex.send:
                 send[peer] = ex.send[peer]
             recv |= ex.recv
-        got = yield Exchange(send=send, recv=frozenset(recv))
+        got = yield Exchange(send=send, recv=frozenset(recv), meanwhile=_merged(pending.values()))
         current = pending
         pending = {}
         for peer, ex in current.items():
             _advance(steps[peer], peer, {peer: got[peer]} if peer in ex.recv else {}, results, pending)
     return results
+
+
+def _merged(exchanges: Iterable[Exchange]) -> Callable[[], None] | None:
+    """One ``meanwhile`` running every sub-step's (None when none has any)."""
+    works = [ex.meanwhile for ex in exchanges if ex.meanwhile is not None]
+    if not works:
+        return None
+    if len(works) == 1:
+        return works[0]
+
+    def run_all() -> None:
+        for work in works:
+            work()
+
+    return run_all
 
 
 def _advance(
@@ -160,6 +207,9 @@ def run_local(steps: Mapping[str, Step[T]]) -> tuple[dict[str, T], int]:
                     raise RuntimeError(f"{sender!r} sends to unknown party {peer!r}")
                 mail[peer][sender] = payload
         rounds += 1
+        for ex in pending.values():  # as the executor does while the messages travel
+            if ex.meanwhile is not None:
+                ex.meanwhile()
         current = pending
         pending = {}
         for party, ex in current.items():

@@ -55,7 +55,7 @@ from ..ot._softspoken import (
     soft_sender_setup,
 )
 from ._checks import U64
-from ._comm import Exchange, Step, gather, gather_peers
+from ._comm import Ahead, Exchange, Step, gather, gather_peers
 
 __all__ = ["GILBOA_KEEP", "OtPair", "Side", "idle_rounds", "matmul_ot_rounds", "ot_rounds", "ot_setup"]
 
@@ -363,7 +363,9 @@ def _cot_pair(
 
     ``send``: the OTs where this holder is the sender (the peer's ``recv``); ``recv``: those
     where it chooses. Both holders call this with mirrored sides, so the round structure is
-    public: round t carries U of receiver chunk t and tau of sender chunk t - 1.
+    public: round t carries U of receiver chunk t and tau of sender chunk t - 1. Receiver chunk
+    t + 1 needs no message, so round t hands it to the driver as ``meanwhile`` (it is computed
+    while the round's messages travel, or on resuming if they are already here).
     """
     sc = _chunks(send.rows, send.row_bytes())
     rc = _chunks(recv.rows, recv.row_bytes())
@@ -372,27 +374,38 @@ def _cot_pair(
             yield Exchange(send={peer: {}}, recv=frozenset({peer}))
         return
     rounds = max(len(sc), len(rc)) + 1
+    if rc and (rcv is None or choices is None):
+        raise OtError("correlated OT: receiver side without its state")
     tau_out: np.ndarray | None = None
     kept: np.ndarray | None = None  # receiver: H(T) of the chunk whose tau arrives next
     kept_r: np.ndarray | None = None
-    # H(T) of chunk t lives in buffer t % 2 until chunk t's corrections arrive in round t + 1
-    # (every on_recv consumes its rows at once): two buffers, not a fresh one per round
-    bufs = [np.empty((max(b - a for a, b in rc), recv.width), dtype=U64) for _ in range(min(2, len(rc)))]
+    # H(T) of chunk t lives in buffer t % 3 from round t - 1 (computed ahead, while round
+    # t - 1's messages travel) until chunk t's corrections arrive in round t + 1 (every on_recv
+    # consumes its rows at once): three buffers, not a fresh one per round
+    bufs = [np.empty((max(b - a for a, b in rc), recv.width), dtype=U64) for _ in range(min(3, len(rc)))]
+
+    def receiver_chunk(t: int) -> Ahead[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def work() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            a, b = rc[t]
+            r = np.asarray(choices(a, b), dtype=bool)  # type: ignore[misc]
+            u, ht = _receive_rows(rcv, r, recv.width, bufs[t % len(bufs)])  # type: ignore[arg-type]
+            return u, ht, r
+
+        return Ahead(work)
+
+    ahead = receiver_chunk(0) if rc else None
     for t in range(rounds):
         msg: dict[str, np.ndarray] = {}
         new_kept = new_r = None
-        if t < len(rc):
-            if rcv is None or choices is None:
-                raise OtError("correlated OT: receiver side without its state")
-            a, b = rc[t]
-            new_r = np.asarray(choices(a, b), dtype=bool)
-            msg["u"], new_kept = _receive_rows(rcv, new_r, recv.width, bufs[t % len(bufs)])
+        if ahead is not None:  # receiver chunk t (computed while round t - 1's messages travelled)
+            msg["u"], new_kept, new_r = ahead.result()
+            ahead = receiver_chunk(t + 1) if t + 1 < len(rc) else None
         if tau_out is not None:
             msg["tau"] = tau_out
             tau_out = None
         expect = t < len(sc) or 0 < t <= len(rc)
         got = yield Exchange(
-            send={peer: msg} if msg else {}, recv=frozenset({peer}) if expect else frozenset()
+            send={peer: msg} if msg else {}, recv=frozenset({peer}) if expect else frozenset(), meanwhile=ahead
         )
         body = got.get(peer) if expect else None
         if expect and not isinstance(body, dict):
@@ -453,14 +466,24 @@ def _rot_pair(
     on_recv: Sink,
 ) -> Step[None]:
     """Random OT with ``peer``, ``rows`` each way at once, without corrections: round t carries
-    ``U`` of chunk t both ways (``max(1, chunks)`` rounds; module doc, AND triples)."""
+    ``U`` of chunk t both ways (``max(1, chunks)`` rounds; module doc, AND triples); the
+    receiver's chunk t + 1 is round t's ``meanwhile``."""
     ch = _chunks(rows, _U_BYTES)
     if not ch:
         yield Exchange(send={peer: {}}, recv=frozenset({peer}))
         return
+
+    def receiver_chunk(t: int) -> Ahead[tuple[np.ndarray, np.ndarray]]:
+        a, b = ch[t]
+        return Ahead(lambda: _receive_rows(rcv, np.asarray(choices(a, b), dtype=bool), 1))
+
+    ahead = receiver_chunk(0)
     for t, (a, b) in enumerate(ch):
-        u, xr = _receive_rows(rcv, np.asarray(choices(a, b), dtype=bool), 1)
-        got = yield Exchange(send={peer: {"u": u}}, recv=frozenset({peer}))
+        u, xr = ahead.result()
+        nxt = receiver_chunk(t + 1) if t + 1 < len(ch) else None  # while this round travels
+        got = yield Exchange(send={peer: {"u": u}}, recv=frozenset({peer}), meanwhile=nxt)
+        if nxt is not None:
+            ahead = nxt
         u_in = _u_columns(peer, got.get(peer), snd.u_width, b - a, t)
         for lo, hi, x0, x1 in _send_rows(snd, u_in, b - a, 1):
             on_send(a + lo, a + hi, x0, x1)

@@ -16,6 +16,11 @@ when its expected set is complete. Messages may arrive before the op exists or b
 to that round (a dealer runs ahead: correlated randomness arrives before it is needed); they
 wait in the mailbox.
 
+A big step runs in a worker thread. When it yields an Exchange whose messages are not all here
+and that carries ``meanwhile`` work (e.g. the OT receiver's next chunk), the worker runs that work
+while the messages travel; the op stays RUNNING until it is done, then takes its messages or
+blocks. So compute overlaps the transfer instead of waiting for it.
+
 A failing step fails its job only: the job's waiters wake with the error, its peers are told
 (``JOB_ABORT``) and the executor keeps serving the other jobs.
 """
@@ -406,10 +411,20 @@ class Executor:
                     _close(node)
                     return
                 outbox: Outbox = defaultdict(lambda: defaultdict(list))
-                reply = self._after(job, node, outcome, outbox)
+                meanwhile = None if outcome.done else outcome.value.meanwhile
+                reply = self._after(job, node, outcome, outbox, hold=meanwhile is not None)
                 if outbox:  # a big step's messages are big: encode them off the loop too
                     encoded = await anyio.to_thread.run_sync(_encode_outbox, outbox, limiter=self._limiter)
                     self._flush(outbox, encoded)
+                if reply is _HELD and meanwhile is not None:
+                    # the step's local work for its next round, while this round's messages
+                    # travel; the op stays RUNNING, so no message wakes it meanwhile
+                    async with self.memory.hold(_step_bytes(node)):
+                        await anyio.to_thread.run_sync(meanwhile, limiter=self._limiter)
+                    if node.state is OpState.FAILED or job.failure is not None:
+                        _close(node)
+                        return
+                    reply = self._wait_or_take(job, node)
                 if reply is None:
                     return
         except Exception as exc:  # noqa: BLE001 - a loader or an op raised: the job fails, not the node
@@ -437,8 +452,11 @@ class Executor:
             return None
         return self._take(job, node)
 
-    def _after(self, job: JobState, node: OpNode, outcome: _Outcome, outbox: Outbox) -> Any:
-        """File a step's outcome on the event loop; return the next reply if it can go on now."""
+    def _after(self, job: JobState, node: OpNode, outcome: _Outcome, outbox: Outbox, *, hold: bool = False) -> Any:
+        """File a step's outcome on the event loop; return the next reply if it can go on now.
+
+        ``hold``: if the round's messages are not all here, return :data:`_HELD` and leave the
+        op RUNNING (its worker runs the step's ``meanwhile``, then :meth:`_wait_or_take`)."""
         if outcome.done:
             self._finish(job, node, result=outcome.value)
             return None
@@ -453,8 +471,17 @@ class Executor:
                 node.told |= {peer}
             outbox[peer][job.id].append(entry)
         node.expect = ex.recv
+        if hold and not self._arrived(job, node):
+            return _HELD
+        return self._wait_or_take(job, node)
+
+    def _arrived(self, job: JobState, node: OpNode) -> bool:
         box = job.mailbox.get((node.op_id, node.round))
-        if node.expect and (box is None or not node.expect <= box.keys()):
+        return not node.expect or (box is not None and node.expect <= box.keys())
+
+    def _wait_or_take(self, job: JobState, node: OpNode) -> Any:
+        """The op's next reply if its expected messages are all here, else None (it blocks)."""
+        if not self._arrived(job, node):
             node.state = OpState.BLOCKED
             if job.tracer is not None:
                 job.tracer.blocked_on(node)
@@ -581,6 +608,9 @@ class Executor:
 
 
 Outbox = dict[str, dict[str, list[list[Any]]]]  # peer -> job -> [[op_id, round, depth, payload]]
+
+
+_HELD = object()  # _after's reply: messages still missing, the op's meanwhile work runs first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

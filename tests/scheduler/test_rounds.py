@@ -296,3 +296,48 @@ def test_preparations_run_a_bounded_distance_ahead():
         # product k (0-based) prepares once product k - 1 - PREPARE_AHEAD is done; the first
         # PREPARE_AHEAD + 1 prepare right after the inputs
         assert waits == [[] for _ in range(PREPARE_AHEAD + 1)] + [[k - 1 - PREPARE_AHEAD] for k in range(PREPARE_AHEAD + 1, 8)]
+
+
+def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
+    """A step's ``meanwhile`` (the OT receiver's next chunk) runs in a worker thread while the
+    round's messages are in flight: in every round at least the party that yields first finds
+    the other's message missing, so its executor runs the work, not the resumed step. The
+    product is still exact and the round count is that of the chunks."""
+    import threading
+
+    import mpcactors.ops._comm as comm
+    import mpcactors.ops._ot_engine as engine
+
+    monkeypatch.setattr(engine, "ROUND_BYTES", 1 << 22)  # several OT chunks for a small product
+    seen = {"driver": 0, "step": 0}
+    local = threading.local()
+    call, result = comm.Ahead.__call__, comm.Ahead.result
+
+    def counted_call(self):
+        fresh = self._fn is not None
+        call(self)
+        if fresh:
+            seen["step" if getattr(local, "in_result", False) else "driver"] += 1
+
+    def flagged_result(self):
+        local.in_result = True
+        try:
+            return result(self)
+        finally:
+            local.in_result = False
+
+    monkeypatch.setattr(comm.Ahead, "__call__", counted_call)
+    monkeypatch.setattr(comm.Ahead, "result", flagged_result)
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(-1000, 1000, 1 << 15), rng.integers(-1000, 1000, 1 << 15)
+
+    async def program(job):
+        x = await job.input("alice", a, dtype=int)
+        y = await job.input("bob", b, dtype=int)
+        return await job.reveal(x * y)
+
+    out = sim(("semi2k", ["alice", "bob"], {"dealer": "none"}), program)
+    for value in out.values():
+        np.testing.assert_array_equal(value, a * b)
+    assert seen["driver"] >= 1, seen  # the executor ran the work ahead at least once
+    assert seen["driver"] + seen["step"] >= 2 * 5, seen  # 2 Mi rows each way, 335 k a chunk
