@@ -1,7 +1,8 @@
 """Two parties as two real processes over TLS and an emulated WAN, with no dealer (issue 12).
 
     .venv/bin/python bench/twoparty_wan_bench.py [--ops mul,lt,lr] [--n 100000]
-        [--latency-ms 20] [--mbps 100] [--dealers none,trusted-first-party] [--record]
+        [--latency-ms 20] [--mbps 100] [--dealers none,trusted-first-party] [--softspoken-k 2]
+        [--record]
 
 alice and bob are two ``mpcactors`` processes (this file in party mode) on a loopback TLS
 cluster; each wraps its outgoing bytes in the WAN emulator (``[wan]``: ``--latency-ms`` one way,
@@ -38,11 +39,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 
-def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float) -> Path:
+def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float, k: int = 2) -> Path:
     """A two-party TLS cluster file on free loopback ports with the WAN profile, certificates generated."""
     from _cluster import two_party_cluster
 
-    return two_party_cluster(folder, "wanbench", [f'dealer = "{dealer}"'],
+    return two_party_cluster(folder, "wanbench", [f'dealer = "{dealer}"', f"softspoken_k = {k}"],
                              ["[wan]", f"latency_ms = {latency_ms}", f"bandwidth_mbps = {mbps}", ""])
 
 
@@ -114,10 +115,10 @@ def party_main(spec_path: str) -> int:
     return 0
 
 
-def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float) -> dict[str, Any]:
+def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float, k: int = 2) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cfg = make_cluster(folder, dealer, latency_ms, mbps)
+        cfg = make_cluster(folder, dealer, latency_ms, mbps, k)
         procs = {}
         for party in ("alice", "bob"):
             spec = folder / f"{party}.json"
@@ -166,12 +167,13 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=20.0, help="one way (RTT is twice this)")
     ap.add_argument("--mbps", type=float, default=100.0, help="bandwidth per direction")
     ap.add_argument("--dealers", default="none,trusted-first-party")
+    ap.add_argument("--softspoken-k", type=int, default=2, help="bits per small VOLE of the OT extension (dealer none)")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     a = ap.parse_args()
     rows, loads = [], [os.getloadavg()[0]]
     for op in a.ops.split(","):
         for dealer in a.dealers.split(","):
-            rows.append(run_pair(op, a.n, dealer, a.latency_ms, a.mbps))
+            rows.append(run_pair(op, a.n, dealer, a.latency_ms, a.mbps, a.softspoken_k))
             loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
     table = render(rows)

@@ -115,6 +115,7 @@ class ClusterConfig:
     protocol: str = "rep3"
     fxp_bits: int = 18
     dealer: str | None = None
+    softspoken_k: int = 2  # semi2k without a dealer: bits per small VOLE of the OT extension
     path: Path | None = None
 
     @property
@@ -180,7 +181,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(msg, file=fname, key=key)
 
-    known = {"cluster", "protocol", "fxp_bits", "dealer", "tls", "link", "wan", "runtime", "parties"}
+    known = {"cluster", "protocol", "fxp_bits", "dealer", "softspoken_k", "tls", "link", "wan", "runtime", "parties"}
     for k in raw:
         if k not in known:
             raise err(k, f"unknown key; expected one of {sorted(known)}")
@@ -248,6 +249,10 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         )
     if protocol == "rep3" and len(parties) != 3:
         raise err("protocol", f"rep3 needs exactly 3 parties, the file has {len(parties)}")
+    # semi2k without a dealer: SoftSpoken's bits per small VOLE (U is 16 / k bytes per OT)
+    softspoken_k = raw.get("softspoken_k", 2)
+    if not isinstance(softspoken_k, int) or isinstance(softspoken_k, bool) or softspoken_k not in (1, 2, 4, 8):
+        raise err("softspoken_k", f"must be 1, 2, 4 or 8 (bits per small VOLE; 4 sends less on slow links), not {softspoken_k!r}")
 
     return ClusterConfig(
         cluster_id=cluster_id,
@@ -259,6 +264,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         protocol=protocol,
         fxp_bits=fxp_bits,
         dealer=dealer,
+        softspoken_k=softspoken_k,
         path=path,
     )
 

@@ -49,6 +49,7 @@ import numpy as np
 from ..ot._base import OtError
 from ..ot._softspoken import (
     U_COLUMNS,
+    K,
     SoftReceiver,
     SoftSender,
     soft_receiver_setup,
@@ -69,7 +70,7 @@ BLOCK = 1 << 18  # rows one kernel pass takes (4 MiB of rows: few calls, reused 
 # triple's columns) are hashed, corrected and summed this much at a time, so no chunk-sized
 # temporaries are made (each was fresh memory: matmul 256 spent half its CPU in page faults)
 BLOCK_BYTES = 1 << 21
-_U_BYTES = U_COLUMNS // 8  # bytes of U per OT
+_U_BYTES = U_COLUMNS // 8  # bytes of U per OT at SoftSpoken's default k (2); k = 4: 4
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,10 +81,16 @@ class OtPair:
     sender: SoftSender
     receiver: SoftReceiver
 
+    @property
+    def u_bytes(self) -> int:
+        """Bytes of ``U`` per OT (``128 / k / 8``; both directions use one k)."""
+        return self.receiver.u_width // 8
 
-def ot_setup(party: str, peers: Sequence[str], job: bytes) -> Step[dict[str, OtPair]]:
+
+def ot_setup(party: str, peers: Sequence[str], job: bytes, k: int = K) -> Step[dict[str, OtPair]]:
     """SoftSpoken set-ups with every peer, both directions at once (3 rounds: 128 base OTs
-    each way, then the GGM corrections of :mod:`~mpcactors.ot._softspoken`)."""
+    each way, then the GGM corrections of :mod:`~mpcactors.ot._softspoken`), ``k`` bits per
+    small VOLE (``U`` is ``16 / k`` bytes per OT; the PRG work grows as ``2^k / k``)."""
     label = b"mpcactors/semi2k-ot/v1/" + job
 
     def one(peer: str) -> Step[OtPair]:
@@ -93,8 +100,8 @@ def ot_setup(party: str, peers: Sequence[str], job: bytes) -> Step[dict[str, OtP
         lab_fs = label + b"/" + first.encode() + b">" + second.encode()
         lab_sf = label + b"/" + second.encode() + b">" + first.encode()
         # gather pairs sub-steps by index: index 0 is the direction first -> second at both
-        s_step = soft_sender_setup(peer, label=lab_fs if me_first else lab_sf)
-        r_step = soft_receiver_setup(peer, label=lab_sf if me_first else lab_fs)
+        s_step = soft_sender_setup(peer, label=lab_fs if me_first else lab_sf, k=k)
+        r_step = soft_receiver_setup(peer, label=lab_sf if me_first else lab_fs, k=k)
         if me_first:
             snd, rcv = yield from gather([s_step, r_step])
         else:
@@ -175,12 +182,13 @@ class Side:
     # keep[l]: low bytes of each correction word that matter for rows 64 j + l (None: all 8;
     # rows then come in whole groups of 64)
     keep: tuple[int, ...] | None = None
+    u_bytes: int = _U_BYTES  # of U per row (SoftSpoken's 128 / k columns)
 
     def row_bytes(self) -> float:
-        """Bytes on the wire per row: 8 of ``U`` (SoftSpoken's columns) and the kept bytes of ``tau``."""
+        """Bytes on the wire per row: ``U`` (SoftSpoken's columns) and the kept bytes of ``tau``."""
         if self.keep is None:
-            return _U_BYTES + 8 * self.width
-        return _U_BYTES + self.width * 8 * _pairing(self.keep).words / 64
+            return self.u_bytes + 8 * self.width
+        return self.u_bytes + self.width * 8 * _pairing(self.keep).words / 64
 
     def tau_words(self, rows: int) -> int:
         """Packed correction words of ``rows`` rows (``keep`` given): :func:`_pack_tau`."""
@@ -468,7 +476,7 @@ def _rot_pair(
     """Random OT with ``peer``, ``rows`` each way at once, without corrections: round t carries
     ``U`` of chunk t both ways (``max(1, chunks)`` rounds; module doc, AND triples); the
     receiver's chunk t + 1 is round t's ``meanwhile``."""
-    ch = _chunks(rows, _U_BYTES)
+    ch = _chunks(rows, rcv.u_width // 8)
     if not ch:
         yield Exchange(send={peer: {}}, recv=frozenset({peer}))
         return
@@ -490,9 +498,9 @@ def _rot_pair(
         on_recv(a, b, xr)
 
 
-def ot_rounds(width: int, rows: int, keep: tuple[int, ...] | None = None) -> int:
+def ot_rounds(width: int, rows: int, keep: tuple[int, ...] | None = None, u_bytes: int = _U_BYTES) -> int:
     """Rounds of :func:`_cot_pair` for ``rows`` correlated OTs of ``width`` words each way."""
-    return max(len(_chunks(rows, Side(rows, width, keep).row_bytes())), 1) + 1
+    return max(len(_chunks(rows, Side(rows, width, keep, u_bytes).row_bytes())), 1) + 1
 
 
 def idle_rounds(peer: str, rounds: int) -> Step[tuple[np.ndarray, np.ndarray]]:
@@ -504,11 +512,11 @@ def idle_rounds(peer: str, rounds: int) -> Step[tuple[np.ndarray, np.ndarray]]:
     return np.zeros(0, dtype=U64), np.zeros(0, dtype=U64)
 
 
-def matmul_ot_rounds(ashape: tuple[int, ...], bshape: tuple[int, ...]) -> int:
+def matmul_ot_rounds(ashape: tuple[int, ...], bshape: tuple[int, ...], u_bytes: int = _U_BYTES) -> int:
     """Rounds of a 2-d matrix triple by OT (:meth:`OtSource.matrix_triple`)."""
     m = 1 if len(ashape) == 1 else ashape[-2]
     k = ashape[-1]
     n = 1 if len(bshape) == 1 else bshape[-1]
     if k * n > m * k:
         m, n = n, m
-    return ot_rounds(m, 64 * k * n, GILBOA_KEEP)
+    return ot_rounds(m, 64 * k * n, GILBOA_KEEP, u_bytes)

@@ -124,7 +124,7 @@ class PairwiseSource:
                 elif self.index < k and p == hk:
                     steps[p] = self.srcs[p].products(u, None, keep)
                 else:  # not a pair of this stage: as many empty rounds as its pairs take
-                    steps[p] = idle_rounds(p, ot_rounds(1, bits.size, keep))
+                    steps[p] = idle_rounds(p, ot_rounds(1, bits.size, keep, self.srcs[p].u_bytes))
             res = yield from gather_peers(steps)
             if self.index == k:  # u_k = s_k - 2 sum_i [u_{k-1} s_k]_i  (my share of u_{k-1} is 0)
                 prod = np.zeros(bits.size, dtype=U64)

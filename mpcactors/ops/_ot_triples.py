@@ -115,6 +115,7 @@ class OtSource:
         session = ctx.label(b"semi2k-ot")
         self.snd = pair.sender.derive(session)
         self.rcv = pair.receiver.derive(session)
+        self.u_bytes = pair.u_bytes
 
     def _cross(self, xs: np.ndarray, ys: np.ndarray, acc: np.ndarray) -> Step[None]:
         """acc += this holder's share of x_me * y_peer + x_peer * y_me (elementwise, flat):
@@ -128,7 +129,7 @@ class OtSource:
         def on_recv(lo: int, hi: int, y: np.ndarray) -> None:
             acc[lo // 64 : hi // 64] += _weighted(y, 1)[:, 0]
 
-        side = Side(64 * n, 1, GILBOA_KEEP)
+        side = Side(64 * n, 1, GILBOA_KEEP, self.u_bytes)
         yield from _cot_pair(
             self.peer, self.snd, self.rcv, side, side,
             lambda lo, hi: xs[lo // 64 : hi // 64], on_send, lambda lo, hi: ybits[lo:hi], on_recv,
@@ -188,7 +189,7 @@ class OtSource:
         def sink(lo: int, hi: int, x: np.ndarray) -> None:
             out[lo // 8 : hi // 8] ^= np.packbits((x[:, 0] & U64(1)).astype(bool), bitorder="little")
 
-        side = Side(64 * n, 1, (1,) * 64)
+        side = Side(64 * n, 1, (1,) * 64, self.u_bytes)
         yield from _cot_pair(
             self.peer, self.snd, self.rcv, side, side, lambda lo, hi: abits[lo:hi], sink, lambda lo, hi: bbits[lo:hi], sink
         )
@@ -225,7 +226,7 @@ class OtSource:
             got[lo:hi] = y[:, 0]
 
         yield from _cot_pair(
-            self.peer, self.snd, self.rcv, Side(d.size, 1, keep), Side(r.size, 1, keep),
+            self.peer, self.snd, self.rcv, Side(d.size, 1, keep, self.u_bytes), Side(r.size, 1, keep, self.u_bytes),
             lambda lo, hi: d[lo:hi], on_send, lambda lo, hi: r[lo:hi], on_recv,
         )
         return sent[:nd], got[:nr]
@@ -294,7 +295,7 @@ class OtSource:
             ent = np.arange(lo // 64, hi // 64)
             np.add.at(acc_t, ent % cols_out, _weighted(y, rows_out))
 
-        side = Side(64 * k * cols_out, rows_out, GILBOA_KEEP)
+        side = Side(64 * k * cols_out, rows_out, GILBOA_KEEP, self.u_bytes)
         yield from _cot_pair(
             self.peer, self.snd, self.rcv, side, side, deltas, on_send, lambda lo, hi: rbits[lo:hi], on_recv
         )
@@ -326,7 +327,7 @@ class OtSource:
 
         yield from _cot_pair(
             self.peer, self.snd, self.rcv,
-            Side(mine[1] - mine[0], 1, keep), Side(theirs[1] - theirs[0], 1, keep),
+            Side(mine[1] - mine[0], 1, keep, self.u_bytes), Side(theirs[1] - theirs[0], 1, keep, self.u_bytes),
             lambda lo, hi: bits[s0 + lo : s0 + hi].astype(U64), on_send,
             lambda lo, hi: bits[r0 + lo : r0 + hi], on_recv,
         )

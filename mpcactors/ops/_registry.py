@@ -21,6 +21,7 @@ def make_protocol(
     *,
     fxp_bits: int = 18,
     dealer: str | None = None,
+    softspoken_k: int | None = None,
 ) -> Protocol:
     """This party's instance of protocol ``name`` for a job among ``parties``.
 
@@ -31,6 +32,8 @@ def make_protocol(
         fxp_bits: fixed-point fractional bits (0..62).
         dealer: semi2k only: the dealing party, ``"trusted-first-party"`` (insecure), or None /
             ``"none"``: no dealer, two holders make their correlations by OT.
+        softspoken_k: semi2k without a dealer: bits per small VOLE of the OT extension (1, 2,
+            4 or 8; None: 2). Other protocols make no OTs and ignore it.
 
     Returns:
         The protocol instance.
@@ -38,7 +41,8 @@ def make_protocol(
     Raises:
         ConfigError: unknown protocol (the message names the known ones), rep3 with other than
             3 parties or with a dealer, semi2k without a dealer and other than 2 parties, or with
-            a dealer that is not a party, a party not among ``parties``, repeated names, bad ``fxp_bits``.
+            a dealer that is not a party, a party not among ``parties``, repeated names, bad
+            ``fxp_bits`` or ``softspoken_k``.
     """
     cls = PROTOCOLS.get(name)
     if cls is None:
@@ -51,4 +55,6 @@ def make_protocol(
         raise ConfigError(
             f"semi2k dealer {dealer!r} is not a party of the job {list(parties)!r}", key="dealer"
         )
+    if cls is Semi2k and softspoken_k is not None:
+        return Semi2k(party, parties, fxp_bits=fxp_bits, dealer=dealer, softspoken_k=softspoken_k)
     return cls(party, parties, fxp_bits=fxp_bits, dealer=dealer)

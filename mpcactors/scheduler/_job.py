@@ -47,6 +47,7 @@ class JobSettings:
     dealer: str | None
     fxp_bits: int
     program: str
+    softspoken_k: int = 2  # semi2k without a dealer: the OT extension's bits per small VOLE
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class JobSettings:
             "dealer": self.dealer,
             "fxp_bits": self.fxp_bits,
             "program": self.program,
+            "softspoken_k": self.softspoken_k,
         }
 
 

@@ -1,4 +1,4 @@
-"""SoftSpoken OT extension (k = 2): the GGM set-up, the IKNP correlation, the sender's view."""
+"""SoftSpoken OT extension (k = 1, 2, 4): the GGM set-up, the IKNP correlation, the sender's view."""
 
 from __future__ import annotations
 
@@ -20,29 +20,32 @@ from mpcactors.ot._softspoken import (
 RNG = np.random.default_rng(5)
 
 
-def _setup(label: bytes = b"t") -> tuple[SoftSender, SoftReceiver, int]:
-    res, rounds = run_local({"s": soft_sender_setup("r", label=label), "r": soft_receiver_setup("s", label=label)})
+def _setup(label: bytes = b"t", k: int = ss.K) -> tuple[SoftSender, SoftReceiver, int]:
+    res, rounds = run_local(
+        {"s": soft_sender_setup("r", label=label, k=k), "r": soft_receiver_setup("s", label=label, k=k)}
+    )
     return res["s"], res["r"], rounds
 
 
-@pytest.fixture(scope="module")
-def pair() -> tuple[SoftSender, SoftReceiver]:
-    snd, rcv, rounds = _setup()
-    assert rounds == 3  # two of public-key base OTs, one of GGM corrections
+@pytest.fixture(scope="module", params=[1, 2, 4], ids=lambda k: f"k{k}")
+def pair(request: pytest.FixtureRequest) -> tuple[SoftSender, SoftReceiver]:
+    snd, rcv, rounds = _setup(k=request.param)
+    assert rounds == 3  # two of public-key base OTs, one of GGM corrections (empty at k = 1)
+    assert snd.k == rcv.k == request.param and snd.u_width == rcv.u_width == 128 // request.param
     return snd, rcv
 
 
 def _delta_index(snd: SoftSender) -> np.ndarray:
-    bits = snd._s_bits.reshape(ss.U_COLUMNS, ss.K).astype(np.int64)
-    return (bits << np.arange(ss.K)).sum(axis=1)
+    bits = snd._s_bits.reshape(snd.u_width, snd.k).astype(np.int64)
+    return (bits << np.arange(snd.k)).sum(axis=1)
 
 
 def test_the_sender_holds_every_leaf_but_the_one_at_delta(pair: tuple[SoftSender, SoftReceiver]) -> None:
     snd, rcv = pair
     d = _delta_index(snd)
     assert len(set(d.tolist())) > 1  # Delta_i is random per VOLE, not a constant
-    for i in range(ss.U_COLUMNS):
-        for y in range(1, ss.LEAVES):
+    for i in range(snd.u_width):
+        for y in range(1, 1 << snd.k):
             assert np.array_equal(snd._known[i, y - 1], rcv._leaves[i, d[i] ^ y])
         missing = rcv._leaves[i, d[i]]
         assert not any(np.array_equal(missing, k) for k in snd._known[i])
@@ -55,7 +58,7 @@ def test_rows_are_the_iknp_correlation(pair: tuple[SoftSender, SoftReceiver], m:
     r = RNG.integers(0, 2, m).astype(bool)
     for _ in range(2):  # the streams advance: a second batch is as correct as the first
         u, t = rcv.choice_columns(r)
-        assert u.shape == (64, -(-m // 8)) and t.shape == (m, 16)
+        assert u.shape == (128 // snd.k, -(-m // 8)) and t.shape == (m, 16)
         q = snd.rows_from_columns(u, m)
         flip = np.where(r[:, None], np.uint8(0xFF), np.uint8(0)) & snd.delta[None, :]
         np.testing.assert_array_equal(q, t ^ flip)
@@ -91,10 +94,10 @@ def test_the_senders_view_says_nothing_of_the_choices(pair: tuple[SoftSender, So
     leaves of a VOLE coincide (their streams cancel in ``u_i``) is caught."""
     rcv = pair[1].derive(b"view")
     if broken:
-        rcv = SoftReceiver(np.repeat(rcv._leaves[:, :1], ss.LEAVES, axis=1))
+        rcv = SoftReceiver(np.repeat(rcv._leaves[:, :1], 1 << rcv.k, axis=1), k=rcv.k)
     r = RNG.integers(0, 2, 1 << 14).astype(bool)
     dev = _agreement(_columns(rcv, r), r)
-    # 64 columns of 16384 fair coins: sd 0.004, the max of 64 stays under 0.02
+    # up to 128 columns of 16384 fair coins: sd 0.004, the max of 128 stays under 0.02
     assert (dev > 0.4) if broken else (dev < 0.02)
 
 
@@ -111,5 +114,24 @@ def test_a_malformed_setup_message_names_the_peer() -> None:
 
 def test_malformed_columns_raise(pair: tuple[SoftSender, SoftReceiver]) -> None:
     snd = pair[0].derive(b"bad")
-    with pytest.raises(OtError, match=r"expected \(64, 2\) uint8"):
-        snd.rows_from_columns(np.zeros((128, 2), dtype=np.uint8), 16)
+    with pytest.raises(OtError, match=rf"expected \({snd.u_width}, 2\) uint8"):
+        snd.rows_from_columns(np.zeros((snd.u_width + 1, 2), dtype=np.uint8), 16)
+
+
+def test_a_k_that_does_not_divide_a_row_is_refused() -> None:
+    for bad in (0, 3, 16, True, "2"):
+        with pytest.raises(ValueError, match=r"SoftSpoken k must be one of \[1, 2, 4, 8\]"):
+            run_local({"s": soft_sender_setup("r", k=bad), "r": soft_receiver_setup("s", k=2)})  # type: ignore[arg-type]
+
+
+def test_k8_sets_up_and_correlates() -> None:
+    snd, rcv, _ = _setup(b"k8", k=8)
+    r = RNG.integers(0, 2, 2048).astype(bool)
+    u, t = rcv.choice_columns(r)
+    assert u.shape == (16, 256)
+    np.testing.assert_array_equal(snd.rows_from_columns(u, r.size) ^ t, np.where(r[:, None], np.uint8(0xFF), np.uint8(0)) & snd.delta)
+
+
+def test_parties_with_different_k_fail_the_setup_naming_the_peer() -> None:
+    with pytest.raises(OtError, match=r"SoftSpoken set-up: expected \(32, 3, 2, 16\) uint8 from 'r', got \(64, 1, 2, 16\)"):
+        run_local({"s": soft_sender_setup("r", label=b"m", k=4), "r": soft_receiver_setup("s", label=b"m", k=2)})
