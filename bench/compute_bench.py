@@ -15,6 +15,8 @@ beside SPU's CHEETAH (2 parties, silent OT + lattice HE, no dealer). Its time in
 the correlations (they are made inside each op, in the op's first rounds). The online part is
 the same protocol with the correlations given: the ``semi2k`` (trusted-first-party) time of the
 same op, whose online messages are identical; offline = total - online.
+``semi2k-ot-k4`` is ``semi2k-ot`` with ``softspoken_k = 4`` (half the OT extension's ``U``
+bytes, more PRG work): in one process the bytes are cheap, so this row shows its CPU cost.
 
 ``--json`` also writes the rows as JSON (default bench/results/compute_bench.json), which
 bench/plot.py draws.
@@ -45,8 +47,10 @@ SETUPS = {
     "semi2k+dealer": ("semi2k", ["alice", "bob", "carol"], {"dealer": "carol"}),
     "rep3": ("rep3", ["alice", "bob", "carol"], {}),
     "semi2k-ot": ("semi2k", ["alice", "bob"], {"dealer": "none"}),
+    # the same with SoftSpoken k = 4 (fewer bytes, more CPU: for slow links)
+    "semi2k-ot-k4": ("semi2k", ["alice", "bob"], {"dealer": "none", "softspoken_k": 4}),
 }
-SPU_PROTO = {"semi2k": "SEMI2K", "semi2k+dealer": None, "rep3": "ABY3", "semi2k-ot": "CHEETAH"}
+SPU_PROTO = {"semi2k": "SEMI2K", "semi2k+dealer": None, "rep3": "ABY3", "semi2k-ot": "CHEETAH", "semi2k-ot-k4": "CHEETAH"}
 
 
 def op_data(op: str) -> tuple[Any, list[np.ndarray]]:

@@ -100,7 +100,7 @@ class Semi2k(Protocol):
         softspoken_k: without a dealer, SoftSpoken's bits per small VOLE (1, 2, 4 or 8; 1 is
             IKNP): ``U`` is ``16 / k`` bytes per OT, the PRG work grows as ``2^k / k``. 2 (the
             default) is the least CPU per byte saved; 4 sends ~30 % fewer bytes per product for
-            ~25 % more OT CPU, for links where bandwidth, not CPU, is the limit.
+            ~35 % more OT CPU, for links where bandwidth, not CPU, is the limit.
 
     Raises:
         ConfigError: a dealer that is not a party, fewer than 2 holders, a bad party list, or a
