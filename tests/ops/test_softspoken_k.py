@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import trio
 
 import mpcactors as mpc
 from mpcactors._config import ClusterConfig, load_config
-from mpcactors.link import MemoryNetwork
+
+from .._nodes import job_errors
 
 RNG = np.random.default_rng(11)
 
@@ -90,28 +90,14 @@ def test_config_key_and_errors(tmp_path: Path) -> None:
 
 
 def test_parties_with_different_k_fail_the_job_naming_the_setting() -> None:
-    async def main() -> dict[str, BaseException]:
-        network = MemoryNetwork()
-        errors: dict[str, BaseException] = {}
+    async def program(job):
+        return await job.reveal(job.input("alice", np.ones(2)) * job.input("bob", np.ones(2)))
 
-        async def party(name: str, k: int) -> None:
-            config = ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", softspoken_k=k)
-
-            async def program(job):
-                return await job.reveal(job.input("alice", np.ones(2)) * job.input("bob", np.ones(2)))
-
-            async with mpc.open_node(config, name, network=network) as node:
-                try:
-                    await node.run(program, job="k", timeout=20)
-                except mpc.MpcError as exc:
-                    errors[name] = exc
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(party, "alice", 2)
-            nursery.start_soon(party, "bob", 4)
-        return errors
-
-    errors = trio.run(main)
+    configs = {
+        p: ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", softspoken_k=k)
+        for p, k in (("alice", 2), ("bob", 4))
+    }
+    errors = job_errors(configs, lambda _: program, job="k")
     assert set(errors) == {"alice", "bob"}
     for e in errors.values():
         assert "disagree on softspoken_k" in str(e) and "=2" in str(e) and "=4" in str(e), e

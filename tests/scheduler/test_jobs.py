@@ -11,6 +11,8 @@ import mpcactors as mpc
 from mpcactors._config import ClusterConfig
 from mpcactors.link import MemoryNetwork
 
+from .._nodes import job_errors
+
 PARTIES = ["alice", "bob", "carol"]
 
 
@@ -23,27 +25,11 @@ def test_a_failing_loader_aborts_the_job_at_every_party():
         y = job.input("bob", load)
         return await job.reveal(x * y)
 
-    async def main():
-        network = MemoryNetwork()
-        config = ClusterConfig.local(PARTIES, protocol="rep3")
-        errors = {}
-
-        async def party(name):
-            async with mpc.open_node(config, name, network=network) as node:
-                try:
-                    await node.run(program, job="j1", timeout=20)
-                except mpc.JobAborted as exc:
-                    errors[name] = exc
-
-        async with trio.open_nursery() as n:
-            for p in PARTIES:
-                n.start_soon(party, p)
-        return errors
-
-    errors = trio.run(main)
+    config = ClusterConfig.local(PARTIES, protocol="rep3")
+    errors = job_errors({p: config for p in PARTIES}, lambda _: program, job="j1")
     assert set(errors) == set(PARTIES)
     for exc in errors.values():
-        assert exc.party == "bob" and exc.job == "j1"
+        assert isinstance(exc, mpc.JobAborted) and exc.party == "bob" and exc.job == "j1"
         assert "FileNotFoundError" in exc.cause and "/data/bob.csv" in exc.cause
 
 
@@ -169,29 +155,19 @@ def test_simulate_async_under_both_event_loops(backend):
 
 
 def test_job_ids_must_agree():
-    async def main():
-        network = MemoryNetwork()
-        config = ClusterConfig.local(["alice", "bob", "carol"], protocol="rep3")
-        errors = {}
+    async def program(job):
+        x = job.input("alice", np.ones(2))
+        return await job.reveal(x)
 
-        async def party(name):
-            async def program(job):
-                x = job.input("alice", np.ones(2))
-                return await job.reveal(x)
+    def program_of(name):
+        async def party_program(job):
+            return await program(job)
 
-            program.__qualname__ = f"program_{name}" if name == "carol" else "program"
-            async with mpc.open_node(config, name, network=network) as node:
-                try:
-                    await node.run(program, job="same-id", timeout=10)
-                except mpc.MpcError as exc:
-                    errors[name] = exc
+        party_program.__qualname__ = f"program_{name}" if name == "carol" else "program"
+        return party_program
 
-        async with trio.open_nursery() as n:
-            for p in ["alice", "bob", "carol"]:
-                n.start_soon(party, p)
-        return errors
-
-    errors = trio.run(main)
+    config = ClusterConfig.local(["alice", "bob", "carol"], protocol="rep3")
+    errors = job_errors({p: config for p in PARTIES}, program_of, job="same-id", timeout=10)
     assert set(errors) == {"alice", "bob", "carol"}
     assert any("disagree" in str(e) and "program" in str(e) for e in errors.values())
 
