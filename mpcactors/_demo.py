@@ -58,6 +58,7 @@ def write_cluster(
     protocol: str = "rep3",
     *,
     dealer: str | None = None,
+    softspoken_k: int | None = None,
     peer_timeout_s: float = 20,
     extra: str = "",
 ) -> Path:
@@ -66,6 +67,8 @@ def write_cluster(
     lines = [f'cluster = "demo-{os.getpid()}"', f'protocol = "{protocol}"', "fxp_bits = 18"]
     if dealer:
         lines.append(f'dealer = "{dealer}"')
+    if softspoken_k is not None:
+        lines.append(f"softspoken_k = {softspoken_k}")
     lines += ["", "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "", "[link]",
               "connect_retry_times = 40", "connect_retry_interval_ms = 100", "connect_timeout_s = 60",
               f"peer_timeout_s = {peer_timeout_s}", extra, ""]

@@ -50,8 +50,8 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return g.uniform(-4, 4, (40, 6)), g.uniform(-4, 4, (40, 6)), g.uniform(-1, 1, (6, 3))
 
 
-def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES) -> dict[str, object]:
-    cfg = make_cluster(tmp_path, parties, "semi2k", dealer=dealer)
+def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES, **cluster) -> dict[str, object]:
+    cfg = make_cluster(tmp_path, parties, "semi2k", dealer=dealer, **cluster)
     outs = {p: tmp_path / f"{p}.json" for p in parties}
     procs = {
         p: start(["run", str(prog), "--config", str(cfg), "--party", p, "--output", str(outs[p]),
@@ -67,16 +67,17 @@ def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES) -> dict[str, obje
 
 
 @pytest.mark.parametrize(
-    ("dealer", "parties"),
-    [(None, PARTIES), ("none", PARTIES), ("none", ("alice", "bob", "carol"))],
-    ids=["2-default", "2-none", "3-none"],  # the default with two parties, explicit, three by pairs
+    ("dealer", "parties", "k"),
+    [(None, PARTIES, None), ("none", PARTIES, None), ("none", ("alice", "bob", "carol"), None), ("none", PARTIES, 4)],
+    # the default with two parties, explicit, three by pairs, SoftSpoken k = 4 (slow links)
+    ids=["2-default", "2-none", "3-none", "2-none-k4"],
 )
-def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties):
+def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties, k):
     prog = tmp_path / "ops.py"
     prog.write_text(OPS_PROGRAM)
     x, y, w = _data()
     n = np.arange(-20, 20)
-    results = _run(tmp_path, prog, dealer, parties=parties)
+    results = _run(tmp_path, prog, dealer, parties=parties, softspoken_k=k)
     assert sorted(results) == sorted(parties)
     for got in results.values():
         r = {k: np.asarray(v) for k, v in got.items()}  # type: ignore[union-attr]
