@@ -298,10 +298,17 @@ class RowHash:
         y = self._sc.get("y", 16 * total + 16).reshape(-1)  # pi(x), 15 spare bytes for OpenSSL
         _into(self._enc, rows.reshape(-1), y)
         y64 = y[: 16 * total].view(np.uint64).reshape(n, wb, 2)
-        z = self._sc.get("z", 16 * total + 16)
-        z64 = z[: 16 * total].view(np.uint64).reshape(n, wb, 2)
         pz = self._sc.get("pz", 16 * total + 16)
         pz64 = pz[: 16 * total].view(np.uint64).reshape(n, wb, 2)
+        if wb == 1 and out_blocks == 1:  # the tweak is (j, 0): XOR it into pi(x) in place
+            y0 = y64[:, 0, 0]
+            np.bitwise_xor(y0, index, out=y0)  # pi(x) ^ (j, 0)
+            _into(self._enc, y[: 16 * total], pz)
+            np.bitwise_xor(pz64[:, 0, :words], y64[:, 0, :words], out=out)  # ^ (pi(x) ^ (j, 0))
+            np.bitwise_xor(out[:, 0], index, out=out[:, 0])  # ^ (j, 0) again: TMMO's ^ pi(x)
+            return
+        z = self._sc.get("z", 16 * total + 16)
+        z64 = z[: 16 * total].view(np.uint64).reshape(n, wb, 2)
         for t in range(out_blocks):
             # one long loop per (block, word): a loop over (n, wb) or (n, 2) runs a few words
             # at a time (and a strided ufunc.reduce over the blocks is slower still)
