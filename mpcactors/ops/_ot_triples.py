@@ -47,6 +47,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._log import get_logger
 from ._checks import U64
 from ._comm import Step, gather
 from ._context import OpContext
@@ -62,7 +63,11 @@ from ._ot_engine import (
     ot_setup,
 )
 
-__all__ = ["OtPair", "OtSource", "matmul_ot_rounds", "ot_setup"]
+__all__ = ["WARN_MATRIX_BYTES", "OtPair", "OtSource", "matmul_ot_rounds", "ot_setup"]
+
+# a matrix triple by OT that sends at least this much per holder logs a warning first (matmul
+# 256^3 sends ~4.9 GB, 384^3 ~16 GB, 1024^3 ~310 GB)
+WARN_MATRIX_BYTES = 10**10
 
 _POW2 = np.left_shift(U64(1), np.arange(64, dtype=U64))
 
@@ -296,6 +301,17 @@ class OtSource:
             np.add.at(acc_t, ent % cols_out, _weighted(y, rows_out))
 
         side = Side(64 * k * cols_out, rows_out, GILBOA_KEEP, self.u_bytes)
+        sent = side.rows * side.row_bytes()
+        if sent >= WARN_MATRIX_BYTES:  # OT traffic grows with m k n: say so before hours of it
+            path = self.ctx.path
+            get_logger(party=self.party, protocol="semi2k").warning(
+                "large_matrix_triple_by_ot",
+                job=path[0].decode(errors="replace") if path and isinstance(path[0], bytes) else str(path[:1]),
+                op=str(path[1:]), shape=f"{tuple(a.shape)} @ {tuple(b.shape)}", peer=self.peer,
+                gb_per_holder=round(sent / 1e9, 1), bytes_per_holder=int(sent),
+                detail="a matrix triple without a dealer sends 64 k min(m, n) correlated OTs of max(m, n) "
+                "words each way; a dealer party sends (m k + k n + m n) x 8 bytes instead",
+            )  # fmt: skip
         yield from _cot_pair(
             self.peer, self.snd, self.rcv, side, side, deltas, on_send, lambda lo, hi: rbits[lo:hi], on_recv
         )

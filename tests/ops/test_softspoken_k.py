@@ -101,3 +101,33 @@ def test_parties_with_different_k_fail_the_job_naming_the_setting() -> None:
     assert set(errors) == {"alice", "bob"}
     for e in errors.values():
         assert "disagree on softspoken_k" in str(e) and "=2" in str(e) and "=4" in str(e), e
+
+
+def test_a_big_matrix_triple_by_ot_warns_with_its_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a dealer a matrix triple's OT traffic grows with m k n: past WARN_MATRIX_BYTES
+    each holder logs how much it will send before it starts (here the bar is lowered)."""
+    from structlog.testing import capture_logs
+
+    import mpcactors.ops._ot_triples as ot_triples
+
+    a, b = RNG.standard_normal((48, 16)), RNG.standard_normal((16, 8))
+
+    async def program(job):
+        x = await job.input("alice", lambda: a)
+        y = await job.input("bob", lambda: b)
+        return await job.reveal(x @ y)
+
+    for bar, warned in ((10**10, False), (10**5, True)):
+        monkeypatch.setattr(ot_triples, "WARN_MATRIX_BYTES", bar)
+        with capture_logs() as logs:
+            out = mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", dealer="none")
+        np.testing.assert_allclose(out["alice"], a @ b, atol=1e-4)
+        found = [e for e in logs if e["event"] == "large_matrix_triple_by_ot"]
+        assert bool(found) == warned, logs
+        if warned:
+            # 64 k n OTs (n < m) of m = 48 words: 8 bytes of U + 36/64 of 8 bytes per word of tau
+            model = 64 * 16 * 8 * (8 + 48 * 8 * 36 / 64)
+            assert {e["party"] for e in found} == {"alice", "bob"}
+            for e in found:
+                assert e["bytes_per_holder"] == int(model) and e["shape"] == "(48, 16) @ (16, 8)", e
+                assert e["job"] == "sim" and e["op"] and e["peer"] in ("alice", "bob"), e
