@@ -341,3 +341,70 @@ def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
         np.testing.assert_array_equal(value, a * b)
     assert seen["driver"] >= 1, seen  # the executor ran the work ahead at least once
     assert seen["driver"] + seen["step"] >= 2 * 5, seen  # 2 Mi rows each way, 335 k a chunk
+
+
+def test_a_peer_cut_off_while_the_next_chunk_is_computed_fails_the_job_naming_it(monkeypatch):
+    """The executor's ``meanwhile`` path keeps the op RUNNING; a peer lost meanwhile must still
+    fail the job with PeerLost naming it (the op blocks after the work and sees the peer gone),
+    not leave it waiting. bob is cut off from inside the first ahead-work an executor runs (at
+    either party: the other end of a cut cable is lost too)."""
+    import threading
+
+    import anyio.from_thread
+
+    import mpcactors.ops._comm as comm
+    import mpcactors.ops._ot_engine as engine
+    from mpcactors._config import ClusterConfig, LinkOptions
+    from mpcactors.link import MemoryNetwork
+
+    monkeypatch.setattr(engine, "ROUND_BYTES", 1 << 22)
+    net = MemoryNetwork()
+    cut = threading.Event()
+    call, result = comm.Ahead.__call__, comm.Ahead.result
+    local = threading.local()
+
+    def cutting_call(self):
+        if not getattr(local, "in_result", False) and not cut.is_set() and self._fn is not None:
+            cut.set()
+            anyio.from_thread.run_sync(net.partition, "bob")  # a pulled cable: no CLOSE
+        call(self)
+
+    def flagged_result(self):
+        local.in_result = True
+        try:
+            return result(self)
+        finally:
+            local.in_result = False
+
+    monkeypatch.setattr(comm.Ahead, "__call__", cutting_call)
+    monkeypatch.setattr(comm.Ahead, "result", flagged_result)
+    link = LinkOptions(peer_timeout_s=2.0, heartbeat_interval_s=0.2, connect_retry_times=2)
+    config = ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", link=link)
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-9, 9, 1 << 15), rng.integers(-9, 9, 1 << 15)
+    errors = {}
+
+    async def program(job):
+        x = await job.input("alice", a, dtype=int)
+        y = await job.input("bob", b, dtype=int)
+        return await job.reveal(x * y)
+
+    async def party(name):
+        async with mpc.open_node(config, name, network=net) as node:
+            try:
+                await node.run(program, job="cut", timeout=60)
+            except mpc.MpcError as exc:
+                errors[name] = exc
+
+    async def main():
+        with trio.fail_after(90):  # the bug would be a hang
+            async with trio.open_nursery() as nursery:
+                for name in ("alice", "bob"):
+                    nursery.start_soon(party, name)
+
+    trio.run(main)
+    assert cut.is_set()
+    assert set(errors) == {"alice", "bob"}, errors
+    for name, exc in errors.items():
+        other = "bob" if name == "alice" else "alice"
+        assert isinstance(exc, (mpc.PeerLost, mpc.JobAborted)) and repr(other) in str(exc), (name, exc)
