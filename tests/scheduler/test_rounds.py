@@ -298,26 +298,28 @@ def test_preparations_run_a_bounded_distance_ahead():
         assert waits == [[] for _ in range(PREPARE_AHEAD + 1)] + [[k - 1 - PREPARE_AHEAD] for k in range(PREPARE_AHEAD + 1, 8)]
 
 
-def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
-    """A step's ``meanwhile`` (the OT receiver's next chunk) runs in a worker thread while the
-    round's messages are in flight: in every round at least the party that yields first finds
-    the other's message missing, so its executor runs the work, not the resumed step. The
-    product is still exact and the round count is that of the chunks."""
+def _watch_ahead_work(monkeypatch, before_driver_work=None):
+    """Count ``Ahead`` work computed by the driver (the executor, while messages travel) and by
+    the resumed step itself (``Ahead.result``); call ``before_driver_work()`` before each of the
+    driver's. Several OT chunks even for a small product (``ROUND_BYTES`` lowered)."""
     import threading
 
     import mpcactors.ops._comm as comm
     import mpcactors.ops._ot_engine as engine
 
-    monkeypatch.setattr(engine, "ROUND_BYTES", 1 << 22)  # several OT chunks for a small product
+    monkeypatch.setattr(engine, "ROUND_BYTES", 1 << 22)
     seen = {"driver": 0, "step": 0}
     local = threading.local()
     call, result = comm.Ahead.__call__, comm.Ahead.result
 
     def counted_call(self):
         fresh = self._fn is not None
+        by_step = getattr(local, "in_result", False)
+        if fresh and not by_step and before_driver_work is not None:
+            before_driver_work()
         call(self)
         if fresh:
-            seen["step" if getattr(local, "in_result", False) else "driver"] += 1
+            seen["step" if by_step else "driver"] += 1
 
     def flagged_result(self):
         local.in_result = True
@@ -328,7 +330,11 @@ def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
 
     monkeypatch.setattr(comm.Ahead, "__call__", counted_call)
     monkeypatch.setattr(comm.Ahead, "result", flagged_result)
-    rng = np.random.default_rng(7)
+    return seen
+
+
+def _int_product_program(seed):
+    rng = np.random.default_rng(seed)
     a, b = rng.integers(-1000, 1000, 1 << 15), rng.integers(-1000, 1000, 1 << 15)
 
     async def program(job):
@@ -336,9 +342,19 @@ def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
         y = await job.input("bob", b, dtype=int)
         return await job.reveal(x * y)
 
+    return program, a * b
+
+
+def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
+    """A step's ``meanwhile`` (the OT receiver's next chunk) runs in a worker thread while the
+    round's messages are in flight: in every round at least the party that yields first finds
+    the other's message missing, so its executor runs the work, not the resumed step. The
+    product is still exact and the round count is that of the chunks."""
+    seen = _watch_ahead_work(monkeypatch)
+    program, expected = _int_product_program(7)
     out = sim(("semi2k", ["alice", "bob"], {"dealer": "none"}), program)
     for value in out.values():
-        np.testing.assert_array_equal(value, a * b)
+        np.testing.assert_array_equal(value, expected)
     assert seen["driver"] >= 1, seen  # the executor ran the work ahead at least once
     assert seen["driver"] + seen["step"] >= 2 * 5, seen  # 2 Mi rows each way, 335 k a chunk
 
@@ -348,46 +364,24 @@ def test_a_peer_cut_off_while_the_next_chunk_is_computed_fails_the_job_naming_it
     fail the job with PeerLost naming it (the op blocks after the work and sees the peer gone),
     not leave it waiting. bob is cut off from inside the first ahead-work an executor runs (at
     either party: the other end of a cut cable is lost too)."""
-    import threading
-
     import anyio.from_thread
 
-    import mpcactors.ops._comm as comm
-    import mpcactors.ops._ot_engine as engine
     from mpcactors._config import ClusterConfig, LinkOptions
     from mpcactors.link import MemoryNetwork
 
-    monkeypatch.setattr(engine, "ROUND_BYTES", 1 << 22)
     net = MemoryNetwork()
-    cut = threading.Event()
-    call, result = comm.Ahead.__call__, comm.Ahead.result
-    local = threading.local()
 
-    def cutting_call(self):
-        if not getattr(local, "in_result", False) and not cut.is_set() and self._fn is not None:
-            cut.set()
+    def cut_once():
+        if not seen["cut"]:
+            seen["cut"] = 1
             anyio.from_thread.run_sync(net.partition, "bob")  # a pulled cable: no CLOSE
-        call(self)
 
-    def flagged_result(self):
-        local.in_result = True
-        try:
-            return result(self)
-        finally:
-            local.in_result = False
-
-    monkeypatch.setattr(comm.Ahead, "__call__", cutting_call)
-    monkeypatch.setattr(comm.Ahead, "result", flagged_result)
+    seen = _watch_ahead_work(monkeypatch, cut_once)
+    seen["cut"] = 0
     link = LinkOptions(peer_timeout_s=2.0, heartbeat_interval_s=0.2, connect_retry_times=2)
     config = ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", link=link)
-    rng = np.random.default_rng(3)
-    a, b = rng.integers(-9, 9, 1 << 15), rng.integers(-9, 9, 1 << 15)
+    program, _ = _int_product_program(3)
     errors = {}
-
-    async def program(job):
-        x = await job.input("alice", a, dtype=int)
-        y = await job.input("bob", b, dtype=int)
-        return await job.reveal(x * y)
 
     async def party(name):
         async with mpc.open_node(config, name, network=net) as node:
@@ -403,7 +397,7 @@ def test_a_peer_cut_off_while_the_next_chunk_is_computed_fails_the_job_naming_it
                     nursery.start_soon(party, name)
 
     trio.run(main)
-    assert cut.is_set()
+    assert seen["cut"] == 1
     assert set(errors) == {"alice", "bob"}, errors
     for name, exc in errors.items():
         other = "bob" if name == "alice" else "alice"
