@@ -122,8 +122,11 @@ class Node:
         proto_name = protocol or self.config.protocol
         bits = self.config.fxp_bits if fxp_bits is None else fxp_bits
         dealer = dealer if dealer is not None else self.config.dealer
-        ot_k = self.config.softspoken_k
-        proto = make_protocol(proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer, softspoken_k=ot_k)
+        proto = make_protocol(
+            proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer, softspoken_k=self.config.softspoken_k
+        )
+        # the parties agree on k only where it is used (semi2k making its own correlations)
+        ot_k = self.config.softspoken_k if getattr(proto, "dealerless", False) else None
         settings = JobSettings(job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"), ot_k)
         log = self._log.bind(job=job)
         result: Any = None

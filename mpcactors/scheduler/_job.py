@@ -47,7 +47,7 @@ class JobSettings:
     dealer: str | None
     fxp_bits: int
     program: str
-    softspoken_k: int = 2  # semi2k without a dealer: the OT extension's bits per small VOLE
+    softspoken_k: int | None = None  # semi2k without a dealer: the OT extension's bits per small VOLE
 
     def as_dict(self) -> dict[str, Any]:
         return {

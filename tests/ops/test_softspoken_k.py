@@ -103,6 +103,22 @@ def test_parties_with_different_k_fail_the_job_naming_the_setting() -> None:
         assert "disagree on softspoken_k" in str(e) and "=2" in str(e) and "=4" in str(e), e
 
 
+def test_k_is_compared_only_where_it_is_used() -> None:
+    """rep3 and semi2k with a dealer make no OTs: parties whose files differ in k still run."""
+    parties = ["alice", "bob", "carol"]
+    x0 = np.arange(4.0)
+
+    async def program(job):
+        return await job.reveal(job.input("alice", x0) * job.input("bob", x0))
+
+    for protocol, dealer in (("rep3", None), ("semi2k", "carol")):
+        configs = {
+            p: ClusterConfig.local(parties, protocol=protocol, dealer=dealer, softspoken_k=k)
+            for p, k in zip(parties, (2, 4, 1), strict=True)
+        }
+        assert job_errors(configs, lambda _: program, job=f"k-{protocol}") == {}, protocol
+
+
 def test_a_big_matrix_triple_by_ot_warns_with_its_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a dealer a matrix triple's OT traffic grows with m k n: past WARN_MATRIX_BYTES
     each holder logs how much it will send before it starts (here the bar is lowered)."""
