@@ -31,6 +31,8 @@ __all__ = [
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 PROTOCOLS = ("rep3", "semi2k")
+# semi2k without a dealer: matrix triples chosen by modelled cost, always by OT, always by HE
+MATRIX_TRIPLES = ("auto", "ot", "he")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +118,8 @@ class ClusterConfig:
     fxp_bits: int = 18
     dealer: str | None = None
     softspoken_k: int = 2  # semi2k without a dealer: bits per small VOLE of the OT extension
+    # semi2k without a dealer: how matrix triples are made ("auto", "ot" or "he")
+    matrix_triples: str = "auto"
     path: Path | None = None
 
     @property
@@ -181,7 +185,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(msg, file=fname, key=key)
 
-    known = {"cluster", "protocol", "fxp_bits", "dealer", "softspoken_k", "tls", "link", "wan", "runtime", "parties"}
+    known = {"cluster", "protocol", "fxp_bits", "dealer", "softspoken_k", "matrix_triples", "tls", "link", "wan", "runtime", "parties"}
     for k in raw:
         if k not in known:
             raise err(k, f"unknown key; expected one of {sorted(known)}")
@@ -253,6 +257,10 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     softspoken_k = raw.get("softspoken_k", 2)
     if not isinstance(softspoken_k, int) or isinstance(softspoken_k, bool) or softspoken_k not in (1, 2, 4, 8):
         raise err("softspoken_k", f"must be 1, 2, 4 or 8 (bits per small VOLE; 4 sends less on slow links), not {softspoken_k!r}")
+    # semi2k without a dealer: matrix triples by OT, by lattice HE (TenSEAL), or chosen by cost
+    matrix_triples = raw.get("matrix_triples", "auto")
+    if matrix_triples not in MATRIX_TRIPLES:
+        raise err("matrix_triples", f"must be one of {', '.join(map(repr, MATRIX_TRIPLES))}, not {matrix_triples!r}")
 
     return ClusterConfig(
         cluster_id=cluster_id,
@@ -265,6 +273,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         fxp_bits=fxp_bits,
         dealer=dealer,
         softspoken_k=softspoken_k,
+        matrix_triples=matrix_triples,
         path=path,
     )
 

@@ -59,6 +59,7 @@ def write_cluster(
     *,
     dealer: str | None = None,
     softspoken_k: int | None = None,
+    matrix_triples: str | None = None,
     peer_timeout_s: float = 20,
     extra: str = "",
 ) -> Path:
@@ -69,6 +70,8 @@ def write_cluster(
         lines.append(f'dealer = "{dealer}"')
     if softspoken_k is not None:
         lines.append(f"softspoken_k = {softspoken_k}")
+    if matrix_triples is not None:
+        lines.append(f'matrix_triples = "{matrix_triples}"')
     lines += ["", "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "", "[link]",
               "connect_retry_times = 40", "connect_retry_interval_ms = 100", "connect_timeout_s = 60",
               f"peer_timeout_s = {peer_timeout_s}", extra, ""]

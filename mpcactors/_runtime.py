@@ -123,11 +123,17 @@ class Node:
         bits = self.config.fxp_bits if fxp_bits is None else fxp_bits
         dealer = dealer if dealer is not None else self.config.dealer
         proto = make_protocol(
-            proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer, softspoken_k=self.config.softspoken_k
+            proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer, softspoken_k=self.config.softspoken_k,
+            matrix_triples=self.config.matrix_triples,
         )
-        # the parties agree on k only where it is used (semi2k making its own correlations)
-        ot_k = self.config.softspoken_k if getattr(proto, "dealerless", False) else None
-        settings = JobSettings(job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"), ot_k)
+        # the parties agree on k and on the matrix-triple route only where they are used (semi2k
+        # making its own correlations): a route differs where TenSEAL imports at one party only
+        dealerless = getattr(proto, "dealerless", False)
+        settings = JobSettings(
+            job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"),
+            self.config.softspoken_k if dealerless else None,
+            getattr(proto, "matrix_triples", None) if dealerless else None,
+        )
         log = self._log.bind(job=job)
         result: Any = None
         aborted_locally = False

@@ -43,7 +43,9 @@ def simulate(
             default: the parties make their own correlations by OT, by pairs -- or the insecure
             "trusted-first-party"), ``softspoken_k`` (semi2k without a dealer: the OT
             extension's bits per small VOLE, 1, 2 (default), 4 or 8; 4 sends ~30 % fewer bytes
-            per product for more CPU: for slow links), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
+            per product for more CPU: for slow links), ``matrix_triples`` (semi2k without a
+            dealer: "auto" (default: by lattice HE where TenSEAL is installed and cheaper), "ot"
+            or "he"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
@@ -69,6 +71,7 @@ async def simulate_async(
     fxp_bits: int = 18,
     dealer: str | None = None,
     softspoken_k: int = 2,
+    matrix_triples: str = "auto",
     latency_ms: float = 0.0,
     bandwidth_mbps: float = 0.0,
     jitter_ms: float = 0.0,
@@ -94,7 +97,8 @@ async def simulate_async(
         raise ConfigError(f"party names must be distinct: {names}", key="parties")
     wan = WanProfile(latency_ms, bandwidth_mbps, jitter_ms)
     config = ClusterConfig.local(
-        names, cluster_id="simulation", protocol=protocol, fxp_bits=fxp_bits, dealer=dealer, wan=wan, softspoken_k=softspoken_k
+        names, cluster_id="simulation", protocol=protocol, fxp_bits=fxp_bits, dealer=dealer, wan=wan, softspoken_k=softspoken_k,
+        matrix_triples=matrix_triples,
     )
     network = MemoryNetwork()
     threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)

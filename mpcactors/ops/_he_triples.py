@@ -1,4 +1,4 @@
-"""Matrix Beaver-triple cross terms by lattice HE (BFV in OpenFHE): two holders, no dealer.
+"""Matrix Beaver-triple cross terms by lattice HE (BFV in Microsoft SEAL, through TenSEAL).
 
 Theory of operation
 -------------------
@@ -8,114 +8,142 @@ one cross term per direction by homomorphic encryption instead of OT, so the tra
 with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT product.
 
 * **Coefficient encoding** (Huang, Lu, Hong, Chen, Hu, Wang, Ren, "Cheetah: Lean and Fast
-  Secure Two-Party Deep Neural Network Inference", USENIX Security 2022, section 3.1; Rathee
-  et al.'s earlier "CrypTFlow2" uses slots instead). Cut ``A`` into ``m' x k'`` blocks and
-  ``B`` into ``k' x n'`` blocks with ``m' k' n' + k' - 1 <= N`` (the ring degree). Put
+  Secure Two-Party Deep Neural Network Inference", USENIX Security 2022, section 3.1). Cut ``A``
+  into ``m' x k'`` blocks and ``B`` into ``k' x n'`` blocks with ``m' k' n' + k' - 1 <= N`` (the
+  ring degree). Put
 
       a(X) = sum_{r,l} A[r, l] X^(r k' n' + l)        b(X) = sum_{l,c} B[l, c] X^(c k' + k' - 1 - l)
 
   then the coefficient of ``X^(r k' n' + c k' + k' - 1)`` in ``a(X) b(X)`` is
-  ``sum_l A[r, l] B[l, c]``: every other product lands on another exponent (the offsets
-  ``l - l'`` are below ``k'`` in size) and nothing wraps around ``X^N = -1``. One ciphertext
-  times plaintext product gives a whole ``m' x n'`` block of inner products; the blocks along
-  ``k`` are summed in the ciphertext.
-* **Z_2^64 through a CRT of plaintext primes.** OpenFHE's coefficient encoding takes plaintext
-  moduli up to 32 bits, so the exact integer ``v = sum_l A_i[r, l] B_j[l, c] + R[r, c]`` (shares
-  read as integers in ``[0, 2^64)``, so ``0 <= v < 2^(128 + L + sigma + 1)``, ``L = ceil(log2
-  k)``) is computed modulo several 32-bit primes ``t_p`` (each ``= 1 mod 2^16``, so they batch
-  too) whose product exceeds that bound; the key holder gets ``v mod t_p`` for every ``p``,
-  rebuilds ``v mod 2^64`` with Garner's mixed-radix CRT (exact, as ``v`` is below the product)
-  and keeps it; the evaluator keeps ``-R mod 2^64``.
+  ``sum_l A[r, l] B[l, c]``: every other product lands on another exponent and nothing wraps
+  around ``X^N = -1``. One ciphertext times plaintext product gives a whole ``m' x n'`` block of
+  inner products; the blocks along ``k`` are summed in the ciphertext.
+* **Z_2^64 through a CRT of plaintext moduli.** The exact integer
+  ``v = sum_l A_i[r, l] B_j[l, c] + R[r, c]`` (shares read as integers in ``[0, 2^64)``, so
+  ``0 <= v < 2^(128 + L + sigma + 1)``, ``L = ceil(log2 k)``) is computed modulo several 46-bit
+  primes ``t_p`` (:data:`PRIMES`) whose product exceeds that bound; the key holder gets
+  ``v mod t_p`` for every ``p``, rebuilds ``v mod 2^64`` with Garner's mixed-radix CRT (exact, as
+  ``v`` is below the product) and keeps it; the evaluator keeps ``-R mod 2^64``.
 * **Masks.** ``R[r, c]`` is one integer uniform in ``[0, 2^(128 + L + sigma))``, the same for
   every prime (reduced mod ``t_p``): it hides ``sum_l A_i B_j`` (below ``2^(128 + L)``) up to
-  statistical distance ``2^-sigma`` per entry (``sigma = 40``; the distance adds up over the
-  ``m n`` entries). Every coefficient that is not a wanted inner product is masked with an
-  independent uniform residue mod ``t_p`` (from 128 random bits: bias ``2^-96``), since those
+  statistical distance ``2^-sigma`` per entry (``sigma = 40``). Every coefficient that is not a
+  wanted inner product is masked with an independent uniform residue mod ``t_p``, since those
   hold partial sums of ``B_j`` too.
-* **Keys and circuit privacy.** Per prime the holders make one joint BFV key (OpenFHE
-  threshold FHE: the leader's ``KeyGen``, the follower's ``MultipartyKeyGen``; secret
-  ``s = s_L + s_F``), so a ciphertext under it opens only with both partial decryptions. Holder
-  i encrypts ``A_i``; holder j computes ``sum Enc(a) * b + Enc(mask)`` and sends it with its own
-  partial decryption; i adds its partial decryption and fuses. The evaluator's result would
-  leak ``B_j`` two ways, both closed:
-  - its ``c_1`` is ``c_1(Enc(a)) b(X)`` and i knows ``c_1(Enc(a))``: adding the *fresh* public-
-    key encryption of the mask re-randomizes ``c_1`` (RLWE);
-  - its noise is ``e b(X) + ...``: j's partial decryption runs in OpenFHE's
-    ``NOISE_FLOODING_MULTIPARTY`` mode, which for BFV adds two 60-bit towers to ``Q`` and
-    floods ``c_1 s_j`` with a ring element uniform modulo ``Q_l / q_0`` (OpenFHE
-    docs/static_docs/Threshold_FHE.md; Li and Micciancio, EUROCRYPT 2021, on why this is
-    needed). Every ciphertext is compressed (modulus switched) to 3 of Q's 4 towers before it
-    leaves, the fewest that mode accepts: the flood is uniform below ``Q_3 / q_0 ~ 2^120``, the
-    product noise after the switch is at most about ``2^10 ||b||_1 (k / k')`` < 2^60 (a fresh,
-    switched ciphertext's noise times the plaintext's norm, ``||b||_1 <= k' n' 2^31`` for a
-    block, ``N 2^31`` for slots, summed over the blocks), and ``Delta = Q_3 / t ~ 2^148``. So i sees ``Delta v + e + flood`` and ``e`` is
-    hidden up to about ``2^-60`` (heuristic noise bound, not a proof).
-  Holder j sees only ciphertexts under the joint key (semantic security, RLWE), and i's
-  partial decryptions only of ciphertexts j computed. Semi-honest only; 128-bit classic
-  (``HEStd_128_classic``: OpenFHE picks ``N = 16384``, ``log2 Q = 240``).
+* **Keys and circuit privacy.** Holder i makes a fresh BFV key per prime and triple, encrypts
+  ``A_i`` under its secret key and sends the ciphertexts with its public key. Holder j computes
+  ``sum Enc(a) * b + Enc_pk(mask) + (f, 0)`` and sends it back; i decrypts. What i would
+  otherwise learn about ``B_j``, and how it is closed:
+  - ``c_1`` of the product is ``c_1(Enc(a)) b(X)`` and i knows ``c_1(Enc(a))``: the *fresh*
+    public-key encryption of the mask re-randomizes ``c_1`` (RLWE);
+  - the noise is ``e b(X) + ...``: j floods it (Asharov, Jain, Lopez-Alt, Tromer,
+    Vaikuntanathan, Wichs, EUROCRYPT 2012, "smudging"; Gentry's thesis, 2009) with ``f``, a
+    polynomial whose coefficients are uniform integers in ``[-F, F)``. ``F`` is the next power
+    of two above ``2^sigma`` times the worst-case noise bound ``B`` times the number of
+    coefficients the whole triple floods, so the statistical distance of everything i decrypts
+    from a view independent of ``B_j`` is at most ``2^-sigma`` in all (the union bound:
+    ``sum |delta| / F``). ``B`` is ``(eta + 1/2) ||b||_1`` summed over the blocks along ``k``
+    (``eta = 21`` bounds SEAL's error coefficients; ``||b||_1 <= k' n' t / 2`` after SEAL's
+    centred lift) plus the mask encryption's noise (``< 2^19``). Correctness needs
+    ``B + F < Delta / 2``, ``Delta = Q / t``: :func:`flood_bits` checks it, and a shape that
+    does not fit raises ``ValueError`` (the caller uses OT).
+  j sees only ciphertexts under i's key (RLWE, semantic security). Semi-honest only.
+* **Parameters.** ``N = 8192``, coefficient modulus three 60-bit primes for data and a 38-bit
+  special prime: 218 bits, SEAL's 128-bit classic bound for ``N = 8192`` (the context is
+  built with ``sec_level = tc128``, which checks it). ``Delta = Q / t ~ 2^134``; a 1024^3
+  triple floods with ``F = 2^131``.
+* **Serialization.** Ciphertexts and public keys travel as SEAL's own serialized bytes (its
+  loader checks them against the context; a malformed one raises :class:`HeError` naming the
+  peer). TenSEAL's Python API reads and writes SEAL objects only through files, and offers no
+  way to set a plaintext's or ciphertext's coefficients from an array, so plaintexts and the
+  flood polynomial are written in SEAL's documented uncompressed format (``SEALHeader``,
+  ``Plaintext::save_members``, ``Ciphertext::save_members``, ``DynArray``) into a private
+  temporary directory and loaded, which checks every coefficient against its modulus.
 
-Rounds: :func:`he_keys` makes the joint keys once (the leader's public keys, then the
-follower's joint keys: two rounds, reusable for every triple of a job); then per prime two rounds
-in which both holders send at once (their encrypted shares, then the evaluated ciphertexts with
-a partial decryption): ``2 P`` rounds, ``P = 6`` primes for ``k <= 2^22``. One prime at a time
-bounds the memory (a ciphertext is about 1 MB).
+Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
+``u`` (with its public key on a prime's first chunk) and the evaluated outputs of the peer's
+chunk ``u - 1``. ``units + 1`` rounds, ``units`` = chunks summed over the primes (one per
+prime for shapes up to ~256^3). Both holders run both directions at once.
 
-OpenFHE is an optional dependency imported on first use; its Python wheel (1.6.1) ships a
-CPython 3.10 extension only. Its OpenMP pool spins: set ``OMP_NUM_THREADS`` where the process
-starts (the library reads no environment).
-
-Status: an experiment, measured and not wired into semi2k (``OtSource.matrix_triple`` keeps OT).
-On this host (bench/RESULTS.md, 2026-12-03) a 256 x 256 x 256 matrix triple took 127 s of CPU
-and 642 MB per holder against SPU CHEETAH's 7.7 s in the same run, and about the OT triple's
-time (212 s, 8,692 MB per holder); and the wheel does not import under the project's Python
-3.11, so CI runs only this module's plain-integer tests (encoding, CRT, block plans).
+TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
+use. Its calls hold the GIL, so two holders in one process (``simulate``) take turns; separate
+party processes run in parallel.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
+import os
+import shutil
+import struct
+import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._errors import MpcError
 from ._checks import U64
 from ._comm import Exchange, Step
 from ._prg import Prg
 
 __all__ = [
+    "DEGREE",
     "PRIMES",
     "SIGMA",
     "BlockPlan",
-    "HeKeys",
-    "he_cross_products",
+    "HeError",
+    "available",
+    "flood_bits",
     "he_cross_terms",
-    "he_keys",
+    "he_rounds",
     "plan_blocks",
     "primes_for",
 ]
 
-SIGMA = 40  # statistical security of the integer masks, per entry
-# 32-bit primes = 1 mod 2^16 (largest below 2^32): coprime CRT moduli, NTT-friendly for N <= 2^15.
+SIGMA = 40  # statistical security of the integer masks and of the noise flooding
+DEGREE = 8192  # ring degree N
+_Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 bits (tc128 max)
+_DATA_BITS = sum(_Q_BITS[:-1])
+_ETA = 21  # bound on SEAL's error coefficients (centred binomial, 21)
+_MASK_ENC_NOISE = 1 << 19  # bound on a public-key encryption's noise at N = 8192
+# 46-bit primes (the largest below 2^46): coprime CRT moduli, each coprime to the 60/38-bit q_i
 PRIMES = (
-    4293918721,
-    4292804609,
-    4292149249,
-    4292018177,
-    4291952641,
-    4289462273,
-    4288806913,
-    4288086017,
+    70368744177643,
+    70368744177607,
+    70368744177601,
+    70368744177587,
+    70368744177497,
+    70368744177467,
 )
 _MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
-# RNS towers kept after encryption (of 4): the fewest OpenFHE's flooded partial decryption
-# accepts. Flood ~ Q_3 / q_0 = 2^120 against product noise below ~2^60, Delta = Q_3 / t ~ 2^148.
-_TOWERS = 3
-# Measured costs at N = 16384, log2 Q = 240, one thread (ms): a ciphertext x plaintext product
-# with its add; an encrypted A block (encrypt, serialize, deserialize); a B block plaintext
-# (encode, NTT); a returned block (mask encryption, both partial decryptions, (de)serialize).
-_COST_MUL, _COST_A, _COST_B, _COST_OUT = 1.2, 25.0, 8.0, 52.0
+_CHUNK_BYTES = 96 << 20  # A ciphertexts per message (each ~400 KB)
+_CT_BYTES = 2 * 3 * DEGREE * 8  # a ciphertext's coefficients at the data level
+# Measured costs (ms, one core, this module's calls): a ciphertext x plaintext product with its
+# add; an encrypted A block; a B block plaintext (write, load, NTT); a returned block (mask
+# encryption, flood, save, load, decryption, reading the wanted coefficients).
+_COST_MUL, _COST_A, _COST_B, _COST_OUT = 0.23, 3.2, 0.6, 6.5
+
+
+class HeError(MpcError):
+    """A peer's HE message is malformed (not a SEAL object for these parameters, wrong count)."""
+
+
+def available() -> bool:
+    """Whether TenSEAL imports here (the ``he`` extra)."""
+    try:
+        _seal()
+    except ImportError:
+        return False
+    return True
+
+
+def _seal() -> Any:
+    """The optional SEAL binding, imported on first use (no work at import time)."""
+    import tenseal.sealapi as seal  # type: ignore[import-not-found]  # optional dependency
+
+    return seal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,7 +170,7 @@ class BlockPlan:
         )
 
 
-def plan_blocks(m: int, k: int, n: int, degree: int) -> BlockPlan:
+def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
     """The block shape of least modelled cost with ``m' k' n' + k' - 1 <= degree``."""
 
     def sizes(d: int) -> set[int]:  # every ceil(d / c): the block sizes worth trying
@@ -178,12 +206,71 @@ def primes_for(k: int) -> tuple[int, ...]:
     raise ValueError(f"inner dimension k={k} needs more than {len(PRIMES)} CRT primes")
 
 
-def _residue(words: np.ndarray, t: int) -> np.ndarray:
-    """``sum_w words[w] 2^(64 w) mod t`` elementwise (t < 2^32: a product of residues fits a word)."""
-    tt = np.uint64(t)
+def flood_bits(plan: BlockPlan, primes: Sequence[int], degree: int = DEGREE) -> int:
+    """``log2 F`` of the flood for this triple (module doc), or ValueError where ``B + F``
+    would not stay below ``Delta / 2`` (the shape is too big for these parameters)."""
+    im, _, jn = plan.counts
+    t = max(primes)
+    noise = (2 * _ETA + 1) * plan.k * plan.nb * (t // 2) // 2 + _MASK_ENC_NOISE
+    coefficients = len(primes) * im * jn * degree
+    bits = (noise * coefficients).bit_length() + SIGMA
+    delta = (1 << _DATA_BITS) // t  # a lower bound: the data primes are just below 2^60
+    if noise + (1 << bits) >= delta // 2 * 3 // 4:
+        raise ValueError(
+            f"an HE matrix triple of {plan.m}x{plan.k} @ {plan.k}x{plan.n} needs a flood of 2^{bits}, "
+            f"more than the ciphertext modulus leaves (Delta ~ 2^{delta.bit_length() - 1})"
+        )
+    return bits
+
+
+def he_rounds(m: int, k: int, n: int) -> int:
+    """Rounds of :func:`he_cross_terms` for A (m, k) and B (k, n)."""
+    plan = plan_blocks(m, k, n)
+    return sum(len(_chunks(plan)) for _ in primes_for(k)) + 1
+
+
+def _chunks(plan: BlockPlan) -> list[tuple[int, int]]:
+    """Block-row ranges of A sent per round (about :data:`_CHUNK_BYTES` of ciphertexts each)."""
+    im, ik, _ = plan.counts
+    step = max(1, _CHUNK_BYTES // (ik * _CT_BYTES))
+    return [(lo, min(im, lo + step)) for lo in range(0, im, step)]
+
+
+# ---- integers mod t ----------------------------------------------------------------------------
+
+
+def _reduce(words: np.ndarray, q: int, bits: int | None = None) -> np.ndarray:
+    """``sum_w words[w] 2^(64 w) mod q`` elementwise, for ``q < 2^60``: Horner's rule over
+    digits of ``63 - log2 q`` bits, so ``acc * 2^L + digit`` stays below 2^64. ``bits``: how
+    many low bits of the number to use (all by default)."""
+    nbits = 64 * words.shape[0] if bits is None else bits
+    width = 63 - q.bit_length()
+    qq = np.uint64(q)
     acc = np.zeros(words.shape[1:], dtype=U64)
-    for w in range(words.shape[0]):
-        acc = (acc + (words[w] % tt) * np.uint64(pow(2, 64 * w, t)) % tt) % tt
+    top = -(-nbits // width) * width
+    for pos in range(top - width, -1, -width):
+        w, sh = divmod(pos, 64)
+        digit = words[w] >> np.uint64(sh)
+        if sh + width > 64 and w + 1 < words.shape[0]:
+            digit |= words[w + 1] << np.uint64(64 - sh)
+        take = min(width, nbits - pos)
+        digit &= np.uint64((1 << take) - 1)
+        acc <<= np.uint64(width)
+        acc += digit
+        acc %= qq
+    return acc
+
+
+def _mulmod(x: np.ndarray, c: int, q: int) -> np.ndarray:
+    """``x c mod q`` for ``x < q < 2^47`` and a constant ``c``: Horner over ``c``'s digits."""
+    width = 63 - q.bit_length()
+    qq = np.uint64(q)
+    c %= q
+    acc = np.zeros_like(x)
+    for pos in range(-(-c.bit_length() // width) * width - width, -1, -width):
+        acc <<= np.uint64(width)
+        acc += x * np.uint64((c >> pos) & ((1 << width) - 1))
+        acc %= qq
     return acc
 
 
@@ -199,10 +286,9 @@ def _garner(residues: Sequence[np.ndarray], primes: Sequence[int]) -> np.ndarray
         x = np.zeros_like(residues[p])
         radix = 1
         for j, d in enumerate(digits):  # x = (d_0 + d_1 t_0 + ... + d_(p-1) t_0..t_(p-2)) mod t
-            x = (x + d * np.uint64(radix % t) % tt) % tt
+            x = (x + _mulmod(d % tt, radix, t)) % tt
             radix *= primes[j]
-        inv = np.uint64(pow(radix, -1, t))
-        digits.append((residues[p] + tt - x) % tt * inv % tt)
+        digits.append(_mulmod((residues[p] + tt - x) % tt, pow(radix, -1, t), t))
     out = np.zeros_like(residues[0])
     radix = 1
     with np.errstate(over="ignore"):
@@ -212,35 +298,19 @@ def _garner(residues: Sequence[np.ndarray], primes: Sequence[int]) -> np.ndarray
     return out
 
 
-def _openfhe() -> Any:
-    """The optional OpenFHE module, imported on first use (no work at import time)."""
-    import openfhe  # type: ignore[import-not-found]  # optional dependency
-
-    return openfhe
-
-
-def _context(fhe: Any, t: int) -> Any:
-    """A BFV context with plaintext modulus ``t``, 128-bit classic, threshold noise flooding."""
-    params = fhe.CCParamsBFVRNS()
-    params.SetPlaintextModulus(t)
-    params.SetMultiplicativeDepth(1)
-    params.SetSecurityLevel(fhe.SecurityLevel.HEStd_128_classic)
-    params.SetMultipartyMode(fhe.MultipartyMode.NOISE_FLOODING_MULTIPARTY)
-    cc = fhe.GenCryptoContext(params)
-    for feature in (
-        fhe.PKESchemeFeature.PKE,
-        fhe.PKESchemeFeature.LEVELEDSHE,
-        fhe.PKESchemeFeature.MULTIPARTY,
-    ):
-        cc.Enable(feature)
-    return cc
+def _uniform_mod(prg: Prg, shape: tuple[int, ...], t: int) -> np.ndarray:
+    """Uniform residues mod ``t`` (rejection sampling of ``t.bit_length()``-bit draws)."""
+    mask = np.uint64((1 << t.bit_length()) - 1)
+    out = prg.random_u64(shape) & mask
+    flat = out.reshape(-1)
+    bad = np.flatnonzero(flat >= np.uint64(t))
+    while bad.size:
+        flat[bad] = prg.random_u64(bad.size) & mask
+        bad = bad[flat[bad] >= np.uint64(t)]
+    return out
 
 
-def _centered(x: np.ndarray, t: int) -> np.ndarray:
-    """Residues in ``[0, t)`` as the signed int64 values OpenFHE's encodings take."""
-    y = np.ascontiguousarray(x, dtype=np.int64)
-    y[y > t // 2] -= t
-    return y
+# ---- the encoding ------------------------------------------------------------------------------
 
 
 def _a_polys(a: np.ndarray, plan: BlockPlan, degree: int) -> np.ndarray:
@@ -279,247 +349,319 @@ def _blocks_to_matrix(v: np.ndarray, plan: BlockPlan) -> np.ndarray:
     return v.transpose(0, 2, 1, 3).reshape(im * plan.mb, jn * plan.nb)[: plan.m, : plan.n]
 
 
+# ---- SEAL objects ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _context(t: int) -> _Ctx:
+    """The BFV context for plaintext modulus ``t`` (shared: SEAL contexts are read-only)."""
+    seal = _seal()
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(DEGREE)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(DEGREE, list(_Q_BITS)))
+    parms.set_plain_modulus(t)
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not ctx.parameters_set():
+        raise ValueError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
+    data = ctx.first_context_data()
+    qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
+    header = seal.Serialization.SEALHeader()
+    return _Ctx(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Layout:
-    """How one kind of product maps onto plaintexts: this holder's encrypted polynomials, the
-    peer-facing plaintexts, which products sum into which output, where the results sit."""
+class _Ctx:
+    seal: Any
+    ctx: Any
+    t: int
+    qs: tuple[int, ...]  # the data level's coefficient moduli
+    parms_id: list[int]
+    version: tuple[int, int]
 
-    packed: bool  # slots (elementwise, batched) or coefficients (matrix blocks)
-    mine: Callable[[np.ndarray], np.ndarray]  # residues of my a -> (ciphertexts, <= degree)
-    plain: Callable[[np.ndarray], np.ndarray]  # residues of my b -> (plaintexts, <= degree)
-    terms: list[list[tuple[int, int]]]  # per output: (peer ciphertext, my plaintext) pairs
-    where: np.ndarray  # result shape: flat index into (outputs, degree)
+    def _header(self, body: int) -> bytes:  # SEALHeader, uncompressed
+        return struct.pack("<HBBBBHQ", 0xA15E, 16, *self.version, 0, 0, 16 + body)
 
+    def _dyn(self, words: np.ndarray) -> bytes:  # DynArray<uint64>::save
+        body = struct.pack("<Q", words.size) + np.ascontiguousarray(words, dtype="<u8").tobytes()
+        return self._header(len(body)) + body
 
-def _matmul_layout(plan: BlockPlan, degree: int) -> _Layout:
-    im, ik, jn = plan.counts
-    pos = _wanted(plan)
-    r, c = np.arange(plan.m)[:, None], np.arange(plan.n)[None, :]
-    where = ((r // plan.mb) * jn + c // plan.nb) * degree + pos[r % plan.mb, c % plan.nb]
-    a_len = (plan.mb - 1) * plan.kb * plan.nb + plan.kb  # exponents in use
-    b_len = plan.kb * plan.nb
-    return _Layout(
-        packed=False,
-        # Trailing zeros left out: OpenFHE pads, and a short list encodes faster (14 -> 9 ms).
-        mine=lambda a: _a_polys(a, plan, degree).reshape(im * ik, degree)[:, :a_len],
-        plain=lambda b: _b_polys(b, plan, degree).reshape(ik * jn, degree)[:, :b_len],
-        terms=[[(i * ik + l, l * jn + j) for l in range(ik)] for i in range(im) for j in range(jn)],
-        where=where,
-    )
+    def plaintext_bytes(self, coeffs: np.ndarray) -> bytes:
+        """A non-NTT plaintext with ``coeffs`` (< t) in SEAL's uncompressed format."""
+        body = bytes(32) + struct.pack("<Qd", coeffs.size, 1.0) + self._dyn(coeffs)
+        return self._header(len(body)) + body
 
-
-def _elementwise_layout(shape: tuple[int, ...], degree: int) -> _Layout:
-    size = math.prod(shape)
-    count = -(-size // degree)
-
-    def slots(x: np.ndarray) -> np.ndarray:
-        out = np.zeros(count * degree, dtype=U64)
-        out[:size] = x.reshape(-1)
-        return out.reshape(count, degree)
-
-    return _Layout(
-        packed=True,
-        mine=slots,
-        plain=slots,
-        terms=[[(o, o)] for o in range(count)],
-        where=np.arange(size).reshape(shape),
-    )
+    def flood_bytes(self, residues: np.ndarray) -> bytes:
+        """The ciphertext ``(f, 0)`` at the data level, ``residues`` = ``f mod q_i`` (L, N)."""
+        polys = np.zeros((2,) + residues.shape, dtype=U64)
+        polys[0] = residues
+        body = (
+            struct.pack("<4Q", *self.parms_id)
+            + b"\x00"  # not NTT form
+            + struct.pack("<QQQdQ", 2, DEGREE, len(self.qs), 1.0, 1)
+            + self._dyn(polys.reshape(-1))
+        )
+        return self._header(len(body)) + body
 
 
-def _encode(cc: Any, layout: _Layout, x: np.ndarray, t: int, level: int = 0) -> Any:
-    """A plaintext for a ciphertext with ``level`` towers dropped (numpy: OpenFHE's fast path)."""
-    values = _centered(x, t)
-    make = cc.MakePackedPlaintext if layout.packed else cc.MakeCoefPackedPlaintext
-    return make(values, 1, level)
+class _Files:
+    """SEAL's Python API reads and writes only files: a private directory for them."""
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.dir = tempfile.mkdtemp(prefix="mpcactors-he-", dir=base)
+        self._path = os.path.join(self.dir, f"x{threading.get_ident()}")
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def save(self, obj: Any) -> bytes:
+        obj.save(self._path)
+        with open(self._path, "rb") as f:
+            return f.read()
+
+    def load(self, obj: Any, ctx: Any, data: bytes) -> Any:
+        with open(self._path, "wb") as f:
+            f.write(data)
+        obj.load(ctx, self._path)
+        return obj
+
+
+def _load_peer(files: _Files, make: Callable[[], Any], c: _Ctx, data: Any, peer: str, what: str) -> Any:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise HeError(f"HE matrix triple: {what} from {peer!r} is {type(data).__name__}, not bytes")
+    try:
+        return files.load(make(), c.ctx, bytes(data))
+    except (ValueError, RuntimeError, OSError) as e:  # SEAL's checks (invalid_argument, logic_error)
+        raise HeError(f"HE matrix triple: {what} from {peer!r} is not a valid SEAL object: {e}") from None
+
+
+# ---- the protocol ------------------------------------------------------------------------------
+
+
+class _Prime:
+    """One prime's keys and this holder's B plaintexts (in NTT form at the data level)."""
+
+    def __init__(self, c: _Ctx, files: _Files, b_res: np.ndarray) -> None:
+        seal = c.seal
+        self.c = c
+        keygen = seal.KeyGenerator(c.ctx)
+        self.secret = keygen.secret_key()
+        self.public = seal.PublicKey()
+        keygen.create_public_key(self.public)
+        self.encryptor = seal.Encryptor(c.ctx, self.secret)
+        self.decryptor = seal.Decryptor(c.ctx, self.secret)
+        self.evaluator = seal.Evaluator(c.ctx)
+        self.b_plain: list[Any] = []  # None for a zero block (SEAL refuses a product with it)
+        for poly in b_res.reshape(-1, b_res.shape[-1]):
+            if not poly.any():
+                self.b_plain.append(None)
+                continue
+            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly))
+            self.evaluator.transform_to_ntt_inplace(pt, c.ctx.first_parms_id())
+            self.b_plain.append(pt)
+
+
+def _encrypt_rows(pr: _Prime, files: _Files, a_res: np.ndarray) -> list[bytes]:
+    """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key."""
+    seal, c = pr.c.seal, pr.c
+    out = []
+    for poly in a_res.reshape(-1, a_res.shape[-1]):
+        pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly))
+        ct = seal.Ciphertext(c.ctx)
+        pr.encryptor.encrypt_symmetric(pt, ct)
+        out.append(files.save(ct))
+    return out
 
 
 def _evaluate(
-    fhe: Any,
-    cc: Any,
-    keys: tuple[Any, Any],
-    theirs: list[bytes],
-    plain: np.ndarray,
-    mask: np.ndarray,
-    t: int,
-    layout: _Layout,
-) -> tuple[list[bytes], list[bytes]]:
-    """Per output ``sum Enc(a) b + Enc(mask)`` and this holder's (flooded) partial decryption
-    of it, both serialized."""
-    joint, secret = keys
-    cts = [fhe.DeserializeCiphertextString(x, fhe.BINARY) for x in theirs]
-    dropped = round(math.log2(cc.GetModulus()) / 60) - _TOWERS  # of Q's 60-bit towers
-    pts = [_encode(cc, layout, row, t, dropped) for row in plain]
-    out: list[bytes] = []
-    shares: list[bytes] = []
-    for o, pairs in enumerate(layout.terms):
-        acc = cc.EvalMult(cts[pairs[0][0]], pts[pairs[0][1]])
-        for ci, pi in pairs[1:]:
-            acc = cc.EvalAdd(acc, cc.EvalMult(cts[ci], pts[pi]))
-        # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
-        acc = cc.EvalAdd(
-            acc, cc.Compress(cc.Encrypt(joint, _encode(cc, layout, mask[o], t)), _TOWERS)
-        )
-        out.append(fhe.Serialize(acc, fhe.BINARY))
-        shares.append(fhe.Serialize(cc.MultipartyDecryptMain([acc], secret)[0], fhe.BINARY))
-    return out, shares
-
-
-def _open(
-    fhe: Any, cc: Any, secret: Any, ct: bytes, share: bytes, t: int, layout: _Layout, degree: int
-) -> np.ndarray:
-    """Fuse the peer's partial decryption with this holder's: the plaintext mod t."""
-    c = fhe.DeserializeCiphertextString(ct, fhe.BINARY)
-    lead = cc.MultipartyDecryptLead([c], secret)[0]
-    pt = cc.MultipartyDecryptFusion([lead, fhe.DeserializeCiphertextString(share, fhe.BINARY)])
-    got = pt.GetPackedValue() if layout.packed else pt.GetCoefPackedValue()
-    vals = np.zeros(degree, dtype=np.int64)
-    vals[: len(got)] = got
-    return (vals % t).astype(U64)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HeKeys:
-    """One holder's half of the joint BFV keys, one per CRT prime (from :func:`he_keys`); reuse
-    them for every triple of a job."""
-
-    fhe: Any  # the openfhe module
-    primes: tuple[int, ...]
-    contexts: list[Any]
-    secrets: list[Any]  # this holder's secret key share per prime
-    joint: list[Any]  # the joint public key per prime
-
-    def prefix(self, primes: tuple[int, ...]) -> tuple[list[Any], list[Any], list[Any]]:
-        """(contexts, secrets, joint keys) of the first ``len(primes)`` primes."""
-        if self.primes[: len(primes)] != primes:
-            raise ValueError(
-                f"these keys cover {len(self.primes)} primes, the product needs {len(primes)}"
-            )
-        n = len(primes)
-        return self.contexts[:n], self.secrets[:n], self.joint[:n]
-
-
-def he_keys(peer: str, *, leader: bool, primes: tuple[int, ...] = PRIMES[:6]) -> Step[HeKeys]:
-    """Make the joint keys with ``peer``: the leader's KeyGen, then the follower's
-    MultipartyKeyGen (secret ``s_L + s_F``), per prime. Two rounds, one message each way.
-
-    Raises:
-        ModuleNotFoundError: OpenFHE is not installed.
-    """
-    fhe = _openfhe()
-    ser = fhe.BINARY
-    ctxs = [_context(fhe, t) for t in primes]
-    if leader:
-        pairs = [cc.KeyGen() for cc in ctxs]
-        yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in pairs]}})
-        got = yield Exchange(recv=frozenset({peer}))
-        joint = [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
-    else:
-        got = yield Exchange(recv=frozenset({peer}))
-        pks = [fhe.DeserializePublicKeyString(x, ser) for x in got[peer]["pk"]]
-        pairs = [cc.MultipartyKeyGen(pk) for cc, pk in zip(ctxs, pks, strict=True)]
-        yield Exchange(send={peer: {"pk": [fhe.Serialize(kp.publicKey, ser) for kp in pairs]}})
-        joint = [kp.publicKey for kp in pairs]
-    return HeKeys(fhe, tuple(primes), ctxs, [kp.secretKey for kp in pairs], joint)
-
-
-def _cross(
-    keys: HeKeys,
-    primes: tuple[int, ...],
-    layout: _Layout,
+    pr: _Prime,
+    files: _Files,
     peer: str,
-    a: np.ndarray,
-    b: np.ndarray,
-    prg: Prg,
-    bits: int,
-) -> Step[np.ndarray]:
-    """The protocol of the module docstring for one layout; see :func:`he_cross_terms`."""
-    fhe = keys.fhe
-    ctxs, secrets, joint = keys.prefix(primes)
-    degree = int(ctxs[0].GetRingDimension())
-    words = prg.random_u64((_MASK_WORDS,) + layout.where.shape)  # R, uniform in [0, 2^bits)
-    words[_MASK_WORDS - 1] &= np.uint64((1 << (bits - 64 * (_MASK_WORDS - 1))) - 1)
-    outputs = len(layout.terms)
-    residues: list[np.ndarray] = []
-    for p, (cc, t) in enumerate(zip(ctxs, primes, strict=True)):
-        tt = np.uint64(t)
-        mine = [
-            fhe.Serialize(
-                cc.Compress(cc.Encrypt(joint[p], _encode(cc, layout, x, t)), _TOWERS), fhe.BINARY
-            )
-            for x in layout.mine(a % tt)
-        ]
-        got = yield Exchange(send={peer: {"a": mine}}, recv=frozenset({peer}))
-        mask = _residue(prg.random_u64((2, outputs, degree)), t)  # 128 bits per residue
-        mask.reshape(-1)[layout.where] = _residue(words, t)
-        out, shares = _evaluate(
-            fhe, cc, (joint[p], secrets[p]), got[peer]["a"], layout.plain(b % tt), mask, t, layout
-        )
-        got = yield Exchange(send={peer: {"c": out, "d": shares}}, recv=frozenset({peer}))
-        opened = np.stack(
-            [
-                _open(fhe, cc, secrets[p], c, d, t, layout, degree)
-                for c, d in zip(got[peer]["c"], got[peer]["d"], strict=True)
-            ]
-        )
-        residues.append(opened.reshape(-1)[layout.where])
-    with np.errstate(over="ignore"):
-        return _garner(residues, primes) - words[0]
+    peer_pk: Any,
+    theirs: list[Any],
+    rows: int,
+    plan: BlockPlan,
+    mask: np.ndarray,
+    flood: Callable[[], np.ndarray],
+) -> list[bytes]:
+    """For each of ``rows`` block rows of the peer's A: per block column ``sum_l Enc(a) b +
+    Enc_pk(mask) + (f, 0)``, serialized (module doc)."""
+    seal, c, ev = pr.c.seal, pr.c, pr.evaluator
+    _, ik, jn = plan.counts
+    if len(theirs) != rows * ik:
+        raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {rows * ik}")
+    cts = []
+    for x in theirs:
+        ct = _load_peer(files, lambda: seal.Ciphertext(c.ctx), c, x, peer, "a ciphertext")
+        if ct.size() != 2 or list(ct.parms_id()) != c.parms_id or ct.is_ntt_form():
+            raise HeError(f"HE matrix triple: a ciphertext from {peer!r} is not a fresh one at the data level")
+        ev.transform_to_ntt_inplace(ct)
+        cts.append(ct)
+    enc_pk = seal.Encryptor(c.ctx, peer_pk)
+    out = []
+    prod = seal.Ciphertext(c.ctx)
+    for r in range(rows):
+        for j in range(jn):
+            # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
+            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask[r * jn + j]))
+            acc = seal.Ciphertext(c.ctx)
+            enc_pk.encrypt(pt, acc)
+            terms = [(cts[r * ik + l], pr.b_plain[l * jn + j]) for l in range(ik)]
+            terms = [(x, y) for x, y in terms if y is not None]
+            if terms:
+                total = seal.Ciphertext(c.ctx)
+                ev.multiply_plain(*terms[0], total)
+                for x, y in terms[1:]:
+                    ev.multiply_plain(x, y, prod)
+                    ev.add_inplace(total, prod)
+                ev.transform_from_ntt_inplace(total)
+                ev.add_inplace(acc, total)
+            ev.add_inplace(acc, files.load(seal.Ciphertext(c.ctx), c.ctx, c.flood_bytes(flood())))
+            out.append(files.save(acc))
+    return out
 
 
-def he_cross_terms(
-    peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool, keys: HeKeys | None = None
-) -> Step[np.ndarray]:
+def _open(pr: _Prime, files: _Files, peer: str, data: Any, pos: np.ndarray) -> np.ndarray:
+    """Decrypt one evaluated block: its coefficients at ``pos`` (mod t)."""
+    seal, c = pr.c.seal, pr.c
+    ct = _load_peer(files, lambda: seal.Ciphertext(c.ctx), c, data, peer, "an evaluated ciphertext")
+    if ct.size() != 2 or list(ct.parms_id()) != c.parms_id:
+        raise HeError(f"HE matrix triple: an evaluated ciphertext from {peer!r} has the wrong shape or level")
+    pt = seal.Plaintext()
+    pr.decryptor.decrypt(ct, pt)
+    n = pt.coeff_count()
+    return np.array([pt.data(int(i)) if i < n else 0 for i in pos.reshape(-1)], dtype=U64).reshape(pos.shape)
+
+
+def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np.ndarray]:
     """This holder's additive share of ``A_me B_peer + A_peer B_me`` (matrix products), Z_2^64.
 
     Both holders run it at once with their own shares ``a`` (m, k) and ``b`` (k, n) (the shapes
-    are public and equal at both) and opposite ``leader`` flags. See the module docstring.
+    are public and equal at both). See the module docstring; :func:`he_rounds` rounds.
 
     Args:
         peer: the other holder.
         a: this holder's share of A, uint64 (m, k).
         b: this holder's share of B, uint64 (k, n).
-        prg: private randomness for the masks.
-        leader: True at exactly one holder (it makes the first key of each joint key).
-        keys: joint keys from :func:`he_keys`; made here (two rounds more) when None.
+        prg: private randomness for the masks and the flood (keys come from SEAL's own CSPRNG).
 
     Returns:
         uint64 (m, n); the two holders' results add up to ``A_0 B_1 + A_1 B_0`` mod 2^64.
 
     Raises:
-        ValueError: the shapes do not chain, or ``k`` needs more primes than there are keys.
-        ModuleNotFoundError: OpenFHE is not installed.
+        ValueError: the shapes do not chain, or the shape is too big for the parameters.
+        HeError: a malformed message from the peer.
+        ModuleNotFoundError: TenSEAL is not installed.
     """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(
-            f"he_cross_terms needs A (m, k) and B (k, n), not {a.shape!r} and {b.shape!r}"
-        )
+        raise ValueError(f"he_cross_terms needs A (m, k) and B (k, n), not {a.shape!r} and {b.shape!r}")
     (m, k), n = a.shape, b.shape[1]
     primes = primes_for(k)
-    if keys is None:
-        keys = yield from he_keys(peer, leader=leader, primes=primes)
-    degree = int(keys.contexts[0].GetRingDimension())
-    layout = _matmul_layout(plan_blocks(m, k, n, degree), degree)
-    return (
-        yield from _cross(keys, primes, layout, peer, a, b, prg, 128 + (k - 1).bit_length() + SIGMA)
-    )
+    plan = plan_blocks(m, k, n)
+    fbits = flood_bits(plan, primes)
+    im, _, jn = plan.counts
+    chunks = _chunks(plan)
+    bits = 128 + (k - 1).bit_length() + SIGMA
+    words = prg.random_u64((_MASK_WORDS, m, n))  # R, uniform in [0, 2^bits)
+    words[_MASK_WORDS - 1] &= np.uint64((1 << (bits - 64 * (_MASK_WORDS - 1))) - 1)
+    pos = _wanted(plan)
+    r_idx, c_idx = np.arange(m)[:, None], np.arange(n)[None, :]
+    where = ((r_idx // plan.mb) * jn + c_idx // plan.nb) * DEGREE + pos[r_idx % plan.mb, c_idx % plan.nb]
+    units = [(p, lo, hi) for p in range(len(primes)) for lo, hi in chunks]
+    files = _Files()
+    try:
+        opened = [np.zeros((im, jn) + pos.shape, dtype=U64) for _ in primes]
+        state: dict[int, _Prime] = {}
+        pks: dict[int, Any] = {}
+        prev: tuple[int, int, int, list[Any]] | None = None  # the peer's last chunk, to evaluate
+        for u in range(len(units) + 1):
+            send: dict[str, Any] = {}
+            if u < len(units):
+                p, lo, hi = units[u]
+                if p not in state:
+                    state.pop(p - 2, None)  # p - 1 still opens its last outputs next round
+                    c = _context(primes[p])
+                    state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
+                    send["pk"] = files.save(state[p].public)
+                a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
+                send["a"] = _encrypt_rows(state[p], files, a_res)
+            if prev is not None:
+                pp, plo, phi, theirs = prev
+                t = primes[pp]
+                mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
+                rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
+                sub = where[rows] - plo * jn * DEGREE
+                mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
+                flood = _flood_maker(prg, _context(t), fbits)
+                send["c"] = _evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood)
+            got = yield Exchange(send={peer: send}, recv=frozenset({peer}))
+            msg = got[peer]
+            if not isinstance(msg, dict):
+                raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
+            if u < len(units):
+                p, lo, hi = units[u]
+                if lo == 0:
+                    c = _context(primes[p])
+                    pks[p] = _load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
+                chunk = msg.get("a")
+                if not isinstance(chunk, list):
+                    raise HeError(f"HE matrix triple: round {u} from {peer!r} has no ciphertext list")
+                prev = (p, lo, hi, chunk)
+            else:
+                prev = None
+            if u > 0:
+                pp, plo, phi = units[u - 1]
+                outs = msg.get("c")
+                if not isinstance(outs, list) or len(outs) != (phi - plo) * jn:
+                    raise HeError(
+                        f"HE matrix triple: round {u} from {peer!r} lacks its {(phi - plo) * jn} evaluated blocks"
+                    )
+                for i, data in enumerate(outs):
+                    r, j = divmod(i, jn)
+                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos)
+        residues = [_blocks_to_matrix(o, plan) for o in opened]
+    finally:
+        files.close()
+    with np.errstate(over="ignore"):
+        return _garner(residues, primes) - words[0]
 
 
-def he_cross_products(
-    peer: str, a: np.ndarray, b: np.ndarray, prg: Prg, *, leader: bool, keys: HeKeys | None = None
-) -> Step[np.ndarray]:
-    """This holder's share of ``a_me * b_peer + a_peer * b_me`` elementwise (SIMD slots).
+def _flood_maker(prg: Prg, c: _Ctx, fbits: int) -> Callable[[], np.ndarray]:
+    """Per call, one flood polynomial ``f`` (uniform in ``[-2^fbits, 2^fbits)``) as residues
+    ``(L, N)`` modulo the data primes."""
+    nwords = -(-(fbits + 1) // 64)
+    shift = [pow(2, fbits, q) for q in c.qs]
 
-    The same protocol as :func:`he_cross_terms` with batched (slot) encoding: ``N`` products
-    per ciphertext, no sums, the same CRT primes (``= 1 mod 2N``), masks and keys.
+    def make() -> np.ndarray:
+        words = prg.random_u64((nwords, DEGREE))
+        out = np.empty((len(c.qs), DEGREE), dtype=U64)
+        for i, q in enumerate(c.qs):  # f + 2^fbits in [0, 2^(fbits+1)), then minus 2^fbits
+            out[i] = (_reduce_near(words, q, fbits + 1) + np.uint64(q - shift[i])) % np.uint64(q)
+        return out
 
-    Raises:
-        ValueError: ``a`` and ``b`` differ in shape.
-        ModuleNotFoundError: OpenFHE is not installed.
-    """
-    if a.shape != b.shape:
-        raise ValueError(f"he_cross_products needs equal shapes, not {a.shape!r} and {b.shape!r}")
-    primes = primes_for(1)
-    if keys is None:
-        keys = yield from he_keys(peer, leader=leader, primes=primes)
-    layout = _elementwise_layout(a.shape, int(keys.contexts[0].GetRingDimension()))
-    return (yield from _cross(keys, primes, layout, peer, a, b, prg, 128 + SIGMA))
+    return make
+
+
+def _reduce_near(words: np.ndarray, q: int, bits: int) -> np.ndarray:
+    """:func:`_reduce` for ``q = 2^60 - delta`` with ``delta < 2^30`` (SEAL's 60-bit primes):
+    Horner's rule over 30-bit digits with ``2^60 = delta (mod q)``, five times fewer steps."""
+    delta = (1 << 60) - q
+    if not 0 < delta < 1 << 30:
+        return _reduce(words, q, bits)
+    d, qq, low = np.uint64(delta), np.uint64(q), np.uint64((1 << 30) - 1)
+    acc = np.zeros(words.shape[1:], dtype=U64)
+    top = -(-bits // 30) * 30
+    for pos in range(top - 30, -1, -30):
+        w, sh = divmod(pos, 64)
+        digit = words[w] >> np.uint64(sh)
+        if sh + 30 > 64 and w + 1 < words.shape[0]:
+            digit |= words[w + 1] << np.uint64(64 - sh)
+        digit &= np.uint64((1 << min(30, bits - pos)) - 1)
+        # acc < q: acc 2^30 = (acc >> 30) 2^60 + (acc & low) 2^30 = (acc >> 30) delta + (acc & low) 2^30
+        hi = (acc >> np.uint64(30)) * d  # < 2^60
+        acc &= low
+        acc <<= np.uint64(30)
+        acc += hi  # < 2^61
+        acc += digit
+        acc %= qq
+    return acc

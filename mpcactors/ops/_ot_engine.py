@@ -80,6 +80,7 @@ class OtPair:
     peer: str
     sender: SoftSender
     receiver: SoftReceiver
+    matrix: str = "ot"  # how matrix triples are made with this peer: "ot", "he" or "auto" (by cost)
 
     @property
     def u_bytes(self) -> int:

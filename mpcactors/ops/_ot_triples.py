@@ -47,7 +47,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._errors import ConfigError
 from .._log import get_logger
+from . import _he_triples
 from ._checks import U64
 from ._comm import Step, gather
 from ._context import OpContext
@@ -63,13 +65,72 @@ from ._ot_engine import (
     ot_setup,
 )
 
-__all__ = ["WARN_MATRIX_BYTES", "OtPair", "OtSource", "matmul_ot_rounds", "ot_setup"]
+__all__ = ["WARN_MATRIX_BYTES", "OtPair", "OtSource", "matmul_ot_rounds", "matrix_route", "matrix_triple_rounds", "ot_setup", "uses_he"]
 
 # a matrix triple by OT that sends at least this much per holder logs a warning first (matmul
 # 256^3 sends ~4.9 GB, 384^3 ~16 GB, 1024^3 ~310 GB)
 WARN_MATRIX_BYTES = 10**10
 
 _POW2 = np.left_shift(U64(1), np.arange(64, dtype=U64))
+
+# Modelled CPU of a matrix triple by OT, per holder (fitted to matmul 256 on the bench host,
+# 2026-12-04: 4.2 M OTs of 256 words each way, ~25 s of CPU per holder): per correlated OT
+# (extension and hash, both directions) and per word an OT carries (correction, weighted sum), ms
+_OT_COST_ROW, _OT_COST_WORD = 1.3e-4, 2.2e-5
+
+
+def matrix_route(setting: str, *, resolve: bool = True) -> str:
+    """How this holder makes matrix triples for ``matrix_triples = setting``: ``"ot"``;
+    ``"he"`` (every shape that fits the HE parameters); ``"auto"`` (each shape by modelled cost)
+    where TenSEAL imports, else ``"ot"``. Without ``resolve`` (a dealer makes the triples) the
+    setting is only checked: ``"ot"``.
+
+    Raises:
+        ConfigError: an unknown setting, or ``"he"`` where TenSEAL does not import.
+    """
+    if setting not in ("auto", "ot", "he"):
+        raise ConfigError(f"matrix_triples must be 'auto', 'ot' or 'he', not {setting!r}", key="matrix_triples")
+    if setting == "ot" or not resolve:
+        return "ot"
+    if _he_triples.available():
+        return setting
+    if setting == "he":
+        raise ConfigError(
+            "matrix_triples = 'he' needs TenSEAL (pip install 'mpcactors[he]'), which does not import here",
+            key="matrix_triples",
+        )
+    return "ot"
+
+
+def matrix_triple_rounds(route: str, ashape: tuple[int, ...], bshape: tuple[int, ...]) -> int:
+    """Rounds of a two-holder matrix triple for these operand shapes on ``route`` (by HE or by
+    OT, as :meth:`OtSource.matrix_triple` chooses)."""
+    m = 1 if len(ashape) == 1 else ashape[-2]
+    k = ashape[-1]
+    n = 1 if len(bshape) == 1 else bshape[-1]
+    if uses_he(route, m, k, n):
+        return _he_triples.he_rounds(m, k, n)
+    return matmul_ot_rounds(ashape, bshape)
+
+
+def uses_he(route: str, m: int, k: int, n: int) -> bool:
+    """Whether a 2-d matrix triple A (m, k) @ B (k, n) goes by HE on ``route``: where the shape
+    fits the HE parameters and (``"auto"``) HE's modelled cost is below OT's (per holder)."""
+    if route == "ot" or not m * k * n:
+        return False
+    try:
+        plan = _he_triples.plan_blocks(m, k, n)
+        primes = _he_triples.primes_for(k)
+        _he_triples.flood_bits(plan, primes)
+    except ValueError:
+        return False
+    if route == "he":
+        return True
+    rows = 64 * k * min(m, n)
+    ot = rows * (_OT_COST_ROW + _OT_COST_WORD * max(m, n))
+    # per prime, a holder does one direction's encryptions and decryptions and the other's
+    # products: plan.cost() models exactly that sum
+    return len(primes) * plan.cost() < ot
 
 
 # ---- correlations ------------------------------------------------------------------------------
@@ -277,6 +338,11 @@ class OtSource:
         b = b_full.reshape(bshape + (1,) if len(bshape) == 1 else bshape)
         m, k = a.shape
         n = b.shape[1]
+        if uses_he(self._pair.matrix, m, k, n):  # traffic ~ m k + m n instead of m k n
+            cross = yield from _he_triples.he_cross_terms(self.peer, a, b, self.ctx.prg())
+            if local:
+                cross += ring_matmul(a, b)
+            return [a_full, b_full, cross.reshape(matmul_shape(ashape, bshape))]
         # I send with `left` (rows_out x inner) and choose with the bits of `right` (inner x
         # cols_out): the cross terms A_me B_peer and A_peer B_me. When B has more entries than
         # A, the same on the transposes: A_i B_j = (B_j^T A_i^T)^T (fewer OTs: 64 min(mk, kn)).

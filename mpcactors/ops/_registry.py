@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from .._errors import ConfigError
 from ._protocol import Protocol
 from ._rep3 import Rep3
-from ._semi2k import NO_DEALER, TRUSTED_FIRST_PARTY, Semi2k
+from ._semi2k import NO_DEALER, SOFTSPOKEN_K, TRUSTED_FIRST_PARTY, Semi2k
 
 __all__ = ["PROTOCOLS", "make_protocol"]
 
@@ -22,6 +22,7 @@ def make_protocol(
     fxp_bits: int = 18,
     dealer: str | None = None,
     softspoken_k: int | None = None,
+    matrix_triples: str | None = None,
 ) -> Protocol:
     """This party's instance of protocol ``name`` for a job among ``parties``.
 
@@ -34,6 +35,8 @@ def make_protocol(
             ``"none"``: no dealer, two holders make their correlations by OT.
         softspoken_k: semi2k without a dealer: bits per small VOLE of the OT extension (1, 2,
             4 or 8; None: 2). Other protocols make no OTs and ignore it.
+        matrix_triples: semi2k without a dealer: ``"auto"`` (None; by lattice HE where TenSEAL
+            is installed and its modelled cost is lower, else by OT), ``"ot"`` or ``"he"``.
 
     Returns:
         The protocol instance.
@@ -55,6 +58,9 @@ def make_protocol(
         raise ConfigError(
             f"semi2k dealer {dealer!r} is not a party of the job {list(parties)!r}", key="dealer"
         )
-    if cls is Semi2k and softspoken_k is not None:
-        return Semi2k(party, parties, fxp_bits=fxp_bits, dealer=dealer, softspoken_k=softspoken_k)
+    if cls is Semi2k and (softspoken_k is not None or matrix_triples is not None):
+        return Semi2k(
+            party, parties, fxp_bits=fxp_bits, dealer=dealer, softspoken_k=softspoken_k or SOFTSPOKEN_K,
+            matrix_triples=matrix_triples or "auto",
+        )
     return cls(party, parties, fxp_bits=fxp_bits, dealer=dealer)

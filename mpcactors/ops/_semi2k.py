@@ -36,6 +36,7 @@ demos only; constructing it logs a warning.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,7 +69,7 @@ from ._context import OpContext
 from ._dealer import Dealing, Dealt, Finish, Mode
 from ._matmul import matmul_shape, ring_matmul
 from ._ot_pairwise import PairwiseSource
-from ._ot_triples import Made, OtPair, OtSource, ot_setup
+from ._ot_triples import Made, OtPair, OtSource, matrix_route, ot_setup
 from ._protocol import Kind, Protocol, Share
 from ._semi2k_prep import Prepared, Source, fitting, pair, pairwise, prepare_product
 from ._trunc import (
@@ -101,10 +102,15 @@ class Semi2k(Protocol):
             IKNP): ``U`` is ``16 / k`` bytes per OT, the PRG work grows as ``2^k / k``. 2 (the
             default) is the least CPU per byte saved; 4 sends ~30 % fewer bytes per product for
             ~35 % more OT CPU, for links where bandwidth, not CPU, is the limit.
+        matrix_triples: without a dealer, how two holders make matrix triples: ``"ot"``
+            (Gilboa products, traffic ~ m k n), ``"he"`` (lattice HE through TenSEAL,
+            ``_he_triples.py``, traffic ~ m k + m n, where the shape fits its parameters) or
+            ``"auto"``: HE where TenSEAL imports and its modelled cost is below OT's.
 
     Raises:
         ConfigError: a dealer that is not a party, fewer than 2 holders, a bad party list, or a
-            ``softspoken_k`` that is not 1, 2, 4 or 8.
+            ``softspoken_k`` that is not 1, 2, 4 or 8, an unknown ``matrix_triples``, or
+            ``"he"`` where TenSEAL does not import.
     """
 
     name = "semi2k"
@@ -117,6 +123,7 @@ class Semi2k(Protocol):
         fxp_bits: int = 18,
         dealer: str | None = None,
         softspoken_k: int = SOFTSPOKEN_K,
+        matrix_triples: str = "auto",
     ) -> None:
         super().__init__(party, parties, fxp_bits=fxp_bits, dealer=dealer)
         try:
@@ -157,6 +164,8 @@ class Semi2k(Protocol):
             )
         self._holders = holders
         self._dealing = Dealing(party, holders, dealing) if dealing is not None else None
+        # "ot" or "he" (checked always, resolved only where the holders make their own triples)
+        self.matrix_triples = matrix_route(matrix_triples, resolve=dealing is None)
         self._first = holders[0]
         self._last = holders[-1]
 
@@ -177,7 +186,8 @@ class Semi2k(Protocol):
 
     def _setup_ot(self, job: bytes) -> Step[None]:
         peers = [h for h in self._holders if h != self.party]
-        self._ot = yield from ot_setup(self.party, peers, job, self.softspoken_k)
+        pairs = yield from ot_setup(self.party, peers, job, self.softspoken_k)
+        self._ot = {p: dataclasses.replace(x, matrix=self.matrix_triples) for p, x in pairs.items()}
 
     def _source(self, ctx: OpContext) -> Source:
         """The op's maker of correlations: with the other holder, or with every other holder by

@@ -48,6 +48,7 @@ class JobSettings:
     fxp_bits: int
     program: str
     softspoken_k: int | None = None  # semi2k without a dealer: the OT extension's bits per small VOLE
+    matrix_triples: str | None = None  # semi2k without a dealer: "ot", "he" or "auto" (TenSEAL here)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class JobSettings:
             "fxp_bits": self.fxp_bits,
             "program": self.program,
             "softspoken_k": self.softspoken_k,
+            "matrix_triples": self.matrix_triples,
         }
 
 

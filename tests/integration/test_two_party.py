@@ -67,17 +67,26 @@ def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES, **cluster) -> dic
 
 
 @pytest.mark.parametrize(
-    ("dealer", "parties", "k"),
-    [(None, PARTIES, None), ("none", PARTIES, None), ("none", ("alice", "bob", "carol"), None), ("none", PARTIES, 4)],
-    # the default with two parties, explicit, three by pairs, SoftSpoken k = 4 (slow links)
-    ids=["2-default", "2-none", "3-none", "2-none-k4"],
+    ("dealer", "parties", "k", "matrix"),
+    [
+        (None, PARTIES, None, None),
+        ("none", PARTIES, None, None),
+        ("none", ("alice", "bob", "carol"), None, None),
+        ("none", PARTIES, 4, None),
+        ("none", PARTIES, None, "he"),
+    ],
+    # the default with two parties, explicit, three by pairs, SoftSpoken k = 4 (slow links),
+    # matrix triples by lattice HE (TenSEAL; the test install has it)
+    ids=["2-default", "2-none", "3-none", "2-none-k4", "2-none-he"],
 )
-def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties, k):
+def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties, k, matrix):
+    if matrix == "he" and importlib.util.find_spec("tenseal") is None:
+        pytest.skip("TenSEAL (the he extra) is not installed")
     prog = tmp_path / "ops.py"
     prog.write_text(OPS_PROGRAM)
     x, y, w = _data()
     n = np.arange(-20, 20)
-    results = _run(tmp_path, prog, dealer, parties=parties, softspoken_k=k)
+    results = _run(tmp_path, prog, dealer, parties=parties, softspoken_k=k, matrix_triples=matrix)
     assert sorted(results) == sorted(parties)
     for got in results.values():
         r = {k: np.asarray(v) for k, v in got.items()}  # type: ignore[union-attr]

@@ -1,38 +1,38 @@
 """HE cross terms of matrix triples (mpcactors/ops/_he_triples.py) against numpy mod 2^64.
 
-The encoding, the CRT and the block plans are checked in plain integers (no OpenFHE); the
-protocol itself runs both holders through ``run_local`` and skips where OpenFHE does not import
-(its 1.6.1 wheel ships a CPython 3.10 extension only).
+The encoding, the CRT, the reductions and the block plans are checked in plain integers; the
+protocol runs both holders through ``run_local`` with TenSEAL (the ``he`` extra, which the test
+install includes).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
 
+from mpcactors.ops import _he_triples as he
 from mpcactors.ops._comm import run_local
 from mpcactors.ops._he_triples import (
     PRIMES,
     SIGMA,
     BlockPlan,
+    HeError,
     _a_polys,
     _b_polys,
     _blocks_to_matrix,
     _garner,
-    _residue,
+    _reduce,
+    _reduce_near,
     _wanted,
-    he_cross_products,
+    flood_bits,
     he_cross_terms,
-    he_keys,
+    he_rounds,
     plan_blocks,
     primes_for,
 )
 from mpcactors.ops._prg import Prg
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # before OpenFHE loads: its OpenMP pool spins
 
 U64 = np.uint64
 
@@ -51,29 +51,33 @@ def _negacyclic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ints(words: np.ndarray) -> list[int]:
+    return [sum(int(words[w, i]) << (64 * w) for w in range(words.shape[0])) for i in range(words.shape[1])]
+
+
 def test_primes_are_coprime_and_enough() -> None:
     assert all(math.gcd(p, q) == 1 for i, p in enumerate(PRIMES) for q in PRIMES[i + 1 :])
-    assert all(p < 1 << 32 and (p - 1) % (1 << 16) == 0 for p in PRIMES)
-    for k in (1, 2, 255, 256, 1024, 1 << 20):
+    assert all(p < 1 << 46 for p in PRIMES)
+    for k in (1, 2, 255, 256, 1024, 1 << 14):
         assert math.prod(primes_for(k)) > 1 << (128 + (k - 1).bit_length() + SIGMA + 1)
     with pytest.raises(ValueError, match="more than"):
         primes_for(1 << 30)
 
 
-def test_residue_and_garner_rebuild_big_integers() -> None:
+def test_reductions_and_garner_rebuild_big_integers() -> None:
     rng = np.random.default_rng(3)
-    primes = PRIMES[:6]
-    words = rng.integers(0, 1 << 64, (3, 5, 7), dtype=U64)
+    words = rng.integers(0, 1 << 64, (3, 200), dtype=U64)
     words[2] >>= np.uint64(1)  # below 2^191 < prod(primes)
-    value = [
-        [sum(int(words[w, i, j]) << (64 * w) for w in range(3)) for j in range(7)] for i in range(5)
-    ]
-    for t in primes:
-        assert [[int(x) for x in row] for row in _residue(words, t)] == [
-            [v % t for v in row] for row in value
-        ]
-    got = _garner([_residue(words, t) for t in primes], primes)
-    assert [[int(x) for x in row] for row in got] == [[v % (1 << 64) for v in row] for row in value]
+    value = _ints(words)
+    for t in PRIMES:
+        assert [int(x) for x in _reduce(words, t)] == [v % t for v in value]
+    for q in ((1 << 60) - 16383, (1 << 60) - 163839, (1 << 59) + 55):  # SEAL-like primes; a far one
+        for bits in (192, 131, 64, 30, 7):
+            want = [(v & ((1 << bits) - 1)) % q for v in value]
+            assert [int(x) for x in _reduce_near(words, q, bits)] == want
+            assert [int(x) for x in _reduce(words, q, bits)] == want
+    got = _garner([_reduce(words, t) for t in PRIMES], PRIMES)
+    assert [int(x) for x in got] == [v % (1 << 64) for v in value]
 
 
 @pytest.mark.parametrize(
@@ -101,106 +105,124 @@ def test_block_encoding_gives_the_inner_products(m: int, k: int, n: int) -> None
 
 def test_plan_fits_the_ring_and_covers_the_matrices() -> None:
     for m, k, n in [(256, 256, 256), (1024, 1024, 1024), (5, 3000, 7), (1, 1, 20000)]:
-        plan = plan_blocks(m, k, n, 16384)
-        assert plan.mb * plan.kb * plan.nb + plan.kb - 1 <= 16384
+        plan = plan_blocks(m, k, n)
+        assert plan.mb * plan.kb * plan.nb + plan.kb - 1 <= he.DEGREE
         im, ik, jn = plan.counts
         assert im * plan.mb >= m and ik * plan.kb >= k and jn * plan.nb >= n
-    assert plan_blocks(3, 4, 5, 16384) == BlockPlan(3, 4, 5, 3, 4, 5)
+    assert plan_blocks(3, 4, 5) == BlockPlan(3, 4, 5, 3, 4, 5)
 
 
-def _cross(m: int, k: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    pytest.importorskip(
-        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
+def test_the_flood_fits_up_to_1024_cubed_and_refuses_beyond() -> None:
+    """F = 2^40 x noise bound x flooded coefficients, below Delta / 2 with the noise (module doc)."""
+    plan = plan_blocks(1024, 1024, 1024)
+    bits = flood_bits(plan, primes_for(1024))
+    im, _, jn = plan.counts
+    noise = 43 * 1024 * plan.nb * (max(PRIMES) // 2) // 2
+    assert 1 << bits >= noise * len(primes_for(1024)) * im * jn * he.DEGREE << SIGMA
+    with pytest.raises(ValueError, match="needs a flood"):
+        flood_bits(plan_blocks(64, 1 << 16, 4096), primes_for(1 << 16))
+
+
+pytestmark_he = pytest.mark.skipif(not he.available(), reason="TenSEAL (the he extra) does not import")
+
+
+def _run(a: list[np.ndarray], b: list[np.ndarray], seed: int = 0) -> tuple[dict[str, np.ndarray], int]:
+    return run_local(
+        {
+            "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes([seed]) * 32)),
+            "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([seed + 1]) * 32)),
+        }
     )
+
+
+def _operands(m: int, k: int, n: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
-    a = [rng.integers(0, 1 << 64, (m, k), dtype=U64) for _ in range(2)]
-    b = [rng.integers(0, 1 << 64, (k, n), dtype=U64) for _ in range(2)]
-    res, rounds = run_local(
-        {
-            "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes([seed]) * 32), leader=True),
-            "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([seed + 1]) * 32), leader=False),
-        }
+    return (
+        [rng.integers(0, 1 << 64, (m, k), dtype=U64) for _ in range(2)],
+        [rng.integers(0, 1 << 64, (k, n), dtype=U64) for _ in range(2)],
     )
-    with np.errstate(over="ignore"):
-        return res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]), rounds
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (7, 33, 5)])
+@pytestmark_he
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (7, 33, 5), (40, 90, 70), (1, 300, 1)])
 def test_cross_terms_match_numpy(m: int, k: int, n: int) -> None:
-    got, want, rounds = _cross(m, k, n, seed=m + n)
+    a, b = _operands(m, k, n, seed=m + n)
+    res, rounds = _run(a, b, seed=m)
+    got = res["alice"] + res["bob"]
     assert got.dtype == U64 and got.shape == (m, n)
-    assert np.array_equal(got, want)
-    assert rounds == 2 + 2 * len(primes_for(k))
-
-
-@pytest.mark.slow
-def test_cross_terms_match_numpy_over_many_blocks() -> None:
-    got, want, _ = _cross(130, 70, 150, seed=9)  # 2 x 7 x 6 blocks
-    assert np.array_equal(got, want)
-
-
-@pytest.mark.slow
-def test_each_holders_result_alone_looks_random() -> None:
-    """One holder's result is masked: it does not equal the cross term, nor does its half."""
-    pytest.importorskip(
-        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
-    )
-    rng = np.random.default_rng(5)
-    a = [rng.integers(0, 1 << 64, (4, 6), dtype=U64) for _ in range(2)]
-    b = [rng.integers(0, 1 << 64, (6, 3), dtype=U64) for _ in range(2)]
-    res, _ = run_local(
-        {
-            "alice": he_cross_terms("bob", a[0], b[0], Prg(bytes(32)), leader=True),
-            "bob": he_cross_terms("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
-        }
-    )
-    for mine in res.values():
+    with np.errstate(over="ignore"):
+        assert np.array_equal(got, _mm(a[0], b[1]) + _mm(a[1], b[0]))
+    assert rounds == he_rounds(m, k, n) == len(primes_for(k)) + 1
+    for mine in res.values():  # each half alone is masked
         assert not np.any(mine == _mm(a[0], b[1])) and not np.any(mine == _mm(a[1], b[0]))
 
 
-@pytest.mark.parametrize("shape", [(1,), (3, 5), (16385,)])
-def test_elementwise_cross_products_match_numpy(shape: tuple[int, ...]) -> None:
-    pytest.importorskip(
-        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
-    )
-    rng = np.random.default_rng(len(shape))
-    a = [rng.integers(0, 1 << 64, shape, dtype=U64) for _ in range(2)]
-    b = [rng.integers(0, 1 << 64, shape, dtype=U64) for _ in range(2)]
-    res, _ = run_local(
-        {
-            "alice": he_cross_products("bob", a[0], b[0], Prg(bytes(32)), leader=True),
-            "bob": he_cross_products("alice", a[1], b[1], Prg(bytes([1]) * 32), leader=False),
-        }
-    )
+@pytestmark_he
+def test_chunks_span_several_rounds_per_prime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A's ciphertexts go in chunks of block rows (the peer evaluates chunk u - 1 in round u)."""
+    monkeypatch.setattr(he, "_CHUNK_BYTES", 1)  # one block row per round
+    a, b = _operands(9000, 3, 2, seed=4)  # m > N: at least two block rows
+    plan = plan_blocks(9000, 3, 2)
+    assert plan.counts[0] >= 2
+    res, rounds = _run(a, b)
+    assert rounds == len(primes_for(3)) * plan.counts[0] + 1 == he_rounds(9000, 3, 2)
     with np.errstate(over="ignore"):
-        assert np.array_equal(res["alice"] + res["bob"], a[0] * b[1] + a[1] * b[0])
+        assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
 
 
-def test_keys_made_once_serve_several_triples() -> None:
-    pytest.importorskip(
-        "openfhe", reason="OpenFHE (pip install openfhe) does not import in this Python"
-    )
-    keys, setup_rounds = run_local(
-        {
-            "alice": he_keys("bob", leader=True),
-            "bob": he_keys("alice", leader=False),
-        }
-    )
-    assert setup_rounds == 2
-    rng = np.random.default_rng(11)
-    for m, k, n in [(2, 3, 4), (5, 1, 2)]:
-        a = [rng.integers(0, 1 << 64, (m, k), dtype=U64) for _ in range(2)]
-        b = [rng.integers(0, 1 << 64, (k, n), dtype=U64) for _ in range(2)]
-        res, rounds = run_local(
-            {
-                "alice": he_cross_terms(
-                    "bob", a[0], b[0], Prg(bytes(32)), leader=True, keys=keys["alice"]
-                ),
-                "bob": he_cross_terms(
-                    "alice", a[1], b[1], Prg(bytes([2]) * 32), leader=False, keys=keys["bob"]
-                ),
-            }
-        )
-        assert rounds == 2 * len(primes_for(k))
-        with np.errstate(over="ignore"):
-            assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
+def _budgets(monkeypatch: pytest.MonkeyPatch, b1: np.ndarray, *, flood: bool) -> list[int]:
+    """alice's view of what bob returns: the invariant noise budget (log2 of Delta / noise) of
+    every evaluated ciphertext she decrypts, with bob's share of B = ``b1``."""
+    seen: list[int] = []
+    real_open = he._open
+
+    def spy(pr: he._Prime, files: he._Files, peer: str, data: bytes, pos: np.ndarray) -> np.ndarray:
+        if peer == "bob":
+            c = pr.c
+            ct = files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data))
+            seen.append(pr.decryptor.invariant_noise_budget(ct))
+        return real_open(pr, files, peer, data, pos)
+
+    monkeypatch.setattr(he, "_open", spy)
+    if not flood:  # the deliberately broken variant: no smudging noise
+        monkeypatch.setattr(he, "_flood_maker", lambda prg, c, bits: lambda: np.zeros((len(c.qs), he.DEGREE), U64))
+    a, b = _operands(20, 30, 10, seed=8)
+    _run([a[0], a[1]], [b[0], b1], seed=3)
+    monkeypatch.undo()
+    return seen
+
+
+@pytestmark_he
+def test_the_key_holders_view_does_not_depend_on_the_evaluators_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The noise of what alice decrypts is the flood's, whatever bob's B: with B_bob = 0 and
+    with B_bob uniform her ciphertexts' noise budgets are the same. Without the flood (the
+    broken variant) a zero B_bob leaves ~40 bits more budget: the noise would tell B apart."""
+    zero = np.zeros((30, 10), dtype=U64)
+    full = np.random.default_rng(9).integers(0, 1 << 64, (30, 10), dtype=U64)
+    flooded = [_budgets(monkeypatch, x, flood=True) for x in (zero, full)]
+    assert len(flooded[0]) == len(flooded[1]) > 0
+    assert max(abs(x - y) for x, y in zip(*flooded, strict=True)) <= 1
+    bare = [_budgets(monkeypatch, x, flood=False) for x in (zero, full)]
+    assert min(x - y for x, y in zip(*bare, strict=True)) >= 20
+    assert min(bare[1]) > max(flooded[1]) + 20  # the flood dominates the product's noise
+
+
+@pytestmark_he
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (lambda msg: {**msg, "a": msg["a"][:-1]}, "ciphertexts from 'alice'"),
+        (lambda msg: {**msg, "a": [b"\x00" * 40] * len(msg["a"])}, "not a valid SEAL object"),
+        (lambda msg: {**msg, "pk": b"junk"}, "public key from 'alice' is not a valid"),
+        (lambda msg: {**msg, "a": [7] * len(msg["a"])}, "is int, not bytes"),
+        (lambda msg: [1, 2], "round 0 message from 'alice' is list"),
+    ],
+)
+def test_a_malformed_message_is_an_error_naming_the_peer(bad, match: str) -> None:  # type: ignore[no-untyped-def]
+    a, b = _operands(3, 4, 2, seed=1)
+    alice = he_cross_terms("bob", a[0], b[0], Prg(bytes(32)))
+    bob = he_cross_terms("alice", a[1], b[1], Prg(bytes([1]) * 32))
+    to_bob = next(alice).send["bob"]
+    next(bob)
+    with pytest.raises(HeError, match=match):
+        bob.send({"alice": bad(to_bob)})
