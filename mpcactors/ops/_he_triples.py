@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import shutil
 import struct
@@ -120,6 +121,8 @@ PRIMES = (
 _MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
 _CHUNK_BYTES = 96 << 20  # A ciphertexts per message (each ~400 KB)
 _CT_BYTES = 2 * 3 * DEGREE * 8  # a ciphertext's coefficients at the data level
+_PT_BYTES = 3 * DEGREE * 8  # a B plaintext in NTT form at the data level
+_B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold (one prime's at a time)
 # Measured costs (ms, one core, this module's calls): a ciphertext x plaintext product with its
 # add; an encrypted A block; a B block plaintext (write, load, NTT); a returned block (mask
 # encryption, flood, save, load, decryption, reading the wanted coefficients).
@@ -171,12 +174,15 @@ class BlockPlan:
 
 
 def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
-    """The block shape of least modelled cost with ``m' k' n' + k' - 1 <= degree``."""
+    """The block shape of least modelled cost with ``m' k' n' + k' - 1 <= degree`` whose B
+    plaintexts (held in NTT form for one prime at a time) fit :data:`_B_BUDGET` bytes, or the
+    one with the fewest B blocks if none does."""
 
     def sizes(d: int) -> set[int]:  # every ceil(d / c): the block sizes worth trying
         return {-(-d // c) for c in range(1, d + 1) if c == 1 or -(-d // c) != -(-d // (c - 1))}
 
     best: BlockPlan | None = None
+    leanest: BlockPlan | None = None
     for kb in sorted(sizes(k)):
         if kb > degree:
             break
@@ -185,11 +191,14 @@ def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
             if mb < 1:
                 break
             plan = BlockPlan(mb, kb, nb, m, k, n)
-            if best is None or plan.cost() < best.cost():
+            _, ik, jn = plan.counts
+            if leanest is None or ik * jn < math.prod(leanest.counts[1:]):
+                leanest = plan
+            if ik * jn * _PT_BYTES <= _B_BUDGET and (best is None or plan.cost() < best.cost()):
                 best = plan
-    if best is None:
+    if leanest is None:
         raise ValueError(f"no block shape fits ring degree {degree} for k={k}")
-    return best
+    return best or leanest
 
 
 def primes_for(k: int) -> tuple[int, ...]:
@@ -576,16 +585,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
         prev: tuple[int, int, int, list[Any]] | None = None  # the peer's last chunk, to evaluate
         for u in range(len(units) + 1):
             send: dict[str, Any] = {}
-            if u < len(units):
-                p, lo, hi = units[u]
-                if p not in state:
-                    state.pop(p - 2, None)  # p - 1 still opens its last outputs next round
-                    c = _context(primes[p])
-                    state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
-                    send["pk"] = files.save(state[p].public)
-                a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
-                send["a"] = _encrypt_rows(state[p], files, a_res)
-            if prev is not None:
+            if prev is not None:  # the peer's last chunk, before this round's new prime (memory)
                 pp, plo, phi, theirs = prev
                 t = primes[pp]
                 mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
@@ -594,6 +594,17 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
                 flood = _flood_maker(prg, _context(t), fbits)
                 send["c"] = _evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood)
+                if phi == im:  # this prime's last chunk: its B plaintexts are done with
+                    state[pp].b_plain = []
+            if u < len(units):
+                p, lo, hi = units[u]
+                if p not in state:
+                    state.pop(p - 2, None)  # p - 1 still opens its last outputs this round
+                    c = _context(primes[p])
+                    state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
+                    send["pk"] = files.save(state[p].public)
+                a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
+                send["a"] = _encrypt_rows(state[p], files, a_res)
             got = yield Exchange(send={peer: send}, recv=frozenset({peer}))
             msg = got[peer]
             if not isinstance(msg, dict):
