@@ -1,13 +1,14 @@
 """Two parties as two real processes over TLS and an emulated WAN, with no dealer (issue 12).
 
-    .venv/bin/python bench/twoparty_wan_bench.py [--ops mul,lt,lr] [--n 100000]
-        [--latency-ms 20] [--mbps 100] [--dealers none,trusted-first-party] [--softspoken-k 2]
-        [--record]
+    .venv/bin/python bench/twoparty_wan_bench.py [--ops mul,lt,lr,matmul] [--n 100000]
+        [--matmul-n 256] [--latency-ms 20] [--mbps 100] [--dealers none,trusted-first-party]
+        [--softspoken-k 2] [--matrix-triples auto] [--record]
 
 alice and bob are two ``mpcactors`` processes (this file in party mode) on a loopback TLS
 cluster; each wraps its outgoing bytes in the WAN emulator (``[wan]``: ``--latency-ms`` one way,
 so the RTT is twice that, and ``--mbps`` per direction). Ops: ``mul`` and ``lt`` of ``--n``
-values (features at alice, the other operand at bob), ``lr`` the hand-written logistic
+values (features at alice, the other operand at bob), ``matmul`` of two ``--matmul-n`` square
+matrices (``--matrix-triples``: by OT, by lattice HE, or chosen by cost), ``lr`` the hand-written logistic
 regression of bench/compute_bench.py (10000 x 20, 3 epochs; it is also what ``mpc.jit`` of the
 guide's program gives with labels declared 0/1). ``dealer = "none"``: the two parties make their
 correlations by OT (total time); ``"trusted-first-party"`` sends the same online messages with
@@ -39,11 +40,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 
-def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float, k: int = 2) -> Path:
+def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float, k: int = 2,
+                 matrix: str = "auto") -> Path:
     """A two-party TLS cluster file on free loopback ports with the WAN profile, certificates generated."""
     from _cluster import two_party_cluster
 
-    return two_party_cluster(folder, "wanbench", [f'dealer = "{dealer}"', f"softspoken_k = {k}"],
+    return two_party_cluster(folder, "wanbench",
+                             [f'dealer = "{dealer}"', f"softspoken_k = {k}", f'matrix_triples = "{matrix}"'],
                              ["[wan]", f"latency_ms = {latency_ms}", f"bandwidth_mbps = {mbps}", ""])
 
 
@@ -51,6 +54,8 @@ def op_data(op: str, n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(1)
     if op in ("mul", "lt"):
         return [rng.standard_normal(n), rng.standard_normal(n)]
+    if op == "matmul":
+        return [rng.standard_normal((n, n)), rng.standard_normal((n, n))]
     if op == "lr":
         r = np.random.default_rng(0)
         x0 = r.standard_normal((10000, 20))
@@ -65,6 +70,8 @@ def plain(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a * b
     if op == "lt":
         return (a < b).astype(np.float64)
+    if op == "matmul":
+        return a @ b
     w = np.zeros(a.shape[1])
     for _ in range(3):
         w = w - 0.1 * (a.T @ (1 / (1 + np.exp(-(a @ w))) - b))
@@ -95,6 +102,8 @@ def party_main(spec_path: str) -> int:
             z = x * y
         elif op == "lt":
             z = x < y
+        elif op == "matmul":
+            z = x @ y
         else:
             w = mpc.zeros(x.shape[1])
             for _ in range(3):
@@ -115,10 +124,11 @@ def party_main(spec_path: str) -> int:
     return 0
 
 
-def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float, k: int = 2) -> dict[str, Any]:
+def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float, k: int = 2,
+             matrix: str = "auto") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cfg = make_cluster(folder, dealer, latency_ms, mbps, k)
+        cfg = make_cluster(folder, dealer, latency_ms, mbps, k, matrix)
         procs = {}
         for party in ("alice", "bob"):
             spec = folder / f"{party}.json"
@@ -152,7 +162,7 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines = ["| op | dealer | wall s | rounds | MB sent alice / bob | model s | wall / model | max abs err vs numpy |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        what = f"{r['op']} {r['n']:,}" if r["op"] != "lr" else "LR 10000x20, 3 epochs"
+        what = {"lr": "LR 10000x20, 3 epochs", "matmul": f"matmul {r['n']}^3"}.get(r["op"], f"{r['op']} {r['n']:,}")
         lines.append(f"| {what} | {r['dealer']} | {r['wall_s']:.2f} | {r['rounds']} | {r['mb_alice']:.1f} / {r['mb_bob']:.1f} "
                      f"| {r['model_s']:.2f} | {r['ratio']:.2f}x | {r['max_err']:.1e} |")
     return "\n".join(lines)
@@ -164,6 +174,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", default="mul,lt,lr")
     ap.add_argument("--n", type=int, default=100_000, help="values of mul and lt")
+    ap.add_argument("--matmul-n", type=int, default=256, help="rows = inner = columns of matmul")
+    ap.add_argument("--matrix-triples", default="auto", choices=["auto", "ot", "he"], help="dealer none: matrix triples by")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="one way (RTT is twice this)")
     ap.add_argument("--mbps", type=float, default=100.0, help="bandwidth per direction")
     ap.add_argument("--dealers", default="none,trusted-first-party")
@@ -173,7 +185,8 @@ def main() -> None:
     rows, loads = [], [os.getloadavg()[0]]
     for op in a.ops.split(","):
         for dealer in a.dealers.split(","):
-            rows.append(run_pair(op, a.n, dealer, a.latency_ms, a.mbps, a.softspoken_k))
+            n = a.matmul_n if op == "matmul" else a.n
+            rows.append(run_pair(op, n, dealer, a.latency_ms, a.mbps, a.softspoken_k, a.matrix_triples))
             loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
     table = render(rows)

@@ -50,7 +50,7 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
 * **Parameters.** ``N = 8192``, coefficient modulus three 60-bit primes for data and a 38-bit
   special prime: 218 bits, SEAL's 128-bit classic bound for ``N = 8192`` (the context is
   built with ``sec_level = tc128``, which checks it). ``Delta = Q / t ~ 2^134``; a 1024^3
-  triple floods with ``F = 2^131``.
+  triple floods with ``F = 2^130``.
 * **Serialization.** Ciphertexts and public keys travel as SEAL's own serialized bytes (its
   loader checks them against the context; a malformed one raises :class:`HeError` naming the
   peer). TenSEAL's Python API reads and writes SEAL objects only through files, and offers no
@@ -78,7 +78,6 @@ import os
 import shutil
 import struct
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -417,8 +416,8 @@ class _Files:
 
     def __init__(self) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.dir = tempfile.mkdtemp(prefix="mpcactors-he-", dir=base)
-        self._path = os.path.join(self.dir, f"x{threading.get_ident()}")
+        self.dir = tempfile.mkdtemp(prefix="mpcactors-he-", dir=base)  # mode 0700
+        self._path = os.path.join(self.dir, "object")  # one triple's calls never overlap
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
