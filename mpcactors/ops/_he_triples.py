@@ -47,17 +47,11 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
     ``B + F < Delta / 2``, ``Delta = Q / t``: :func:`flood_bits` checks it, and a shape that
     does not fit raises ``ValueError`` (the caller uses OT).
   j sees only ciphertexts under i's key (RLWE, semantic security). Semi-honest only.
-* **Parameters.** ``N = 8192``, coefficient modulus three 60-bit primes for data and a 38-bit
-  special prime: 218 bits, SEAL's 128-bit classic bound for ``N = 8192`` (the context is
-  built with ``sec_level = tc128``, which checks it). ``Delta = Q / t ~ 2^134``; a 1024^3
-  triple floods with ``F = 2^130``.
-* **Serialization.** Ciphertexts and public keys travel as SEAL's own serialized bytes (its
-  loader checks them against the context; a malformed one raises :class:`HeError` naming the
-  peer). TenSEAL's Python API reads and writes SEAL objects only through files, and offers no
-  way to set a plaintext's or ciphertext's coefficients from an array, so plaintexts and the
-  flood polynomial are written in SEAL's documented uncompressed format (``SEALHeader``,
-  ``Plaintext::save_members``, ``Ciphertext::save_members``, ``DynArray``) into a private
-  temporary directory and loaded, which checks every coefficient against its modulus.
+* **Parameters and SEAL objects** (:mod:`._he_seal`): ``N = 8192``, three 60-bit data primes
+  and a 38-bit special prime (SEAL's 128-bit classic bound). ``Delta = Q / t ~ 2^134``; a
+  1024^3 triple floods with ``F = 2^130``. Ciphertexts and public keys travel as SEAL's own
+  serialized bytes, checked by SEAL's loader (a malformed one raises :class:`HeError` naming
+  the peer); plaintexts and the flood are written in SEAL's uncompressed format and loaded.
 
 Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
 ``u`` (with its public key on a prime's first chunk) and the evaluated outputs of the peer's
@@ -72,20 +66,15 @@ party processes run in parallel.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import os
-import shutil
-import struct
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .._errors import MpcError
 from ._checks import U64
 from ._comm import Exchange, Step
+from ._he_seal import DATA_BITS, DEGREE, Files, HeError, SealContext, available, context, load_peer
 from ._prg import Prg
 
 __all__ = [
@@ -103,9 +92,6 @@ __all__ = [
 ]
 
 SIGMA = 40  # statistical security of the integer masks and of the noise flooding
-DEGREE = 8192  # ring degree N
-_Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 bits (tc128 max)
-_DATA_BITS = sum(_Q_BITS[:-1])
 _ETA = 21  # bound on SEAL's error coefficients (centred binomial, 21)
 _MASK_ENC_NOISE = 1 << 19  # bound on a public-key encryption's noise at N = 8192
 # 46-bit primes (the largest below 2^46): coprime CRT moduli, each coprime to the 60/38-bit q_i
@@ -126,26 +112,6 @@ _B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold (one prime's at a
 # add; an encrypted A block; a B block plaintext (write, load, NTT); a returned block (mask
 # encryption, flood, save, load, decryption, reading the wanted coefficients).
 _COST_MUL, _COST_A, _COST_B, _COST_OUT = 0.23, 3.2, 0.6, 6.5
-
-
-class HeError(MpcError):
-    """A peer's HE message is malformed (not a SEAL object for these parameters, wrong count)."""
-
-
-def available() -> bool:
-    """Whether TenSEAL imports here (the ``he`` extra)."""
-    try:
-        _seal()
-    except ImportError:
-        return False
-    return True
-
-
-def _seal() -> Any:
-    """The optional SEAL binding, imported on first use (no work at import time)."""
-    import tenseal.sealapi as seal  # type: ignore[import-not-found]  # optional dependency
-
-    return seal
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -222,7 +188,7 @@ def flood_bits(plan: BlockPlan, primes: Sequence[int], degree: int = DEGREE) -> 
     noise = (2 * _ETA + 1) * plan.k * plan.nb * (t // 2) // 2 + _MASK_ENC_NOISE
     coefficients = len(primes) * im * jn * degree
     bits = (noise * coefficients).bit_length() + SIGMA
-    delta = (1 << _DATA_BITS) // t  # a lower bound: the data primes are just below 2^60
+    delta = (1 << DATA_BITS) // t  # a lower bound: the data primes are just below 2^60
     if noise + (1 << bits) >= delta // 2 * 3 // 4:
         raise ValueError(
             f"an HE matrix triple of {plan.m}x{plan.k} @ {plan.k}x{plan.n} needs a flood of 2^{bits}, "
@@ -357,99 +323,13 @@ def _blocks_to_matrix(v: np.ndarray, plan: BlockPlan) -> np.ndarray:
     return v.transpose(0, 2, 1, 3).reshape(im * plan.mb, jn * plan.nb)[: plan.m, : plan.n]
 
 
-# ---- SEAL objects ------------------------------------------------------------------------------
-
-
-@functools.cache
-def _context(t: int) -> _Ctx:
-    """The BFV context for plaintext modulus ``t`` (shared: SEAL contexts are read-only)."""
-    seal = _seal()
-    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
-    parms.set_poly_modulus_degree(DEGREE)
-    parms.set_coeff_modulus(seal.CoeffModulus.Create(DEGREE, list(_Q_BITS)))
-    parms.set_plain_modulus(t)
-    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-    if not ctx.parameters_set():
-        raise ValueError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
-    data = ctx.first_context_data()
-    qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
-    header = seal.Serialization.SEALHeader()
-    return _Ctx(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Ctx:
-    seal: Any
-    ctx: Any
-    t: int
-    qs: tuple[int, ...]  # the data level's coefficient moduli
-    parms_id: list[int]
-    version: tuple[int, int]
-
-    def _header(self, body: int) -> bytes:  # SEALHeader, uncompressed
-        return struct.pack("<HBBBBHQ", 0xA15E, 16, *self.version, 0, 0, 16 + body)
-
-    def _dyn(self, words: np.ndarray) -> bytes:  # DynArray<uint64>::save
-        body = struct.pack("<Q", words.size) + np.ascontiguousarray(words, dtype="<u8").tobytes()
-        return self._header(len(body)) + body
-
-    def plaintext_bytes(self, coeffs: np.ndarray) -> bytes:
-        """A non-NTT plaintext with ``coeffs`` (< t) in SEAL's uncompressed format."""
-        body = bytes(32) + struct.pack("<Qd", coeffs.size, 1.0) + self._dyn(coeffs)
-        return self._header(len(body)) + body
-
-    def flood_bytes(self, residues: np.ndarray) -> bytes:
-        """The ciphertext ``(f, 0)`` at the data level, ``residues`` = ``f mod q_i`` (L, N)."""
-        polys = np.zeros((2,) + residues.shape, dtype=U64)
-        polys[0] = residues
-        body = (
-            struct.pack("<4Q", *self.parms_id)
-            + b"\x00"  # not NTT form
-            + struct.pack("<QQQdQ", 2, DEGREE, len(self.qs), 1.0, 1)
-            + self._dyn(polys.reshape(-1))
-        )
-        return self._header(len(body)) + body
-
-
-class _Files:
-    """SEAL's Python API reads and writes only files: a private directory for them."""
-
-    def __init__(self) -> None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.dir = tempfile.mkdtemp(prefix="mpcactors-he-", dir=base)  # mode 0700
-        self._path = os.path.join(self.dir, "object")  # one triple's calls never overlap
-
-    def close(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def save(self, obj: Any) -> bytes:
-        obj.save(self._path)
-        with open(self._path, "rb") as f:
-            return f.read()
-
-    def load(self, obj: Any, ctx: Any, data: bytes) -> Any:
-        with open(self._path, "wb") as f:
-            f.write(data)
-        obj.load(ctx, self._path)
-        return obj
-
-
-def _load_peer(files: _Files, make: Callable[[], Any], c: _Ctx, data: Any, peer: str, what: str) -> Any:
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise HeError(f"HE matrix triple: {what} from {peer!r} is {type(data).__name__}, not bytes")
-    try:
-        return files.load(make(), c.ctx, bytes(data))
-    except (ValueError, RuntimeError, OSError) as e:  # SEAL's checks (invalid_argument, logic_error)
-        raise HeError(f"HE matrix triple: {what} from {peer!r} is not a valid SEAL object: {e}") from None
-
-
 # ---- the protocol ------------------------------------------------------------------------------
 
 
 class _Prime:
     """One prime's keys and this holder's B plaintexts (in NTT form at the data level)."""
 
-    def __init__(self, c: _Ctx, files: _Files, b_res: np.ndarray) -> None:
+    def __init__(self, c: SealContext, files: Files, b_res: np.ndarray) -> None:
         seal = c.seal
         self.c = c
         keygen = seal.KeyGenerator(c.ctx)
@@ -469,7 +349,7 @@ class _Prime:
             self.b_plain.append(pt)
 
 
-def _encrypt_rows(pr: _Prime, files: _Files, a_res: np.ndarray) -> list[bytes]:
+def _encrypt_rows(pr: _Prime, files: Files, a_res: np.ndarray) -> list[bytes]:
     """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key."""
     seal, c = pr.c.seal, pr.c
     out = []
@@ -483,7 +363,7 @@ def _encrypt_rows(pr: _Prime, files: _Files, a_res: np.ndarray) -> list[bytes]:
 
 def _evaluate(
     pr: _Prime,
-    files: _Files,
+    files: Files,
     peer: str,
     peer_pk: Any,
     theirs: list[Any],
@@ -500,7 +380,7 @@ def _evaluate(
         raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {rows * ik}")
     cts = []
     for x in theirs:
-        ct = _load_peer(files, lambda: seal.Ciphertext(c.ctx), c, x, peer, "a ciphertext")
+        ct = load_peer(files, lambda: seal.Ciphertext(c.ctx), c, x, peer, "a ciphertext")
         if ct.size() != 2 or list(ct.parms_id()) != c.parms_id or ct.is_ntt_form():
             raise HeError(f"HE matrix triple: a ciphertext from {peer!r} is not a fresh one at the data level")
         ev.transform_to_ntt_inplace(ct)
@@ -529,10 +409,10 @@ def _evaluate(
     return out
 
 
-def _open(pr: _Prime, files: _Files, peer: str, data: Any, pos: np.ndarray) -> np.ndarray:
+def _open(pr: _Prime, files: Files, peer: str, data: Any, pos: np.ndarray) -> np.ndarray:
     """Decrypt one evaluated block: its coefficients at ``pos`` (mod t)."""
     seal, c = pr.c.seal, pr.c
-    ct = _load_peer(files, lambda: seal.Ciphertext(c.ctx), c, data, peer, "an evaluated ciphertext")
+    ct = load_peer(files, lambda: seal.Ciphertext(c.ctx), c, data, peer, "an evaluated ciphertext")
     if ct.size() != 2 or list(ct.parms_id()) != c.parms_id:
         raise HeError(f"HE matrix triple: an evaluated ciphertext from {peer!r} has the wrong shape or level")
     pt = seal.Plaintext()
@@ -576,7 +456,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     r_idx, c_idx = np.arange(m)[:, None], np.arange(n)[None, :]
     where = ((r_idx // plan.mb) * jn + c_idx // plan.nb) * DEGREE + pos[r_idx % plan.mb, c_idx % plan.nb]
     units = [(p, lo, hi) for p in range(len(primes)) for lo, hi in chunks]
-    files = _Files()
+    files = Files()
     try:
         opened = [np.zeros((im, jn) + pos.shape, dtype=U64) for _ in primes]
         state: dict[int, _Prime] = {}
@@ -591,7 +471,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
                 sub = where[rows] - plo * jn * DEGREE
                 mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
-                flood = _flood_maker(prg, _context(t), fbits)
+                flood = _flood_maker(prg, context(t), fbits)
                 send["c"] = _evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood)
                 if phi == im:  # this prime's last chunk: its B plaintexts are done with
                     state[pp].b_plain = []
@@ -599,7 +479,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 p, lo, hi = units[u]
                 if p not in state:
                     state.pop(p - 2, None)  # p - 1 still opens its last outputs this round
-                    c = _context(primes[p])
+                    c = context(primes[p])
                     state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
                     send["pk"] = files.save(state[p].public)
                 a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
@@ -611,8 +491,8 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             if u < len(units):
                 p, lo, hi = units[u]
                 if lo == 0:
-                    c = _context(primes[p])
-                    pks[p] = _load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
+                    c = context(primes[p])
+                    pks[p] = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
                 chunk = msg.get("a")
                 if not isinstance(chunk, list):
                     raise HeError(f"HE matrix triple: round {u} from {peer!r} has no ciphertext list")
@@ -636,7 +516,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
         return _garner(residues, primes) - words[0]
 
 
-def _flood_maker(prg: Prg, c: _Ctx, fbits: int) -> Callable[[], np.ndarray]:
+def _flood_maker(prg: Prg, c: SealContext, fbits: int) -> Callable[[], np.ndarray]:
     """Per call, one flood polynomial ``f`` (uniform in ``[-2^fbits, 2^fbits)``) as residues
     ``(L, N)`` modulo the data primes."""
     nwords = -(-(fbits + 1) // 64)

@@ -176,7 +176,7 @@ def _budgets(monkeypatch: pytest.MonkeyPatch, b1: np.ndarray, *, flood: bool) ->
     seen: list[int] = []
     real_open = he._open
 
-    def spy(pr: he._Prime, files: he._Files, peer: str, data: bytes, pos: np.ndarray) -> np.ndarray:
+    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray) -> np.ndarray:
         if peer == "bob":
             c = pr.c
             ct = files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data))

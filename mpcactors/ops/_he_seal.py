@@ -1,0 +1,154 @@
+"""Microsoft SEAL's BFV through TenSEAL's ``sealapi``: the context, and SEAL objects to and from bytes.
+
+Theory of operation
+-------------------
+:mod:`._he_triples` needs a few things TenSEAL's Python API does not offer directly:
+
+* **Objects as bytes.** ``sealapi`` reads and writes SEAL objects only through files. :class:`Files`
+  keeps a private temporary directory (``/dev/shm`` where it exists, mode 0700) and moves bytes
+  through one file in it. What is saved is SEAL's own serialization (header, then the object,
+  zstd-compressed); what is loaded is checked by SEAL's loader against the context (sizes,
+  parameters, every coefficient below its modulus), so a malformed object from a peer is an
+  error (:func:`load_peer`: :class:`HeError` naming the peer), never undefined behaviour.
+* **Coefficients from arrays.** ``sealapi`` cannot set a plaintext's or ciphertext's
+  coefficients from an array (its plaintexts parse a hex polynomial: ~4.5 ms at N = 8192). So
+  :class:`SealContext` writes them in SEAL's documented uncompressed format: a ``SEALHeader``
+  (magic ``0xA15E``, header size 16, SEAL's version, ``compr_mode_type::none``, total size), then
+  ``Plaintext::save_members`` (``parms_id``, coefficient count, scale, a ``DynArray``) or
+  ``Ciphertext::save_members`` (``parms_id``, NTT flag, size, degree, modulus count, scale,
+  correction factor, a ``DynArray``), the ``DynArray`` being its own header, a count and the
+  little-endian words. SEAL's loader checks these like any other object.
+* **Parameters.** ``N = 8192``; coefficient modulus three 60-bit primes for data and a 38-bit
+  special prime, 218 bits: SEAL's 128-bit classic bound for N = 8192, which the context checks
+  (``sec_level = tc128``). One context per plaintext modulus, shared (SEAL contexts are
+  read-only once built).
+
+TenSEAL is optional (the ``he`` extra) and imported on first use. Its calls hold the GIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._errors import MpcError
+from ._checks import U64
+
+__all__ = ["DATA_BITS", "DEGREE", "Files", "HeError", "SealContext", "available", "context", "load_peer"]
+
+DEGREE = 8192  # ring degree N
+_Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 bits (tc128 max)
+DATA_BITS = sum(_Q_BITS[:-1])
+
+
+class HeError(MpcError):
+    """A peer's HE message is malformed (not a SEAL object for these parameters, wrong count)."""
+
+
+def available() -> bool:
+    """Whether TenSEAL imports here (the ``he`` extra)."""
+    try:
+        seal_module()
+    except ImportError:
+        return False
+    return True
+
+
+def seal_module() -> Any:
+    """The optional SEAL binding, imported on first use (no work at import time)."""
+    import tenseal.sealapi as seal  # type: ignore[import-not-found]  # optional dependency
+
+    return seal
+
+
+@functools.cache
+def context(t: int) -> SealContext:
+    """The BFV context for plaintext modulus ``t`` (shared: SEAL contexts are read-only)."""
+    seal = seal_module()
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(DEGREE)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(DEGREE, list(_Q_BITS)))
+    parms.set_plain_modulus(t)
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not ctx.parameters_set():
+        raise ValueError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
+    data = ctx.first_context_data()
+    qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
+    header = seal.Serialization.SEALHeader()
+    return SealContext(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SealContext:
+    """One BFV context and the writers of SEAL's uncompressed format for it."""
+
+    seal: Any
+    ctx: Any
+    t: int
+    qs: tuple[int, ...]  # the data level's coefficient moduli
+    parms_id: list[int]
+    version: tuple[int, int]
+
+    def _header(self, body: int) -> bytes:  # SEALHeader, uncompressed
+        return struct.pack("<HBBBBHQ", 0xA15E, 16, *self.version, 0, 0, 16 + body)
+
+    def _dyn(self, words: np.ndarray) -> bytes:  # DynArray<uint64>::save
+        body = struct.pack("<Q", words.size) + np.ascontiguousarray(words, dtype="<u8").tobytes()
+        return self._header(len(body)) + body
+
+    def plaintext_bytes(self, coeffs: np.ndarray) -> bytes:
+        """A non-NTT plaintext with ``coeffs`` (< t) in SEAL's uncompressed format."""
+        body = bytes(32) + struct.pack("<Qd", coeffs.size, 1.0) + self._dyn(coeffs)
+        return self._header(len(body)) + body
+
+    def flood_bytes(self, residues: np.ndarray) -> bytes:
+        """The ciphertext ``(f, 0)`` at the data level, ``residues`` = ``f mod q_i`` (L, N)."""
+        polys = np.zeros((2,) + residues.shape, dtype=U64)
+        polys[0] = residues
+        body = (
+            struct.pack("<4Q", *self.parms_id)
+            + b"\x00"  # not NTT form
+            + struct.pack("<QQQdQ", 2, DEGREE, len(self.qs), 1.0, 1)
+            + self._dyn(polys.reshape(-1))
+        )
+        return self._header(len(body)) + body
+
+
+class Files:
+    """SEAL's Python API reads and writes only files: a private directory for them."""
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.dir = tempfile.mkdtemp(prefix="mpcactors-he-", dir=base)  # mode 0700
+        self._path = os.path.join(self.dir, "object")  # one triple's calls never overlap
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def save(self, obj: Any) -> bytes:
+        obj.save(self._path)
+        with open(self._path, "rb") as f:
+            return f.read()
+
+    def load(self, obj: Any, ctx: Any, data: bytes) -> Any:
+        with open(self._path, "wb") as f:
+            f.write(data)
+        obj.load(ctx, self._path)
+        return obj
+
+
+def load_peer(files: Files, make: Callable[[], Any], c: SealContext, data: Any, peer: str, what: str) -> Any:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise HeError(f"HE matrix triple: {what} from {peer!r} is {type(data).__name__}, not bytes")
+    try:
+        return files.load(make(), c.ctx, bytes(data))
+    except (ValueError, RuntimeError, OSError) as e:  # SEAL's checks (invalid_argument, logic_error)
+        raise HeError(f"HE matrix triple: {what} from {peer!r} is not a valid SEAL object: {e}") from None
