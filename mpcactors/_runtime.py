@@ -23,6 +23,7 @@ from ._certs import check_own_certificate
 from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
+from ._offload import run_in_process
 from ._trace import NodeTracing, TraceFile
 from .link import NodeStatistics
 from .link import open_node as open_link
@@ -129,6 +130,8 @@ class Node:
         # the parties agree on k and on the matrix-triple route only where they are used (semi2k
         # making its own correlations): a route differs where TenSEAL imports at one party only
         dealerless = getattr(proto, "dealerless", False)
+        if dealerless:  # big HE matrix triples run in a child process, off this node's GIL
+            proto.offload = run_in_process  # type: ignore[attr-defined]
         settings = JobSettings(
             job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"),
             self.config.softspoken_k if dealerless else None,

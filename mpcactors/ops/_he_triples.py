@@ -87,8 +87,10 @@ __all__ = [
     "flood_bits",
     "he_cross_terms",
     "he_rounds",
+    "offloaded_cross_terms",
     "plan_blocks",
     "primes_for",
+    "worth_a_process",
 ]
 
 SIGMA = 40  # statistical security of the integer masks and of the noise flooding
@@ -112,6 +114,7 @@ _B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold (one prime's at a
 # add; an encrypted A block; a B block plaintext (write, load, NTT); a returned block (mask
 # encryption, flood, save, load, decryption, reading the wanted coefficients).
 _COST_MUL, _COST_A, _COST_B, _COST_OUT = 0.23, 3.2, 0.6, 6.5
+_OFFLOAD_MS = 2000.0  # modelled CPU per holder from which a triple runs in a child process
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -555,3 +558,14 @@ def _reduce_near(words: np.ndarray, q: int, bits: int) -> np.ndarray:
         acc += digit
         acc %= qq
     return acc
+
+
+def offloaded_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, key: bytes) -> Step[np.ndarray]:
+    """:func:`he_cross_terms` with its private randomness from ``key`` (32 bytes): the form a
+    child process runs (``mpcactors._offload``)."""
+    return he_cross_terms(peer, a, b, Prg(bytes(key)))
+
+
+def worth_a_process(m: int, k: int, n: int) -> bool:
+    """Whether the modelled CPU of a triple pays for a child process (~0.5 s to start)."""
+    return len(primes_for(k)) * plan_blocks(m, k, n).cost() >= _OFFLOAD_MS

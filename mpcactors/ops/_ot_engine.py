@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,8 @@ class OtPair:
     sender: SoftSender
     receiver: SoftReceiver
     matrix: str = "ot"  # how matrix triples are made with this peer: "ot", "he" or "auto" (by cost)
+    # runs a named self-contained step elsewhere and relays its rounds (mpcactors._offload), or None
+    offload: Callable[[str, Mapping[str, Any]], Step[Any]] | None = None
 
     @property
     def u_bytes(self) -> int:

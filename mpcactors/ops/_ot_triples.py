@@ -339,7 +339,13 @@ class OtSource:
         m, k = a.shape
         n = b.shape[1]
         if uses_he(self._pair.matrix, m, k, n):  # traffic ~ m k + m n instead of m k n
-            cross = yield from _he_triples.he_cross_terms(self.peer, a, b, self.ctx.prg())
+            offload = self._pair.offload
+            if offload is not None and _he_triples.worth_a_process(m, k, n):  # off this GIL
+                args = {"peer": self.peer, "a": np.ascontiguousarray(a), "b": np.ascontiguousarray(b),
+                        "key": self.ctx.prg().random_bytes(32)}
+                cross = yield from offload("he_cross_terms", args)
+            else:
+                cross = yield from _he_triples.he_cross_terms(self.peer, a, b, self.ctx.prg())
             if local:
                 cross += ring_matmul(a, b)
             return [a_full, b_full, cross.reshape(matmul_shape(ashape, bshape))]

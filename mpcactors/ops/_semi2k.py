@@ -37,7 +37,7 @@ demos only; constructing it logs a warning.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,9 @@ class Semi2k(Protocol):
     """
 
     name = "semi2k"
+    # where a node runs big self-contained steps (HE matrix triples) off its own GIL: set by the
+    # runtime (mpcactors._offload.run_in_process); None computes them in this process
+    offload: Callable[[str, Mapping[str, Any]], Step[Any]] | None = None
 
     def __init__(
         self,
@@ -187,7 +190,9 @@ class Semi2k(Protocol):
     def _setup_ot(self, job: bytes) -> Step[None]:
         peers = [h for h in self._holders if h != self.party]
         pairs = yield from ot_setup(self.party, peers, job, self.softspoken_k)
-        self._ot = {p: dataclasses.replace(x, matrix=self.matrix_triples) for p, x in pairs.items()}
+        self._ot = {
+            p: dataclasses.replace(x, matrix=self.matrix_triples, offload=self.offload) for p, x in pairs.items()
+        }
 
     def _source(self, ctx: OpContext) -> Source:
         """The op's maker of correlations: with the other holder, or with every other holder by

@@ -1,0 +1,202 @@
+"""Run a self-contained protocol step in a child process and relay its rounds.
+
+Theory of operation
+-------------------
+Some steps are long stretches of calls into a C++ library that hold the GIL for their whole
+duration (TenSEAL's SEAL calls in an HE matrix triple: minutes at 1024^3). In a party process
+they slow every other job's Python work; in ``simulate`` the two holders' triples take turns on
+one core. :func:`run_in_process` runs such a step in a child Python interpreter instead and
+relays its rounds: the step stays sans-IO, this shell does the I/O.
+
+- The parent starts ``python -m mpcactors._offload`` (a fresh interpreter: no fork of a
+  multithreaded process, no re-import of the user's ``__main__``), sends the step's name and
+  arguments, then loops: read the child's next message; ``round`` -> yield it as an
+  :class:`~mpcactors.ops._comm.Exchange` and send the peers' reply back; ``done`` -> return the
+  value; ``error`` -> raise it, typed.
+- Messages are our wire codec (:mod:`mpcactors.link._codec`: msgpack plus numpy arrays, no
+  pickle) behind an 8-byte length, over the child's stdin and stdout. Only the steps named in
+  :data:`TARGETS` run (no import strings from outside).
+- The child's lifetime is the step's: when the step returns, fails, or is closed (a cancelled
+  job), the parent closes the pipes and kills the child. A child that dies makes the step raise
+  :class:`OffloadError` with its exit code and the tail of its stderr; a parent that dies
+  closes the child's stdin, and the child exits.
+- The parent blocks in pipe reads: the executor runs such steps in its worker threads (the
+  reads release the GIL), never inline on the event loop unless ``compute_threads = 0``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from ._errors import MpcError
+from .link._codec import decode_payload, encode_payload
+from .ops._comm import Exchange, Step
+
+__all__ = ["TARGETS", "OffloadError", "run_in_process"]
+
+# step name -> "module:function" returning a Step from keyword arguments
+TARGETS = {"he_cross_terms": "mpcactors.ops._he_triples:offloaded_cross_terms"}
+_LEN = struct.Struct("<Q")
+_MAX = 1 << 34  # largest message either side accepts (16 GiB: a round is ~100 MB)
+
+
+class OffloadError(MpcError):
+    """Raised by :func:`run_in_process` when the child process fails or dies."""
+
+
+def run_in_process(name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
+    """The step ``TARGETS[name](**kwargs)`` computed in a child process (module doc).
+
+    Args:
+        name: a key of :data:`TARGETS`.
+        kwargs: the step's arguments (values the wire codec carries: numpy arrays, bytes, str...).
+
+    Returns:
+        The step's value.
+
+    Raises:
+        KeyError: an unknown step name.
+        OffloadError: the child process died or its step raised an error of another type.
+        The step's own errors of types :mod:`mpcactors` defines or ``ValueError``, re-raised.
+    """
+    if name not in TARGETS:
+        raise KeyError(f"no offloadable step {name!r}; known: {sorted(TARGETS)}")
+    env = dict(os.environ)
+    # the child must import this package the way the parent did (a checkout on sys.path too)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mpcactors._offload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=err, env=env,
+        )
+        try:
+            return (yield from _relay(name, kwargs, proc, err))
+        finally:
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def _relay(name: str, kwargs: Mapping[str, Any], proc: subprocess.Popen[bytes], err: IO[bytes]) -> Step[Any]:
+    """The parent's side of :func:`run_in_process` (the child runs :func:`_serve`)."""
+    if proc.stdin is None or proc.stdout is None:  # PIPE always makes them
+        raise OffloadError("the child process has no pipes")
+    try:
+        _write(proc.stdin, {"name": name, "kwargs": dict(kwargs)})
+        while True:
+            msg = _read(proc.stdout)
+            kind = msg.get("kind") if isinstance(msg, dict) else None
+            if kind == "round":
+                reply = yield Exchange(send=msg["send"], recv=frozenset(msg["recv"]))
+                _write(proc.stdin, dict(reply))
+            elif kind == "done":
+                return msg["value"]
+            elif kind == "error":
+                raise _typed(msg["type"], msg["message"])
+            else:
+                raise OffloadError(f"offloaded step {name!r}: unexpected message {kind!r}")
+    except (EOFError, OSError) as exc:  # BrokenPipeError is an OSError
+        code = proc.poll()
+        if code is None:
+            proc.kill()
+            code = proc.wait()
+        err.seek(0)
+        tail = err.read()[-2000:].decode(errors="replace").strip()
+        raise OffloadError(
+            f"the child process of offloaded step {name!r} died (exit code {code}): {tail or repr(exc)}"
+        ) from None
+
+
+def _typed(kind: str, message: str) -> BaseException:
+    """The child's error as its own type where it is one of ours or ValueError."""
+    from . import _errors
+    from .ops import _he_seal
+
+    cls = getattr(_errors, kind, None) or getattr(_he_seal, kind, None)
+    if kind == "ValueError":
+        return ValueError(message)
+    if isinstance(cls, type) and issubclass(cls, MpcError):
+        return cls(message)
+    return OffloadError(f"{kind}: {message}")
+
+
+def _write(stream: IO[bytes], obj: Any) -> None:
+    data = encode_payload(obj)
+    stream.write(_LEN.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    head = stream.read(_LEN.size)
+    if len(head) < _LEN.size:
+        raise EOFError("the other end closed the pipe")
+    (size,) = _LEN.unpack(head)
+    if size > _MAX:
+        raise OffloadError(f"offload message of {size} bytes exceeds {_MAX}")
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise EOFError("the other end closed the pipe mid-message")
+        got += n
+    return decode_payload(buf, max_bytes=_MAX)
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """The child's main: build the named step, relay its rounds, send its value or error."""
+    try:
+        init = _read(stdin)
+    except EOFError:
+        return 0
+    try:
+        module, _, func = TARGETS[init["name"]].partition(":")
+        gen = getattr(importlib.import_module(module), func)(**init["kwargs"])
+        reply: Any = None
+        while True:
+            try:
+                ex = gen.send(reply) if reply is not None else next(gen)
+            except StopIteration as stop:
+                _write(stdout, {"kind": "done", "value": stop.value})
+                return 0
+            if ex.empty:
+                reply = {}
+                continue
+            _write(stdout, {"kind": "round", "send": dict(ex.send), "recv": sorted(ex.recv)})
+            reply = _read(stdin)
+    except (EOFError, BrokenPipeError):  # the parent went away (a cancelled job): just stop
+        return 0
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it typed
+        try:
+            _write(stdout, {"kind": "error", "type": type(exc).__name__, "message": str(exc)})
+        except OSError:
+            return 1
+        return 0
+
+
+def _main() -> int:
+    # the protocol owns the real stdout; anything a library prints goes to stderr instead
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return _serve(sys.stdin.buffer, protocol_out)
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
