@@ -59,8 +59,9 @@ chunk ``u - 1``. ``units + 1`` rounds, ``units`` = chunks summed over the primes
 prime for shapes up to ~256^3). Both holders run both directions at once.
 
 TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
-use. Its calls hold the GIL, so two holders in one process (``simulate``) take turns; separate
-party processes run in parallel.
+use. Its calls hold the GIL, so a node runs triples worth it (:func:`worth_a_process`) in a child
+process (``mpcactors._offload``, which runs :func:`offloaded_cross_terms`); tests that drive the
+step directly compute in process.
 """
 
 from __future__ import annotations
