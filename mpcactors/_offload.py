@@ -20,6 +20,8 @@ relays its rounds: the step stays sans-IO, this shell does the I/O.
   job), the parent closes the pipes and kills the child. A child that dies makes the step raise
   :class:`OffloadError` with its exit code and the tail of its stderr; a parent that dies
   closes the child's stdin, and the child exits.
+- Where no child can start (``sys.executable`` is not a Python to run, as in some embedded
+  interpreters), the step computes in this process and ``offload_unavailable`` is logged.
 - The parent blocks in pipe reads: the executor runs such steps in its worker threads (the
   reads release the GIL), never inline on the event loop unless ``compute_threads = 0``.
 """
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._errors import MpcError
+from ._log import get_logger
 from .link._codec import decode_payload, encode_payload
 from .ops._comm import Exchange, Step
 
@@ -74,10 +77,16 @@ def run_in_process(name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mpcactors._offload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=err, env=env,
-        )
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mpcactors._offload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, env=env,
+            )
+        except OSError as exc:  # no interpreter to start (an embedded Python): compute here
+            get_logger(peer=kwargs.get("peer")).warning(
+                "offload_unavailable", step=name, executable=sys.executable, error=repr(exc)
+            )
+            return (yield from _target(name)(**kwargs))
         try:
             return (yield from _relay(name, kwargs, proc, err))
         finally:
@@ -120,6 +129,11 @@ def _relay(name: str, kwargs: Mapping[str, Any], proc: subprocess.Popen[bytes], 
         raise OffloadError(
             f"the child process of offloaded step {name!r} died (exit code {code}): {tail or repr(exc)}"
         ) from None
+
+
+def _target(name: str) -> Any:
+    module, _, func = TARGETS[name].partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _typed(kind: str, message: str) -> BaseException:
@@ -167,8 +181,7 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     except EOFError:
         return 0
     try:
-        module, _, func = TARGETS[init["name"]].partition(":")
-        gen = getattr(importlib.import_module(module), func)(**init["kwargs"])
+        gen = _target(init["name"])(**init["kwargs"])
         reply: Any = None
         while True:
             try:

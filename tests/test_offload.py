@@ -88,6 +88,20 @@ def test_closing_the_step_kills_the_child() -> None:
     assert _children() == []
 
 
+def test_without_a_python_to_start_the_step_computes_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlog.testing import capture_logs
+
+    import mpcactors._offload as offload
+
+    monkeypatch.setattr(offload.sys, "executable", "/nonexistent/python")
+    args = {"alice": _args("bob", 7), "bob": _args("alice", 8)}
+    with capture_logs() as logs:
+        res, _ = run_local({p: run_in_process("he_cross_terms", a) for p, a in args.items()})
+    assert [e["event"] for e in logs].count("offload_unavailable") == 2
+    direct, _ = run_local({p: he.offloaded_cross_terms(**a) for p, a in args.items()})  # type: ignore[arg-type]
+    assert all(np.array_equal(res[p], direct[p]) for p in args)
+
+
 def test_only_named_steps_run() -> None:
     with pytest.raises(KeyError, match="no offloadable step 'os.system'"):
         next(run_in_process("os.system", {}))
