@@ -42,7 +42,9 @@ import numpy as np
 from .._errors import MpcError
 from ._checks import U64
 
-__all__ = ["DATA_BITS", "DEGREE", "Files", "HeError", "SealContext", "available", "context", "load_peer"]
+__all__ = [
+    "DATA_BITS", "DEGREE", "Files", "HeError", "SealContext", "available", "context", "load_peer", "pack", "unpack",
+]
 
 DEGREE = 8192  # ring degree N
 _Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 bits (tc128 max)
@@ -120,6 +122,35 @@ class SealContext:
             + self._dyn(polys.reshape(-1))
         )
         return self._header(len(body)) + body
+
+
+def pack(objects: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Serialized objects as one uint8 array and their sizes: the wire codec carries arrays
+    without copying them into msgpack (a list of ~400 KB bytes objects is packed byte by byte)."""
+    sizes = np.array([len(x) for x in objects], dtype=np.uint64)
+    return np.frombuffer(b"".join(objects), dtype=np.uint8), sizes
+
+
+def unpack(packed: Any, count: int, peer: str, what: str) -> list[memoryview]:
+    """The ``count`` objects of :func:`pack`'s ``(blob, sizes)`` from ``peer``.
+
+    Raises:
+        HeError: not a pair of a uint8 and a uint64 array, another count, or sizes that do not
+            add up to the blob.
+    """
+    if not (isinstance(packed, tuple | list) and len(packed) == 2
+            and all(isinstance(x, np.ndarray) and x.ndim == 1 for x in packed)
+            and packed[0].dtype == np.uint8 and packed[1].dtype == np.uint64):
+        raise HeError(f"HE matrix triple: {what} from {peer!r} is not a (uint8 blob, uint64 sizes) pair")
+    blob, sizes = packed
+    if sizes.size != count:
+        raise HeError(f"HE matrix triple: {sizes.size} {what} from {peer!r}, expected {count}")
+    ends = np.cumsum(sizes, dtype=np.uint64)
+    if count and int(ends[-1]) != blob.size:
+        raise HeError(f"HE matrix triple: {what} from {peer!r}: sizes add up to {int(ends[-1])}, not {blob.size}")
+    view = memoryview(blob).cast("B")
+    starts = [0, *(int(e) for e in ends[:-1])]
+    return [view[s : int(e)] for s, e in zip(starts, ends, strict=True)]
 
 
 class Files:

@@ -75,7 +75,18 @@ import numpy as np
 
 from ._checks import U64
 from ._comm import Exchange, Step
-from ._he_seal import DATA_BITS, DEGREE, Files, HeError, SealContext, available, context, load_peer
+from ._he_seal import (
+    DATA_BITS,
+    DEGREE,
+    Files,
+    HeError,
+    SealContext,
+    available,
+    context,
+    load_peer,
+    pack,
+    unpack,
+)
 from ._prg import Prg
 
 __all__ = [
@@ -370,7 +381,7 @@ def _evaluate(
     files: Files,
     peer: str,
     peer_pk: Any,
-    theirs: list[Any],
+    theirs: list[memoryview],
     rows: int,
     plan: BlockPlan,
     mask: np.ndarray,
@@ -380,7 +391,7 @@ def _evaluate(
     Enc_pk(mask) + (f, 0)``, serialized (module doc)."""
     seal, c, ev = pr.c.seal, pr.c, pr.evaluator
     _, ik, jn = plan.counts
-    if len(theirs) != rows * ik:
+    if len(theirs) != rows * ik:  # unpack checked the count; a guard for direct callers
         raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {rows * ik}")
     cts = []
     for x in theirs:
@@ -451,7 +462,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     primes = primes_for(k)
     plan = plan_blocks(m, k, n)
     fbits = flood_bits(plan, primes)
-    im, _, jn = plan.counts
+    im, ik, jn = plan.counts
     chunks = _chunks(plan)
     bits = 128 + (k - 1).bit_length() + SIGMA
     words = prg.random_u64((_MASK_WORDS, m, n))  # R, uniform in [0, 2^bits)
@@ -476,7 +487,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 sub = where[rows] - plo * jn * DEGREE
                 mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
                 flood = _flood_maker(prg, context(t), fbits)
-                send["c"] = _evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood)
+                send["c"] = pack(_evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood))
                 if phi == im:  # this prime's last chunk: its B plaintexts are done with
                     state[pp].b_plain = []
             if u < len(units):
@@ -487,7 +498,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                     state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
                     send["pk"] = files.save(state[p].public)
                 a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
-                send["a"] = _encrypt_rows(state[p], files, a_res)
+                send["a"] = pack(_encrypt_rows(state[p], files, a_res))
             got = yield Exchange(send={peer: send}, recv=frozenset({peer}))
             msg = got[peer]
             if not isinstance(msg, dict):
@@ -497,19 +508,12 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 if lo == 0:
                     c = context(primes[p])
                     pks[p] = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
-                chunk = msg.get("a")
-                if not isinstance(chunk, list):
-                    raise HeError(f"HE matrix triple: round {u} from {peer!r} has no ciphertext list")
-                prev = (p, lo, hi, chunk)
+                prev = (p, lo, hi, unpack(msg.get("a"), (hi - lo) * ik, peer, "ciphertexts"))
             else:
                 prev = None
             if u > 0:
                 pp, plo, phi = units[u - 1]
-                outs = msg.get("c")
-                if not isinstance(outs, list) or len(outs) != (phi - plo) * jn:
-                    raise HeError(
-                        f"HE matrix triple: round {u} from {peer!r} lacks its {(phi - plo) * jn} evaluated blocks"
-                    )
+                outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
                     opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos)

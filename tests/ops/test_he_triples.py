@@ -211,10 +211,14 @@ def test_the_key_holders_view_does_not_depend_on_the_evaluators_share(monkeypatc
 @pytest.mark.parametrize(
     ("bad", "match"),
     [
-        (lambda msg: {**msg, "a": msg["a"][:-1]}, "ciphertexts from 'alice'"),
-        (lambda msg: {**msg, "a": [b"\x00" * 40] * len(msg["a"])}, "not a valid SEAL object"),
+        (lambda msg: {**msg, "a": (msg["a"][0], msg["a"][1][:-1])}, "ciphertexts from 'alice', expected"),
+        (lambda msg: {**msg, "a": (msg["a"][0][:-1], msg["a"][1])}, "sizes add up to"),
+        (
+            lambda msg: {**msg, "a": (np.zeros(40 * msg["a"][1].size, np.uint8), np.full(msg["a"][1].size, 40, U64))},
+            "not a valid SEAL object",
+        ),
         (lambda msg: {**msg, "pk": b"junk"}, "public key from 'alice' is not a valid"),
-        (lambda msg: {**msg, "a": [7] * len(msg["a"])}, "is int, not bytes"),
+        (lambda msg: {**msg, "a": [7, 7]}, r"is not a \(uint8 blob, uint64 sizes\) pair"),
         (lambda msg: [1, 2], "round 0 message from 'alice' is list"),
     ],
 )
