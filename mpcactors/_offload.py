@@ -193,6 +193,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                 reply = {}
                 continue
             _write(stdout, {"kind": "round", "send": dict(ex.send), "recv": sorted(ex.recv)})
+            if ex.meanwhile is not None:  # local work for the next round, while the messages travel
+                ex.meanwhile()
             reply = _read(stdin)
     except (EOFError, BrokenPipeError):  # the parent went away (a cancelled job): just stop
         return 0

@@ -67,6 +67,7 @@ step directly compute in process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,7 +75,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import U64
-from ._comm import Exchange, Step
+from ._comm import Ahead, Exchange, Step
 from ._he_seal import (
     DATA_BITS,
     DEGREE,
@@ -326,6 +327,11 @@ def _b_polys(b: np.ndarray, plan: BlockPlan, degree: int) -> np.ndarray:
     return out
 
 
+def _rows(plan: BlockPlan, lo: int, hi: int) -> BlockPlan:
+    """The plan of A's block rows ``lo .. hi - 1`` alone (their m)."""
+    return dataclasses.replace(plan, m=min(plan.m, hi * plan.mb) - lo * plan.mb)
+
+
 def _wanted(plan: BlockPlan) -> np.ndarray:
     """(m', n'): the exponent holding ``sum_l A[r, l] B[l, c]`` of a block product."""
     kb, nb = plan.kb, plan.nb
@@ -342,9 +348,9 @@ def _blocks_to_matrix(v: np.ndarray, plan: BlockPlan) -> np.ndarray:
 
 
 class _Prime:
-    """One prime's keys and this holder's B plaintexts (in NTT form at the data level)."""
+    """One prime's keys, and this holder's B plaintexts (NTT form, data level) while needed."""
 
-    def __init__(self, c: SealContext, files: Files, b_res: np.ndarray) -> None:
+    def __init__(self, c: SealContext) -> None:
         seal = c.seal
         self.c = c
         keygen = seal.KeyGenerator(c.ctx)
@@ -354,7 +360,12 @@ class _Prime:
         self.encryptor = seal.Encryptor(c.ctx, self.secret)
         self.decryptor = seal.Decryptor(c.ctx, self.secret)
         self.evaluator = seal.Evaluator(c.ctx)
-        self.b_plain: list[Any] = []  # None for a zero block (SEAL refuses a product with it)
+        self.b_plain: list[Any] | None = None  # made for the first chunk it evaluates
+
+    def load_b(self, files: Files, b_res: np.ndarray) -> None:
+        """B's blocks as plaintexts; None for a zero block (SEAL refuses a product with it)."""
+        seal, c = self.c.seal, self.c
+        self.b_plain = []
         for poly in b_res.reshape(-1, b_res.shape[-1]):
             if not poly.any():
                 self.b_plain.append(None)
@@ -401,6 +412,9 @@ def _evaluate(
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
     enc_pk = seal.Encryptor(c.ctx, peer_pk)
+    b_plain = pr.b_plain
+    if b_plain is None:
+        raise ValueError("HE matrix triple: B's plaintexts are not loaded (internal)")
     out = []
     prod = seal.Ciphertext(c.ctx)
     for r in range(rows):
@@ -409,7 +423,7 @@ def _evaluate(
             pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask[r * jn + j]))
             acc = seal.Ciphertext(c.ctx)
             enc_pk.encrypt(pt, acc)
-            terms = [(cts[r * ik + l], pr.b_plain[l * jn + j]) for l in range(ik)]
+            terms = [(cts[r * ik + l], b_plain[l * jn + j]) for l in range(ik)]
             terms = [(x, y) for x, y in terms if y is not None]
             if terms:
                 total = seal.Ciphertext(c.ctx)
@@ -472,34 +486,43 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     where = ((r_idx // plan.mb) * jn + c_idx // plan.nb) * DEGREE + pos[r_idx % plan.mb, c_idx % plan.nb]
     units = [(p, lo, hi) for p in range(len(primes)) for lo, hi in chunks]
     files = Files()
+    state: dict[int, _Prime] = {}  # a prime's keys, from its first chunk until its last is opened
+
+    def payload(u: int) -> dict[str, Any]:  # unit u's message part: my A chunk (and my key)
+        p, lo, hi = units[u]
+        out: dict[str, Any] = {}
+        if p not in state:
+            state[p] = _Prime(context(primes[p]))
+            out["pk"] = files.save(state[p].public)
+        a_res = _a_polys(a[lo * plan.mb : hi * plan.mb] % np.uint64(primes[p]), _rows(plan, lo, hi), DEGREE)
+        out["a"] = pack(_encrypt_rows(state[p], files, a_res))
+        return out
+
     try:
         opened = [np.zeros((im, jn) + pos.shape, dtype=U64) for _ in primes]
-        state: dict[int, _Prime] = {}
         pks: dict[int, Any] = {}
         prev: tuple[int, int, int, list[Any]] | None = None  # the peer's last chunk, to evaluate
+        ahead = Ahead(lambda: payload(0))
         for u in range(len(units) + 1):
-            send: dict[str, Any] = {}
-            if prev is not None:  # the peer's last chunk, before this round's new prime (memory)
+            send: dict[str, Any] = ahead.result() if u < len(units) else {}
+            if prev is not None:  # the peer's last chunk
                 pp, plo, phi, theirs = prev
                 t = primes[pp]
+                pr = state[pp]
+                if pr.b_plain is None:
+                    pr.load_b(files, _b_polys(b % np.uint64(t), plan, DEGREE))
                 mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
                 rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
                 sub = where[rows] - plo * jn * DEGREE
                 mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
                 flood = _flood_maker(prg, context(t), fbits)
-                send["c"] = pack(_evaluate(state[pp], files, peer, pks[pp], theirs, phi - plo, plan, mask, flood))
-                if phi == im:  # this prime's last chunk: its B plaintexts are done with
-                    state[pp].b_plain = []
-            if u < len(units):
-                p, lo, hi = units[u]
-                if p not in state:
-                    state.pop(p - 2, None)  # p - 1 still opens its last outputs this round
-                    c = context(primes[p])
-                    state[p] = _Prime(c, files, _b_polys(b % np.uint64(c.t), plan, DEGREE))
-                    send["pk"] = files.save(state[p].public)
-                a_res = _a_polys(a % np.uint64(primes[p]), plan, DEGREE)[lo:hi]
-                send["a"] = pack(_encrypt_rows(state[p], files, a_res))
-            got = yield Exchange(send={peer: send}, recv=frozenset({peer}))
+                send["c"] = pack(_evaluate(pr, files, peer, pks[pp], theirs, phi - plo, plan, mask, flood))
+                if phi == im:  # the prime's last chunk: its B plaintexts are done with
+                    pr.b_plain = None
+            # my next A chunk needs no message of this round: encrypted while they travel
+            more = u + 1 < len(units)
+            ahead = Ahead(functools.partial(payload, u + 1) if more else dict)
+            got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if more else None)
             msg = got[peer]
             if not isinstance(msg, dict):
                 raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
@@ -517,6 +540,8 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
                     opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos)
+                if phi == im:  # every output of the prime is open: its keys are done with
+                    del state[pp]
         residues = [_blocks_to_matrix(o, plan) for o in opened]
     finally:
         files.close()
