@@ -21,6 +21,9 @@ receiver ``x_j + r_j delta_j``.
   receiver sums ``2^l`` weighted outputs into column ``t``. When ``B`` has more entries than
   ``A``, the term is computed transposed (``(B_j^T A_i^T)^T``, roles swapped) so the OT count is
   ``64 min(mk, kn)``. Traffic grows with ``m k n``: cheap only while one dimension is small.
+  Where TenSEAL is installed, a big one goes by lattice HE instead (``_he_triples.py``: traffic
+  ~ ``m k + m n``), chosen per shape by modelled cost (:func:`uses_he`, ``matrix_triples``), in
+  a child process when the runtime offers one (``OtPair.offload``) and it is worth its start.
 * **AND triples** from random OT, with no correction at all (GMW multiplication triples from
   two random OTs, as in Asharov, Lindell, Schneider, Zohner, CCS 2013): a random OT gives the sender
   ``x^0, x^1`` and the receiver ``r, x^r``, and ``x^0 XOR x^r = r AND (x^0 XOR x^1)``. So holder
