@@ -55,6 +55,7 @@ class HeError(MpcError):
     """A peer's HE message is malformed (not a SEAL object for these parameters, wrong count)."""
 
 
+@functools.cache  # asked per job; a failed import is not cached by Python
 def available() -> bool:
     """Whether TenSEAL imports here (the ``he`` extra)."""
     try:

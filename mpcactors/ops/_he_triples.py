@@ -154,6 +154,7 @@ class BlockPlan:
         )
 
 
+@functools.lru_cache(maxsize=256)  # asked per matmul op (route, rounds, triple): a search over block sizes
 def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
     """The block shape of least modelled cost with ``m' k' n' + k' - 1 <= degree`` whose B
     plaintexts (held in NTT form for one prime at a time) fit :data:`_B_BUDGET` bytes, or the
