@@ -100,6 +100,13 @@ class SealContext:
     parms_id: list[int]
     version: tuple[int, int]
 
+    def level_parms_id(self, drops: int) -> list[int]:
+        """The ``parms_id`` of the level ``drops`` mod switches below the data level."""
+        data = self.ctx.first_context_data()
+        for _ in range(drops):
+            data = data.next_context_data()
+        return list(data.parms_id())
+
     def _header(self, body: int) -> bytes:  # SEALHeader, uncompressed
         return struct.pack("<HBBBBHQ", 0xA15E, 16, *self.version, 0, 0, 16 + body)
 

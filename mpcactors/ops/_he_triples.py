@@ -52,6 +52,11 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
   1024^3 triple floods with ``F = 2^130``. Ciphertexts and public keys travel as SEAL's own
   serialized bytes, checked by SEAL's loader (a malformed one raises :class:`HeError` naming
   the peer); plaintexts and the flood are written in SEAL's uncompressed format and loaded.
+  The A ciphertexts are symmetric encryptions, so they travel *seeded* (SEAL's
+  ``Serializable``: ``c_1`` as the 64-byte seed it was expanded from, ~200 KB instead of
+  ~400 KB). The returned ones are whole (their ``c_1`` is no longer pseudorandom) but the
+  evaluator mod-switches them down one data prime after the flood (:func:`reply_drops`: exact
+  decryption in the worst case; a public function of the flooded block, so the same view).
 
 Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
 ``u`` (with its public key on a prime's first chunk) and the evaluated outputs of the peer's
@@ -103,6 +108,7 @@ __all__ = [
     "offloaded_cross_terms",
     "plan_blocks",
     "primes_for",
+    "reply_drops",
     "worth_a_process",
 ]
 
@@ -119,7 +125,7 @@ PRIMES = (
     70368744177467,
 )
 _MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
-_CHUNK_BYTES = 96 << 20  # A ciphertexts per message (each ~400 KB)
+_CHUNK_BYTES = 96 << 20  # A ciphertexts per chunk, counted loaded (~400 KB each; ~200 KB seeded on the wire)
 _CT_BYTES = 2 * 3 * DEGREE * 8  # a ciphertext's coefficients at the data level
 _PT_BYTES = 3 * DEGREE * 8  # a B plaintext in NTT form at the data level
 _B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold (one prime's at a time)
@@ -197,12 +203,17 @@ def primes_for(k: int) -> tuple[int, ...]:
     raise ValueError(f"inner dimension k={k} needs more than {len(PRIMES)} CRT primes")
 
 
+def _noise_bound(plan: BlockPlan, primes: Sequence[int]) -> int:
+    """``B``: the worst-case noise of an evaluated block before the flood (module doc)."""
+    return (2 * _ETA + 1) * plan.k * plan.nb * (max(primes) // 2) // 2 + _MASK_ENC_NOISE
+
+
 def flood_bits(plan: BlockPlan, primes: Sequence[int], degree: int = DEGREE) -> int:
     """``log2 F`` of the flood for this triple (module doc), or ValueError where ``B + F``
     would not stay below ``Delta / 2`` (the shape is too big for these parameters)."""
     im, _, jn = plan.counts
     t = max(primes)
-    noise = (2 * _ETA + 1) * plan.k * plan.nb * (t // 2) // 2 + _MASK_ENC_NOISE
+    noise = _noise_bound(plan, primes)
     coefficients = len(primes) * im * jn * degree
     bits = (noise * coefficients).bit_length() + SIGMA
     delta = (1 << DATA_BITS) // t  # a lower bound: the data primes are just below 2^60
@@ -212,6 +223,27 @@ def flood_bits(plan: BlockPlan, primes: Sequence[int], degree: int = DEGREE) -> 
             f"more than the ciphertext modulus leaves (Delta ~ 2^{delta.bit_length() - 1})"
         )
     return bits
+
+
+def reply_drops(c: SealContext, bound: int, degree: int = DEGREE) -> int:
+    """How many data primes the evaluator may drop (mod switches) from a flooded block whose
+    noise is below ``bound``, keeping its decryption exact.
+
+    BFV's mod switch from ``Q`` to ``Q' = Q / q_last`` divides the noise by ``q_last`` and adds
+    rounding: ``|e0 + e1 s| <= (1 + ||s||_1) / 2 <= (1 + N) / 2`` for SEAL's ternary secret;
+    decryption at ``Q'`` is exact while the noise stays below ``Q' / (2 t)``. After ``d``
+    switches the noise is below ``bound / (q_L ... q_(L-d+1)) + N + 1``; this keeps the same
+    safety margin (3/4) as :func:`flood_bits`. A switch is a public function of the flooded
+    ciphertext, so it changes nothing in what the key holder can learn (data processing).
+    """
+    qs = c.qs
+    drops = 0
+    while drops + 1 < len(qs):
+        kept, dropped = math.prod(qs[: len(qs) - drops - 1]), math.prod(qs[len(qs) - drops - 1 :])
+        if -(-bound // dropped) + degree + 1 >= kept // c.t // 2 * 3 // 4:
+            break
+        drops += 1
+    return drops
 
 
 def he_rounds(m: int, k: int, n: int) -> int:
@@ -377,14 +409,14 @@ class _Prime:
 
 
 def _encrypt_rows(pr: _Prime, files: Files, a_res: np.ndarray) -> list[bytes]:
-    """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key."""
+    """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key, each
+    serialized *seeded*: SEAL writes ``c_1`` (uniform) as the seed of its PRNG, so a block is half
+    a ciphertext's bytes; the peer's loader expands the seed."""
     seal, c = pr.c.seal, pr.c
     out = []
     for poly in a_res.reshape(-1, a_res.shape[-1]):
         pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly))
-        ct = seal.Ciphertext(c.ctx)
-        pr.encryptor.encrypt_symmetric(pt, ct)
-        out.append(files.save(ct))
+        out.append(files.save(pr.encryptor.encrypt_symmetric(pt)))  # a Serializable: seeded
     return out
 
 
@@ -398,9 +430,11 @@ def _evaluate(
     plan: BlockPlan,
     mask: np.ndarray,
     flood: Callable[[], np.ndarray],
+    drops: int,
 ) -> list[bytes]:
     """For each of ``rows`` block rows of the peer's A: per block column ``sum_l Enc(a) b +
-    Enc_pk(mask) + (f, 0)``, serialized (module doc)."""
+    Enc_pk(mask) + (f, 0)``, mod switched ``drops`` times (:func:`reply_drops`), serialized
+    (module doc)."""
     seal, c, ev = pr.c.seal, pr.c, pr.evaluator
     _, ik, jn = plan.counts
     if len(theirs) != rows * ik:  # unpack checked the count; a guard for direct callers
@@ -435,15 +469,18 @@ def _evaluate(
                 ev.transform_from_ntt_inplace(total)
                 ev.add_inplace(acc, total)
             ev.add_inplace(acc, files.load(seal.Ciphertext(c.ctx), c.ctx, c.flood_bytes(flood())))
+            for _ in range(drops):  # after the flood: fewer bytes, the same view (reply_drops)
+                ev.mod_switch_to_next_inplace(acc)
             out.append(files.save(acc))
     return out
 
 
-def _open(pr: _Prime, files: Files, peer: str, data: Any, pos: np.ndarray) -> np.ndarray:
-    """Decrypt one evaluated block: its coefficients at ``pos`` (mod t)."""
+def _open(pr: _Prime, files: Files, peer: str, data: Any, pos: np.ndarray, level: list[int]) -> np.ndarray:
+    """Decrypt one evaluated block (at the level ``level``, a ``parms_id``): its coefficients
+    at ``pos`` (mod t)."""
     seal, c = pr.c.seal, pr.c
     ct = load_peer(files, lambda: seal.Ciphertext(c.ctx), c, data, peer, "an evaluated ciphertext")
-    if ct.size() != 2 or list(ct.parms_id()) != c.parms_id:
+    if ct.size() != 2 or list(ct.parms_id()) != level:
         raise HeError(f"HE matrix triple: an evaluated ciphertext from {peer!r} has the wrong shape or level")
     pt = seal.Plaintext()
     pr.decryptor.decrypt(ct, pt)
@@ -477,6 +514,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     primes = primes_for(k)
     plan = plan_blocks(m, k, n)
     fbits = flood_bits(plan, primes)
+    bound = _noise_bound(plan, primes) + (1 << fbits)  # an evaluated block's noise, flood included
     im, ik, jn = plan.counts
     chunks = _chunks(plan)
     bits = 128 + (k - 1).bit_length() + SIGMA
@@ -517,7 +555,8 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 sub = where[rows] - plo * jn * DEGREE
                 mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
                 flood = _flood_maker(prg, context(t), fbits)
-                send["c"] = pack(_evaluate(pr, files, peer, pks[pp], theirs, phi - plo, plan, mask, flood))
+                drops = reply_drops(pr.c, bound)
+                send["c"] = pack(_evaluate(pr, files, peer, pks[pp], theirs, phi - plo, plan, mask, flood, drops))
                 if phi == im:  # the prime's last chunk: its B plaintexts are done with
                     pr.b_plain = None
             # my next A chunk needs no message of this round: encrypted while they travel
@@ -538,9 +577,10 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             if u > 0:
                 pp, plo, phi = units[u - 1]
                 outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
+                level = state[pp].c.level_parms_id(reply_drops(state[pp].c, bound))
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
-                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos)
+                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos, level)
                 if phi == im:  # every output of the prime is open: its keys are done with
                     del state[pp]
         residues = [_blocks_to_matrix(o, plan) for o in opened]

@@ -172,18 +172,24 @@ def test_chunks_span_several_rounds_per_prime(monkeypatch: pytest.MonkeyPatch) -
 
 def _budgets(monkeypatch: pytest.MonkeyPatch, b1: np.ndarray, *, flood: bool) -> list[int]:
     """alice's view of what bob returns: the invariant noise budget (log2 of Delta / noise) of
-    every evaluated ciphertext she decrypts, with bob's share of B = ``b1``."""
+    every evaluated ciphertext she decrypts, with bob's share of B = ``b1``.
+
+    Measured at the data level, before the mod switch bob applies to the flooded block
+    (``reply_drops`` forced to 0): the switched block is a public function of this one, so a
+    view independent of B here is one after the switch too; and the switch's own rounding
+    would blur the noise this test reads."""
     seen: list[int] = []
     real_open = he._open
 
-    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray) -> np.ndarray:
+    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
         if peer == "bob":
             c = pr.c
             ct = files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data))
             seen.append(pr.decryptor.invariant_noise_budget(ct))
-        return real_open(pr, files, peer, data, pos)
+        return real_open(pr, files, peer, data, pos, level)
 
     monkeypatch.setattr(he, "_open", spy)
+    monkeypatch.setattr(he, "reply_drops", lambda c, bound, degree=he.DEGREE: 0)
     if not flood:  # the deliberately broken variant: no smudging noise
         monkeypatch.setattr(he, "_flood_maker", lambda prg, c, bits: lambda: np.zeros((len(c.qs), he.DEGREE), U64))
     a, b = _operands(20, 30, 10, seed=8)
@@ -205,6 +211,44 @@ def test_the_key_holders_view_does_not_depend_on_the_evaluators_share(monkeypatc
     bare = [_budgets(monkeypatch, x, flood=False) for x in (zero, full)]
     assert min(x - y for x, y in zip(*bare, strict=True)) >= 20
     assert min(bare[1]) > max(flooded[1]) + 20  # the flood dominates the product's noise
+
+
+@pytestmark_he
+def test_reply_drops_keeps_decryption_exact_in_the_worst_case() -> None:
+    """The evaluated blocks drop one of the three data primes (a third fewer bytes) at every
+    shape up to 1024^3, and the bound behind it is the worst case: after the switch the flood
+    and the rounding stay below Q' / (2 t) with margin, one more switch would not."""
+    c = he.context(PRIMES[0])
+    for m, k, n in [(20, 30, 10), (256, 256, 256), (1024, 1024, 1024)]:
+        plan, primes = plan_blocks(m, k, n), primes_for(k)
+        bound = he._noise_bound(plan, primes) + (1 << flood_bits(plan, primes))
+        assert he.reply_drops(c, bound) == 1
+        after = -(-bound // c.qs[2]) + he.DEGREE + 1
+        assert after < c.qs[0] * c.qs[1] // c.t // 2 // 2  # < Q' / (2 t), with a factor 2 to spare
+        assert -(-after // c.qs[1]) + he.DEGREE + 1 > c.qs[0] // c.t // 2 * 3 // 4  # a second switch would not fit
+    assert he.reply_drops(c, 1 << 200) == 0  # a noise near Delta: no switch at all
+    assert he.reply_drops(c, 1) == 1  # N + 1 of rounding never fits one 60-bit prime over t
+
+
+@pytestmark_he
+def test_evaluated_blocks_arrive_mod_switched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What alice opens is at the level one switch below the data level (and is exact)."""
+    levels: list[list[int]] = []
+    real_open = he._open
+
+    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
+        c = pr.c
+        levels.append(list(files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data)).parms_id()))
+        return real_open(pr, files, peer, data, pos, level)
+
+    monkeypatch.setattr(he, "_open", spy)
+    a, b = _operands(20, 30, 10, seed=4)
+    res, _ = _run(a, b)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
+    expected = [he.context(t).level_parms_id(1) for t in primes_for(30)]
+    assert levels and all(x in expected for x in levels)
+    assert all(x != he.context(t).parms_id for x in levels for t in primes_for(30))
 
 
 @pytestmark_he
