@@ -60,8 +60,11 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
 
 Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
 ``u`` (with its public key on a prime's first chunk) and the evaluated outputs of the peer's
-chunk ``u - 1``. ``units + 1`` rounds, ``units`` = chunks summed over the primes (one per
-prime for shapes up to ~256^3). Both holders run both directions at once.
+chunk ``u - 2``. The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while
+round ``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a
+slow link the SEAL work hides behind the transfer. ``units + 2`` rounds, ``units`` = chunks
+summed over the primes (one per prime for shapes up to ~256^3). Both holders run both
+directions at once.
 
 TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
 use. Its calls hold the GIL, so a node runs triples worth it (:func:`worth_a_process`) in a child
@@ -249,7 +252,7 @@ def reply_drops(c: SealContext, bound: int, degree: int = DEGREE) -> int:
 def he_rounds(m: int, k: int, n: int) -> int:
     """Rounds of :func:`he_cross_terms` for A (m, k) and B (k, n)."""
     plan = plan_blocks(m, k, n)
-    return sum(len(_chunks(plan)) for _ in primes_for(k)) + 1
+    return sum(len(_chunks(plan)) for _ in primes_for(k)) + 2
 
 
 def _chunks(plan: BlockPlan) -> list[tuple[int, int]]:
@@ -537,32 +540,43 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
         out["a"] = pack(_encrypt_rows(state[p], files, a_res))
         return out
 
+    theirs: dict[int, list[Any]] = {}  # the peer's chunks by unit, from arrival to evaluation
+    pks: dict[int, Any] = {}
+
+    def evaluate(v: int) -> tuple[np.ndarray, np.ndarray]:  # the peer's chunk v, packed
+        pp, plo, phi = units[v]
+        t = primes[pp]
+        pr = state[pp]
+        if pr.b_plain is None:
+            pr.load_b(files, _b_polys(b % np.uint64(t), plan, DEGREE))
+        mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
+        rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
+        sub = where[rows] - plo * jn * DEGREE
+        mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
+        flood = _flood_maker(prg, context(t), fbits)
+        out = _evaluate(pr, files, peer, pks[pp], theirs.pop(v), phi - plo, plan, mask, flood, reply_drops(pr.c, bound))
+        if phi == im:  # the prime's last chunk: its B plaintexts are done with
+            pr.b_plain = None
+        return pack(out)
+
+    def work(u: int) -> dict[str, Any]:
+        """Round u + 1's message, made while round u's travel: the peer's chunk u - 1 (here
+        since round u - 1) evaluated, and my chunk u + 1 encrypted."""
+        out: dict[str, Any] = {}
+        if 1 <= u <= len(units):
+            out["c"] = evaluate(u - 1)
+        if u + 1 < len(units):
+            out.update(payload(u + 1))
+        return out
+
     try:
         opened = [np.zeros((im, jn) + pos.shape, dtype=U64) for _ in primes]
-        pks: dict[int, Any] = {}
-        prev: tuple[int, int, int, list[Any]] | None = None  # the peer's last chunk, to evaluate
         ahead = Ahead(lambda: payload(0))
-        for u in range(len(units) + 1):
-            send: dict[str, Any] = ahead.result() if u < len(units) else {}
-            if prev is not None:  # the peer's last chunk
-                pp, plo, phi, theirs = prev
-                t = primes[pp]
-                pr = state[pp]
-                if pr.b_plain is None:
-                    pr.load_b(files, _b_polys(b % np.uint64(t), plan, DEGREE))
-                mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
-                rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
-                sub = where[rows] - plo * jn * DEGREE
-                mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
-                flood = _flood_maker(prg, context(t), fbits)
-                drops = reply_drops(pr.c, bound)
-                send["c"] = pack(_evaluate(pr, files, peer, pks[pp], theirs, phi - plo, plan, mask, flood, drops))
-                if phi == im:  # the prime's last chunk: its B plaintexts are done with
-                    pr.b_plain = None
-            # my next A chunk needs no message of this round: encrypted while they travel
-            more = u + 1 < len(units)
-            ahead = Ahead(functools.partial(payload, u + 1) if more else dict)
-            got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if more else None)
+        last = len(units) + 1
+        for u in range(last + 1):
+            send: dict[str, Any] = ahead.result()
+            ahead = Ahead(functools.partial(work, u) if u < last else dict)
+            got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if u < last else None)
             msg = got[peer]
             if not isinstance(msg, dict):
                 raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
@@ -571,11 +585,9 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
                 if lo == 0:
                     c = context(primes[p])
                     pks[p] = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
-                prev = (p, lo, hi, unpack(msg.get("a"), (hi - lo) * ik, peer, "ciphertexts"))
-            else:
-                prev = None
-            if u > 0:
-                pp, plo, phi = units[u - 1]
+                theirs[u] = unpack(msg.get("a"), (hi - lo) * ik, peer, "ciphertexts")
+            if u >= 2:  # the peer's evaluation of my chunk u - 2
+                pp, plo, phi = units[u - 2]
                 outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
                 level = state[pp].c.level_parms_id(reply_drops(state[pp].c, bound))
                 for i, data in enumerate(outs):
