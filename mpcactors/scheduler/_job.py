@@ -347,7 +347,7 @@ class Job:
         state = self._state
         link_stats = self._link.statistics()
         peers: dict[str, PeerJobStatistics] = {}
-        total_bytes = total_frames = 0
+        total_bytes = total_frames = total_queued = 0
         for peer in state.peers:
             js = _job_link_stats(link_stats, peer, state.id)
             b = getattr(js, "bytes_sent", 0) if js is not None else 0
@@ -355,8 +355,10 @@ class Job:
             peers[peer] = PeerJobStatistics(state.peer_rounds.get(peer, 0), state.peer_messages.get(peer, 0), b, fr)
             total_bytes += b
             total_frames += fr
+            total_queued += getattr(js, "queued_bytes", 0) if js is not None else 0
         return JobStatistics(
-            state.id, state.party, state.rounds, state.flushes, len(state.graph.nodes), total_bytes, total_frames, peers
+            state.id, state.party, state.rounds, state.flushes, len(state.graph.nodes), total_bytes, total_frames, peers,
+            total_queued,
         )
 
     async def secure_sum(self, vector: Any, *, server: str, threshold: int | None = None, **options: Any) -> Any:

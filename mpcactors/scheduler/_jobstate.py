@@ -43,9 +43,13 @@ class JobStatistics:
     rounds: int  # communication rounds on the critical path of the job's finished ops
     flushes: int  # executor ticks in which the job sent anything (<= rounds x ops)
     ops: int  # ops in the job's graph
-    bytes_sent: int
+    bytes_sent: int  # payload bytes packed into frames
     frames: int
     peers: dict[str, PeerJobStatistics]
+    # payload bytes handed to the link and not yet packed into frames: a message is queued as
+    # soon as its op step yields it, so bytes_sent + bytes_queued counts everything the job's
+    # finished steps sent, whenever the writer gets to it
+    bytes_queued: int = 0
 
 
 class JobState:
