@@ -151,7 +151,8 @@ def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float, k: in
     err = float(np.max(np.abs(value - plain(op, a, b))))
     sent = max(out["alice"]["sent"], out["bob"]["sent"])
     rounds = max(out["alice"]["rounds"], out["bob"]["rounds"])
-    model = sent * 8 / (mbps * 1e6) + rounds * latency_ms / 1000
+    # the transfer and the round trips alone (0 Mbit/s is unlimited, as in the [wan] section)
+    model = (sent * 8 / (mbps * 1e6) if mbps > 0 else 0.0) + rounds * latency_ms / 1000
     wall = max(out["alice"]["run_s"], out["bob"]["run_s"])
     return {"op": op, "n": n, "dealer": dealer, "wall_s": wall, "rounds": rounds,
             "mb_alice": out["alice"]["sent"] / 1e6, "mb_bob": out["bob"]["sent"] / 1e6,
@@ -163,8 +164,9 @@ def render(rows: list[dict[str, Any]]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         what = {"lr": "LR 10000x20, 3 epochs", "matmul": f"matmul {r['n']}^3"}.get(r["op"], f"{r['op']} {r['n']:,}")
+        ratio = f"{r['ratio']:.2f}x" if r["model_s"] else "-"  # no model on an unlimited link
         lines.append(f"| {what} | {r['dealer']} | {r['wall_s']:.2f} | {r['rounds']} | {r['mb_alice']:.1f} / {r['mb_bob']:.1f} "
-                     f"| {r['model_s']:.2f} | {r['ratio']:.2f}x | {r['max_err']:.1e} |")
+                     f"| {r['model_s']:.2f} | {ratio} | {r['max_err']:.1e} |")
     return "\n".join(lines)
 
 
@@ -177,7 +179,7 @@ def main() -> None:
     ap.add_argument("--matmul-n", type=int, default=256, help="rows = inner = columns of matmul")
     ap.add_argument("--matrix-triples", default="auto", choices=["auto", "ot", "he"], help="dealer none: matrix triples by")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="one way (RTT is twice this)")
-    ap.add_argument("--mbps", type=float, default=100.0, help="bandwidth per direction")
+    ap.add_argument("--mbps", type=float, default=100.0, help="bandwidth per direction (0: unlimited)")
     ap.add_argument("--dealers", default="none,trusted-first-party")
     ap.add_argument("--softspoken-k", type=int, default=2, help="bits per small VOLE of the OT extension (dealer none)")
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
