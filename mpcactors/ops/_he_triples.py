@@ -518,6 +518,8 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     plan = plan_blocks(m, k, n)
     fbits = flood_bits(plan, primes)
     bound = _noise_bound(plan, primes) + (1 << fbits)  # an evaluated block's noise, flood included
+    drops = [reply_drops(context(t), bound) for t in primes]  # the same at both holders
+    levels = [context(t).level_parms_id(d) for t, d in zip(primes, drops, strict=True)]
     im, ik, jn = plan.counts
     chunks = _chunks(plan)
     bits = 128 + (k - 1).bit_length() + SIGMA
@@ -554,7 +556,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
         sub = where[rows] - plo * jn * DEGREE
         mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
         flood = _flood_maker(prg, context(t), fbits)
-        out = _evaluate(pr, files, peer, pks[pp], theirs.pop(v), phi - plo, plan, mask, flood, reply_drops(pr.c, bound))
+        out = _evaluate(pr, files, peer, pks[pp], theirs.pop(v), phi - plo, plan, mask, flood, drops[pp])
         if phi == im:  # the prime's last chunk: its B plaintexts are done with
             pr.b_plain = None
         return pack(out)
@@ -589,10 +591,9 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             if u >= 2:  # the peer's evaluation of my chunk u - 2
                 pp, plo, phi = units[u - 2]
                 outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
-                level = state[pp].c.level_parms_id(reply_drops(state[pp].c, bound))
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
-                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos, level)
+                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos, levels[pp])
                 if phi == im:  # every output of the prime is open: its keys are done with
                     del state[pp]
         residues = [_blocks_to_matrix(o, plan) for o in opened]
