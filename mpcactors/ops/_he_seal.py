@@ -18,10 +18,15 @@ Theory of operation
   ``Ciphertext::save_members`` (``parms_id``, NTT flag, size, degree, modulus count, scale,
   correction factor, a ``DynArray``), the ``DynArray`` being its own header, a count and the
   little-endian words. SEAL's loader checks these like any other object.
-* **Parameters.** ``N = 8192``; coefficient modulus three 60-bit primes for data and a 38-bit
-  special prime, 218 bits: SEAL's 128-bit classic bound for N = 8192, which the context checks
-  (``sec_level = tc128``). One context per plaintext modulus, shared (SEAL contexts are
-  read-only once built).
+* **Parameters.** ``N = 16384``; coefficient modulus four 60-bit primes for data and a 60-bit
+  special prime, 300 bits, below SEAL's 128-bit classic bound for N = 16384 (438 bits), which
+  the context checks (``sec_level = tc128``); plaintext modulus ``t = 2^59`` (BFV needs no prime
+  ``t`` without batching). One context, shared (SEAL contexts are read-only once built).
+* **The 2^64 scale.** :mod:`._he_triples` encodes a message ``x`` of Z_2^64 at the scale
+  ``Q / 2^64`` (CHEETAH's), not SEAL's ``Q / t``: ``x = 32 x_h + x_l`` with ``x_l < 32``,
+  SEAL's encryption of the plaintext ``x_h`` adds ``round(Q x_h / t)`` and
+  :attr:`SealContext.low_table` holds ``round(Q x_l / 2^64) mod q_i`` for the 32 values of
+  ``x_l``, added to ``c_0`` as the ciphertext ``(low, 0)`` (:meth:`SealContext.c0_bytes`).
 
 TenSEAL is optional (the ``he`` extra) and imported on first use. Its calls hold the GIL.
 """
@@ -30,10 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import shutil
 import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -43,12 +50,14 @@ from .._errors import MpcError
 from ._checks import U64
 
 __all__ = [
-    "DATA_BITS", "DEGREE", "Files", "HeError", "SealContext", "available", "context", "load_peer", "pack", "unpack",
+    "DATA_BITS", "DEGREE", "LOW_BITS", "PLAIN", "Files", "HeError", "SealContext", "available", "context", "load_peer", "pack", "unpack",
 ]
 
-DEGREE = 8192  # ring degree N
-_Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 bits (tc128 max)
+DEGREE = 16384  # ring degree N
+_Q_BITS = (60, 60, 60, 60, 60)  # four data primes, then SEAL's special prime: 300 bits (tc128: 438)
 DATA_BITS = sum(_Q_BITS[:-1])
+PLAIN = 1 << 59  # the plaintext modulus t: below every q_i (SEAL takes up to 60 bits)
+LOW_BITS = 64 - PLAIN.bit_length() + 1  # x = 2^LOW_BITS x_h + x_l: the bits t's scale cannot hold
 
 
 class HeError(MpcError):
@@ -68,12 +77,13 @@ def available() -> bool:
 def seal_module() -> Any:
     """The optional SEAL binding, imported on first use (no work at import time)."""
     import tenseal.sealapi as seal  # type: ignore[import-not-found]  # optional dependency
+    import zstandard  # noqa: F401  # the he extra's other half: SEAL's saved objects (seeded_plus_c0)
 
     return seal
 
 
 @functools.cache
-def context(t: int) -> SealContext:
+def context(t: int = PLAIN) -> SealContext:
     """The BFV context for plaintext modulus ``t`` (shared: SEAL contexts are read-only)."""
     seal = seal_module()
     parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
@@ -86,7 +96,9 @@ def context(t: int) -> SealContext:
     data = ctx.first_context_data()
     qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
     header = seal.Serialization.SEALHeader()
-    return SealContext(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor))
+    q = math.prod(qs)
+    low = np.array([[((q * v + (1 << 63)) >> 64) % qi for v in range(1 << LOW_BITS)] for qi in qs], dtype=U64)
+    return SealContext(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor), low)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,6 +111,7 @@ class SealContext:
     qs: tuple[int, ...]  # the data level's coefficient moduli
     parms_id: list[int]
     version: tuple[int, int]
+    low_table: np.ndarray  # (data primes, 2^LOW_BITS): round(Q v / 2^64) mod q_i (module doc)
 
     def level_parms_id(self, drops: int) -> list[int]:
         """The ``parms_id`` of the level ``drops`` mod switches below the data level."""
@@ -119,7 +132,41 @@ class SealContext:
         body = bytes(32) + struct.pack("<Qd", coeffs.size, 1.0) + self._dyn(coeffs)
         return self._header(len(body)) + body
 
-    def flood_bytes(self, residues: np.ndarray) -> bytes:
+    def seeded_plus_c0(self, saved: bytes, residues: np.ndarray) -> bytes:
+        """A seeded ciphertext as SEAL saved it (``Serializable``: ``c_0``, then the seed of
+        ``c_1``), with ``residues`` (L, N) added to ``c_0``, in SEAL's uncompressed format.
+
+        SEAL compresses what it saves (zstd by default); its layout inside is
+        ``Ciphertext::save_members``: ``parms_id``, NTT flag, size, degree, modulus count, scale,
+        correction factor, then ``c_0`` as a ``DynArray`` (a seeded ciphertext saves only its
+        first half), then the seed's ``UniformRandomGeneratorInfo``, which is kept as it is.
+        Only this holder's own output goes through here (never a peer's bytes).
+        """
+        magic, hsize, _, _, mode, _, total = struct.unpack_from("<HBBBBHQ", saved)
+        if magic != 0xA15E or hsize != 16 or total != len(saved):
+            raise ValueError("SEAL's saved ciphertext has no valid header (internal)")
+        if mode == 0:
+            body = saved[16:]
+        elif mode == 2:
+            import zstandard  # optional (the he extra), imported on first use
+
+            body = zstandard.ZstdDecompressor().decompress(saved[16:], max_output_size=2 * len(saved) + (1 << 16))
+        elif mode == 1:
+            body = zlib.decompress(saved[16:])
+        else:
+            raise ValueError(f"SEAL's saved ciphertext has compression mode {mode} (internal)")
+        count = len(self.qs) * DEGREE
+        ntt, size, degree, moduli = struct.unpack_from("<?QQQ", body, 32)
+        dyn = 32 + 1 + 5 * 8  # members before c_0's DynArray
+        (words,) = struct.unpack_from("<Q", body, dyn + 16)
+        if ntt or size != 2 or degree != DEGREE or moduli != len(self.qs) or words != count:
+            raise ValueError("SEAL's saved ciphertext is not a seeded one at the data level (internal)")
+        c0 = np.frombuffer(body, dtype="<u8", count=count, offset=dyn + 24).reshape(len(self.qs), DEGREE)
+        c0 = (c0 + residues) % np.array(self.qs, dtype=U64)[:, None]
+        out = body[: dyn + 24] + c0.astype("<u8").tobytes() + body[dyn + 24 + 8 * count :]
+        return self._header(len(out)) + out
+
+    def c0_bytes(self, residues: np.ndarray) -> bytes:
         """The ciphertext ``(f, 0)`` at the data level, ``residues`` = ``f mod q_i`` (L, N)."""
         polys = np.zeros((2,) + residues.shape, dtype=U64)
         polys[0] = residues

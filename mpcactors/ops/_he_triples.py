@@ -18,53 +18,52 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
   ``sum_l A[r, l] B[l, c]``: every other product lands on another exponent and nothing wraps
   around ``X^N = -1``. One ciphertext times plaintext product gives a whole ``m' x n'`` block of
   inner products; the blocks along ``k`` are summed in the ciphertext.
-* **Z_2^64 through a CRT of plaintext moduli.** The exact integer
-  ``v = sum_l A_i[r, l] B_j[l, c] + R[r, c]`` (shares read as integers in ``[0, 2^64)``, so
-  ``0 <= v < 2^(128 + L + sigma + 1)``, ``L = ceil(log2 k)``) is computed modulo several 46-bit
-  primes ``t_p`` (:data:`PRIMES`) whose product exceeds that bound; the key holder gets
-  ``v mod t_p`` for every ``p``, rebuilds ``v mod 2^64`` with Garner's mixed-radix CRT (exact, as
-  ``v`` is below the product) and keeps it; the evaluator keeps ``-R mod 2^64``.
-* **Masks.** ``R[r, c]`` is one integer uniform in ``[0, 2^(128 + L + sigma))``, the same for
-  every prime (reduced mod ``t_p``): it hides ``sum_l A_i B_j`` (below ``2^(128 + L)``) up to
-  statistical distance ``2^-sigma`` per entry (``sigma = 40``). Every coefficient that is not a
-  wanted inner product is masked with an independent uniform residue mod ``t_p``, since those
-  hold partial sums of ``B_j`` too.
-* **Keys and circuit privacy.** Holder i makes a fresh BFV key per prime and triple, encrypts
-  ``A_i`` under its secret key and sends the ciphertexts with its public key. Holder j computes
-  ``sum Enc(a) * b + Enc_pk(mask) + (f, 0)`` and sends it back; i decrypts. What i would
-  otherwise learn about ``B_j``, and how it is closed:
+* **Z_2^64 at the scale Q / 2^64** (CHEETAH's; SEAL's plaintext modulus is at most 60 bits, so
+  ``t = 2^59`` and the scale is written in part by hand, :mod:`._he_seal`). The key holder's
+  ciphertext of ``a`` has phase ``c_0 + c_1 s = (Q / 2^64) a + e (mod Q)``. The evaluator cuts
+  its ``b`` (64-bit) into signed 32-bit halves, ``b = b_lo + 2^32 b_hi`` (SEAL lifts plaintext
+  coefficients above ``t / 2`` to negatives, so each half is a small plaintext), and computes
+  ``Enc(a) b_lo + (Enc(a) b_hi) 2^32``: phase ``(Q / 2^64) a b + e'`` where ``a b`` is the
+  integer product, and ``(Q / 2^64) 2^64 = Q`` vanishes mod Q, so the phase carries
+  ``a b mod 2^64``. SEAL's decryption (``round(t phase / Q) mod t``) of the block gives
+  ``hi = round(M / 32) mod 2^59`` and of the block doubled five times ``lo = M mod 2^59``
+  (``M`` the block's message): the two overlap in 54 bits, which fix the rounding's carry, and
+  together give ``M mod 2^64`` (:func:`_join`).
+* **Masks.** The evaluator adds a fresh public-key encryption of a mask ``R``, uniform in
+  Z_2^64 on *every* coefficient (the unwanted ones hold partial sums of ``B_j`` too), and keeps
+  ``-R`` at the wanted ones; the key holder keeps what it decrypts there, ``A_i B_j + R``.
+* **Circuit privacy.** What the key holder would otherwise learn about ``B_j``, and how it is
+  closed:
   - ``c_1`` of the product is ``c_1(Enc(a)) b(X)`` and i knows ``c_1(Enc(a))``: the *fresh*
     public-key encryption of the mask re-randomizes ``c_1`` (RLWE);
-  - the noise is ``e b(X) + ...``: j floods it (Asharov, Jain, Lopez-Alt, Tromer,
+  - the noise is ``e b_lo + 2^32 e b_hi + ...``: j floods it (Asharov, Jain, Lopez-Alt, Tromer,
     Vaikuntanathan, Wichs, EUROCRYPT 2012, "smudging"; Gentry's thesis, 2009) with ``f``, a
     polynomial whose coefficients are uniform integers in ``[-F, F)``. ``F`` is the next power
     of two above ``2^sigma`` times the worst-case noise bound ``B`` times the number of
     coefficients the whole triple floods, so the statistical distance of everything i decrypts
     from a view independent of ``B_j`` is at most ``2^-sigma`` in all (the union bound:
-    ``sum |delta| / F``). ``B`` is ``(eta + 1/2) ||b||_1`` summed over the blocks along ``k``
-    (``eta = 21`` bounds SEAL's error coefficients; ``||b||_1 <= k' n' t / 2`` after SEAL's
-    centred lift) plus the mask encryption's noise (``< 2^19``). Correctness needs
-    ``B + F < Delta / 2``, ``Delta = Q / t``: :func:`flood_bits` checks it, and a shape that
-    does not fit raises ``ValueError`` (the caller uses OT).
+    ``sum |delta| / F``; ``sigma = 40``). ``B`` is ``(eta + 1) ||b||_1 (2^32 + 1)`` with
+    ``||b||_1 <= k n' 2^31`` per half (``eta = 21`` bounds SEAL's error coefficients, and the
+    encoding's two roundings add 1), plus the mask encryption's noise (``< 2^20``). Correctness
+    needs the doubled block's noise ``32 (B + F)`` below ``Q / (2 t)``: :func:`flood_bits`
+    checks it with a margin, and a shape that does not fit raises ``ValueError`` (the caller
+    uses OT).
   j sees only ciphertexts under i's key (RLWE, semantic security). Semi-honest only.
-* **Parameters and SEAL objects** (:mod:`._he_seal`): ``N = 8192``, three 60-bit data primes
-  and a 38-bit special prime (SEAL's 128-bit classic bound). ``Delta = Q / t ~ 2^134``; a
-  1024^3 triple floods with ``F = 2^130``. Ciphertexts and public keys travel as SEAL's own
-  serialized bytes, checked by SEAL's loader (a malformed one raises :class:`HeError` naming
-  the peer); plaintexts and the flood are written in SEAL's uncompressed format and loaded.
-  The A ciphertexts are symmetric encryptions, so they travel *seeded* (SEAL's
-  ``Serializable``: ``c_1`` as the 64-byte seed it was expanded from, ~200 KB instead of
-  ~400 KB). The returned ones are whole (their ``c_1`` is no longer pseudorandom) but the
-  evaluator mod-switches them down one data prime after the flood (:func:`reply_drops`: exact
-  decryption in the worst case; a public function of the flooded block, so the same view).
+* **Parameters and SEAL objects** (:mod:`._he_seal`): ``N = 16384``, four 60-bit data primes
+  and a 60-bit special prime, ``t = 2^59``; one key pair per triple and holder (from SEAL's
+  CSPRNG). Ciphertexts and public keys travel as SEAL's own serialized bytes, checked by
+  SEAL's loader (a malformed one raises :class:`HeError` naming the peer); plaintexts and the
+  hand-written ``(c_0, 0)`` parts are written in SEAL's uncompressed format and loaded. The
+  evaluator mod-switches each returned block down two data primes after the flood
+  (:func:`reply_drops`: exact decryption in the worst case; a public function of the flooded
+  block, so the same view).
 
 Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
-``u`` (with its public key on a prime's first chunk) and the evaluated outputs of the peer's
-chunk ``u - 2``. The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while
-round ``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a
-slow link the SEAL work hides behind the transfer. ``units + 2`` rounds, ``units`` = chunks
-summed over the primes (one per prime for shapes up to ~256^3). Both holders run both
-directions at once.
+``u`` (with its public key on the first) and the evaluated outputs of the peer's chunk
+``u - 2``. The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while round
+``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a slow link
+the SEAL work hides behind the transfer. ``chunks + 2`` rounds (3 for shapes up to ~512^3).
+Both holders run both directions at once.
 
 TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
 use. Its calls hold the GIL, so a node runs triples worth it (:func:`worth_a_process`) in a child
@@ -77,7 +76,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,6 +86,8 @@ from ._comm import Ahead, Exchange, Step
 from ._he_seal import (
     DATA_BITS,
     DEGREE,
+    LOW_BITS,
+    PLAIN,
     Files,
     HeError,
     SealContext,
@@ -100,7 +101,6 @@ from ._prg import Prg
 
 __all__ = [
     "DEGREE",
-    "PRIMES",
     "SIGMA",
     "BlockPlan",
     "HeError",
@@ -110,32 +110,23 @@ __all__ = [
     "he_rounds",
     "offloaded_cross_terms",
     "plan_blocks",
-    "primes_for",
     "reply_drops",
     "worth_a_process",
 ]
 
-SIGMA = 40  # statistical security of the integer masks and of the noise flooding
+SIGMA = 40  # statistical security of the noise flooding
 _ETA = 21  # bound on SEAL's error coefficients (centred binomial, 21)
-_MASK_ENC_NOISE = 1 << 19  # bound on a public-key encryption's noise at N = 8192
-# 46-bit primes (the largest below 2^46): coprime CRT moduli, each coprime to the 60/38-bit q_i
-PRIMES = (
-    70368744177643,
-    70368744177607,
-    70368744177601,
-    70368744177587,
-    70368744177497,
-    70368744177467,
-)
-_MASK_WORDS = 3  # 64-bit words of an integer mask (128 + L + SIGMA <= 192)
-_CHUNK_BYTES = 96 << 20  # A ciphertexts per chunk, counted loaded (~400 KB each; ~200 KB seeded on the wire)
-_CT_BYTES = 2 * 3 * DEGREE * 8  # a ciphertext's coefficients at the data level
-_PT_BYTES = 3 * DEGREE * 8  # a B plaintext in NTT form at the data level
-_B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold (one prime's at a time)
-# Measured costs (ms, one core, this module's calls): a ciphertext x plaintext product with its
-# add; an encrypted A block; a B block plaintext (write, load, NTT); a returned block (mask
-# encryption, flood, save, load, decryption, reading the wanted coefficients).
-_COST_MUL, _COST_A, _COST_B, _COST_OUT = 0.23, 3.2, 0.6, 6.5
+_MASK_ENC_NOISE = 1 << 20  # bound on a public-key encryption's noise at N = 16384 (21 (2 N + 1) + 1)
+_HALF = 32  # B's halves: signed 32-bit integers
+_CHUNK_BYTES = 96 << 20  # A ciphertexts per chunk, counted loaded (~1 MB each)
+_CT_BYTES = 2 * 4 * DEGREE * 8  # a ciphertext's coefficients at the data level
+_PT_BYTES = 2 * 4 * DEGREE * 8  # a B block's two plaintexts in NTT form at the data level
+_B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold
+# Measured costs (ms, one core, this module's calls): a block product (both halves, with their
+# adds); an encrypted A block; a B block's plaintexts (write, load, NTT); a returned block (its
+# halves joined, mask encryption, flood, switch, save, load, two decryptions, the wanted
+# coefficients read).
+_COST_MUL, _COST_A, _COST_B, _COST_OUT = 1.1, 10.5, 3.4, 22.0
 _OFFLOAD_MS = 2000.0  # modelled CPU per holder from which a triple runs in a child process
 
 
@@ -156,7 +147,8 @@ class BlockPlan:
         return -(-self.m // self.mb), -(-self.k // self.kb), -(-self.n // self.nb)
 
     def cost(self) -> float:
-        """Modelled milliseconds per prime and direction."""
+        """Modelled milliseconds per direction (one holder's encryptions and decryptions plus
+        the other's products)."""
         im, ik, jn = self.counts
         return (
             _COST_MUL * im * ik * jn + _COST_A * im * ik + _COST_B * ik * jn + _COST_OUT * im * jn
@@ -192,38 +184,30 @@ def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
     return best or leanest
 
 
-def primes_for(k: int) -> tuple[int, ...]:
-    """The fewest :data:`PRIMES` whose product exceeds ``2^(128 + ceil(log2 k) + SIGMA + 1)``."""
-    bits = 128 + (k - 1).bit_length() + SIGMA
-    if bits > 64 * _MASK_WORDS:
-        raise ValueError(f"inner dimension k={k} needs masks of more than {64 * _MASK_WORDS} bits")
-    bound = 1 << (bits + 1)
-    prod = 1
-    for i, t in enumerate(PRIMES):
-        prod *= t
-        if prod > bound:
-            return PRIMES[: i + 1]
-    raise ValueError(f"inner dimension k={k} needs more than {len(PRIMES)} CRT primes")
-
-
-def _noise_bound(plan: BlockPlan, primes: Sequence[int]) -> int:
+def _noise_bound(plan: BlockPlan) -> int:
     """``B``: the worst-case noise of an evaluated block before the flood (module doc)."""
-    return (2 * _ETA + 1) * plan.k * plan.nb * (max(primes) // 2) // 2 + _MASK_ENC_NOISE
+    _, ik, _ = plan.counts
+    half = (_ETA + 1) * ik * plan.kb * plan.nb << (_HALF - 1)  # ||e_a||_inf ||b_half||_1
+    return half * ((1 << _HALF) + 1) + _MASK_ENC_NOISE
 
 
-def flood_bits(plan: BlockPlan, primes: Sequence[int], degree: int = DEGREE) -> int:
+def _headroom(q: int, t: int) -> int:
+    """The noise below which a block at modulus ``q`` decrypts exactly *doubled* to the scale
+    ``q / t`` (:func:`_join` reads both): ``q / (2 t 2^LOW_BITS)``."""
+    return q // t // 2 >> LOW_BITS
+
+
+def flood_bits(plan: BlockPlan, degree: int = DEGREE) -> int:
     """``log2 F`` of the flood for this triple (module doc), or ValueError where ``B + F``
-    would not stay below ``Delta / 2`` (the shape is too big for these parameters)."""
+    would not stay below the headroom (the shape is too big for these parameters)."""
     im, _, jn = plan.counts
-    t = max(primes)
-    noise = _noise_bound(plan, primes)
-    coefficients = len(primes) * im * jn * degree
-    bits = (noise * coefficients).bit_length() + SIGMA
-    delta = (1 << DATA_BITS) // t  # a lower bound: the data primes are just below 2^60
-    if noise + (1 << bits) >= delta // 2 * 3 // 4:
+    noise = _noise_bound(plan)
+    bits = (noise * im * jn * degree).bit_length() + SIGMA
+    room = _headroom(1 << (DATA_BITS - 1), PLAIN)  # a lower bound: the data primes are just below 2^60
+    if noise + (1 << bits) >= room // 4 * 3:
         raise ValueError(
             f"an HE matrix triple of {plan.m}x{plan.k} @ {plan.k}x{plan.n} needs a flood of 2^{bits}, "
-            f"more than the ciphertext modulus leaves (Delta ~ 2^{delta.bit_length() - 1})"
+            f"more than the ciphertext modulus leaves (2^{room.bit_length() - 1})"
         )
     return bits
 
@@ -233,17 +217,17 @@ def reply_drops(c: SealContext, bound: int, degree: int = DEGREE) -> int:
     noise is below ``bound``, keeping its decryption exact.
 
     BFV's mod switch from ``Q`` to ``Q' = Q / q_last`` divides the noise by ``q_last`` and adds
-    rounding: ``|e0 + e1 s| <= (1 + ||s||_1) / 2 <= (1 + N) / 2`` for SEAL's ternary secret;
-    decryption at ``Q'`` is exact while the noise stays below ``Q' / (2 t)``. After ``d``
-    switches the noise is below ``bound / (q_L ... q_(L-d+1)) + N + 1``; this keeps the same
-    safety margin (3/4) as :func:`flood_bits`. A switch is a public function of the flooded
-    ciphertext, so it changes nothing in what the key holder can learn (data processing).
+    rounding: ``|e0 + e1 s| <= (1 + ||s||_1) / 2 <= (1 + N) / 2`` for SEAL's ternary secret.
+    After ``d`` switches the noise is below ``bound / (q_L ... q_(L-d+1)) + N + 1``; this keeps
+    it below :func:`_headroom` at ``Q'`` with the same margin (3/4) as :func:`flood_bits`. A
+    switch is a public function of the flooded ciphertext, so it changes nothing in what the
+    key holder can learn (data processing).
     """
     qs = c.qs
     drops = 0
     while drops + 1 < len(qs):
         kept, dropped = math.prod(qs[: len(qs) - drops - 1]), math.prod(qs[len(qs) - drops - 1 :])
-        if -(-bound // dropped) + degree + 1 >= kept // c.t // 2 * 3 // 4:
+        if -(-bound // dropped) + degree + 1 >= _headroom(kept, c.t) // 4 * 3:
             break
         drops += 1
     return drops
@@ -251,8 +235,7 @@ def reply_drops(c: SealContext, bound: int, degree: int = DEGREE) -> int:
 
 def he_rounds(m: int, k: int, n: int) -> int:
     """Rounds of :func:`he_cross_terms` for A (m, k) and B (k, n)."""
-    plan = plan_blocks(m, k, n)
-    return sum(len(_chunks(plan)) for _ in primes_for(k)) + 2
+    return len(_chunks(plan_blocks(m, k, n))) + 2
 
 
 def _chunks(plan: BlockPlan) -> list[tuple[int, int]]:
@@ -260,9 +243,6 @@ def _chunks(plan: BlockPlan) -> list[tuple[int, int]]:
     im, ik, _ = plan.counts
     step = max(1, _CHUNK_BYTES // (ik * _CT_BYTES))
     return [(lo, min(im, lo + step)) for lo in range(0, im, step)]
-
-
-# ---- integers mod t ----------------------------------------------------------------------------
 
 
 def _reduce(words: np.ndarray, q: int, bits: int | None = None) -> np.ndarray:
@@ -285,55 +265,6 @@ def _reduce(words: np.ndarray, q: int, bits: int | None = None) -> np.ndarray:
         acc += digit
         acc %= qq
     return acc
-
-
-def _mulmod(x: np.ndarray, c: int, q: int) -> np.ndarray:
-    """``x c mod q`` for ``x < q < 2^47`` and a constant ``c``: Horner over ``c``'s digits."""
-    width = 63 - q.bit_length()
-    qq = np.uint64(q)
-    c %= q
-    acc = np.zeros_like(x)
-    for pos in range(-(-c.bit_length() // width) * width - width, -1, -width):
-        acc <<= np.uint64(width)
-        acc += x * np.uint64((c >> pos) & ((1 << width) - 1))
-        acc %= qq
-    return acc
-
-
-def _garner(residues: Sequence[np.ndarray], primes: Sequence[int]) -> np.ndarray:
-    """``v mod 2^64`` from the residues ``v mod t_p``, for ``0 <= v < prod t_p``.
-
-    Garner's mixed radix: ``v = d_0 + d_1 t_0 + d_2 t_0 t_1 + ...`` with ``0 <= d_p < t_p``,
-    each digit from the residues mod ``t_p`` alone; the sum is then taken mod 2^64 (words wrap).
-    """
-    digits: list[np.ndarray] = []
-    for p, t in enumerate(primes):
-        tt = np.uint64(t)
-        x = np.zeros_like(residues[p])
-        radix = 1
-        for j, d in enumerate(digits):  # x = (d_0 + d_1 t_0 + ... + d_(p-1) t_0..t_(p-2)) mod t
-            x = (x + _mulmod(d % tt, radix, t)) % tt
-            radix *= primes[j]
-        digits.append(_mulmod((residues[p] + tt - x) % tt, pow(radix, -1, t), t))
-    out = np.zeros_like(residues[0])
-    radix = 1
-    with np.errstate(over="ignore"):
-        for j, d in enumerate(digits):
-            out += d * np.uint64(radix % (1 << 64))
-            radix *= primes[j]
-    return out
-
-
-def _uniform_mod(prg: Prg, shape: tuple[int, ...], t: int) -> np.ndarray:
-    """Uniform residues mod ``t`` (rejection sampling of ``t.bit_length()``-bit draws)."""
-    mask = np.uint64((1 << t.bit_length()) - 1)
-    out = prg.random_u64(shape) & mask
-    flat = out.reshape(-1)
-    bad = np.flatnonzero(flat >= np.uint64(t))
-    while bad.size:
-        flat[bad] = prg.random_u64(bad.size) & mask
-        bad = bad[flat[bad] >= np.uint64(t)]
-    return out
 
 
 # ---- the encoding ------------------------------------------------------------------------------
@@ -363,6 +294,34 @@ def _b_polys(b: np.ndarray, plan: BlockPlan, degree: int) -> np.ndarray:
     return out
 
 
+def _halves(x: np.ndarray, t: int = PLAIN) -> tuple[np.ndarray, np.ndarray]:
+    """``x = lo + 2^32 hi (mod 2^64)`` with ``lo, hi`` signed 32-bit, each written as SEAL's
+    plaintext coefficient (a negative ``v`` as ``t + v``; SEAL lifts it back to ``v``)."""
+    lo = (x & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    lo -= (lo >= 1 << 31).astype(np.int64) << 32
+    with np.errstate(over="ignore"):
+        hi = ((x - lo.astype(U64)) >> np.uint64(_HALF)).astype(np.int64)
+    hi -= (hi >= 1 << 31).astype(np.int64) << 32
+    return tuple(np.where(h < 0, h + t, h).astype(U64) for h in (lo, hi))  # type: ignore[return-value]
+
+
+def _join(hi: np.ndarray, lo: np.ndarray, peer: str) -> np.ndarray:
+    """``M mod 2^64`` from ``hi = round(M / 2^5) mod 2^59`` and ``lo = M mod 2^59`` (module doc).
+
+    ``lo >> 5`` is ``floor(M / 2^5) mod 2^54``, so ``hi - (lo >> 5)`` is the rounding's carry
+    (0 or 1) mod 2^54; anything else means a decryption was not exact.
+
+    Raises:
+        HeError: the two decryptions disagree (a block from ``peer`` not made as specified).
+    """
+    width = PLAIN.bit_length() - 1  # 59
+    carry = (hi - (lo >> np.uint64(LOW_BITS))) & np.uint64((1 << (width - LOW_BITS)) - 1)
+    if np.any(carry > 1):
+        raise HeError(f"HE matrix triple: an evaluated block from {peer!r} does not decrypt consistently")
+    top = (hi - carry) & np.uint64((1 << width) - 1)
+    return (top << np.uint64(LOW_BITS)) | (lo & np.uint64((1 << LOW_BITS) - 1))
+
+
 def _rows(plan: BlockPlan, lo: int, hi: int) -> BlockPlan:
     """The plan of A's block rows ``lo .. hi - 1`` alone (their m)."""
     return dataclasses.replace(plan, m=min(plan.m, hi * plan.mb) - lo * plan.mb)
@@ -383,8 +342,8 @@ def _blocks_to_matrix(v: np.ndarray, plan: BlockPlan) -> np.ndarray:
 # ---- the protocol ------------------------------------------------------------------------------
 
 
-class _Prime:
-    """One prime's keys, and this holder's B plaintexts (NTT form, data level) while needed."""
+class _Holder:
+    """This holder's keys for the triple, and its B plaintexts (NTT form, data level) while needed."""
 
     def __init__(self, c: SealContext) -> None:
         seal = c.seal
@@ -396,49 +355,63 @@ class _Prime:
         self.encryptor = seal.Encryptor(c.ctx, self.secret)
         self.decryptor = seal.Decryptor(c.ctx, self.secret)
         self.evaluator = seal.Evaluator(c.ctx)
-        self.b_plain: list[Any] | None = None  # made for the first chunk it evaluates
+        self.qcol = np.array(c.qs, dtype=U64)[:, None]
+        # B's halves per block (None for a zero one: SEAL refuses a product with it), made for
+        # the first chunk this holder evaluates; and the constant 2^32 (NTT form)
+        self.b_plain: list[tuple[Any, Any]] | None = None
+        self.shift: Any = None
 
-    def load_b(self, files: Files, b_res: np.ndarray) -> None:
-        """B's blocks as plaintexts; None for a zero block (SEAL refuses a product with it)."""
+    def plain_ntt(self, files: Files, coeffs: np.ndarray) -> Any:
         seal, c = self.c.seal, self.c
-        self.b_plain = []
-        for poly in b_res.reshape(-1, b_res.shape[-1]):
-            if not poly.any():
-                self.b_plain.append(None)
-                continue
-            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly))
-            self.evaluator.transform_to_ntt_inplace(pt, c.ctx.first_parms_id())
-            self.b_plain.append(pt)
+        pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(coeffs))
+        self.evaluator.transform_to_ntt_inplace(pt, c.ctx.first_parms_id())
+        return pt
+
+    def load_b(self, files: Files, b_polys: np.ndarray) -> None:
+        lo, hi = _halves(b_polys.reshape(-1, b_polys.shape[-1]))
+        self.b_plain = [
+            tuple(self.plain_ntt(files, x) if x.any() else None for x in pair)  # type: ignore[misc]
+            for pair in zip(lo, hi, strict=True)
+        ]
+        self.shift = self.plain_ntt(files, np.array([1 << _HALF], dtype=U64))
+
+    def low(self, x: np.ndarray) -> np.ndarray:
+        """``round(Q x_l / 2^64) mod q_i`` (L, N) for the low bits ``x_l`` of ``x`` (N,)."""
+        return self.c.low_table[:, (x & np.uint64((1 << LOW_BITS) - 1)).astype(np.intp)]
 
 
-def _encrypt_rows(pr: _Prime, files: Files, a_res: np.ndarray) -> list[bytes]:
-    """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key, each
-    serialized *seeded*: SEAL writes ``c_1`` (uniform) as the seed of its PRNG, so a block is half
-    a ciphertext's bytes; the peer's loader expands the seed."""
-    seal, c = pr.c.seal, pr.c
+def _encrypt_rows(me: _Holder, files: Files, a_polys: np.ndarray) -> list[bytes]:
+    """This holder's A blocks (rows of blocks, flattened) encrypted under its secret key at the
+    scale ``Q / 2^64``, each serialized *seeded* (``c_1`` as the seed of SEAL's PRNG, so half a
+    ciphertext's bytes; the peer's loader expands it): SEAL encrypts the high bits (at ``Q / t``)
+    and the low bits are added to the saved ``c_0`` (:mod:`._he_seal`)."""
+    seal, c = me.c.seal, me.c
     out = []
-    for poly in a_res.reshape(-1, a_res.shape[-1]):
-        pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly))
-        out.append(files.save(pr.encryptor.encrypt_symmetric(pt)))  # a Serializable: seeded
+    for poly in a_polys.reshape(-1, a_polys.shape[-1]):
+        pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(poly >> np.uint64(LOW_BITS)))
+        saved = files.save(me.encryptor.encrypt_symmetric(pt))  # a Serializable: seeded
+        out.append(c.seeded_plus_c0(saved, me.low(poly)))
     return out
 
 
 def _evaluate(
-    pr: _Prime,
+    me: _Holder,
     files: Files,
     peer: str,
     peer_pk: Any,
     theirs: list[memoryview],
     rows: int,
     plan: BlockPlan,
-    mask: np.ndarray,
+    pos: np.ndarray,
+    prg: Prg,
     flood: Callable[[], np.ndarray],
     drops: int,
-) -> list[bytes]:
-    """For each of ``rows`` block rows of the peer's A: per block column ``sum_l Enc(a) b +
-    Enc_pk(mask) + (f, 0)``, mod switched ``drops`` times (:func:`reply_drops`), serialized
-    (module doc)."""
-    seal, c, ev = pr.c.seal, pr.c, pr.evaluator
+) -> tuple[list[bytes], np.ndarray]:
+    """For each of ``rows`` block rows of the peer's A: per block column ``sum_l Enc(a) b_lo +
+    2^32 sum_l Enc(a) b_hi + Enc_pk(R) + (f, 0)``, mod switched ``drops`` times
+    (:func:`reply_drops`), serialized (module doc); and the masks ``R`` at ``pos``
+    (rows x block columns, m', n')."""
+    seal, c, ev = me.c.seal, me.c, me.evaluator
     _, ik, jn = plan.counts
     if len(theirs) != rows * ik:  # unpack checked the count; a guard for direct callers
         raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {rows * ik}")
@@ -450,45 +423,65 @@ def _evaluate(
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
     enc_pk = seal.Encryptor(c.ctx, peer_pk)
-    b_plain = pr.b_plain
-    if b_plain is None:
+    if me.b_plain is None:
         raise ValueError("HE matrix triple: B's plaintexts are not loaded (internal)")
     out = []
+    masks = np.empty((rows * jn,) + pos.shape, dtype=U64)
     prod = seal.Ciphertext(c.ctx)
     for r in range(rows):
         for j in range(jn):
-            # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
-            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask[r * jn + j]))
-            acc = seal.Ciphertext(c.ctx)
-            enc_pk.encrypt(pt, acc)
-            terms = [(cts[r * ik + l], b_plain[l * jn + j]) for l in range(ik)]
-            terms = [(x, y) for x, y in terms if y is not None]
-            if terms:
+            sums = []
+            for half in (0, 1):
+                terms = [(cts[r * ik + l], me.b_plain[l * jn + j][half]) for l in range(ik)]
+                terms = [(x, y) for x, y in terms if y is not None]
+                if not terms:
+                    continue
                 total = seal.Ciphertext(c.ctx)
                 ev.multiply_plain(*terms[0], total)
                 for x, y in terms[1:]:
                     ev.multiply_plain(x, y, prod)
                     ev.add_inplace(total, prod)
-                ev.transform_from_ntt_inplace(total)
-                ev.add_inplace(acc, total)
-            ev.add_inplace(acc, files.load(seal.Ciphertext(c.ctx), c.ctx, c.flood_bytes(flood())))
+                if half:
+                    ev.multiply_plain_inplace(total, me.shift)
+                sums.append(total)
+            mask = prg.random_u64(DEGREE)
+            masks[r * jn + j] = mask[pos]
+            # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
+            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask >> np.uint64(LOW_BITS)))
+            acc = seal.Ciphertext(c.ctx)
+            enc_pk.encrypt(pt, acc)
+            if sums:
+                for x in sums[1:]:
+                    ev.add_inplace(sums[0], x)
+                ev.transform_from_ntt_inplace(sums[0])
+                ev.add_inplace(acc, sums[0])
+            low = me.low(mask) + flood()
+            low %= me.qcol
+            ev.add_inplace(acc, files.load(seal.Ciphertext(c.ctx), c.ctx, c.c0_bytes(low)))
             for _ in range(drops):  # after the flood: fewer bytes, the same view (reply_drops)
                 ev.mod_switch_to_next_inplace(acc)
             out.append(files.save(acc))
-    return out
+    return out, masks
 
 
-def _open(pr: _Prime, files: Files, peer: str, data: Any, pos: np.ndarray, level: list[int]) -> np.ndarray:
+def _open(me: _Holder, files: Files, peer: str, data: Any, pos: np.ndarray, level: list[int]) -> np.ndarray:
     """Decrypt one evaluated block (at the level ``level``, a ``parms_id``): its coefficients
-    at ``pos`` (mod t)."""
-    seal, c = pr.c.seal, pr.c
+    at ``pos`` mod 2^64, from the block and the block doubled :data:`LOW_BITS` times
+    (:func:`_join`)."""
+    seal, c = me.c.seal, me.c
     ct = load_peer(files, lambda: seal.Ciphertext(c.ctx), c, data, peer, "an evaluated ciphertext")
-    if ct.size() != 2 or list(ct.parms_id()) != level:
+    if ct.size() != 2 or list(ct.parms_id()) != level or ct.is_ntt_form():
         raise HeError(f"HE matrix triple: an evaluated ciphertext from {peer!r} has the wrong shape or level")
-    pt = seal.Plaintext()
-    pr.decryptor.decrypt(ct, pt)
-    n = pt.coeff_count()
-    return np.array([pt.data(int(i)) if i < n else 0 for i in pos.reshape(-1)], dtype=U64).reshape(pos.shape)
+    read = []
+    for doubled in (False, True):
+        if doubled:
+            for _ in range(LOW_BITS):
+                me.evaluator.add_inplace(ct, ct)
+        pt = seal.Plaintext()
+        me.decryptor.decrypt(ct, pt)
+        n = pt.coeff_count()
+        read.append(np.array([pt.data(int(i)) if i < n else 0 for i in pos.reshape(-1)], dtype=U64))
+    return _join(read[0], read[1], peer).reshape(pos.shape)
 
 
 def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np.ndarray]:
@@ -514,51 +507,36 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"he_cross_terms needs A (m, k) and B (k, n), not {a.shape!r} and {b.shape!r}")
     (m, k), n = a.shape, b.shape[1]
-    primes = primes_for(k)
     plan = plan_blocks(m, k, n)
-    fbits = flood_bits(plan, primes)
-    bound = _noise_bound(plan, primes) + (1 << fbits)  # an evaluated block's noise, flood included
-    drops = [reply_drops(context(t), bound) for t in primes]  # the same at both holders
-    levels = [context(t).level_parms_id(d) for t, d in zip(primes, drops, strict=True)]
+    fbits = flood_bits(plan)
+    c = context()
+    drops = reply_drops(c, _noise_bound(plan) + (1 << fbits))  # the same at both holders
+    level = c.level_parms_id(drops)
     im, ik, jn = plan.counts
-    chunks = _chunks(plan)
-    bits = 128 + (k - 1).bit_length() + SIGMA
-    words = prg.random_u64((_MASK_WORDS, m, n))  # R, uniform in [0, 2^bits)
-    words[_MASK_WORDS - 1] &= np.uint64((1 << (bits - 64 * (_MASK_WORDS - 1))) - 1)
+    units = _chunks(plan)
     pos = _wanted(plan)
-    r_idx, c_idx = np.arange(m)[:, None], np.arange(n)[None, :]
-    where = ((r_idx // plan.mb) * jn + c_idx // plan.nb) * DEGREE + pos[r_idx % plan.mb, c_idx % plan.nb]
-    units = [(p, lo, hi) for p in range(len(primes)) for lo, hi in chunks]
     files = Files()
-    state: dict[int, _Prime] = {}  # a prime's keys, from its first chunk until its last is opened
+    me = _Holder(c)
 
-    def payload(u: int) -> dict[str, Any]:  # unit u's message part: my A chunk (and my key)
-        p, lo, hi = units[u]
-        out: dict[str, Any] = {}
-        if p not in state:
-            state[p] = _Prime(context(primes[p]))
-            out["pk"] = files.save(state[p].public)
-        a_res = _a_polys(a[lo * plan.mb : hi * plan.mb] % np.uint64(primes[p]), _rows(plan, lo, hi), DEGREE)
-        out["a"] = pack(_encrypt_rows(state[p], files, a_res))
+    def payload(u: int) -> dict[str, Any]:  # round u's part: my A chunk (and my key on the first)
+        lo, hi = units[u]
+        out: dict[str, Any] = {"pk": files.save(me.public)} if u == 0 else {}
+        out["a"] = pack(_encrypt_rows(me, files, _a_polys(a[lo * plan.mb : hi * plan.mb], _rows(plan, lo, hi), DEGREE)))
         return out
 
     theirs: dict[int, list[Any]] = {}  # the peer's chunks by unit, from arrival to evaluation
-    pks: dict[int, Any] = {}
+    peer_pk: list[Any] = []
+    masks = np.zeros((im, jn) + pos.shape, dtype=U64)  # R at the wanted coefficients (I keep -R)
 
     def evaluate(v: int) -> tuple[np.ndarray, np.ndarray]:  # the peer's chunk v, packed
-        pp, plo, phi = units[v]
-        t = primes[pp]
-        pr = state[pp]
-        if pr.b_plain is None:
-            pr.load_b(files, _b_polys(b % np.uint64(t), plan, DEGREE))
-        mask = _uniform_mod(prg, ((phi - plo) * jn, DEGREE), t)
-        rows = np.arange(plo * plan.mb, min(m, phi * plan.mb))
-        sub = where[rows] - plo * jn * DEGREE
-        mask.reshape(-1)[sub] = _reduce(words[:, rows], t)
-        flood = _flood_maker(prg, context(t), fbits)
-        out = _evaluate(pr, files, peer, pks[pp], theirs.pop(v), phi - plo, plan, mask, flood, drops[pp])
-        if phi == im:  # the prime's last chunk: its B plaintexts are done with
-            pr.b_plain = None
+        plo, phi = units[v]
+        if me.b_plain is None:
+            me.load_b(files, _b_polys(b, plan, DEGREE))
+        flood = _flood_maker(prg, c, fbits)
+        out, r = _evaluate(me, files, peer, peer_pk[0], theirs.pop(v), phi - plo, plan, pos, prg, flood, drops)
+        masks[plo:phi] = r.reshape((phi - plo, jn) + pos.shape)
+        if phi == im:  # the last chunk: B's plaintexts are done with
+            me.b_plain = None
         return pack(out)
 
     def work(u: int) -> dict[str, Any]:
@@ -572,7 +550,7 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
         return out
 
     try:
-        opened = [np.zeros((im, jn) + pos.shape, dtype=U64) for _ in primes]
+        opened = np.zeros((im, jn) + pos.shape, dtype=U64)
         ahead = Ahead(lambda: payload(0))
         last = len(units) + 1
         for u in range(last + 1):
@@ -583,24 +561,20 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             if not isinstance(msg, dict):
                 raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
             if u < len(units):
-                p, lo, hi = units[u]
-                if lo == 0:
-                    c = context(primes[p])
-                    pks[p] = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
+                lo, hi = units[u]
+                if u == 0:
+                    peer_pk.append(load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key"))
                 theirs[u] = unpack(msg.get("a"), (hi - lo) * ik, peer, "ciphertexts")
             if u >= 2:  # the peer's evaluation of my chunk u - 2
-                pp, plo, phi = units[u - 2]
+                plo, phi = units[u - 2]
                 outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
-                    opened[pp][plo + r, j] = _open(state[pp], files, peer, data, pos, levels[pp])
-                if phi == im:  # every output of the prime is open: its keys are done with
-                    del state[pp]
-        residues = [_blocks_to_matrix(o, plan) for o in opened]
+                    opened[plo + r, j] = _open(me, files, peer, data, pos, level)
     finally:
         files.close()
     with np.errstate(over="ignore"):
-        return _garner(residues, primes) - words[0]
+        return _blocks_to_matrix(opened, plan) - _blocks_to_matrix(masks, plan)
 
 
 def _flood_maker(prg: Prg, c: SealContext, fbits: int) -> Callable[[], np.ndarray]:
@@ -652,4 +626,4 @@ def offloaded_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, key: bytes) -
 
 def worth_a_process(m: int, k: int, n: int) -> bool:
     """Whether the modelled CPU of a triple pays for a child process (~0.5 s to start)."""
-    return len(primes_for(k)) * plan_blocks(m, k, n).cost() >= _OFFLOAD_MS
+    return plan_blocks(m, k, n).cost() >= _OFFLOAD_MS

@@ -123,17 +123,16 @@ def uses_he(route: str, m: int, k: int, n: int) -> bool:
         return False
     try:
         plan = _he_triples.plan_blocks(m, k, n)
-        primes = _he_triples.primes_for(k)
-        _he_triples.flood_bits(plan, primes)
+        _he_triples.flood_bits(plan)
     except ValueError:
         return False
     if route == "he":
         return True
     rows = 64 * k * min(m, n)
     ot = rows * (_OT_COST_ROW + _OT_COST_WORD * max(m, n))
-    # per prime, a holder does one direction's encryptions and decryptions and the other's
-    # products: plan.cost() models exactly that sum
-    return len(primes) * plan.cost() < ot
+    # a holder does one direction's encryptions and decryptions and the other's products:
+    # plan.cost() models exactly that sum
+    return plan.cost() < ot
 
 
 # ---- correlations ------------------------------------------------------------------------------

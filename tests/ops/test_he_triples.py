@@ -1,6 +1,7 @@
 """HE cross terms of matrix triples (mpcactors/ops/_he_triples.py) against numpy mod 2^64.
 
-The encoding, the CRT, the reductions and the block plans are checked in plain integers; the
+The encoding, the 2^64 scale's halves and join, the reductions and the block plans are checked
+in plain integers; the
 protocol runs both holders through ``run_local`` with TenSEAL (the ``he`` extra, which the test
 install includes).
 """
@@ -15,14 +16,14 @@ import pytest
 from mpcactors.ops import _he_triples as he
 from mpcactors.ops._comm import run_local
 from mpcactors.ops._he_triples import (
-    PRIMES,
     SIGMA,
     BlockPlan,
     HeError,
     _a_polys,
     _b_polys,
     _blocks_to_matrix,
-    _garner,
+    _halves,
+    _join,
     _reduce,
     _reduce_near,
     _wanted,
@@ -30,7 +31,6 @@ from mpcactors.ops._he_triples import (
     he_cross_terms,
     he_rounds,
     plan_blocks,
-    primes_for,
 )
 from mpcactors.ops._prg import Prg
 
@@ -55,29 +55,60 @@ def _ints(words: np.ndarray) -> list[int]:
     return [sum(int(words[w, i]) << (64 * w) for w in range(words.shape[0])) for i in range(words.shape[1])]
 
 
-def test_primes_are_coprime_and_enough() -> None:
-    assert all(math.gcd(p, q) == 1 for i, p in enumerate(PRIMES) for q in PRIMES[i + 1 :])
-    assert all(p < 1 << 46 for p in PRIMES)
-    for k in (1, 2, 255, 256, 1024, 1 << 14):
-        assert math.prod(primes_for(k)) > 1 << (128 + (k - 1).bit_length() + SIGMA + 1)
-    with pytest.raises(ValueError, match="more than"):
-        primes_for(1 << 30)
+def _lift(v: np.ndarray, t: int = he.PLAIN) -> list[int]:
+    """SEAL's reading of plaintext coefficients: those at or above t / 2 are negative."""
+    return [int(x) - t if int(x) >= (t + 1) // 2 else int(x) for x in v]
 
 
-def test_reductions_and_garner_rebuild_big_integers() -> None:
+def test_halves_are_small_plaintexts_that_rebuild_the_word() -> None:
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.integers(0, 1 << 64, 500, dtype=U64), np.array([0, 1, (1 << 31) - 1, 1 << 31, (1 << 32) - 1,
+                        1 << 63, (1 << 64) - 1, (1 << 63) + (1 << 31)], dtype=U64)])
+    lo, hi = _halves(x)
+    assert lo.dtype == hi.dtype == U64 and (lo < he.PLAIN).all() and (hi < he.PLAIN).all()
+    for lo_v, hi_v, want in zip(_lift(lo), _lift(hi), x.tolist(), strict=True):
+        assert -(1 << 31) <= lo_v < 1 << 31 and -(1 << 31) <= hi_v < 1 << 31
+        assert (lo_v + (hi_v << 32)) % (1 << 64) == want
+
+
+def test_join_rebuilds_the_word_from_two_decryptions_whatever_the_rounding() -> None:
+    """hi = round(M / 32) mod 2^59 may round either way at an exact half (the noise decides),
+    lo = M mod 2^59: the join is M mod 2^64 in every case; a pair that is not of one M raises."""
+    rng = np.random.default_rng(5)
+    m = [int(v) for v in rng.integers(0, 1 << 64, 300, dtype=U64)] + [0, 16, 31, 32, (1 << 64) - 16, (1 << 64) - 1]
+    mask59 = (1 << 59) - 1
+    for up in (False, True):  # a half rounded down, or up
+        hi = [((v >> 5) + (1 if (v & 31) > 16 or ((v & 31) == 16 and up) else 0)) & mask59 for v in m]
+        lo = [v & mask59 for v in m]
+        got = _join(np.array(hi, dtype=U64), np.array(lo, dtype=U64), "bob")
+        assert [int(x) for x in got] == m
+    with pytest.raises(HeError, match="from 'bob' does not decrypt consistently"):
+        _join(np.array([5], dtype=U64), np.array([0], dtype=U64), "bob")
+
+
+def test_low_table_holds_the_scaled_low_bits() -> None:
+    if not he.available():
+        pytest.skip("TenSEAL (the he extra) does not import")
+    c = he.context()
+    q = math.prod(c.qs)
+    assert c.t == he.PLAIN and len(c.qs) == 4 and c.low_table.shape == (4, 1 << he.LOW_BITS)
+    for v in (0, 1, 17, 31):
+        exact = q * v / (1 << 64)
+        for i, qi in enumerate(c.qs):
+            got = int(c.low_table[i, v])
+            assert got == round(q * v / 2**64) % qi or got == ((q * v + (1 << 63)) >> 64) % qi
+            assert abs(((q * v + (1 << 63)) >> 64) - exact) <= 0.5
+
+
+def test_reductions_rebuild_big_integers() -> None:
     rng = np.random.default_rng(3)
     words = rng.integers(0, 1 << 64, (3, 200), dtype=U64)
-    words[2] >>= np.uint64(1)  # below 2^191 < prod(primes)
     value = _ints(words)
-    for t in PRIMES:
-        assert [int(x) for x in _reduce(words, t)] == [v % t for v in value]
-    for q in ((1 << 60) - 16383, (1 << 60) - 163839, (1 << 59) + 55):  # SEAL-like primes; a far one
+    for q in ((1 << 60) - 16383, (1 << 60) - 163839, (1 << 59) + 55, 70368744177643):  # SEAL-like; far ones
         for bits in (192, 131, 64, 30, 7):
             want = [(v & ((1 << bits) - 1)) % q for v in value]
             assert [int(x) for x in _reduce_near(words, q, bits)] == want
             assert [int(x) for x in _reduce(words, q, bits)] == want
-    got = _garner([_reduce(words, t) for t in PRIMES], PRIMES)
-    assert [int(x) for x in got] == [v % (1 << 64) for v in value]
 
 
 @pytest.mark.parametrize(
@@ -113,14 +144,15 @@ def test_plan_fits_the_ring_and_covers_the_matrices() -> None:
 
 
 def test_the_flood_fits_up_to_1024_cubed_and_refuses_beyond() -> None:
-    """F = 2^40 x noise bound x flooded coefficients, below Delta / 2 with the noise (module doc)."""
+    """F >= 2^40 x noise bound x flooded coefficients, and 32 (B + F) below Q / (2 t) (module doc)."""
     plan = plan_blocks(1024, 1024, 1024)
-    bits = flood_bits(plan, primes_for(1024))
-    im, _, jn = plan.counts
-    noise = 43 * 1024 * plan.nb * (max(PRIMES) // 2) // 2
-    assert 1 << bits >= noise * len(primes_for(1024)) * im * jn * he.DEGREE << SIGMA
-    with pytest.raises(ValueError, match="needs a flood"):
-        flood_bits(plan_blocks(64, 1 << 16, 4096), primes_for(1 << 16))
+    bits = flood_bits(plan)
+    im, ik, jn = plan.counts
+    noise = 22 * ik * plan.kb * plan.nb * (1 << 31) * ((1 << 32) + 1)  # (eta + 1) ||b_half||_1 (2^32 + 1)
+    assert 1 << bits >= noise * im * jn * he.DEGREE << SIGMA
+    assert ((1 << bits) + noise) * 32 < (1 << (he.DATA_BITS - 1)) // he.PLAIN // 2
+    with pytest.raises(ValueError, match="needs a flood"):  # k = 2^30, m = n = 2^20
+        flood_bits(BlockPlan(1, 1 << 14, 1, 1 << 20, 1 << 30, 1 << 20))
 
 
 pytestmark_he = pytest.mark.skipif(not he.available(), reason="TenSEAL (the he extra) does not import")
@@ -152,20 +184,20 @@ def test_cross_terms_match_numpy(m: int, k: int, n: int) -> None:
     assert got.dtype == U64 and got.shape == (m, n)
     with np.errstate(over="ignore"):
         assert np.array_equal(got, _mm(a[0], b[1]) + _mm(a[1], b[0]))
-    assert rounds == he_rounds(m, k, n) == len(primes_for(k)) + 2
+    assert rounds == he_rounds(m, k, n) == 3
     for mine in res.values():  # each half alone is masked
         assert not np.any(mine == _mm(a[0], b[1])) and not np.any(mine == _mm(a[1], b[0]))
 
 
 @pytestmark_he
-def test_chunks_span_several_rounds_per_prime(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunks_span_several_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
     """A's ciphertexts go in chunks of block rows (the peer evaluates chunk u - 1 in round u)."""
     monkeypatch.setattr(he, "_CHUNK_BYTES", 1)  # one block row per round
-    a, b = _operands(9000, 3, 2, seed=4)  # m > N: at least two block rows
-    plan = plan_blocks(9000, 3, 2)
+    a, b = _operands(20000, 3, 2, seed=4)  # m > N: at least two block rows
+    plan = plan_blocks(20000, 3, 2)
     assert plan.counts[0] >= 2
     res, rounds = _run(a, b)
-    assert rounds == len(primes_for(3)) * plan.counts[0] + 2 == he_rounds(9000, 3, 2)
+    assert rounds == plan.counts[0] + 2 == he_rounds(20000, 3, 2)
     with np.errstate(over="ignore"):
         assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
 
@@ -181,12 +213,14 @@ def _budgets(monkeypatch: pytest.MonkeyPatch, b1: np.ndarray, *, flood: bool) ->
     seen: list[int] = []
     real_open = he._open
 
-    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
+    def spy(me: he._Holder, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
         if peer == "bob":
-            c = pr.c
+            c = me.c
             ct = files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data))
-            seen.append(pr.decryptor.invariant_noise_budget(ct))
-        return real_open(pr, files, peer, data, pos, level)
+            for _ in range(he.LOW_BITS):
+                me.evaluator.add_inplace(ct, ct)
+            seen.append(me.decryptor.invariant_noise_budget(ct))
+        return real_open(me, files, peer, data, pos, level)
 
     monkeypatch.setattr(he, "_open", spy)
     monkeypatch.setattr(he, "reply_drops", lambda c, bound, degree=he.DEGREE: 0)
@@ -215,40 +249,38 @@ def test_the_key_holders_view_does_not_depend_on_the_evaluators_share(monkeypatc
 
 @pytestmark_he
 def test_reply_drops_keeps_decryption_exact_in_the_worst_case() -> None:
-    """The evaluated blocks drop one of the three data primes (a third fewer bytes) at every
-    shape up to 1024^3, and the bound behind it is the worst case: after the switch the flood
-    and the rounding stay below Q' / (2 t) with margin, one more switch would not."""
-    c = he.context(PRIMES[0])
+    """The evaluated blocks drop two of the four data primes (half the bytes) at every shape up
+    to 1024^3, and the bound behind it is the worst case: after the switches the flood and the
+    rounding, doubled five times, stay below Q' / (2 t) with margin; one more would not."""
+    c = he.context()
     for m, k, n in [(20, 30, 10), (256, 256, 256), (1024, 1024, 1024)]:
-        plan, primes = plan_blocks(m, k, n), primes_for(k)
-        bound = he._noise_bound(plan, primes) + (1 << flood_bits(plan, primes))
-        assert he.reply_drops(c, bound) == 1
-        after = -(-bound // c.qs[2]) + he.DEGREE + 1
-        assert after < c.qs[0] * c.qs[1] // c.t // 2 // 2  # < Q' / (2 t), with a factor 2 to spare
-        assert -(-after // c.qs[1]) + he.DEGREE + 1 > c.qs[0] // c.t // 2 * 3 // 4  # a second switch would not fit
-    assert he.reply_drops(c, 1 << 200) == 0  # a noise near Delta: no switch at all
-    assert he.reply_drops(c, 1) == 1  # N + 1 of rounding never fits one 60-bit prime over t
+        plan = plan_blocks(m, k, n)
+        bound = he._noise_bound(plan) + (1 << flood_bits(plan))
+        assert he.reply_drops(c, bound) == 2
+        after = -(-(-(-bound // c.qs[3]) + he.DEGREE + 1) // c.qs[2]) + he.DEGREE + 1
+        assert 32 * after < c.qs[0] * c.qs[1] // c.t // 2 // 2  # < Q' / (2 t), with a factor 2 to spare
+        assert 32 * (-(-after // c.qs[1]) + he.DEGREE + 1) > c.qs[0] // c.t // 2  # a third switch would not fit
+    assert he.reply_drops(c, 1 << 250) == 0  # a noise near the headroom: no switch at all
+    assert he.reply_drops(c, 1) == 2  # N + 1 of rounding never fits one 60-bit prime over 32 t
 
 
 @pytestmark_he
 def test_evaluated_blocks_arrive_mod_switched(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What alice opens is at the level one switch below the data level (and is exact)."""
+    """What alice opens is at the level two switches below the data level (and is exact)."""
     levels: list[list[int]] = []
     real_open = he._open
 
-    def spy(pr: he._Prime, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
-        c = pr.c
+    def spy(me: he._Holder, files: he.Files, peer: str, data: bytes, pos: np.ndarray, level: list[int]) -> np.ndarray:
+        c = me.c
         levels.append(list(files.load(c.seal.Ciphertext(c.ctx), c.ctx, bytes(data)).parms_id()))
-        return real_open(pr, files, peer, data, pos, level)
+        return real_open(me, files, peer, data, pos, level)
 
     monkeypatch.setattr(he, "_open", spy)
     a, b = _operands(20, 30, 10, seed=4)
     res, _ = _run(a, b)
     with np.errstate(over="ignore"):
         assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
-    expected = [he.context(t).level_parms_id(1) for t in primes_for(30)]
-    assert levels and all(x in expected for x in levels)
-    assert all(x != he.context(t).parms_id for x in levels for t in primes_for(30))
+    assert levels and all(x == he.context().level_parms_id(2) for x in levels)
 
 
 @pytestmark_he
@@ -276,3 +308,24 @@ def test_a_malformed_message_is_an_error_naming_the_peer(bad, match: str) -> Non
         ex = bob.send({"alice": bad(to_bob)})
         if ex.meanwhile is not None:  # the ciphertexts are loaded when evaluated, while round 1 travels
             ex.meanwhile()
+
+
+@pytestmark_he
+def test_a_blocks_travel_seeded_and_decrypt_to_all_64_bits() -> None:
+    """An A block is SEAL's seeded ciphertext of the high bits with the low bits added to c_0
+    (half a whole ciphertext's bytes); it decrypts, at the scale Q / 2^64, to every bit of A."""
+    c = he.context()
+    files = he.Files()
+    try:
+        me = he._Holder(c)
+        x = np.random.default_rng(6).integers(0, 1 << 64, he.DEGREE, dtype=U64)
+        x[:4] = [0, 31, 1 << 63, (1 << 64) - 1]
+        (data,) = he._encrypt_rows(me, files, x.reshape(1, 1, -1))
+        assert len(data) < 0.51 * 2 * len(c.qs) * he.DEGREE * 8
+        ct = files.load(c.seal.Ciphertext(c.ctx), c.ctx, data)
+        assert ct.size() == 2 and list(ct.parms_id()) == c.parms_id
+        pos = np.array([0, 1, 2, 3, 100, he.DEGREE - 1])
+        got = he._open(me, files, "alice", data, pos, c.parms_id)
+        assert [int(v) for v in got] == [int(v) for v in x[pos]]
+    finally:
+        files.close()
