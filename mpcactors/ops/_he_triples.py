@@ -62,7 +62,7 @@ Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder
 ``u`` (with its public key on the first) and the evaluated outputs of the peer's chunk
 ``u - 2``. The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while round
 ``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a slow link
-the SEAL work hides behind the transfer. ``chunks + 2`` rounds (3 for shapes up to ~512^3).
+the SEAL work hides behind the transfer. ``chunks + 2`` rounds (3 at 256^3, 8 at 512^3).
 Both holders run both directions at once.
 
 TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
@@ -118,7 +118,7 @@ SIGMA = 40  # statistical security of the noise flooding
 _ETA = 21  # bound on SEAL's error coefficients (centred binomial, 21)
 _MASK_ENC_NOISE = 1 << 20  # bound on a public-key encryption's noise at N = 16384 (21 (2 N + 1) + 1)
 _HALF = 32  # B's halves: signed 32-bit integers
-_CHUNK_BYTES = 96 << 20  # A ciphertexts per chunk, counted loaded (~1 MB each)
+_CHUNK_BYTES = 16 << 20  # A ciphertexts per chunk, counted loaded (~1 MB each)
 _CT_BYTES = 2 * 4 * DEGREE * 8  # a ciphertext's coefficients at the data level
 _PT_BYTES = 2 * 4 * DEGREE * 8  # a B block's two plaintexts in NTT form at the data level
 _B_BUDGET = 768 << 20  # bytes of B plaintexts a plan may hold
