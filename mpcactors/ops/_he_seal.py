@@ -11,7 +11,7 @@ Theory of operation
   parameters, every coefficient below its modulus), so a malformed object from a peer is an
   error (:func:`load_peer`: :class:`HeError` naming the peer), never undefined behaviour.
 * **Coefficients from arrays.** ``sealapi`` cannot set a plaintext's or ciphertext's
-  coefficients from an array (its plaintexts parse a hex polynomial: ~4.5 ms at N = 8192). So
+  coefficients from an array (its plaintexts parse a hex polynomial, milliseconds each). So
   :class:`SealContext` writes them in SEAL's documented uncompressed format: a ``SEALHeader``
   (magic ``0xA15E``, header size 16, SEAL's version, ``compr_mode_type::none``, total size), then
   ``Plaintext::save_members`` (``parms_id``, coefficient count, scale, a ``DynArray``) or
@@ -66,7 +66,7 @@ class HeError(MpcError):
 
 @functools.cache  # asked per job; a failed import is not cached by Python
 def available() -> bool:
-    """Whether TenSEAL imports here (the ``he`` extra)."""
+    """Whether TenSEAL and zstandard import here (the ``he`` extra)."""
     try:
         seal_module()
     except ImportError:

@@ -99,7 +99,7 @@ def matrix_route(setting: str, *, resolve: bool = True) -> str:
         return setting
     if setting == "he":
         raise ConfigError(
-            "matrix_triples = 'he' needs TenSEAL (pip install 'mpcactors[he]'), which does not import here",
+            "matrix_triples = 'he' needs TenSEAL and zstandard (pip install 'mpcactors[he]'), which do not import here",
             key="matrix_triples",
         )
     return "ot"

@@ -79,7 +79,7 @@ def test_the_setting_is_checked_and_he_needs_tenseal(monkeypatch: pytest.MonkeyP
     assert matrix_route("he", resolve=False) == "ot"  # a dealer makes the triples
     monkeypatch.setattr(he, "available", lambda: False)
     assert matrix_route("auto") == "ot"
-    with pytest.raises(mpc.ConfigError, match=r"needs TenSEAL \(pip install 'mpcactors\[he\]'\)"):
+    with pytest.raises(mpc.ConfigError, match=r"needs TenSEAL and zstandard \(pip install 'mpcactors\[he\]'\)"):
         matrix_route("he")
     with pytest.raises(mpc.ConfigError, match="needs TenSEAL"):
         mpc.simulate(_nothing, protocol="semi2k", dealer="none", matrix_triples="he")
