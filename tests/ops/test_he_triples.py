@@ -329,3 +329,25 @@ def test_a_blocks_travel_seeded_and_decrypt_to_all_64_bits() -> None:
         assert [int(v) for v in got] == [int(v) for v in x[pos]]
     finally:
         files.close()
+
+
+@pytestmark_he
+@pytest.mark.parametrize("case", ["zero B", "small B", "all ones", "halves at 2^31"])
+def test_extreme_operands(case: str) -> None:
+    """Zero blocks (SEAL refuses a product with a zero plaintext: skipped), a B whose high halves
+    are all zero, words of all ones and halves exactly at the signed boundary."""
+    m, k, n = 9, 17, 6
+    a, b = _operands(m, k, n, seed=11)
+    if case == "zero B":
+        b[1] = np.zeros((k, n), dtype=U64)
+    elif case == "small B":
+        b = [x >> np.uint64(33) for x in b]
+    elif case == "all ones":
+        a = [np.full((m, k), (1 << 64) - 1, dtype=U64)] * 2
+        b = [np.full((k, n), (1 << 64) - 1, dtype=U64)] * 2
+    else:
+        a = [np.full((m, k), 1 << 63, dtype=U64)] * 2
+        b = [np.full((k, n), (1 << 32) + (1 << 31), dtype=U64)] * 2
+    res, _ = _run(a, b, seed=5)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
