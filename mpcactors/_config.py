@@ -33,6 +33,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 PROTOCOLS = ("rep3", "semi2k")
 # semi2k without a dealer: matrix triples chosen by modelled cost, always by OT, always by HE
 MATRIX_TRIPLES = ("auto", "ot", "he")
+SOFTSPOKEN_KS = (1, 2, 4, 8)  # ot/_softspoken.KS (this module imports no protocol code; a test pins them equal)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -255,7 +256,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         raise err("protocol", f"rep3 needs exactly 3 parties, the file has {len(parties)}")
     # semi2k without a dealer: SoftSpoken's bits per small VOLE (U is 16 / k bytes per OT)
     softspoken_k = raw.get("softspoken_k", 2)
-    if not isinstance(softspoken_k, int) or isinstance(softspoken_k, bool) or softspoken_k not in (1, 2, 4, 8):
+    if not isinstance(softspoken_k, int) or isinstance(softspoken_k, bool) or softspoken_k not in SOFTSPOKEN_KS:
         raise err("softspoken_k", f"must be 1, 2, 4 or 8 (bits per small VOLE; 4 sends less on slow links), not {softspoken_k!r}")
     # semi2k without a dealer: matrix triples by OT, by lattice HE (TenSEAL), or chosen by cost
     matrix_triples = raw.get("matrix_triples", "auto")

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._config import MATRIX_TRIPLES
 from .._errors import ConfigError
 from .._log import get_logger
 from . import _he_triples
@@ -91,7 +92,7 @@ def matrix_route(setting: str, *, resolve: bool = True) -> str:
     Raises:
         ConfigError: an unknown setting, or ``"he"`` where TenSEAL does not import.
     """
-    if setting not in ("auto", "ot", "he"):
+    if setting not in MATRIX_TRIPLES:
         raise ConfigError(f"matrix_triples must be 'auto', 'ot' or 'he', not {setting!r}", key="matrix_triples")
     if setting == "ot" or not resolve:
         return "ot"

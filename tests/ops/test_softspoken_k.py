@@ -93,6 +93,14 @@ def test_config_key_and_errors(tmp_path: Path) -> None:
         mpc.simulate(program, protocol="semi2k", dealer="none", softspoken_k=16)
 
 
+def test_the_config_accepts_exactly_the_k_the_protocol_has() -> None:
+    """``_config`` imports no protocol code, so it keeps its own copy of SoftSpoken's k."""
+    from mpcactors._config import SOFTSPOKEN_KS
+    from mpcactors.ot._softspoken import KS
+
+    assert SOFTSPOKEN_KS == KS
+
+
 def test_parties_with_different_k_fail_the_job_naming_the_setting() -> None:
     async def program(job):
         return await job.reveal(job.input("alice", np.ones(2)) * job.input("bob", np.ones(2)))
