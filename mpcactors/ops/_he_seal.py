@@ -26,9 +26,12 @@ Theory of operation
   ``Q / 2^64`` (CHEETAH's), not SEAL's ``Q / t``: ``x = 32 x_h + x_l`` with ``x_l < 32``,
   SEAL's encryption of the plaintext ``x_h`` adds ``round(Q x_h / t)`` and
   :attr:`SealContext.low_table` holds ``round(Q x_l / 2^64) mod q_i`` for the 32 values of
-  ``x_l``, added to ``c_0`` as the ciphertext ``(low, 0)`` (:meth:`SealContext.c0_bytes`).
+  ``x_l``, added to ``c_0``: into a seeded ciphertext as SEAL saved it
+  (:meth:`SealContext.seeded_plus_c0`, which needs ``zstandard`` for SEAL's compression), or as
+  the ciphertext ``(low, 0)`` (:meth:`SealContext.c0_bytes`).
 
-TenSEAL is optional (the ``he`` extra) and imported on first use. Its calls hold the GIL.
+TenSEAL and zstandard are optional (the ``he`` extra) and imported on first use. TenSEAL's calls
+hold the GIL.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ import os
 import shutil
 import struct
 import tempfile
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -151,9 +153,7 @@ class SealContext:
             import zstandard  # optional (the he extra), imported on first use
 
             body = zstandard.ZstdDecompressor().decompress(saved[16:], max_output_size=2 * len(saved) + (1 << 16))
-        elif mode == 1:
-            body = zlib.decompress(saved[16:])
-        else:
+        else:  # SEAL as TenSEAL builds it compresses with zstd (2)
             raise ValueError(f"SEAL's saved ciphertext has compression mode {mode} (internal)")
         count = len(self.qs) * DEGREE
         ntt, size, degree, moduli = struct.unpack_from("<?QQQ", body, 32)

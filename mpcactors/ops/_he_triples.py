@@ -53,7 +53,9 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
   and a 60-bit special prime, ``t = 2^59``; one key pair per triple and holder (from SEAL's
   CSPRNG). Ciphertexts and public keys travel as SEAL's own serialized bytes, checked by
   SEAL's loader (a malformed one raises :class:`HeError` naming the peer); plaintexts and the
-  hand-written ``(c_0, 0)`` parts are written in SEAL's uncompressed format and loaded. The
+  hand-written ``(c_0, 0)`` parts are written in SEAL's uncompressed format and loaded. The A
+  ciphertexts are symmetric encryptions, so they travel *seeded* (``c_1`` as the 64-byte seed
+  it was expanded from: half the bytes), the low bits added to the ``c_0`` SEAL saved. The
   evaluator mod-switches each returned block down two data primes after the flood
   (:func:`reply_drops`: exact decryption in the worst case; a public function of the flooded
   block, so the same view).
