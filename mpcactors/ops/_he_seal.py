@@ -201,8 +201,11 @@ def unpack(packed: Any, count: int, peer: str, what: str) -> list[memoryview]:
     if sizes.size != count:
         raise HeError(f"HE matrix triple: {sizes.size} {what} from {peer!r}, expected {count}")
     ends = np.cumsum(sizes, dtype=np.uint64)
-    if count and int(ends[-1]) != blob.size:
-        raise HeError(f"HE matrix triple: {what} from {peer!r}: sizes add up to {int(ends[-1])}, not {blob.size}")
+    total = int(ends[-1]) if count else 0
+    if total != blob.size:
+        raise HeError(f"HE matrix triple: {what} from {peer!r}: sizes add up to {total}, not {blob.size}")
+    if not count:
+        return []
     view = memoryview(blob).cast("B")
     starts = [0, *(int(e) for e in ends[:-1])]
     return [view[s : int(e)] for s, e in zip(starts, ends, strict=True)]

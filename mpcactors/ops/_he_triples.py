@@ -60,9 +60,10 @@ with the matrices' entries (``m k + m n``), not with ``m k n`` as in Gilboa's OT
   (:func:`reply_drops`: exact decryption in the worst case; a public function of the flooded
   block, so the same view).
 
-Rounds: the A ciphertexts go in chunks of block rows; in round ``u`` each holder sends chunk
-``u`` (with its public key on the first) and the evaluated outputs of the peer's chunk
-``u - 2``. The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while round
+Rounds: the A ciphertexts go in chunks of ~16 MB (:func:`_chunks`: whole block rows, or parts
+of a row along k where one row is more); in round ``u`` each holder sends chunk ``u`` (with its
+public key on the first) and the evaluated outputs of the peer's chunk ``u - 2`` (of the rows
+it ends). The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while round
 ``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a slow link
 the SEAL work hides behind the transfer. ``chunks + 2`` rounds (3 at 256^3, 8 at 512^3).
 Both holders run both directions at once.
@@ -240,11 +241,17 @@ def he_rounds(m: int, k: int, n: int) -> int:
     return len(_chunks(plan_blocks(m, k, n))) + 2
 
 
-def _chunks(plan: BlockPlan) -> list[tuple[int, int]]:
-    """Block-row ranges of A sent per round (about :data:`_CHUNK_BYTES` of ciphertexts each)."""
+def _chunks(plan: BlockPlan) -> list[tuple[int, int, int, int]]:
+    """The A blocks sent per round, about :data:`_CHUNK_BYTES` of ciphertexts each, as
+    ``(lo, hi, l0, l1)``: block rows ``lo .. hi - 1`` and, of those, the blocks ``l0 .. l1 - 1``
+    along k. Whole block rows where one fits; a longer row (big k) goes in parts, whose
+    products the evaluator sums until the row's last part, so no round holds more."""
     im, ik, _ = plan.counts
-    step = max(1, _CHUNK_BYTES // (ik * _CT_BYTES))
-    return [(lo, min(im, lo + step)) for lo in range(0, im, step)]
+    per = max(1, _CHUNK_BYTES // _CT_BYTES)
+    if ik <= per:
+        step = per // ik
+        return [(lo, min(im, lo + step), 0, ik) for lo in range(0, im, step)]
+    return [(r, r + 1, l0, min(ik, l0 + per)) for r in range(im) for l0 in range(0, ik, per)]
 
 
 def _reduce(words: np.ndarray, q: int, bits: int | None = None) -> np.ndarray:
@@ -324,11 +331,6 @@ def _join(hi: np.ndarray, lo: np.ndarray, peer: str) -> np.ndarray:
     return (top << np.uint64(LOW_BITS)) | (lo & np.uint64((1 << LOW_BITS) - 1))
 
 
-def _rows(plan: BlockPlan, lo: int, hi: int) -> BlockPlan:
-    """The plan of A's block rows ``lo .. hi - 1`` alone (their m)."""
-    return dataclasses.replace(plan, m=min(plan.m, hi * plan.mb) - lo * plan.mb)
-
-
 def _wanted(plan: BlockPlan) -> np.ndarray:
     """(m', n'): the exponent holding ``sum_l A[r, l] B[l, c]`` of a block product."""
     kb, nb = plan.kb, plan.nb
@@ -396,27 +398,27 @@ def _encrypt_rows(me: _Holder, files: Files, a_polys: np.ndarray) -> list[bytes]
     return out
 
 
-def _evaluate(
+def _accumulate(
     me: _Holder,
     files: Files,
     peer: str,
-    peer_pk: Any,
     theirs: list[memoryview],
-    rows: int,
+    unit: tuple[int, int, int, int],
     plan: BlockPlan,
-    pos: np.ndarray,
-    prg: Prg,
-    flood: Callable[[], np.ndarray],
-    drops: int,
-) -> tuple[list[bytes], np.ndarray]:
-    """For each of ``rows`` block rows of the peer's A: per block column ``sum_l Enc(a) b_lo +
-    2^32 sum_l Enc(a) b_hi + Enc_pk(R) + (f, 0)``, mod switched ``drops`` times
-    (:func:`reply_drops`), serialized (module doc); and the masks ``R`` at ``pos``
-    (rows x block columns, m', n')."""
+    sums: dict[tuple[int, int], list[Any]],
+) -> None:
+    """Add the products of the peer's A blocks of ``unit`` (block rows ``lo .. hi - 1``, blocks
+    ``l0 .. l1 - 1`` along k) by my B blocks to ``sums[(r, j)]``: per block column ``j`` the
+    running ``sum_l Enc(a) b_lo`` and ``sum_l Enc(a) b_hi`` (NTT form; absent while every B
+    block so far was zero)."""
     seal, c, ev = me.c.seal, me.c, me.evaluator
-    _, ik, jn = plan.counts
-    if len(theirs) != rows * ik:  # unpack checked the count; a guard for direct callers
-        raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {rows * ik}")
+    lo, hi, l0, l1 = unit
+    _, _, jn = plan.counts
+    width = l1 - l0
+    if len(theirs) != (hi - lo) * width:  # unpack checked the count; a guard for direct callers
+        raise HeError(f"HE matrix triple: {len(theirs)} ciphertexts from {peer!r}, expected {(hi - lo) * width}")
+    if me.b_plain is None:
+        raise ValueError("HE matrix triple: B's plaintexts are not loaded (internal)")
     cts = []
     for x in theirs:
         ct = load_peer(files, lambda: seal.Ciphertext(c.ctx), c, x, peer, "a ciphertext")
@@ -424,46 +426,57 @@ def _evaluate(
             raise HeError(f"HE matrix triple: a ciphertext from {peer!r} is not a fresh one at the data level")
         ev.transform_to_ntt_inplace(ct)
         cts.append(ct)
-    enc_pk = seal.Encryptor(c.ctx, peer_pk)
-    if me.b_plain is None:
-        raise ValueError("HE matrix triple: B's plaintexts are not loaded (internal)")
-    out = []
-    masks = np.empty((rows * jn,) + pos.shape, dtype=U64)
     prod = seal.Ciphertext(c.ctx)
-    for r in range(rows):
+    for r in range(lo, hi):
         for j in range(jn):
-            sums = []
+            acc = sums.setdefault((r, j), [None, None])
             for half in (0, 1):
-                terms = [(cts[r * ik + l], me.b_plain[l * jn + j][half]) for l in range(ik)]
-                terms = [(x, y) for x, y in terms if y is not None]
-                if not terms:
-                    continue
-                total = seal.Ciphertext(c.ctx)
-                ev.multiply_plain(*terms[0], total)
-                for x, y in terms[1:]:
-                    ev.multiply_plain(x, y, prod)
-                    ev.add_inplace(total, prod)
-                if half:
-                    ev.multiply_plain_inplace(total, me.shift)
-                sums.append(total)
-            mask = prg.random_u64(DEGREE)
-            masks[r * jn + j] = mask[pos]
-            # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
-            pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask >> np.uint64(LOW_BITS)))
-            acc = seal.Ciphertext(c.ctx)
-            enc_pk.encrypt(pt, acc)
-            if sums:
-                for x in sums[1:]:
-                    ev.add_inplace(sums[0], x)
-                ev.transform_from_ntt_inplace(sums[0])
-                ev.add_inplace(acc, sums[0])
-            low = me.low(mask) + flood()
-            low %= me.qcol
-            ev.add_inplace(acc, files.load(seal.Ciphertext(c.ctx), c.ctx, c.c0_bytes(low)))
-            for _ in range(drops):  # after the flood: fewer bytes, the same view (reply_drops)
-                ev.mod_switch_to_next_inplace(acc)
-            out.append(files.save(acc))
-    return out, masks
+                for i in range(width):
+                    y = me.b_plain[(l0 + i) * jn + j][half]
+                    if y is None:
+                        continue
+                    x = cts[(r - lo) * width + i]
+                    if acc[half] is None:
+                        acc[half] = seal.Ciphertext(c.ctx)
+                        ev.multiply_plain(x, y, acc[half])
+                    else:
+                        ev.multiply_plain(x, y, prod)
+                        ev.add_inplace(acc[half], prod)
+
+
+def _finish(
+    me: _Holder,
+    files: Files,
+    enc_pk: Any,
+    acc: list[Any],
+    pos: np.ndarray,
+    prg: Prg,
+    flood: Callable[[], np.ndarray],
+    drops: int,
+) -> tuple[bytes, np.ndarray]:
+    """One evaluated block from its sums (:func:`_accumulate`): ``lo + 2^32 hi + Enc_pk(R) +
+    (f, 0)``, mod switched ``drops`` times (:func:`reply_drops`), serialized (module doc); and
+    the mask ``R`` at ``pos``."""
+    seal, c, ev = me.c.seal, me.c, me.evaluator
+    if acc[1] is not None:
+        ev.multiply_plain_inplace(acc[1], me.shift)
+    parts = [x for x in acc if x is not None]
+    mask = prg.random_u64(DEGREE)
+    # The fresh encryption also re-randomizes c_1 (else c_1 / c_1(Enc(a)) = b).
+    pt = files.load(seal.Plaintext(), c.ctx, c.plaintext_bytes(mask >> np.uint64(LOW_BITS)))
+    out = seal.Ciphertext(c.ctx)
+    enc_pk.encrypt(pt, out)
+    if parts:
+        for x in parts[1:]:
+            ev.add_inplace(parts[0], x)
+        ev.transform_from_ntt_inplace(parts[0])
+        ev.add_inplace(out, parts[0])
+    low = me.low(mask) + flood()
+    low %= me.qcol
+    ev.add_inplace(out, files.load(seal.Ciphertext(c.ctx), c.ctx, c.c0_bytes(low)))
+    for _ in range(drops):  # after the flood: fewer bytes, the same view (reply_drops)
+        ev.mod_switch_to_next_inplace(out)
+    return files.save(out), mask[pos]
 
 
 def _open(me: _Holder, files: Files, peer: str, data: Any, pos: np.ndarray, level: list[int]) -> np.ndarray:
@@ -520,24 +533,33 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
     files = Files()
     me = _Holder(c)
 
-    def payload(u: int) -> dict[str, Any]:  # round u's part: my A chunk (and my key on the first)
-        lo, hi = units[u]
+    def payload(u: int) -> dict[str, Any]:  # round u's part: my A blocks (and my key on the first)
+        lo, hi, l0, l1 = units[u]
         out: dict[str, Any] = {"pk": files.save(me.public)} if u == 0 else {}
-        out["a"] = pack(_encrypt_rows(me, files, _a_polys(a[lo * plan.mb : hi * plan.mb], _rows(plan, lo, hi), DEGREE)))
+        band = a[lo * plan.mb : hi * plan.mb, l0 * plan.kb : l1 * plan.kb]
+        part = dataclasses.replace(plan, m=band.shape[0], k=band.shape[1])
+        out["a"] = pack(_encrypt_rows(me, files, _a_polys(band, part, DEGREE)))
         return out
 
-    theirs: dict[int, list[Any]] = {}  # the peer's chunks by unit, from arrival to evaluation
-    peer_pk: list[Any] = []
+    theirs: dict[int, list[Any]] = {}  # the peer's A blocks by unit, from arrival to evaluation
+    peer_enc: list[Any] = []  # an encryptor under the peer's public key
+    sums: dict[tuple[int, int], list[Any]] = {}  # (block row, block column) -> running sums
     masks = np.zeros((im, jn) + pos.shape, dtype=U64)  # R at the wanted coefficients (I keep -R)
 
-    def evaluate(v: int) -> tuple[np.ndarray, np.ndarray]:  # the peer's chunk v, packed
-        plo, phi = units[v]
+    def evaluate(v: int) -> tuple[np.ndarray, np.ndarray]:  # the peer's unit v, packed
+        unit = units[v]
+        plo, phi, _, l1 = unit
         if me.b_plain is None:
             me.load_b(files, _b_polys(b, plan, DEGREE))
-        flood = _flood_maker(prg, c, fbits)
-        out, r = _evaluate(me, files, peer, peer_pk[0], theirs.pop(v), phi - plo, plan, pos, prg, flood, drops)
-        masks[plo:phi] = r.reshape((phi - plo, jn) + pos.shape)
-        if phi == im:  # the last chunk: B's plaintexts are done with
+        _accumulate(me, files, peer, theirs.pop(v), unit, plan, sums)
+        out = []
+        if l1 == ik:  # the rows' last blocks along k: their outputs are complete
+            flood = _flood_maker(prg, c, fbits)
+            for r in range(plo, phi):
+                for j in range(jn):
+                    data, masks[r, j] = _finish(me, files, peer_enc[0], sums.pop((r, j)), pos, prg, flood, drops)
+                    out.append(data)
+        if v == len(units) - 1:  # B's plaintexts are done with
             me.b_plain = None
         return pack(out)
 
@@ -563,13 +585,14 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             if not isinstance(msg, dict):
                 raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
             if u < len(units):
-                lo, hi = units[u]
+                lo, hi, l0, l1 = units[u]
                 if u == 0:
-                    peer_pk.append(load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key"))
-                theirs[u] = unpack(msg.get("a"), (hi - lo) * ik, peer, "ciphertexts")
-            if u >= 2:  # the peer's evaluation of my chunk u - 2
-                plo, phi = units[u - 2]
-                outs = unpack(msg.get("c"), (phi - plo) * jn, peer, "evaluated blocks")
+                    pk = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
+                    peer_enc.append(c.seal.Encryptor(c.ctx, pk))
+                theirs[u] = unpack(msg.get("a"), (hi - lo) * (l1 - l0), peer, "ciphertexts")
+            if u >= 2:  # the peer's evaluation of my unit u - 2 (blocks where it ends rows)
+                plo, phi, _, l1 = units[u - 2]
+                outs = unpack(msg.get("c"), (phi - plo) * jn if l1 == ik else 0, peer, "evaluated blocks")
                 for i, data in enumerate(outs):
                     r, j = divmod(i, jn)
                     opened[plo + r, j] = _open(me, files, peer, data, pos, level)

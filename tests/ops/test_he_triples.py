@@ -192,14 +192,44 @@ def test_cross_terms_match_numpy(m: int, k: int, n: int) -> None:
 @pytestmark_he
 def test_chunks_span_several_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
     """A's ciphertexts go in chunks of block rows (the peer evaluates chunk u - 1 in round u)."""
-    monkeypatch.setattr(he, "_CHUNK_BYTES", 1)  # one block row per round
-    a, b = _operands(20000, 3, 2, seed=4)  # m > N: at least two block rows
     plan = plan_blocks(20000, 3, 2)
+    monkeypatch.setattr(he, "_CHUNK_BYTES", plan.counts[1] * he._CT_BYTES)  # one block row per round
+    a, b = _operands(20000, 3, 2, seed=4)  # m > N: at least two block rows
     assert plan.counts[0] >= 2
     res, rounds = _run(a, b)
     assert rounds == plan.counts[0] + 2 == he_rounds(20000, 3, 2)
     with np.errstate(over="ignore"):
         assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
+
+
+@pytestmark_he
+def test_a_long_block_row_goes_in_parts_along_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where one block row of A is more than a chunk (big k), it travels in parts; the evaluator
+    sums their products and returns the row's blocks with its last part."""
+    monkeypatch.setattr(he, "_CHUNK_BYTES", 2 * he._CT_BYTES)  # two A blocks per round
+    m, k, n = 100, 3000, 40
+    plan = plan_blocks(m, k, n)
+    im, ik, _ = plan.counts
+    units = he._chunks(plan)
+    assert ik > 2 and all(hi - lo == 1 and l1 - l0 <= 2 for lo, hi, l0, l1 in units)
+    assert [(lo, l0) for lo, _, l0, _ in units] == [(r, l0) for r in range(im) for l0 in range(0, ik, 2)]
+    a, b = _operands(m, k, n, seed=12)
+    res, rounds = _run(a, b)
+    assert rounds == len(units) + 2 == he_rounds(m, k, n)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(res["alice"] + res["bob"], _mm(a[0], b[1]) + _mm(a[1], b[0]))
+
+
+def test_no_chunk_holds_more_than_its_bytes() -> None:
+    """Big-k shapes whose single block row is hundreds of MB are cut along k."""
+    per = he._CHUNK_BYTES // he._CT_BYTES
+    for m, k, n in [(1, 10000, 100000), (8, 16384, 20000), (1024, 1024, 1024), (100000, 10000, 1), (20000, 3, 2)]:
+        plan = plan_blocks(m, k, n)
+        im, ik, _ = plan.counts
+        units = he._chunks(plan)
+        assert all((hi - lo) * (l1 - l0) <= per for lo, hi, l0, l1 in units)
+        covered = {(r, l) for lo, hi, l0, l1 in units for r in range(lo, hi) for l in range(l0, l1)}
+        assert len(covered) == im * ik == sum((hi - lo) * (l1 - l0) for lo, hi, l0, l1 in units)
 
 
 def _budgets(monkeypatch: pytest.MonkeyPatch, b1: np.ndarray, *, flood: bool) -> list[int]:
