@@ -65,7 +65,7 @@ of a row along k where one row is more); in round ``u`` each holder sends chunk 
 public key on the first) and the evaluated outputs of the peer's chunk ``u - 2`` (of the rows
 it ends). The peer's chunk ``u - 1``, here since round ``u - 1``, is evaluated while round
 ``u``'s messages travel, and so is my chunk ``u + 1`` (``Exchange.meanwhile``): on a slow link
-the SEAL work hides behind the transfer. ``chunks + 2`` rounds (3 at 256^3, 8 at 512^3).
+the SEAL work hides behind the transfer. ``chunks + 2`` rounds (8 at 256^3, 38 at 512^3).
 Both holders run both directions at once.
 
 TenSEAL (``pip install tenseal``, the ``he`` extra) is an optional dependency imported on first
