@@ -206,13 +206,13 @@ def test_chunks_span_several_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_long_block_row_goes_in_parts_along_k(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where one block row of A is more than a chunk (big k), it travels in parts; the evaluator
     sums their products and returns the row's blocks with its last part."""
-    monkeypatch.setattr(he, "_CHUNK_BYTES", 2 * he._CT_BYTES)  # two A blocks per round
-    m, k, n = 100, 3000, 40
+    monkeypatch.setattr(he, "_CHUNK_BYTES", 3 * he._CT_BYTES)  # three A blocks per round
+    m, k, n = 20, 2000, 5
     plan = plan_blocks(m, k, n)
     im, ik, _ = plan.counts
     units = he._chunks(plan)
-    assert ik > 2 and all(hi - lo == 1 and l1 - l0 <= 2 for lo, hi, l0, l1 in units)
-    assert [(lo, l0) for lo, _, l0, _ in units] == [(r, l0) for r in range(im) for l0 in range(0, ik, 2)]
+    assert ik > 3 and ik % 3 and all(hi - lo == 1 and l1 - l0 <= 3 for lo, hi, l0, l1 in units)  # a short last part
+    assert [(lo, l0) for lo, _, l0, _ in units] == [(r, l0) for r in range(im) for l0 in range(0, ik, 3)]
     a, b = _operands(m, k, n, seed=12)
     res, rounds = _run(a, b)
     assert rounds == len(units) + 2 == he_rounds(m, k, n)
