@@ -164,15 +164,13 @@ def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
     plaintexts (held in NTT form for one prime at a time) fit :data:`_B_BUDGET` bytes, or the
     one with the fewest B blocks if none does."""
 
-    def sizes(d: int) -> set[int]:  # every ceil(d / c): the block sizes worth trying
-        return {-(-d // c) for c in range(1, d + 1) if c == 1 or -(-d // c) != -(-d // (c - 1))}
-
     best: BlockPlan | None = None
     leanest: BlockPlan | None = None
-    for kb in sorted(sizes(k)):
+    nbs = sorted(_sizes(n))
+    for kb in sorted(_sizes(k)):
         if kb > degree:
             break
-        for nb in sorted(sizes(n)):
+        for nb in nbs:
             mb = min(m, (degree - kb + 1) // (kb * nb))
             if mb < 1:
                 break
@@ -185,6 +183,17 @@ def plan_blocks(m: int, k: int, n: int, degree: int = DEGREE) -> BlockPlan:
     if leanest is None:
         raise ValueError(f"no block shape fits ring degree {degree} for k={k}")
     return best or leanest
+
+
+def _sizes(d: int) -> set[int]:
+    """Every ``ceil(d / c)`` for ``c = 1 .. d``: the block sizes worth trying (another size
+    makes as many blocks as the next one of these and leaves more padding). ``O(sqrt d)``: the
+    values for ``c <= sqrt d``, and every small ``v`` that some ``c`` gives (``c = ceil(d / v)``
+    does if any does)."""
+    r = math.isqrt(d) + 1
+    out = {-(-d // c) for c in range(1, min(d, r) + 1)}
+    out.update(v for v in range(1, min(d, r) + 1) if -(-d // -(-d // v)) == v)
+    return out
 
 
 def _noise_bound(plan: BlockPlan) -> int:

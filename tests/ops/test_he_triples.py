@@ -134,6 +134,13 @@ def test_block_encoding_gives_the_inner_products(m: int, k: int, n: int) -> None
     assert (_blocks_to_matrix(sums, plan) == want).all()
 
 
+def test_block_sizes_are_every_ceiling_quotient() -> None:
+    """The planner's candidates, found in O(sqrt d), are exactly {ceil(d / c) : c = 1 .. d}."""
+    rng = np.random.default_rng(13)
+    for d in [*range(1, 1200), *(int(x) for x in rng.integers(1200, 300000, 25)), 65536, 1 << 18]:
+        assert he._sizes(d) == {-(-d // c) for c in range(1, d + 1)}, d
+
+
 def test_plan_fits_the_ring_and_covers_the_matrices() -> None:
     for m, k, n in [(256, 256, 256), (1024, 1024, 1024), (5, 3000, 7), (1, 1, 20000)]:
         plan = plan_blocks(m, k, n)
