@@ -62,15 +62,19 @@ def test_u_bytes_follow_k() -> None:
                 return s.bytes_sent + s.bytes_queued
 
             before = handed()
-            z = x * y
-            await z
-            return handed() - before, await job.reveal(z)
+            # After the reveal, alice's openings have reached bob (he held z, so he had them):
+            # they are counted whatever her link's writer is doing. Read right after `await z`
+            # they could still be on their way to the link (CI saw that twice).
+            revealed = await job.reveal(x * y)
+            return handed() - before, revealed
 
         out = mpc.simulate(program, parties=["alice", "bob"], protocol="semi2k", dealer="none", softspoken_k=k)
         np.testing.assert_array_equal(out["alice"][1], x0 * y0)
         sent[k] = out["alice"][0]
         model = 16 * n + 64 * n * 16 // k + 288 * n
-        assert model <= sent[k] <= 1.01 * model, (k, sent[k], model)  # + framing
+        # + framing, + at most two messages of 8 n bytes in flight at one end or the other: her
+        # input share (not yet counted before) and her share of the reveal (counted or not)
+        assert model <= sent[k] <= 1.01 * model + 16 * n + 1024, (k, sent[k], model)
     assert sent[1] > sent[2] > sent[4]
 
 
