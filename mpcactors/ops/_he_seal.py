@@ -85,8 +85,11 @@ def seal_module() -> Any:
 
 
 @functools.cache
-def context(t: int = PLAIN) -> SealContext:
-    """The BFV context for plaintext modulus ``t`` (shared: SEAL contexts are read-only)."""
+def context() -> SealContext:
+    """The BFV context, plaintext modulus :data:`PLAIN` (shared: SEAL contexts are read-only).
+
+    Only ``t = 2^59`` fits :attr:`SealContext.low_table` (the bits below ``2^64 / t``)."""
+    t = PLAIN
     seal = seal_module()
     parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
     parms.set_poly_modulus_degree(DEGREE)
