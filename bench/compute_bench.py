@@ -49,8 +49,8 @@ SETUPS = {
     "semi2k-ot": ("semi2k", ["alice", "bob"], {"dealer": "none"}),
     # the same with SoftSpoken k = 4 (fewer bytes, more CPU: for slow links)
     "semi2k-ot-k4": ("semi2k", ["alice", "bob"], {"dealer": "none", "softspoken_k": 4}),
-    # matrix triples always by OT (semi2k-ot picks HE for big ones where TenSEAL is installed)
-    "semi2k-ot-only": ("semi2k", ["alice", "bob"], {"dealer": "none", "matrix_triples": "ot"}),
+    # triples always by OT (semi2k-ot picks HE for big ones where TenSEAL is installed)
+    "semi2k-ot-only": ("semi2k", ["alice", "bob"], {"dealer": "none", "matrix_triples": "ot", "mul_triples": "ot"}),
 }
 SPU_PROTO = {"semi2k": "SEMI2K", "semi2k+dealer": None, "rep3": "ABY3", "semi2k-ot": "CHEETAH", "semi2k-ot-k4": "CHEETAH", "semi2k-ot-only": "CHEETAH"}
 

@@ -121,6 +121,8 @@ class ClusterConfig:
     softspoken_k: int = 2  # semi2k without a dealer: bits per small VOLE of the OT extension
     # semi2k without a dealer: how matrix triples are made ("auto", "ot" or "he")
     matrix_triples: str = "auto"
+    # semi2k without a dealer: how elementwise (mul) triples are made ("auto", "ot" or "he")
+    mul_triples: str = "auto"
     path: Path | None = None
 
     @property
@@ -186,7 +188,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     def err(key: str, msg: str) -> ConfigError:
         return ConfigError(msg, file=fname, key=key)
 
-    known = {"cluster", "protocol", "fxp_bits", "dealer", "softspoken_k", "matrix_triples", "tls", "link", "wan", "runtime", "parties"}
+    known = {"cluster", "protocol", "fxp_bits", "dealer", "softspoken_k", "matrix_triples", "mul_triples", "tls", "link", "wan", "runtime", "parties"}
     for k in raw:
         if k not in known:
             raise err(k, f"unknown key; expected one of {sorted(known)}")
@@ -262,6 +264,10 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
     matrix_triples = raw.get("matrix_triples", "auto")
     if matrix_triples not in MATRIX_TRIPLES:
         raise err("matrix_triples", f"must be one of {', '.join(map(repr, MATRIX_TRIPLES))}, not {matrix_triples!r}")
+    # ... and elementwise triples (mul), the same choices
+    mul_triples = raw.get("mul_triples", "auto")
+    if mul_triples not in MATRIX_TRIPLES:
+        raise err("mul_triples", f"must be one of {', '.join(map(repr, MATRIX_TRIPLES))}, not {mul_triples!r}")
 
     return ClusterConfig(
         cluster_id=cluster_id,
@@ -275,6 +281,7 @@ def parse_config(raw: Mapping[str, Any], *, path: Path | None = None) -> Cluster
         dealer=dealer,
         softspoken_k=softspoken_k,
         matrix_triples=matrix_triples,
+        mul_triples=mul_triples,
         path=path,
     )
 

@@ -60,6 +60,7 @@ def write_cluster(
     dealer: str | None = None,
     softspoken_k: int | None = None,
     matrix_triples: str | None = None,
+    mul_triples: str | None = None,
     peer_timeout_s: float = 20,
     extra: str = "",
 ) -> Path:
@@ -72,6 +73,8 @@ def write_cluster(
         lines.append(f"softspoken_k = {softspoken_k}")
     if matrix_triples is not None:
         lines.append(f'matrix_triples = "{matrix_triples}"')
+    if mul_triples is not None:
+        lines.append(f'mul_triples = "{mul_triples}"')
     lines += ["", "[tls]", 'ca_cert = "certs/ca.pem"', 'ca_key = "certs/ca.key"', "", "[link]",
               "connect_retry_times = 40", "connect_retry_interval_ms = 100", "connect_timeout_s = 60",
               f"peer_timeout_s = {peer_timeout_s}", extra, ""]

@@ -46,7 +46,10 @@ from .ops._comm import Exchange, Step
 __all__ = ["TARGETS", "OffloadError", "run_in_process"]
 
 # step name -> "module:function" returning a Step from keyword arguments
-TARGETS = {"he_cross_terms": "mpcactors.ops._he_triples:offloaded_cross_terms"}
+TARGETS = {
+    "he_cross_terms": "mpcactors.ops._he_triples:offloaded_cross_terms",
+    "he_simd_cross": "mpcactors.ops._he_simd:offloaded_simd_cross",
+}
 _LEN = struct.Struct("<Q")
 _MAX = 1 << 34  # largest message either side accepts (16 GiB: a round is ~100 MB)
 

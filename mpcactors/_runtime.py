@@ -125,17 +125,18 @@ class Node:
         dealer = dealer if dealer is not None else self.config.dealer
         proto = make_protocol(
             proto_name, self.party, self.parties, fxp_bits=bits, dealer=dealer, softspoken_k=self.config.softspoken_k,
-            matrix_triples=self.config.matrix_triples,
+            matrix_triples=self.config.matrix_triples, mul_triples=self.config.mul_triples,
         )
-        # the parties agree on k and on the matrix-triple route only where they are used (semi2k
+        # the parties agree on k and on the triple routes only where they are used (semi2k
         # making its own correlations): a route differs where TenSEAL imports at one party only
         dealerless = getattr(proto, "dealerless", False)
-        if dealerless:  # big HE matrix triples run in a child process, off this node's GIL
+        if dealerless:  # big HE triples run in a child process, off this node's GIL
             proto.offload = run_in_process  # type: ignore[attr-defined]
         settings = JobSettings(
             job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"),
             self.config.softspoken_k if dealerless else None,
             getattr(proto, "matrix_triples", None) if dealerless else None,
+            getattr(proto, "mul_triples", None) if dealerless else None,
         )
         log = self._log.bind(job=job)
         result: Any = None

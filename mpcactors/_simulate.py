@@ -45,7 +45,7 @@ def simulate(
             extension's bits per small VOLE, 1, 2 (default), 4 or 8; 4 sends ~30 % fewer bytes
             per product for more CPU: for slow links), ``matrix_triples`` (semi2k without a
             dealer: "auto" (default: by lattice HE where TenSEAL is installed and cheaper), "ot"
-            or "he"), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
+            or "he"), ``mul_triples`` (the same for elementwise triples), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
             ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
             for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
@@ -72,6 +72,7 @@ async def simulate_async(
     dealer: str | None = None,
     softspoken_k: int = 2,
     matrix_triples: str = "auto",
+    mul_triples: str = "auto",
     latency_ms: float = 0.0,
     bandwidth_mbps: float = 0.0,
     jitter_ms: float = 0.0,
@@ -98,7 +99,7 @@ async def simulate_async(
     wan = WanProfile(latency_ms, bandwidth_mbps, jitter_ms)
     config = ClusterConfig.local(
         names, cluster_id="simulation", protocol=protocol, fxp_bits=fxp_bits, dealer=dealer, wan=wan, softspoken_k=softspoken_k,
-        matrix_triples=matrix_triples,
+        matrix_triples=matrix_triples, mul_triples=mul_triples,
     )
     network = MemoryNetwork()
     threads = compute_threads if compute_threads is not None else (os.cpu_count() or 1)

@@ -26,6 +26,26 @@ def test_top_level_names_are_pinned():
         assert hasattr(mpcactors, name), name
 
 
+def test_top_level_names_load_on_first_use():
+    """``import mpcactors`` loads no runtime (an offload child imports one op module), and every
+    public name resolves to its defining module's object; unknown names are AttributeErrors."""
+    import subprocess
+    import sys
+
+    code = "import sys, mpcactors; print(sorted(m for m in ('mpcactors._runtime', 'mpcactors.scheduler') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert set(mpcactors._EXPORTS) == TOP_LEVEL
+    from mpcactors._simulate import simulate
+
+    assert mpcactors.simulate is simulate and "simulate" in dir(mpcactors)
+    try:
+        mpcactors.no_such_name  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_name" in str(e)
+    else:
+        raise AssertionError("an unknown name resolved")
+
+
 def test_scheduler_names_are_pinned():
     assert set(mpcactors.scheduler.__all__) == {
         "Executor", "Job", "JobSettings", "JobStatistics", "PeerJobStatistics", "SecretTensor",

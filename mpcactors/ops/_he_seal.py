@@ -117,6 +117,7 @@ class SealContext:
     parms_id: list[int]
     version: tuple[int, int]
     low_table: np.ndarray  # (data primes, 2^LOW_BITS): round(Q v / 2^64) mod q_i (module doc)
+    degree: int = DEGREE  # the ring degree N
 
     def level_parms_id(self, drops: int) -> list[int]:
         """The ``parms_id`` of the level ``drops`` mod switches below the data level."""
@@ -158,13 +159,13 @@ class SealContext:
             body = zstandard.ZstdDecompressor().decompress(saved[16:], max_output_size=2 * len(saved) + (1 << 16))
         else:  # SEAL as TenSEAL builds it compresses with zstd (2)
             raise ValueError(f"SEAL's saved ciphertext has compression mode {mode} (internal)")
-        count = len(self.qs) * DEGREE
+        count = len(self.qs) * self.degree
         ntt, size, degree, moduli = struct.unpack_from("<?QQQ", body, 32)
         dyn = 32 + 1 + 5 * 8  # members before c_0's DynArray
         (words,) = struct.unpack_from("<Q", body, dyn + 16)
-        if ntt or size != 2 or degree != DEGREE or moduli != len(self.qs) or words != count:
+        if ntt or size != 2 or degree != self.degree or moduli != len(self.qs) or words != count:
             raise ValueError("SEAL's saved ciphertext is not a seeded one at the data level (internal)")
-        c0 = np.frombuffer(body, dtype="<u8", count=count, offset=dyn + 24).reshape(len(self.qs), DEGREE)
+        c0 = np.frombuffer(body, dtype="<u8", count=count, offset=dyn + 24).reshape(len(self.qs), self.degree)
         c0 = (c0 + residues) % np.array(self.qs, dtype=U64)[:, None]
         out = body[: dyn + 24] + c0.astype("<u8").tobytes() + body[dyn + 24 + 8 * count :]
         return self._header(len(out)) + out
@@ -176,7 +177,7 @@ class SealContext:
         body = (
             struct.pack("<4Q", *self.parms_id)
             + b"\x00"  # not NTT form
-            + struct.pack("<QQQdQ", 2, DEGREE, len(self.qs), 1.0, 1)
+            + struct.pack("<QQQdQ", 2, self.degree, len(self.qs), 1.0, 1)
             + self._dyn(polys.reshape(-1))
         )
         return self._header(len(body)) + body

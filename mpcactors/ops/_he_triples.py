@@ -203,10 +203,10 @@ def _noise_bound(plan: BlockPlan) -> int:
     return half * ((1 << _HALF) + 1) + _MASK_ENC_NOISE
 
 
-def _headroom(q: int, t: int) -> int:
-    """The noise below which a block at modulus ``q`` decrypts exactly *doubled* to the scale
-    ``q / t`` (:func:`_join` reads both): ``q / (2 t 2^LOW_BITS)``."""
-    return q // t // 2 >> LOW_BITS
+def _headroom(q: int, t: int, shift: int = LOW_BITS) -> int:
+    """The noise below which a block at modulus ``q`` decrypts exactly *doubled* ``shift`` times
+    to the scale ``q / t`` (:func:`_join` reads both): ``q / (2 t 2^shift)``."""
+    return q // t // 2 >> shift
 
 
 def flood_bits(plan: BlockPlan, degree: int = DEGREE) -> int:
@@ -224,22 +224,23 @@ def flood_bits(plan: BlockPlan, degree: int = DEGREE) -> int:
     return bits
 
 
-def reply_drops(c: SealContext, bound: int, degree: int = DEGREE) -> int:
+def reply_drops(c: SealContext, bound: int, degree: int = DEGREE, shift: int = LOW_BITS) -> int:
     """How many data primes the evaluator may drop (mod switches) from a flooded block whose
     noise is below ``bound``, keeping its decryption exact.
 
     BFV's mod switch from ``Q`` to ``Q' = Q / q_last`` divides the noise by ``q_last`` and adds
     rounding: ``|e0 + e1 s| <= (1 + ||s||_1) / 2 <= (1 + N) / 2`` for SEAL's ternary secret.
     After ``d`` switches the noise is below ``bound / (q_L ... q_(L-d+1)) + N + 1``; this keeps
-    it below :func:`_headroom` at ``Q'`` with the same margin (3/4) as :func:`flood_bits`. A
-    switch is a public function of the flooded ciphertext, so it changes nothing in what the
-    key holder can learn (data processing).
+    it below :func:`_headroom` at ``Q'`` (``shift``: how many times the block is doubled for
+    its decryption) with the same margin (3/4) as :func:`flood_bits`. A switch is a public
+    function of the flooded ciphertext, so it changes nothing in what the key holder can learn
+    (data processing).
     """
     qs = c.qs
     drops = 0
     while drops + 1 < len(qs):
         kept, dropped = math.prod(qs[: len(qs) - drops - 1]), math.prod(qs[len(qs) - drops - 1 :])
-        if -(-bound // dropped) + degree + 1 >= _headroom(kept, c.t) // 4 * 3:
+        if -(-bound // dropped) + degree + 1 >= _headroom(kept, c.t, shift) // 4 * 3:
             break
         drops += 1
     return drops
@@ -618,8 +619,8 @@ def _flood_maker(prg: Prg, c: SealContext, fbits: int) -> Callable[[], np.ndarra
     shift = [pow(2, fbits, q) for q in c.qs]
 
     def make() -> np.ndarray:
-        words = prg.random_u64((nwords, DEGREE))
-        out = np.empty((len(c.qs), DEGREE), dtype=U64)
+        words = prg.random_u64((nwords, c.degree))
+        out = np.empty((len(c.qs), c.degree), dtype=U64)
         for i, q in enumerate(c.qs):  # f + 2^fbits in [0, 2^(fbits+1)), then minus 2^fbits
             out[i] = (_reduce_near(words, q, fbits + 1) + np.uint64(q - shift[i])) % np.uint64(q)
         return out

@@ -81,6 +81,7 @@ class OtPair:
     sender: SoftSender
     receiver: SoftReceiver
     matrix: str = "ot"  # how matrix triples are made with this peer: "ot", "he" or "auto" (by cost)
+    mul: str = "ot"  # how elementwise triples are made with this peer: "ot", "he" or "auto" (by cost)
     # runs a named self-contained step elsewhere and relays its rounds (mpcactors._offload), or None
     offload: Callable[[str, Mapping[str, Any]], Step[Any]] | None = None
 

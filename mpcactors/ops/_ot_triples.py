@@ -15,7 +15,9 @@ receiver ``x_j + r_j delta_j``.
 * **Beaver triples** (Keller, Orsini, Scholl, "MASCOT", CCS 2016, section 4 in its semi-honest
   form): each holder i draws ``a_i, b_i`` privately; ``c = (a_0 + a_1)(b_0 + b_1)`` is
   ``a_0 b_0 + a_1 b_1`` (local) plus the cross terms ``a_0 b_1`` and ``a_1 b_0``, one Gilboa
-  product each, one per direction.
+  product each, one per direction. Where TenSEAL is installed, big ones (from ~10^5 elements
+  under ``mul_triples = "auto"``, :func:`uses_he_mul`) get both cross terms from BFV's SIMD
+  slots instead (``_he_simd.py``: ~0.15 KB per element each way instead of ~0.8 KB).
 * **Matrix triples** ``C = A B``: the cross term ``A_i B_j`` is one Gilboa product per entry
   ``B_j[s, t]`` with the column ``A_i[:, s]`` as a vector correlation (L = rows of A); the
   receiver sums ``2^l`` weighted outputs into column ``t``. When ``B`` has more entries than
@@ -53,7 +55,7 @@ import numpy as np
 from .._config import MATRIX_TRIPLES
 from .._errors import ConfigError
 from .._log import get_logger
-from . import _he_triples
+from . import _he_simd, _he_triples
 from ._checks import U64
 from ._comm import Step, gather
 from ._context import OpContext
@@ -69,7 +71,10 @@ from ._ot_engine import (
     ot_setup,
 )
 
-__all__ = ["WARN_MATRIX_BYTES", "OtPair", "OtSource", "matmul_ot_rounds", "matrix_route", "matrix_triple_rounds", "ot_setup", "uses_he"]
+__all__ = [
+    "WARN_MATRIX_BYTES", "OtPair", "OtSource", "matmul_ot_rounds", "matrix_route", "matrix_triple_rounds", "ot_setup",
+    "uses_he", "uses_he_mul",
+]
 
 # a matrix triple by OT that sends at least this much per holder logs a warning first (matmul
 # 256^3 sends ~4.9 GB, 384^3 ~16 GB, 1024^3 ~310 GB)
@@ -81,27 +86,35 @@ _POW2 = np.left_shift(U64(1), np.arange(64, dtype=U64))
 # 2026-12-04: 4.2 M OTs of 256 words each way, ~25 s of CPU per holder): per correlated OT
 # (extension and hash, both directions) and per word an OT carries (correction, weighted sum), ms
 _OT_COST_ROW, _OT_COST_WORD = 1.3e-4, 2.2e-5
+# ... and of an elementwise triple, per element (128 correlated OTs, both directions; mul 10^6
+# without a dealer took ~8.4 s of triples per holder), ms
+_OT_COST_MUL = 8.4e-3
+# HE takes an elementwise triple only where it is modelled this much cheaper: in one process
+# (simulate) the holders' SEAL calls, in process below worth_a_process, share one GIL while OT's
+# numpy kernels overlap (measured in simulate: HE 10 % slower at 5 10^4 elements, a tie at 10^5,
+# 0.66x OT's time at 10^6); ties stay on OT (no child process, less memory)
+_HE_MUL_MARGIN = 0.6
 
 
-def matrix_route(setting: str, *, resolve: bool = True) -> str:
-    """How this holder makes matrix triples for ``matrix_triples = setting``: ``"ot"``;
-    ``"he"`` (every shape that fits the HE parameters); ``"auto"`` (each shape by modelled cost)
-    where TenSEAL imports, else ``"ot"``. Without ``resolve`` (a dealer makes the triples) the
-    setting is only checked: ``"ot"``.
+def matrix_route(setting: str, *, resolve: bool = True, key: str = "matrix_triples") -> str:
+    """How this holder makes matrix triples for ``matrix_triples = setting`` (or elementwise
+    ones for ``key = "mul_triples"``): ``"ot"``; ``"he"`` (every shape that fits the HE
+    parameters); ``"auto"`` (each shape by modelled cost) where TenSEAL imports, else ``"ot"``.
+    Without ``resolve`` (a dealer makes the triples) the setting is only checked: ``"ot"``.
 
     Raises:
         ConfigError: an unknown setting, or ``"he"`` where TenSEAL does not import.
     """
     if setting not in MATRIX_TRIPLES:
-        raise ConfigError(f"matrix_triples must be 'auto', 'ot' or 'he', not {setting!r}", key="matrix_triples")
+        raise ConfigError(f"{key} must be 'auto', 'ot' or 'he', not {setting!r}", key=key)
     if setting == "ot" or not resolve:
         return "ot"
     if _he_triples.available():
         return setting
     if setting == "he":
         raise ConfigError(
-            "matrix_triples = 'he' needs TenSEAL and zstandard (pip install 'mpcactors[he]'), which do not import here",
-            key="matrix_triples",
+            f"{key} = 'he' needs TenSEAL and zstandard (pip install 'mpcactors[he]'), which do not import here",
+            key=key,
         )
     return "ot"
 
@@ -134,6 +147,15 @@ def uses_he(route: str, m: int, k: int, n: int) -> bool:
     # a holder does one direction's encryptions and decryptions and the other's products:
     # plan.cost() models exactly that sum
     return plan.cost() < ot
+
+
+def uses_he_mul(route: str, n: int) -> bool:
+    """Whether an elementwise triple of ``n`` elements goes by HE on ``route``
+    (``_he_simd.py``): where it fits the HE parameters and (``"auto"``) HE's modelled cost per
+    holder is below OT's."""
+    if route == "ot" or not _he_simd.fits(n):
+        return False
+    return route == "he" or _he_simd.cost(n) < _HE_MUL_MARGIN * n * _OT_COST_MUL
 
 
 # ---- correlations ------------------------------------------------------------------------------
@@ -190,6 +212,16 @@ class OtSource:
         """acc += this holder's share of x_me * y_peer + x_peer * y_me (elementwise, flat):
         the two cross terms of a triple, one Gilboa product per direction."""
         n = acc.size
+        if uses_he_mul(self._pair.mul, n):  # ~0.15 KB per element each way instead of ~0.8 KB
+            offload = self._pair.offload
+            if offload is not None and _he_simd.worth_a_process(n):  # off this GIL
+                args = {"peer": self.peer, "first": self.first, "a": np.ascontiguousarray(xs),
+                        "b": np.ascontiguousarray(ys), "key": self.ctx.prg().random_bytes(32)}
+                cross = yield from offload("he_simd_cross", args)
+            else:
+                cross = yield from _he_simd.simd_cross(self.peer, self.first, xs, ys, self.ctx.prg())
+            acc += cross
+            return
         ybits = _bits_of(ys)
 
         def on_send(lo: int, hi: int, x0: np.ndarray) -> None:

@@ -23,6 +23,7 @@ def make_protocol(
     dealer: str | None = None,
     softspoken_k: int | None = None,
     matrix_triples: str | None = None,
+    mul_triples: str | None = None,
 ) -> Protocol:
     """This party's instance of protocol ``name`` for a job among ``parties``.
 
@@ -37,6 +38,7 @@ def make_protocol(
             4 or 8; None: 2). Other protocols make no OTs and ignore it.
         matrix_triples: semi2k without a dealer: ``"auto"`` (None; by lattice HE where TenSEAL
             is installed and its modelled cost is lower, else by OT), ``"ot"`` or ``"he"``.
+        mul_triples: the same for elementwise (``mul``) triples.
 
     Returns:
         The protocol instance.
@@ -58,9 +60,9 @@ def make_protocol(
         raise ConfigError(
             f"semi2k dealer {dealer!r} is not a party of the job {list(parties)!r}", key="dealer"
         )
-    if cls is Semi2k and (softspoken_k is not None or matrix_triples is not None):
+    if cls is Semi2k and (softspoken_k is not None or matrix_triples is not None or mul_triples is not None):
         return Semi2k(
             party, parties, fxp_bits=fxp_bits, dealer=dealer, softspoken_k=softspoken_k or SOFTSPOKEN_K,
-            matrix_triples=matrix_triples or "auto",
+            matrix_triples=matrix_triples or "auto", mul_triples=mul_triples or "auto",
         )
     return cls(party, parties, fxp_bits=fxp_bits, dealer=dealer)

@@ -106,10 +106,12 @@ class Semi2k(Protocol):
             (Gilboa products, traffic ~ m k n), ``"he"`` (lattice HE through TenSEAL,
             ``_he_triples.py``, traffic ~ m k + m n, where the shape fits its parameters) or
             ``"auto"``: HE where TenSEAL imports and its modelled cost is below OT's.
+        mul_triples: the same for elementwise triples: ``"he"`` by BFV's SIMD slots
+            (``_he_simd.py``, ~0.15 KB per element each way instead of ~0.8 KB by OT).
 
     Raises:
         ConfigError: a dealer that is not a party, fewer than 2 holders, a bad party list, or a
-            ``softspoken_k`` that is not 1, 2, 4 or 8, an unknown ``matrix_triples``, or
+            ``softspoken_k`` that is not 1, 2, 4 or 8, an unknown ``matrix_triples`` or ``mul_triples``, or
             ``"he"`` where TenSEAL does not import.
     """
 
@@ -127,6 +129,7 @@ class Semi2k(Protocol):
         dealer: str | None = None,
         softspoken_k: int = SOFTSPOKEN_K,
         matrix_triples: str = "auto",
+        mul_triples: str = "auto",
     ) -> None:
         super().__init__(party, parties, fxp_bits=fxp_bits, dealer=dealer)
         try:
@@ -169,6 +172,7 @@ class Semi2k(Protocol):
         self._dealing = Dealing(party, holders, dealing) if dealing is not None else None
         # "ot" or "he" (checked always, resolved only where the holders make their own triples)
         self.matrix_triples = matrix_route(matrix_triples, resolve=dealing is None)
+        self.mul_triples = matrix_route(mul_triples, resolve=dealing is None, key="mul_triples")
         self._first = holders[0]
         self._last = holders[-1]
 
@@ -191,7 +195,8 @@ class Semi2k(Protocol):
         peers = [h for h in self._holders if h != self.party]
         pairs = yield from ot_setup(self.party, peers, job, self.softspoken_k)
         self._ot = {
-            p: dataclasses.replace(x, matrix=self.matrix_triples, offload=self.offload) for p, x in pairs.items()
+            p: dataclasses.replace(x, matrix=self.matrix_triples, mul=self.mul_triples, offload=self.offload)
+            for p, x in pairs.items()
         }
 
     def _source(self, ctx: OpContext) -> Source:

@@ -49,6 +49,7 @@ class JobSettings:
     program: str
     softspoken_k: int | None = None  # semi2k without a dealer: the OT extension's bits per small VOLE
     matrix_triples: str | None = None  # semi2k without a dealer: "ot", "he" or "auto" (TenSEAL here)
+    mul_triples: str | None = None  # the same for elementwise triples
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class JobSettings:
             "program": self.program,
             "softspoken_k": self.softspoken_k,
             "matrix_triples": self.matrix_triples,
+            "mul_triples": self.mul_triples,
         }
 
 

@@ -76,7 +76,7 @@ def _run(tmp_path, prog, dealer, timeout=150, parties=PARTIES, **cluster) -> dic
         ("none", PARTIES, None, "he"),
     ],
     # the default with two parties, explicit, three by pairs, SoftSpoken k = 4 (slow links),
-    # matrix triples by lattice HE (TenSEAL; the test install has it)
+    # matrix and elementwise triples by lattice HE (TenSEAL; the test install has it)
     ids=["2-default", "2-none", "3-none", "2-none-k4", "2-none-he"],
 )
 def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer, parties, k, matrix):
@@ -86,7 +86,8 @@ def test_ops_agree_with_numpy_as_tls_processes_without_a_dealer(tmp_path, dealer
     prog.write_text(OPS_PROGRAM)
     x, y, w = _data()
     n = np.arange(-20, 20)
-    results = _run(tmp_path, prog, dealer, parties=parties, softspoken_k=k, matrix_triples=matrix)
+    # "he": matrix and elementwise triples both by lattice HE (each checked alone in tests/ops)
+    results = _run(tmp_path, prog, dealer, parties=parties, softspoken_k=k, matrix_triples=matrix, mul_triples=matrix)
     assert sorted(results) == sorted(parties)
     for got in results.values():
         r = {k: np.asarray(v) for k, v in got.items()}  # type: ignore[union-attr]

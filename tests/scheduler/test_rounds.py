@@ -352,7 +352,7 @@ def test_ot_steps_compute_their_next_chunk_while_messages_travel(monkeypatch):
     product is still exact and the round count is that of the chunks."""
     seen = _watch_ahead_work(monkeypatch)
     program, expected = _int_product_program(7)
-    out = sim(("semi2k", ["alice", "bob"], {"dealer": "none"}), program)
+    out = sim(("semi2k", ["alice", "bob"], {"dealer": "none", "mul_triples": "ot"}), program)
     for value in out.values():
         np.testing.assert_array_equal(value, expected)
     assert seen["driver"] >= 1, seen  # the executor ran the work ahead at least once
