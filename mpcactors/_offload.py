@@ -22,6 +22,10 @@ relays its rounds: the step stays sans-IO, this shell does the I/O.
   closes the child's stdin, and the child exits.
 - Where no child can start (``sys.executable`` is not a Python to run, as in some embedded
   interpreters), the step computes in this process and ``offload_unavailable`` is logged.
+- A node keeps one child started ahead (:class:`Spares`, warmed when a job may offload): it
+  imports the targets' modules while it waits, so a step does not wait ~0.4 s for an
+  interpreter. The next is started by the next job that may offload (not at once: its imports
+  would take CPU from the step computing), and the node kills its spares when it closes.
 - The parent blocks in pipe reads: the executor runs such steps in its worker threads (the
   reads release the GIL), never inline on the event loop unless ``compute_threads = 0``.
 """
@@ -34,6 +38,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +48,7 @@ from ._log import get_logger
 from .link._codec import decode_payload, encode_payload
 from .ops._comm import Exchange, Step
 
-__all__ = ["TARGETS", "OffloadError", "run_in_process"]
+__all__ = ["TARGETS", "OffloadError", "Spares", "run_in_process"]
 
 # step name -> "module:function" returning a Step from keyword arguments
 TARGETS = {
@@ -58,12 +63,13 @@ class OffloadError(MpcError):
     """Raised by :func:`run_in_process` when the child process fails or dies."""
 
 
-def run_in_process(name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
+def run_in_process(name: str, kwargs: Mapping[str, Any], spares: Spares | None = None) -> Step[Any]:
     """The step ``TARGETS[name](**kwargs)`` computed in a child process (module doc).
 
     Args:
         name: a key of :data:`TARGETS`.
         kwargs: the step's arguments (values the wire codec carries: numpy arrays, bytes, str...).
+        spares: where to take a child started ahead, if anywhere.
 
     Returns:
         The step's value.
@@ -75,33 +81,98 @@ def run_in_process(name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
     """
     if name not in TARGETS:
         raise KeyError(f"no offloadable step {name!r}; known: {sorted(TARGETS)}")
-    env = dict(os.environ)
-    # the child must import this package the way the parent did (a checkout on sys.path too)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    with tempfile.TemporaryFile() as err:
+    child = spares.take() if spares is not None else None
+    if child is None:
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mpcactors._offload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=err, env=env,
-            )
+            child = _spawn()
         except OSError as exc:  # no interpreter to start (an embedded Python): compute here
             get_logger(peer=kwargs.get("peer")).warning(
                 "offload_unavailable", step=name, executable=sys.executable, error=repr(exc)
             )
             return (yield from _target(name)(**kwargs))
-        try:
-            return (yield from _relay(name, kwargs, proc, err))
-        finally:
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+    proc, err = child
+    try:
+        return (yield from _relay(name, kwargs, proc, err))
+    finally:
+        _reap(proc, err)
+
+
+Child = tuple["subprocess.Popen[bytes]", IO[bytes]]  # a child process and the file of its stderr
+
+
+def _spawn() -> Child:
+    env = dict(os.environ)
+    # the child must import this package the way the parent did (a checkout on sys.path too)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - the child's, closed by _reap (or here on failure)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mpcactors._offload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=err, env=env,
+        )
+    except BaseException:
+        err.close()
+        raise
+    return proc, err
+
+
+def _reap(proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
+    """Close the child's pipes, kill it if it still runs, wait for it, drop its stderr file."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    err.close()
+
+
+class Spares:
+    """A node's child processes started ahead of the steps that will take them (module doc).
+
+    Thread-safe: steps take children from the executor's worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Child] = []
+        self._closed = False
+
+    def warm(self) -> None:
+        """Start one child to wait for a step, unless one waits already. A child that cannot
+        start is not an error here: the step then tries again itself, and says so."""
+        with self._lock:
+            if self._idle or self._closed:
+                return
+            try:
+                self._idle.append(_spawn())
+            except OSError:
+                return
+
+    def take(self) -> Child | None:
+        """A waiting child that is still alive, or None."""
+        with self._lock:
+            while self._idle:
+                proc, err = self._idle.pop()
+                if proc.poll() is None:
+                    return proc, err
+                _reap(proc, err)
+        return None
+
+    def run(self, name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
+        """:func:`run_in_process` with these spares (what a node gives its protocols)."""
+        return run_in_process(name, kwargs, self)
+
+    def close(self) -> None:
+        """Kill the waiting children; later :meth:`warm` calls start none."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for proc, err in idle:
+            _reap(proc, err)
 
 
 def _relay(name: str, kwargs: Mapping[str, Any], proc: subprocess.Popen[bytes], err: IO[bytes]) -> Step[Any]:
@@ -179,6 +250,11 @@ def _read(stream: IO[bytes]) -> Any:
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """The child's main: build the named step, relay its rounds, send its value or error."""
+    for target in TARGETS:  # while no step is asked for yet (a spare): later it is quick
+        try:
+            _target(target)
+        except ImportError:  # an optional dependency missing: the step itself will say so
+            pass
     try:
         init = _read(stdin)
     except EOFError:

@@ -10,6 +10,7 @@ aborted at every party while the node and its other jobs keep running.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import os
@@ -23,7 +24,7 @@ from ._certs import check_own_certificate
 from ._config import ClusterConfig, WanProfile
 from ._errors import ConfigError, JobAborted, JobTimeout, MpcError
 from ._log import get_logger
-from ._offload import run_in_process
+from ._offload import Spares, run_in_process
 from ._trace import NodeTracing, TraceFile
 from .link import NodeStatistics
 from .link import open_node as open_link
@@ -43,7 +44,9 @@ Program = Callable[..., Awaitable[Any]]
 class Node:
     """A party's runtime node (see module doc). Made by :func:`open_node`."""
 
-    def __init__(self, config: ClusterConfig, party: str, link: JobLink, executor: Executor) -> None:
+    def __init__(
+        self, config: ClusterConfig, party: str, link: JobLink, executor: Executor, spares: Spares | None = None
+    ) -> None:
         self.config = config
         self.party = party
         self.link = link
@@ -51,6 +54,7 @@ class Node:
         self._program_runs: Counter[str] = Counter()
         self._log = get_logger(party=party)
         self._tracing = NodeTracing(party, link)
+        self._spares = spares if spares is not None else Spares()  # offload children started ahead
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -131,7 +135,9 @@ class Node:
         # making its own correlations): a route differs where TenSEAL imports at one party only
         dealerless = getattr(proto, "dealerless", False)
         if dealerless:  # big HE triples run in a child process, off this node's GIL
-            proto.offload = run_in_process  # type: ignore[attr-defined]
+            proto.offload = functools.partial(run_in_process, spares=self._spares)  # type: ignore[attr-defined]
+            if {getattr(proto, "matrix_triples", "ot"), getattr(proto, "mul_triples", "ot")} != {"ot"}:
+                self._spares.warm()  # a child ready (its imports done) by the time a triple wants it
         settings = JobSettings(
             job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"),
             self.config.softspoken_k if dealerless else None,
@@ -359,7 +365,8 @@ async def open_node(
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(executor.serve)
-            node = Node(config, party, link, executor)
+            spares = Spares()
+            node = Node(config, party, link, executor, spares)
             try:
                 yield node
             except BaseException as exc:
@@ -371,5 +378,6 @@ async def open_node(
                 node.stop(reason)
                 raise
             finally:
+                spares.close()
                 tg.cancel_scope.cancel()
 

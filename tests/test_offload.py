@@ -1,6 +1,6 @@
 """Steps run in a child process (mpcactors/_offload.py): same results, typed errors, no orphans.
 
-The HE matrix triple is the one offloaded step; its children are real ``python -m
+The HE triples (matrix and elementwise) are the offloaded steps; their children are real ``python -m
 mpcactors._offload`` processes talking our wire codec over pipes.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import mpcactors as mpc
-from mpcactors._offload import OffloadError, run_in_process
+from mpcactors._offload import OffloadError, Spares, run_in_process
 from mpcactors.ops import _he_triples as he
 from mpcactors.ops._comm import run_local
 from mpcactors.ops._he_seal import HeError
@@ -114,9 +114,9 @@ def test_simulate_offloads_big_he_triples(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(he, "_OFFLOAD_MS", 0.0)
     used: list[str] = []
 
-    def counted(name, kwargs):  # type: ignore[no-untyped-def]
+    def counted(name, kwargs, spares=None):  # type: ignore[no-untyped-def]
         used.append(name)
-        return run_in_process(name, kwargs)
+        return run_in_process(name, kwargs, spares)
 
     monkeypatch.setattr(runtime, "run_in_process", counted)
     rng = np.random.default_rng(6)
@@ -129,3 +129,60 @@ def test_simulate_offloads_big_he_triples(monkeypatch: pytest.MonkeyPatch) -> No
     for got in out.values():
         np.testing.assert_allclose(got, a @ b, atol=1e-3)
     assert used == ["he_cross_terms", "he_cross_terms"] and _children() == []
+
+
+def test_spares_start_one_child_ahead_and_close_kills_it() -> None:
+    spares = Spares()
+    spares.warm()
+    spares.warm()  # one waits already: no second
+    assert len(_children()) == 1
+    spares.close()
+    assert _children() == []
+    spares.warm()  # closed: starts none
+    assert _children() == []
+
+
+def test_a_step_takes_the_spare_and_skips_a_dead_one() -> None:
+    spares = Spares()
+    spares.warm()
+    (pid,) = _children()
+    step = run_in_process("he_cross_terms", _args("bob", 3), spares)
+    next(step)
+    assert _children() == [pid]  # the spare computes; none started for the next step
+    step.close()
+    assert _children() == []
+    spares.warm()
+    (dead,) = _children()
+    os.kill(dead, 9)
+    os.waitid(os.P_PID, dead, os.WEXITED | os.WNOWAIT)  # dead (not yet reaped): take() skips it
+    args = {"alice": _args("bob", 1), "bob": _args("alice", 2)}
+    res, _ = run_local({"alice": run_in_process("he_cross_terms", args["alice"], spares),
+                        "bob": run_in_process("he_cross_terms", args["bob"])})
+    direct, _ = run_local({p: he.offloaded_cross_terms(**a) for p, a in args.items()})  # type: ignore[arg-type]
+    assert all(np.array_equal(res[p], direct[p]) for p in args)
+    assert _children() == []
+    spares.close()
+
+
+def test_simulate_offloads_big_elementwise_triples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mul_triples = "he": a triple over the threshold runs in children, the node's spare taken."""
+    import mpcactors._runtime as runtime
+    from mpcactors.ops import _he_simd as hs
+
+    monkeypatch.setattr(hs, "_OFFLOAD_MS", 0.0)
+    used: list[tuple[str, bool]] = []
+
+    def counted(name, kwargs, spares=None):  # type: ignore[no-untyped-def]
+        used.append((name, spares is not None))
+        return run_in_process(name, kwargs, spares)
+
+    monkeypatch.setattr(runtime, "run_in_process", counted)
+    x, y = np.linspace(-3, 3, 50), np.linspace(2, -2, 50)
+
+    async def program(job):  # type: ignore[no-untyped-def]
+        return await job.reveal(job.input("alice", x) * job.input("bob", y))
+
+    out = mpc.simulate(program, protocol="semi2k", dealer="none", mul_triples="he")
+    for got in out.values():
+        np.testing.assert_allclose(got, x * y, atol=1e-4)
+    assert used == [("he_simd_cross", True)] * 2 and _children() == []

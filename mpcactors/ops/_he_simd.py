@@ -43,7 +43,8 @@ triple (a bigger one goes by OT).
 Rounds, as :mod:`._he_triples`: K's ciphertexts go in chunks of ~16 MB; in round ``u`` each
 holder sends its chunk ``u`` (its public keys on the first) and the evaluated chunk ``u - 2`` of
 the peer; the peer's chunk ``u - 1`` is evaluated and my chunk ``u + 1`` encrypted while round
-``u`` travels. ``chunks + 2`` rounds (7 at 10^6 elements).
+``u`` travels; the first chunk is small (8 units), so the peer starts evaluating sooner.
+``chunks + 2`` rounds (9 at 10^6 elements).
 
 TenSEAL is optional (the ``he`` extra); its calls hold the GIL, so a node runs big triples
 (:func:`worth_a_process`) in a child process (``mpcactors._offload``).
@@ -71,6 +72,7 @@ _Q_BITS = (60, 60, 60, 38)  # three data primes, then SEAL's special prime: 218 
 _T_BITS = 45  # each plaintext prime
 _PRIMES = 4  # P ~ 2^180 > 2^127 x 2^52: an element wraps with probability < 2^-52
 _CHUNK_UNITS = 40  # (batch, prime) units per round: two seeded ciphertexts each, ~16 MB
+_FIRST_UNITS = 8  # ... but the first: the peer starts evaluating sooner (nothing else overlaps it)
 _MASK_ENC_NOISE = _ETA * (2 * DEGREE + 1) + 1  # a public-key encryption's noise, bounded
 _EXACT = 2.0**-40  # a CRT fraction this close to an integer is recomputed with Python integers
 # Measured costs (ms, one core, this module's calls, 2026-12-04): per (batch, prime) unit as key
@@ -114,7 +116,9 @@ def _split(n: int) -> int:
 
 
 def _chunks(units: int) -> list[tuple[int, int]]:
-    return [(lo, min(units, lo + _CHUNK_UNITS)) for lo in range(0, units, _CHUNK_UNITS)]
+    """Unit ranges per round: a small first chunk, then :data:`_CHUNK_UNITS` each."""
+    first = min(units, _FIRST_UNITS)
+    return [(0, first)] * (units > 0) + [(lo, min(units, lo + _CHUNK_UNITS)) for lo in range(first, units, _CHUNK_UNITS)]
 
 
 def _units(count: int) -> int:
@@ -268,9 +272,8 @@ def simd_cross(peer: str, first: bool, a: np.ndarray, b: np.ndarray, prg: Prg) -
     levels = [c.level_parms_id(d) for c, d in zip(ctxs, drops, strict=True)]
     n_mine, n_theirs = a[mine].size, a[theirs].size
     my_chunks, peer_chunks = _chunks(_units(n_mine)), _chunks(_units(n_theirs))
-    k_res = (_residues(a[mine], ts), _residues(b[mine], ts))  # my slots as key holder
-    e_res = (_residues(a[theirs], ts), _residues(b[theirs], ts))  # my slots as evaluator
-    masks = np.stack([_uniform_mod(prg, t, n_theirs) for t in ts])  # r mod t_j, per element
+    k_ops, e_ops = (a[mine], b[mine]), (a[theirs], b[theirs])  # my shares as key holder, as evaluator
+    masks = np.zeros((len(ts), n_theirs), dtype=U64)  # r mod t_j, per element, drawn as evaluated
     files = Files()
     keys = [_Keys(c) for c in ctxs]
 
@@ -280,8 +283,9 @@ def simd_cross(peer: str, first: bool, a: np.ndarray, b: np.ndarray, prg: Prg) -
         for unit in range(*my_chunks[u]):
             s, j = divmod(unit, _PRIMES)
             lo, hi = s * DEGREE, min(n_mine, (s + 1) * DEGREE)
-            for x in k_res:
-                cts.append(files.save(keys[j].encryptor.encrypt_symmetric(keys[j].encode(x[j, lo:hi]))))
+            for x in k_ops:
+                slots = _residues(x[lo:hi], ts[j : j + 1])[0]
+                cts.append(files.save(keys[j].encryptor.encrypt_symmetric(keys[j].encode(slots))))
         out["a"] = pack(cts)
         return out
 
@@ -293,8 +297,10 @@ def simd_cross(peer: str, first: bool, a: np.ndarray, b: np.ndarray, prg: Prg) -
         for i, unit in enumerate(range(*peer_chunks[v])):
             s, j = divmod(unit, _PRIMES)
             lo, hi = s * DEGREE, min(n_theirs, (s + 1) * DEGREE)
-            out.append(_evaluate(keys[j], files, peer, got[2 * i : 2 * i + 2], [x[j, lo:hi] for x in e_res],
-                                 masks[j, lo:hi], _flood_maker(prg, keys[j].c, fbits[j]), drops[j]))  # fmt: skip
+            masks[j, lo:hi] = _uniform_mod(prg, ts[j], hi - lo)  # independent per prime: r uniform mod P
+            slots = [_residues(x[lo:hi], ts[j : j + 1])[0] for x in e_ops]
+            out.append(_evaluate(keys[j], files, peer, got[2 * i : 2 * i + 2], slots, masks[j, lo:hi],
+                                 _flood_maker(prg, keys[j].c, fbits[j]), drops[j]))  # fmt: skip
         return pack(out)
 
     def work(u: int) -> dict[str, Any]:

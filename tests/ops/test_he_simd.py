@@ -110,6 +110,30 @@ def test_cross_terms_match_numpy(n: int) -> None:
 
 
 @needs_he
+def test_what_the_key_holder_opens_is_spread_over_all_of_p(monkeypatch: pytest.MonkeyPatch) -> None:
+    """v = x + r mod P with r uniform mod P: its residues are drawn independently per prime. A
+    mask drawn as one 128-bit integer reduced mod each prime would leave v / P near 0 (x + r
+    < 2^129), and v's high bits would show x's."""
+    seen: list[np.ndarray] = []
+    real = hs._crt_low
+
+    def spy(res, ts):  # type: ignore[no-untyped-def]
+        seen.append(res.copy())
+        return real(res, ts)
+
+    monkeypatch.setattr(hs, "_crt_low", spy)
+    a, b = _operands(2 * hs.DEGREE, seed=5)
+    _run(a, b)
+    ts = tuple(c.t for c in hs.contexts())
+    p = math.prod(ts)
+    assert len(seen) == 4  # per holder: what it opened (v), its masks (r)
+    for res in seen:
+        v = [sum(int(res[j, i]) * (p // t) * pow(p // t, -1, t) for j, t in enumerate(ts)) % p for i in range(0, res.shape[1], 16)]
+        frac = np.array([x / p for x in v])
+        assert 0.4 < frac.mean() < 0.6 and frac.min() < 0.05 and frac.max() > 0.95
+
+
+@needs_he
 def test_extreme_words_and_zero_shares() -> None:
     """All-ones words, the signed boundary, zeros (a zero plaintext is skipped, not refused)."""
     edge = np.array([0, 1, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, (1 << 63) + 1], dtype=U64)
@@ -124,7 +148,9 @@ def test_extreme_words_and_zero_shares() -> None:
 @needs_he
 def test_chunks_span_several_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hs, "_CHUNK_UNITS", 3)
-    n = 2 * hs.DEGREE + 5  # holder 0: 2 batches (8 units, 3 chunks), holder 1: 1 batch (4 units, 2)
+    monkeypatch.setattr(hs, "_FIRST_UNITS", 2)
+    n = 2 * hs.DEGREE + 5  # holder 0: 2 batches, 8 units in chunks of 2, 3, 3; holder 1: 4 units, 2 + 2
+    assert hs._chunks(8) == [(0, 2), (2, 5), (5, 8)] and hs._chunks(4) == [(0, 2), (2, 4)]
     a, b = _operands(n, seed=3)
     res, rounds = _run(a, b)
     with np.errstate(over="ignore"):
