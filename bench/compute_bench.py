@@ -1,6 +1,6 @@
 """Secure compute benchmark: mpcactors.simulate beside SecretFlow SPU's simulator, same run.
 
-    .venv/bin/python bench/compute_bench.py [--ops mul,matmul256,matmul1024,lt,sigmoid,lr]
+    .venv/bin/python bench/compute_bench.py [--ops mul,matmul256,matmul1024,matmul1024x1024x256,lt,sigmoid,lr]
         [--spu-python /path/to/venv-with-spu/bin/python] [--reps 3] [--wan] [--record]
         [--json [PATH]]
 
@@ -59,9 +59,9 @@ def op_data(op: str) -> tuple[Any, list[np.ndarray]]:
     rng = np.random.default_rng(1)
     if op in ("mul", "lt", "sigmoid"):
         return op, [rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)]
-    if op.startswith("matmul"):
-        n = int(op[6:])
-        return op, [rng.standard_normal((n, n)), rng.standard_normal((n, n))]
+    if op.startswith("matmul"):  # matmulN (N x N @ N x N) or matmulMxKxN
+        m, k, n = (int(x) for x in op[6:].split("x")) if "x" in op else (int(op[6:]),) * 3
+        return op, [rng.standard_normal((m, k)), rng.standard_normal((k, n))]
     if op == "lr":
         r = np.random.default_rng(0)
         x0 = r.standard_normal((10000, 20))

@@ -4,6 +4,7 @@ mpcactors).
 
     /path/to/spu-venv/bin/python bench/spu_sim.py --proto SEMI2K --op mul --reps 3
     /path/to/spu-venv/bin/python bench/spu_sim.py --proto CHEETAH --op mul --reps 1  # 2 parties, no dealer
+    /path/to/spu-venv/bin/python bench/spu_sim.py --proto CHEETAH --op matmul1024x1024x256 --reps 1
 
 The timed part is ``Runtime.run`` of the compiled executable at every party (threads, in-memory
 links), i.e. without compilation, input sharing and reconstruction.
@@ -33,9 +34,9 @@ def data(op: str) -> tuple[object, list[np.ndarray]]:
         return (lambda a, b: a < b), [rng.standard_normal(1_000_000), rng.standard_normal(1_000_000)]
     if op == "sigmoid":
         return (lambda a, b: 1 / (1 + jnp.exp(-a))), [rng.standard_normal(1_000_000), rng.standard_normal(1)]
-    if op.startswith("matmul"):
-        n = int(op[6:])
-        return (lambda a, b: a @ b), [rng.standard_normal((n, n)), rng.standard_normal((n, n))]
+    if op.startswith("matmul"):  # matmulN (N x N @ N x N) or matmulMxKxN
+        m, k, n = (int(x) for x in op[6:].split("x")) if "x" in op else (int(op[6:]),) * 3
+        return (lambda a, b: a @ b), [rng.standard_normal((m, k)), rng.standard_normal((k, n))]
     if op == "lr":
         r = np.random.default_rng(0)
         x0 = r.standard_normal((10000, 20))

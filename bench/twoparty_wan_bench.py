@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/twoparty_wan_bench.py [--ops mul,lt,lr,matmul] [--n 100000]
         [--matmul-n 256] [--latency-ms 20] [--mbps 100] [--dealers none,trusted-first-party]
-        [--softspoken-k 2] [--matrix-triples auto] [--record]
+        [--softspoken-k 2] [--matrix-triples auto] [--mul-triples auto] [--record]
 
 alice and bob are two ``mpcactors`` processes (this file in party mode) on a loopback TLS
 cluster; each wraps its outgoing bytes in the WAN emulator (``[wan]``: ``--latency-ms`` one way,
 so the RTT is twice that, and ``--mbps`` per direction). Ops: ``mul`` and ``lt`` of ``--n``
 values (features at alice, the other operand at bob), ``matmul`` of two ``--matmul-n`` square
-matrices (``--matrix-triples``: by OT, by lattice HE, or chosen by cost), ``lr`` the hand-written logistic
+matrices (``--matrix-triples``: by OT, by lattice HE, or chosen by cost; ``--mul-triples`` the
+same for mul's elementwise triples), ``lr`` the hand-written logistic
 regression of bench/compute_bench.py (10000 x 20, 3 epochs; it is also what ``mpc.jit`` of the
 guide's program gives with labels declared 0/1). ``dealer = "none"``: the two parties make their
 correlations by OT (total time); ``"trusted-first-party"`` sends the same online messages with
@@ -41,12 +42,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_cluster(folder: Path, dealer: str, latency_ms: float, mbps: float, k: int = 2,
-                 matrix: str = "auto") -> Path:
+                 matrix: str = "auto", mul: str = "auto") -> Path:
     """A two-party TLS cluster file on free loopback ports with the WAN profile, certificates generated."""
     from _cluster import two_party_cluster
 
     return two_party_cluster(folder, "wanbench",
-                             [f'dealer = "{dealer}"', f"softspoken_k = {k}", f'matrix_triples = "{matrix}"'],
+                             [f'dealer = "{dealer}"', f"softspoken_k = {k}", f'matrix_triples = "{matrix}"',
+                              f'mul_triples = "{mul}"'],
                              ["[wan]", f"latency_ms = {latency_ms}", f"bandwidth_mbps = {mbps}", ""])
 
 
@@ -125,10 +127,10 @@ def party_main(spec_path: str) -> int:
 
 
 def run_pair(op: str, n: int, dealer: str, latency_ms: float, mbps: float, k: int = 2,
-             matrix: str = "auto") -> dict[str, Any]:
+             matrix: str = "auto", mul: str = "auto") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cfg = make_cluster(folder, dealer, latency_ms, mbps, k, matrix)
+        cfg = make_cluster(folder, dealer, latency_ms, mbps, k, matrix, mul)
         procs = {}
         for party in ("alice", "bob"):
             spec = folder / f"{party}.json"
@@ -178,6 +180,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="values of mul and lt")
     ap.add_argument("--matmul-n", type=int, default=256, help="rows = inner = columns of matmul")
     ap.add_argument("--matrix-triples", default="auto", choices=["auto", "ot", "he"], help="dealer none: matrix triples by")
+    ap.add_argument("--mul-triples", default="auto", choices=["auto", "ot", "he"], help="dealer none: elementwise triples by")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="one way (RTT is twice this)")
     ap.add_argument("--mbps", type=float, default=100.0, help="bandwidth per direction (0: unlimited)")
     ap.add_argument("--dealers", default="none,trusted-first-party")
@@ -188,7 +191,7 @@ def main() -> None:
     for op in a.ops.split(","):
         for dealer in a.dealers.split(","):
             n = a.matmul_n if op == "matmul" else a.n
-            rows.append(run_pair(op, n, dealer, a.latency_ms, a.mbps, a.softspoken_k, a.matrix_triples))
+            rows.append(run_pair(op, n, dealer, a.latency_ms, a.mbps, a.softspoken_k, a.matrix_triples, a.mul_triples))
             loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
     table = render(rows)
