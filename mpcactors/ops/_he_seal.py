@@ -50,9 +50,11 @@ import numpy as np
 
 from .._errors import MpcError
 from ._checks import U64
+from ._comm import Ahead, Exchange, Step
 
 __all__ = [
-    "DATA_BITS", "DEGREE", "LOW_BITS", "PLAIN", "Files", "HeError", "SealContext", "available", "context", "load_peer", "pack", "unpack",
+    "DATA_BITS", "DEGREE", "LOW_BITS", "PLAIN", "Files", "HeError", "SealContext", "available", "bfv_context", "context",
+    "load_peer", "pack", "pipelined_rounds", "unpack",
 ]
 
 DEGREE = 16384  # ring degree N
@@ -89,21 +91,54 @@ def context() -> SealContext:
     """The BFV context, plaintext modulus :data:`PLAIN` (shared: SEAL contexts are read-only).
 
     Only ``t = 2^59`` fits :attr:`SealContext.low_table` (the bits below ``2^64 / t``)."""
-    t = PLAIN
+    seal = seal_module()
+    c = bfv_context(DEGREE, seal.CoeffModulus.Create(DEGREE, list(_Q_BITS)), PLAIN)
+    q = math.prod(c.qs)
+    low = np.array([[((q * v + (1 << 63)) >> 64) % qi for v in range(1 << LOW_BITS)] for qi in c.qs], dtype=U64)
+    return dataclasses.replace(c, low_table=low)
+
+
+def bfv_context(degree: int, coeff: Any, plain: Any) -> SealContext:
+    """A BFV context of SEAL's (128-bit security checked) for the ring degree, the coefficient
+    modulus (SEAL ``Modulus`` objects) and the plaintext modulus (an int or a ``Modulus``)."""
     seal = seal_module()
     parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
-    parms.set_poly_modulus_degree(DEGREE)
-    parms.set_coeff_modulus(seal.CoeffModulus.Create(DEGREE, list(_Q_BITS)))
-    parms.set_plain_modulus(t)
+    parms.set_poly_modulus_degree(degree)
+    parms.set_coeff_modulus(coeff)
+    parms.set_plain_modulus(plain)
     ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
     if not ctx.parameters_set():
         raise ValueError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
     data = ctx.first_context_data()
     qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
     header = seal.Serialization.SEALHeader()
-    q = math.prod(qs)
-    low = np.array([[((q * v + (1 << 63)) >> 64) % qi for v in range(1 << LOW_BITS)] for qi in qs], dtype=U64)
-    return SealContext(seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor), low)
+    t = int(plain) if isinstance(plain, int) else int(plain.value())
+    return SealContext(
+        seal, ctx, t, qs, list(data.parms_id()), (header.version_major, header.version_minor),
+        np.zeros((len(qs), 0), dtype=U64), degree,
+    )  # fmt: skip
+
+
+def pipelined_rounds(
+    peer: str, first: Callable[[], dict[str, Any]], work: Callable[[int], dict[str, Any]], last: int,
+    receive: Callable[[int, dict[str, Any]], None], what: str,
+) -> Step[None]:
+    """Rounds ``0 .. last`` with ``peer``, each holder sending at once: round 0 sends ``first()``,
+    round ``u + 1`` what ``work(u)`` made while round ``u``'s messages travelled
+    (``Exchange.meanwhile``); the peer's message of round ``u`` goes to ``receive(u, msg)``.
+
+    Raises:
+        HeError: a peer's message that is not a mapping (``what`` names the protocol).
+    """
+    ahead = Ahead(first)
+    for u in range(last + 1):
+        send = ahead.result()
+        ahead = Ahead(functools.partial(work, u) if u < last else dict)
+        got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if u < last else None)
+        msg = got[peer]
+        if not isinstance(msg, dict):
+            raise HeError(f"{what}: round {u} message from {peer!r} is {type(msg).__name__}")
+        receive(u, msg)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -60,8 +60,18 @@ from typing import Any
 import numpy as np
 
 from ._checks import U64
-from ._comm import Ahead, Exchange, Step
-from ._he_seal import Files, HeError, SealContext, load_peer, pack, seal_module, unpack
+from ._comm import Step
+from ._he_seal import (
+    Files,
+    HeError,
+    SealContext,
+    bfv_context,
+    load_peer,
+    pack,
+    pipelined_rounds,
+    seal_module,
+    unpack,
+)
 from ._he_triples import _ETA, SIGMA, _flood_maker, reply_drops
 from ._prg import Prg
 
@@ -87,23 +97,7 @@ def contexts() -> tuple[SealContext, ...]:
     """One BFV context per plaintext prime (batching; the coefficient modulus is shared)."""
     seal = seal_module()
     coeff = seal.CoeffModulus.Create(DEGREE, list(_Q_BITS))
-    header = seal.Serialization.SEALHeader()
-    out = []
-    for tm in seal.PlainModulus.Batching(DEGREE, [_T_BITS] * _PRIMES):
-        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
-        parms.set_poly_modulus_degree(DEGREE)
-        parms.set_coeff_modulus(coeff)
-        parms.set_plain_modulus(tm)
-        ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
-        if not ctx.parameters_set():
-            raise ValueError(f"SEAL rejects the BFV parameters: {ctx.parameters_error_message()}")
-        data = ctx.first_context_data()
-        qs = tuple(int(m.value()) for m in data.parms().coeff_modulus())
-        out.append(SealContext(
-            seal, ctx, int(tm.value()), qs, list(data.parms_id()), (header.version_major, header.version_minor),
-            np.zeros((len(qs), 0), dtype=U64), DEGREE,
-        ))  # fmt: skip
-    return tuple(out)
+    return tuple(bfv_context(DEGREE, coeff, t) for t in seal.PlainModulus.Batching(DEGREE, [_T_BITS] * _PRIMES))
 
 
 # ---- sizes ---------------------------------------------------------------------------------------
@@ -313,32 +307,30 @@ def simd_cross(peer: str, first: bool, a: np.ndarray, b: np.ndarray, prg: Prg) -
         return out
 
     opened = np.zeros((len(ts), n_mine), dtype=U64)
+
+    def receive(u: int, msg: dict[str, Any]) -> None:
+        if u == 0 and peer_chunks:
+            pks = msg.get("pk")
+            if not isinstance(pks, list) or len(pks) != len(keys):
+                raise HeError(f"HE elementwise triple: {peer!r} sent no {len(keys)} public keys")
+            for k, pk in zip(keys, pks, strict=True):
+                key = load_peer(files, k.c.seal.PublicKey, k.c, pk, peer, "a public key")
+                k.peer = k.c.seal.Encryptor(k.c.ctx, key)
+        if u < len(peer_chunks):
+            lo, hi = peer_chunks[u]
+            theirs_cts[u] = unpack(msg.get("a"), 2 * (hi - lo), peer, "ciphertexts")
+        if 2 <= u < len(my_chunks) + 2:  # the peer's evaluation of my chunk u - 2
+            lo, hi = my_chunks[u - 2]
+            for unit, data in zip(range(lo, hi), unpack(msg.get("c"), hi - lo, peer, "evaluated ciphertexts"), strict=True):
+                s, j = divmod(unit, _PRIMES)
+                top = min(n_mine, (s + 1) * DEGREE)
+                opened[j, s * DEGREE : top] = _open(keys[j], files, peer, data, levels[j])[: top - s * DEGREE]
+
     try:
-        ahead = Ahead(lambda: payload(0) if my_chunks else {})  # no key to send where I hold none of the elements
-        last = max(len(my_chunks), len(peer_chunks)) + 1
-        for u in range(last + 1):
-            send: dict[str, Any] = ahead.result()
-            ahead = Ahead(functools.partial(work, u) if u < last else dict)
-            got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if u < last else None)
-            msg = got[peer]
-            if not isinstance(msg, dict):
-                raise HeError(f"HE elementwise triple: round {u} message from {peer!r} is {type(msg).__name__}")
-            if u == 0 and peer_chunks:
-                pks = msg.get("pk")
-                if not isinstance(pks, list) or len(pks) != len(keys):
-                    raise HeError(f"HE elementwise triple: {peer!r} sent no {len(keys)} public keys")
-                for k, pk in zip(keys, pks, strict=True):
-                    key = load_peer(files, k.c.seal.PublicKey, k.c, pk, peer, "a public key")
-                    k.peer = k.c.seal.Encryptor(k.c.ctx, key)
-            if u < len(peer_chunks):
-                lo, hi = peer_chunks[u]
-                theirs_cts[u] = unpack(msg.get("a"), 2 * (hi - lo), peer, "ciphertexts")
-            if 2 <= u < len(my_chunks) + 2:  # the peer's evaluation of my chunk u - 2
-                lo, hi = my_chunks[u - 2]
-                for unit, data in zip(range(lo, hi), unpack(msg.get("c"), hi - lo, peer, "evaluated ciphertexts"), strict=True):
-                    s, j = divmod(unit, _PRIMES)
-                    top = min(n_mine, (s + 1) * DEGREE)
-                    opened[j, s * DEGREE : top] = _open(keys[j], files, peer, data, levels[j])[: top - s * DEGREE]
+        yield from pipelined_rounds(
+            peer, lambda: payload(0) if my_chunks else {},  # no keys to send where I hold none of the elements
+            work, max(len(my_chunks), len(peer_chunks)) + 1, receive, "HE elementwise triple",
+        )
     finally:
         files.close()
     out = np.empty(n, dtype=U64)

@@ -85,7 +85,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import U64
-from ._comm import Ahead, Exchange, Step
+from ._comm import Step
 from ._he_seal import (
     DATA_BITS,
     DEGREE,
@@ -98,6 +98,7 @@ from ._he_seal import (
     context,
     load_peer,
     pack,
+    pipelined_rounds,
     unpack,
 )
 from ._prg import Prg
@@ -583,29 +584,24 @@ def he_cross_terms(peer: str, a: np.ndarray, b: np.ndarray, prg: Prg) -> Step[np
             out.update(payload(u + 1))
         return out
 
+    opened = np.zeros((im, jn) + pos.shape, dtype=U64)
+
+    def receive(u: int, msg: dict[str, Any]) -> None:
+        if u < len(units):
+            lo, hi, l0, l1 = units[u]
+            if u == 0:
+                pk = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
+                peer_enc.append(c.seal.Encryptor(c.ctx, pk))
+            theirs[u] = unpack(msg.get("a"), (hi - lo) * (l1 - l0), peer, "ciphertexts")
+        if u >= 2:  # the peer's evaluation of my unit u - 2 (blocks where it ends rows)
+            plo, phi, _, l1 = units[u - 2]
+            outs = unpack(msg.get("c"), (phi - plo) * jn if l1 == ik else 0, peer, "evaluated blocks")
+            for i, data in enumerate(outs):
+                r, j = divmod(i, jn)
+                opened[plo + r, j] = _open(me, files, peer, data, pos, level)
+
     try:
-        opened = np.zeros((im, jn) + pos.shape, dtype=U64)
-        ahead = Ahead(lambda: payload(0))
-        last = len(units) + 1
-        for u in range(last + 1):
-            send: dict[str, Any] = ahead.result()
-            ahead = Ahead(functools.partial(work, u) if u < last else dict)
-            got = yield Exchange(send={peer: send}, recv=frozenset({peer}), meanwhile=ahead if u < last else None)
-            msg = got[peer]
-            if not isinstance(msg, dict):
-                raise HeError(f"HE matrix triple: round {u} message from {peer!r} is {type(msg).__name__}")
-            if u < len(units):
-                lo, hi, l0, l1 = units[u]
-                if u == 0:
-                    pk = load_peer(files, c.seal.PublicKey, c, msg.get("pk"), peer, "a public key")
-                    peer_enc.append(c.seal.Encryptor(c.ctx, pk))
-                theirs[u] = unpack(msg.get("a"), (hi - lo) * (l1 - l0), peer, "ciphertexts")
-            if u >= 2:  # the peer's evaluation of my unit u - 2 (blocks where it ends rows)
-                plo, phi, _, l1 = units[u - 2]
-                outs = unpack(msg.get("c"), (phi - plo) * jn if l1 == ik else 0, peer, "evaluated blocks")
-                for i, data in enumerate(outs):
-                    r, j = divmod(i, jn)
-                    opened[plo + r, j] = _open(me, files, peer, data, pos, level)
+        yield from pipelined_rounds(peer, lambda: payload(0), work, len(units) + 1, receive, "HE matrix triple")
     finally:
         files.close()
     with np.errstate(over="ignore"):

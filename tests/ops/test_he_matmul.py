@@ -92,31 +92,34 @@ async def _nothing(job):  # type: ignore[no-untyped-def]
     return None
 
 
-def test_the_config_key() -> None:
+@pytest.mark.parametrize("key", ["matrix_triples", "mul_triples"])
+def test_the_config_keys(key: str) -> None:
+    """matrix_triples, and mul_triples for elementwise triples (test_he_simd.py)."""
     raw = {
         "cluster": "c",
         "protocol": "semi2k",
         "parties": {p: {"address": f"127.0.0.1:{9000 + i}"} for i, p in enumerate(("alice", "bob"))},
     }
-    assert parse_config(raw).matrix_triples == "auto"
-    assert parse_config({**raw, "matrix_triples": "ot"}).matrix_triples == "ot"
-    with pytest.raises(mpc.ConfigError, match=r"matrix_triples.*must be one of 'auto', 'ot', 'he'"):
-        parse_config({**raw, "matrix_triples": "HE"})
+    assert getattr(parse_config(raw), key) == "auto"
+    assert getattr(parse_config({**raw, key: "ot"}), key) == "ot"
+    with pytest.raises(mpc.ConfigError, match=rf"{key}.*must be one of 'auto', 'ot', 'he'"):
+        parse_config({**raw, key: "HE"})
 
 
 @needs_he
-def test_parties_on_different_routes_fail_the_job_naming_the_setting() -> None:
+@pytest.mark.parametrize("key", ["matrix_triples", "mul_triples"])
+def test_parties_on_different_routes_fail_the_job_naming_the_setting(key: str) -> None:
     """One party with TenSEAL asked for HE, the other for OT: both fail at set-up, saying so
-    (a matmul would otherwise run two different protocols)."""
+    (a product would otherwise run two different protocols)."""
 
     async def program(job):  # type: ignore[no-untyped-def]
         return await job.reveal(job.input("alice", np.ones((2, 2))) @ job.input("bob", np.ones((2, 2))))
 
     configs = {
-        p: ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", matrix_triples=m)
+        p: ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", **{key: m})
         for p, m in (("alice", "he"), ("bob", "ot"))
     }
     errors = job_errors(configs, lambda _: program, job="m")
     assert set(errors) == {"alice", "bob"}
     for e in errors.values():
-        assert "disagree on matrix_triples" in str(e) and "'he'" in str(e) and "'ot'" in str(e), e
+        assert f"disagree on {key}" in str(e) and "'he'" in str(e) and "'ot'" in str(e), e

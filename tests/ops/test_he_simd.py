@@ -4,7 +4,7 @@ The arithmetic mod the plaintext primes and the CRT are checked against Python i
 protocol runs both holders through ``run_local`` with TenSEAL (the ``he`` extra, which the test
 install includes) and is checked against numpy mod 2^64; then the route: products agree with
 numpy in ``simulate`` when HE is forced, ``auto`` picks HE for big arrays only, and the setting
-is a checked config key the parties must agree on.
+is a checked config key the parties must agree on (with matrix_triples, in test_he_matmul.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ import numpy as np
 import pytest
 
 import mpcactors as mpc
-from mpcactors._config import ClusterConfig, parse_config
 from mpcactors.ops import _he_simd as hs
 from mpcactors.ops import _he_triples as he
 from mpcactors.ops._comm import run_local
 from mpcactors.ops._he_seal import HeError
 from mpcactors.ops._ot_triples import matrix_route, uses_he_mul
 from mpcactors.ops._prg import Prg
-
-from .._nodes import job_errors
 
 U64 = np.uint64
 # SEAL's four 45-bit batching primes for N = 8192 (= 1 mod 2N): the arithmetic's tests need no SEAL
@@ -325,30 +322,3 @@ def test_the_setting_is_checked_and_he_needs_tenseal(monkeypatch: pytest.MonkeyP
 
 async def _nothing(job):  # type: ignore[no-untyped-def]
     return None
-
-
-def test_the_config_key() -> None:
-    raw = {
-        "cluster": "c",
-        "protocol": "semi2k",
-        "parties": {p: {"address": f"127.0.0.1:{9000 + i}"} for i, p in enumerate(("alice", "bob"))},
-    }
-    assert parse_config(raw).mul_triples == "auto"
-    assert parse_config({**raw, "mul_triples": "he"}).mul_triples == "he"
-    with pytest.raises(mpc.ConfigError, match=r"mul_triples.*must be one of 'auto', 'ot', 'he'"):
-        parse_config({**raw, "mul_triples": "HE"})
-
-
-@needs_he
-def test_parties_on_different_routes_fail_the_job_naming_the_setting() -> None:
-    async def program(job):  # type: ignore[no-untyped-def]
-        return await job.reveal(job.input("alice", np.ones(3)) * job.input("bob", np.ones(3)))
-
-    configs = {
-        p: ClusterConfig.local(["alice", "bob"], protocol="semi2k", dealer="none", mul_triples=m)
-        for p, m in (("alice", "he"), ("bob", "ot"))
-    }
-    errors = job_errors(configs, lambda _: program, job="m")
-    assert set(errors) == {"alice", "bob"}
-    for e in errors.values():
-        assert "disagree on mul_triples" in str(e) and "'he'" in str(e) and "'ot'" in str(e), e
