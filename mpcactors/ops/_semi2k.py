@@ -106,13 +106,11 @@ class Semi2k(Protocol):
             (Gilboa products, traffic ~ m k n), ``"he"`` (lattice HE through TenSEAL,
             ``_he_triples.py``, traffic ~ m k + m n, where the shape fits its parameters) or
             ``"auto"``: HE where TenSEAL imports and its modelled cost is below OT's.
-        mul_triples: the same for elementwise triples: ``"he"`` by BFV's SIMD slots
-            (``_he_simd.py``, ~0.15 KB per element each way instead of ~0.8 KB by OT).
+        mul_triples: the same for elementwise triples (``"he"``: BFV's SIMD slots, ``_he_simd.py``).
 
     Raises:
-        ConfigError: a dealer that is not a party, fewer than 2 holders, a bad party list, or a
-            ``softspoken_k`` that is not 1, 2, 4 or 8, an unknown ``matrix_triples`` or ``mul_triples``, or
-            ``"he"`` where TenSEAL does not import.
+        ConfigError: a dealer that is not a party, fewer than 2 holders, a bad party list, a bad
+            ``softspoken_k``, an unknown triple route, or ``"he"`` where TenSEAL does not import.
     """
 
     name = "semi2k"
