@@ -137,7 +137,9 @@ class Node:
         if dealerless:  # big HE triples run in a child process, off this node's GIL
             proto.offload = functools.partial(run_in_process, spares=self._spares)  # type: ignore[attr-defined]
             if {getattr(proto, "matrix_triples", "ot"), getattr(proto, "mul_triples", "ot")} != {"ot"}:
-                self._spares.warm()  # a child ready (its imports done) by the time a triple wants it
+                # a child ready (its imports done) by the time a triple wants it; starting one
+                # takes ~15 ms (fork and exec), off the event loop
+                await anyio.to_thread.run_sync(self._spares.warm)
         settings = JobSettings(
             job, proto_name, self.parties, dealer, bits, getattr(program, "__qualname__", "?"),
             self.config.softspoken_k if dealerless else None,
