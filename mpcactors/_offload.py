@@ -162,10 +162,6 @@ class Spares:
                 _reap(proc, err)
         return None
 
-    def run(self, name: str, kwargs: Mapping[str, Any]) -> Step[Any]:
-        """:func:`run_in_process` with these spares (what a node gives its protocols)."""
-        return run_in_process(name, kwargs, self)
-
     def close(self) -> None:
         """Kill the waiting children; later :meth:`warm` calls start none."""
         with self._lock:
@@ -250,11 +246,13 @@ def _read(stream: IO[bytes]) -> Any:
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     """The child's main: build the named step, relay its rounds, send its value or error."""
-    for target in TARGETS:  # while no step is asked for yet (a spare): later it is quick
-        try:
-            _target(target)
-        except ImportError:  # an optional dependency missing: the step itself will say so
-            pass
+    # while no step is asked for yet (a spare), the imports: the targets' modules, and TenSEAL
+    # and zstandard (~0.1 s), which those load on first use; missing ones: the step will say so
+    for target in TARGETS:
+        _target(target)
+    from .ops._he_seal import available
+
+    available()
     try:
         init = _read(stdin)
     except EOFError:

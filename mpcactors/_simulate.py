@@ -45,9 +45,10 @@ def simulate(
             extension's bits per small VOLE, 1, 2 (default), 4 or 8; 4 sends ~30 % fewer bytes
             per product for more CPU: for slow links), ``matrix_triples`` (semi2k without a
             dealer: "auto" (default: by lattice HE where TenSEAL is installed and cheaper), "ot"
-            or "he"), ``mul_triples`` (the same for elementwise triples), ``latency_ms`` (one-way), ``bandwidth_mbps``, ``jitter_ms``,
-            ``timeout`` (seconds), ``idle_timeout`` (seconds without progress while ops wait
-            for peers; default 600), ``job`` (id), ``args`` / ``kwargs`` for the program,
+            or "he"), ``mul_triples`` (the same for elementwise triples), ``latency_ms``
+            (one-way), ``bandwidth_mbps``, ``jitter_ms``, ``timeout`` (seconds),
+            ``idle_timeout`` (seconds without progress while ops wait for peers; default 600),
+            ``job`` (id), ``args`` / ``kwargs`` for the program,
             ``compute_threads`` (worker threads for big op steps, shared by all parties of the
             simulation; default: the CPU count; 0: every step inline, for virtual-clock
             tests), ``memory_budget`` (bytes that op steps in worker threads may use at once,
